@@ -1,0 +1,189 @@
+//! `cairn list`, `show`, `check` and `new`: what runbooks there are, what they
+//! take, whether they compile, and a fresh one to start from.
+
+use crate::diagnostic::{render_parse, Sources};
+use crate::launch::exit;
+use crate::runbook::{builtins, stdlib_modules, Runbook};
+
+/// List shipped runbooks with versions.
+pub fn list() -> i32 {
+    let mut code = exit::OK;
+    for r in builtins() {
+        match r {
+            Ok(rb) => println!(
+                "{:<28} {:<8} {}",
+                rb.manifest.name,
+                rb.manifest.version,
+                rb.manifest.description.lines().next().unwrap_or("")
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::ERROR;
+            }
+        }
+    }
+    code
+}
+
+/// Describe one runbook.
+pub fn show(spec: &str) -> i32 {
+    let rb = match Runbook::load(spec) {
+        Ok(rb) => rb,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let m = &rb.manifest;
+    println!("{} {}\n\n{}\n", m.name, m.version, m.description.trim_end());
+    if m.params.0.is_empty() {
+        println!("No parameters.");
+    } else {
+        println!("Parameters:");
+    }
+    for (name, p) in m.params.iter() {
+        let kind = match p.items {
+            Some(item) => format!("list of {item}"),
+            None => p.kind.to_string(),
+        };
+        let mut extra = Vec::new();
+        if p.required {
+            extra.push("required".to_string());
+        }
+        if let Some(d) = &p.default {
+            extra.push(format!("default {d}"));
+        }
+        if let Some(e) = &p.env {
+            extra.push(format!("env {e}"));
+        }
+        if let Some(c) = &p.choices {
+            let c: Vec<String> = c.iter().map(|v| v.to_string()).collect();
+            extra.push(format!("one of {}", c.join(", ")));
+        }
+        if let Some(min) = p.min {
+            extra.push(format!("min {min}"));
+        }
+        if let Some(max) = p.max {
+            extra.push(format!("max {max}"));
+        }
+        println!("  {name} ({kind}{}{})", if extra.is_empty() { "" } else { "; " }, extra.join("; "));
+        println!("      {}", p.help);
+    }
+    exit::OK
+}
+
+/// Compile every script of a runbook and validate its manifest.
+pub fn check(spec: &str) -> i32 {
+    let rb = match Runbook::load(spec) {
+        Ok(rb) => rb,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    match check_runbook(&rb) {
+        Ok(n) => {
+            println!(
+                "{} {}: manifest ok, {n} scripts compile",
+                rb.manifest.name, rb.manifest.version
+            );
+            exit::OK
+        }
+        Err(msg) => {
+            eprint!("{msg}");
+            exit::ERROR
+        }
+    }
+}
+
+/// Compile `main.rhai`, the runbook's other `.rhai` files, and the stdlib.
+/// Returns how many scripts compiled, or the rendered error.
+pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
+    let engine = rhai::Engine::new();
+    let mut sources = Sources::default();
+    let mut scripts = vec![(rb.script_name(), rb.script.clone())];
+    for (path, bytes) in rb.bundle.files() {
+        if path.extension().is_some_and(|e| e == "rhai") && path != std::path::Path::new("main.rhai") {
+            let text = String::from_utf8_lossy(bytes).to_string();
+            scripts.push((format!("{}/{}", rb.label, path.display()), text));
+        }
+    }
+    for (name, text) in stdlib_modules() {
+        scripts.push((name, text.to_string()));
+    }
+    for (name, text) in &scripts {
+        sources.add(name.clone(), text.clone());
+    }
+    for (name, text) in &scripts {
+        if let Err(e) = engine.compile(text) {
+            return Err(render_parse(&e, name, &sources));
+        }
+    }
+    for (path, bytes) in rb.bundle.files() {
+        let p = path.display().to_string();
+        if p.starts_with("templates/") {
+            let text = String::from_utf8_lossy(bytes);
+            let mut env = minijinja::Environment::new();
+            if let Err(e) = env.add_template(&p, &text) {
+                return Err(format!(
+                    "error: template {}/{p} line {}: {}\n",
+                    rb.label,
+                    e.line().unwrap_or(0),
+                    e.kind()
+                ));
+            }
+        }
+    }
+    Ok(scripts.len())
+}
+
+/// Create a runbook folder `name` with a manifest, a script and a README.
+pub fn scaffold(name: &str) -> i32 {
+    let dir = std::path::Path::new(name);
+    let base = dir.file_name().and_then(|n| n.to_str()).unwrap_or(name);
+    if dir.exists() {
+        eprintln!("error: {name} already exists; choose another name");
+        return exit::ERROR;
+    }
+    let files = [
+        (
+            "runbook.toml",
+            format!(
+                "name = \"{base}\"\nversion = \"0.1.0\"\ndescription = \"What this runbook does, in one line.\"\n\n\
+                 [params.greeting]\ntype = \"string\"\ndefault = \"hello from cairn\"\nhelp = \"Text written to /tmp/cairn-greeting on every host.\"\n"
+            ),
+        ),
+        (
+            "main.rhai",
+            "// Runs on every host of the inventory (--inventory FILE or --lab), in parallel.\n\
+             on(hosts(), |h| {\n    \
+                 file(h, #{ path: \"/tmp/cairn-greeting\", content: params.greeting + \"\\n\", mode: \"0644\" });\n\
+             });\n"
+                .to_string(),
+        ),
+        (
+            "README.md",
+            format!(
+                "# {base}\n\nDescribe what this runbook does, its parameters, and how to verify the result.\n\n\
+                 ```\ncairn check {name}\ncairn plan {name} --lab\ncairn run {name} --lab\n```\n"
+            ),
+        ),
+        ("templates/.keep", String::new()),
+    ];
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                eprintln!("error: cannot create {}: {e}", parent.display());
+                return exit::ERROR;
+            }
+        }
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return exit::ERROR;
+        }
+    }
+    println!("Created runbook {name}/ (runbook.toml, main.rhai, README.md, templates/).");
+    println!("Next: cairn check {name} && cairn plan {name} --lab");
+    exit::OK
+}

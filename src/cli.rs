@@ -1,0 +1,173 @@
+//! The command line: parse arguments, call into the library, pick the exit code.
+
+use crate::launch::{self, Request};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// cairn: bootstrap and operate etcd clusters with runbooks you can plan, run,
+/// resume and rerun.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, long_about = None)]
+pub struct Cli {
+    /// Workspace folder (journals, PKI, pinned host keys).
+    #[arg(long, global = true, env = "CAIRN_STATE_DIR", default_value = ".cairn")]
+    pub state_dir: PathBuf,
+    /// Debug logs (-v) and trace logs (-vv) on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Inputs shared by `run` and `plan`.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// A shipped runbook's name (see `cairn list`) or a runbook folder.
+    pub runbook: String,
+    /// Set a parameter: --var name=value (repeatable; lists as a,b,c).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read parameters from a TOML file (repeatable; --var wins).
+    #[arg(long = "vars", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+    /// Hosts file: [[hosts]] tables with name, address, user, port, key, groups.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Use a lab's hosts, mirrors and cloud emulations (default lab: cairn).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "cairn")]
+    pub lab: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply a runbook, journaling every step.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Apply exactly this saved plan (from `cairn plan -o`); refuse if anything drifted.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+    },
+    /// Show what a run would do, with diffs, changing nothing.
+    /// Exit 0: nothing to change; 2: changes pending; 1: error.
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        /// Plan with no network at all; unknown values show as placeholders.
+        #[arg(long)]
+        offline: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Save the plan to apply it later with `cairn run --plan FILE`.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Continue a failed, interrupted or killed run where it stopped.
+    Resume {
+        /// The run (default: the last one that did not succeed).
+        run_id: Option<String>,
+        /// Resume even though the runbook changed since the run started.
+        #[arg(long)]
+        force: bool,
+        /// Give secret parameters again (they are never journaled).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// List runs with their status; `runs show ID` lists a run's steps.
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+    },
+    /// List the shipped runbooks and their versions.
+    List,
+    /// Describe a runbook: version, description, parameters.
+    Show { runbook: String },
+    /// Compile a runbook's scripts and validate its manifest; changes nothing.
+    Check { path: String },
+    /// Create a new runbook folder to start from.
+    New { name: String },
+    /// Real systemd hosts on this machine to rehearse runbooks on.
+    Lab {
+        #[command(subcommand)]
+        cmd: crate::lab::cli::LabCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// The steps of one run.
+    Show { id: String },
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+fn request(state_dir: PathBuf, t: Target) -> Request {
+    Request {
+        runbook: t.runbook,
+        vars: t.vars,
+        vars_files: t.vars_files,
+        inventory: t.inventory,
+        lab: t.lab,
+        state_dir,
+        ..Default::default()
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "cairn=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parse the command line and run it; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let state = cli.state_dir;
+    match cli.command {
+        Command::Run { target, plan } => {
+            let mut req = request(state, target);
+            req.approved_plan = plan;
+            launch::run(&req)
+        }
+        Command::Plan {
+            target,
+            offline,
+            json,
+            out,
+        } => {
+            let mut req = request(state, target);
+            req.json = json;
+            req.save_plan = out;
+            launch::plan(&req, offline)
+        }
+        Command::Resume {
+            run_id,
+            force,
+            vars,
+        } => launch::resume(&state, run_id.as_deref(), force, vars),
+        Command::Runs { show } => match show {
+            None => crate::runs::list(&state),
+            Some(RunsCommand::Show { id }) => crate::runs::show(&state, &id),
+        },
+        Command::List => crate::catalog::list(),
+        Command::Show { runbook } => crate::catalog::show(&runbook),
+        Command::Check { path } => crate::catalog::check(&path),
+        Command::New { name } => crate::catalog::scaffold(&name),
+        Command::Lab { cmd } => crate::lab::cli::run(cmd),
+    }
+}

@@ -1,0 +1,94 @@
+//! Rendering errors in one place: the message, `file:line:col`, the source
+//! line with a caret, and the chain of calls that led there.
+
+use rhai::{EvalAltResult, ParseError, Position};
+use std::collections::BTreeMap;
+
+/// The texts of every script a run may execute, by the name Rhai knows them by.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    texts: BTreeMap<String, String>,
+}
+
+impl Sources {
+    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) {
+        self.texts.insert(name.into(), text.into());
+    }
+
+    /// `  --> file:line:col`, the line, and a caret under the column.
+    fn snippet(&self, source: &str, pos: Position) -> String {
+        let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
+            return format!("  --> {source}\n");
+        };
+        let mut out = format!("  --> {source}:{line}:{col}\n");
+        if let Some(text) = self.texts.get(source).and_then(|t| t.lines().nth(line - 1)) {
+            let num = line.to_string();
+            let pad = " ".repeat(num.len());
+            let caret_pad: String = text
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                "{pad} |\n{num} | {text}\n{pad} | {caret_pad}^\n"
+            ));
+        }
+        out
+    }
+}
+
+/// The message of an error without Rhai's position suffix.
+pub fn message_of(err: &EvalAltResult) -> String {
+    match err {
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => message_of(inner),
+        EvalAltResult::ErrorInModule(_, inner, _) => message_of(inner),
+        EvalAltResult::ErrorTerminated(v, _) => v.to_string(),
+        other => {
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
+/// Render a script error: innermost message and position first, then the calls
+/// that led to it.
+pub fn render_eval(err: &EvalAltResult, main: &str, sources: &Sources) -> String {
+    let mut chain: Vec<(String, String, Position)> = Vec::new();
+    let mut source = main.to_string();
+    let mut cur = err;
+    loop {
+        match cur {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                chain.push((format!("in call to `{name}`"), source.clone(), *pos));
+                if !src.is_empty() {
+                    source = src.clone();
+                }
+                cur = inner;
+            }
+            EvalAltResult::ErrorInModule(path, inner, pos) => {
+                chain.push((format!("in module `{path}`"), source.clone(), *pos));
+                source = path.clone();
+                cur = inner;
+            }
+            _ => break,
+        }
+    }
+    let mut out = format!("error: {}\n", message_of(cur));
+    out.push_str(&sources.snippet(&source, cur.position()));
+    for (what, src, pos) in chain.iter().rev() {
+        if let (Some(line), Some(col)) = (pos.line(), pos.position()) {
+            out.push_str(&format!("  = {what} at {src}:{line}:{col}\n"));
+        }
+    }
+    out
+}
+
+/// Render a parse error of `source`.
+pub fn render_parse(err: &ParseError, source: &str, sources: &Sources) -> String {
+    let msg = err.err_type().to_string();
+    format!("error: syntax error: {msg}\n{}", sources.snippet(source, err.position()))
+}

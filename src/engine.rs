@@ -1,0 +1,252 @@
+//! `build_engine`: the one Rhai engine used by the CLI and by tests.
+//!
+//! It registers every primitive family, the core functions (`hosts`, `on`,
+//! `env`, `fail`), resolves `import "etcd"` from the embedded stdlib and
+//! `import "./x"` from the runbook's folder, sets limits, and stops a script
+//! when Ctrl-C is pressed.
+
+use crate::executor::{current_scope, script_error, with_scope, Executor};
+use crate::host::Host;
+use crate::runbook::{stdlib_module, Runbook};
+use crate::secrets::{Secrets, MASK};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, Module, ModuleResolver,
+    NativeCallContext, Position, Scope, Shared,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A `secret` parameter's value: prints as `********`; `reveal()` gives the text.
+#[derive(Clone)]
+pub struct Secret(pub Arc<str>);
+
+/// What a script sees besides primitives.
+pub struct ScriptInputs {
+    pub hosts: Vec<Host>,
+    pub params: BTreeMap<String, toml::Value>,
+    /// Names of parameters whose values are secret.
+    pub secret_params: Vec<String>,
+}
+
+struct Resolver {
+    runbook: Arc<Runbook>,
+}
+
+impl ModuleResolver for Resolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.into(), pos));
+        let (name, text) = if let Some(rel) = path.strip_prefix("./") {
+            let rel = format!("{rel}.rhai");
+            let bytes = self.runbook.bundle.read(&rel).map_err(|_| not_found())?;
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| not_found())?;
+            (format!("{}/{rel}", self.runbook.label), text)
+        } else {
+            let text = stdlib_module(path).ok_or_else(not_found)?;
+            (format!("stdlib/{path}.rhai"), text.to_string())
+        };
+        let mut ast = engine.compile(&text).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                name.clone(),
+                Box::new(e.into()),
+                pos,
+            ))
+        })?;
+        ast.set_source(name.clone());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name, e, pos)))?;
+        Ok(module.into())
+    }
+}
+
+fn to_dynamic(v: &toml::Value) -> Dynamic {
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
+}
+
+/// Build the engine for `runbook`, with steps going through `exec`.
+pub fn build_engine(exec: &Arc<Executor>, runbook: &Arc<Runbook>, inputs: &ScriptInputs) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_expr_depths(256, 128);
+    engine.set_max_call_levels(128);
+    engine.set_max_operations(0);
+    engine.set_module_resolver(Resolver {
+        runbook: runbook.clone(),
+    });
+    engine.set_strict_variables(true);
+
+    let cancel = exec.clone();
+    engine.on_progress(move |_| {
+        cancel
+            .cancelled()
+            .then(|| Dynamic::from("interrupted (Ctrl-C)"))
+    });
+    let secrets = exec.secrets().clone();
+    let printer = exec.clone();
+    engine.on_print(move |text| {
+        let scope = current_scope();
+        let text = printer.secrets().redact(text);
+        printer.print(&format!("{}{text}", scope.replace('/', ": ")));
+    });
+    engine.on_debug(move |text, source, pos| {
+        tracing::debug!("{}:{pos}: {}", source.unwrap_or("?"), secrets.redact(text));
+    });
+
+    register_core(&mut engine, exec, inputs);
+    crate::primitives::register(&mut engine, exec);
+    engine
+}
+
+/// The params map the script sees as the constant `params`.
+pub fn params_map(inputs: &ScriptInputs, secrets: &Secrets) -> Map {
+    let mut map = Map::new();
+    for (name, value) in &inputs.params {
+        let v = if inputs.secret_params.contains(name) {
+            let text = value.as_str().unwrap_or_default();
+            secrets.add(text);
+            Dynamic::from(Secret(Arc::from(text)))
+        } else {
+            to_dynamic(value)
+        };
+        map.insert(name.as_str().into(), v);
+    }
+    map
+}
+
+fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInputs) {
+    engine
+        .register_type_with_name::<Secret>("Secret")
+        .register_fn("to_string", |_: &mut Secret| MASK.to_string())
+        .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
+        .register_fn("reveal", |s: &mut Secret| s.0.to_string());
+
+    // hosts() / hosts(group)
+    let all = inputs.hosts.clone();
+    engine.register_fn("hosts", move || -> Array {
+        all.iter().cloned().map(Dynamic::from).collect()
+    });
+    let all = inputs.hosts.clone();
+    engine.register_fn("hosts", move |group: &str| -> Array {
+        all.iter()
+            .filter(|h| h.groups.iter().any(|g| g == group))
+            .cloned()
+            .map(Dynamic::from)
+            .collect()
+    });
+    // host(#{name, address, ...}): a host from values (e.g. a created server)
+    engine.register_fn("host", |args: Map| -> Result<Host, Box<EvalAltResult>> {
+        crate::args::parse("host", args)
+    });
+
+    // env(name): a variable of cairn's environment (lab env file overlaid), or ()
+    let x = exec.clone();
+    engine.register_fn("env", move |name: &str| -> Dynamic {
+        match x.ctx().env(name) {
+            Some(v) => Dynamic::from(v.to_string()),
+            None => Dynamic::UNIT,
+        }
+    });
+    // fail(message): stop the run with an error at this line
+    engine.register_fn("fail", |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+        Err(script_error(msg.to_string()))
+    });
+    engine.register_fn(
+        "assert",
+        |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+            if ok {
+                Ok(())
+            } else {
+                Err(script_error(format!("assertion failed: {msg}")))
+            }
+        },
+    );
+    // mode(): "plan", "offline" or "apply" — for messages only; steps decide nothing from it
+    let x = exec.clone();
+    engine.register_fn("is_plan", move || x.mode() != crate::executor::Mode::Apply);
+
+    // on(hosts, |h| ...): run the closure for every host concurrently
+    engine.register_fn(
+        "on",
+        |call: NativeCallContext, hosts: Array, f: FnPtr| -> Result<Array, Box<EvalAltResult>> {
+            on_hosts(&call, hosts, f)
+        },
+    );
+}
+
+/// `on(hosts, |h| ...)`: one thread per host, each with its own step scope,
+/// results in host order. Every host finishes its branch; if any failed, the
+/// error names each failed host.
+fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, Box<EvalAltResult>> {
+    let mut names = Vec::with_capacity(hosts.len());
+    for h in &hosts {
+        let name = if let Some(host) = h.read_lock::<Host>() {
+            host.name.clone()
+        } else if let Some(s) = h.read_lock::<ImmutableString>() {
+            s.to_string()
+        } else {
+            return Err(script_error(format!(
+                "on: expected an array of hosts, found a {}",
+                h.type_name()
+            )));
+        };
+        if names.contains(&name) {
+            return Err(script_error(format!("on: host `{name}` appears twice")));
+        }
+        names.push(name);
+    }
+    #[allow(deprecated)]
+    let store = call.store_data();
+    let engine = call.engine();
+    let parent = current_scope();
+    let results: Vec<Result<Dynamic, Box<EvalAltResult>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = hosts
+            .iter()
+            .zip(&names)
+            .map(|(h, name)| {
+                let (store, f, parent) = (&store, &f, &parent);
+                let h = h.clone();
+                s.spawn(move || {
+                    with_scope(parent, name, || {
+                        #[allow(deprecated)]
+                        let ctx = NativeCallContext::from_stored_data(engine, store);
+                        f.call_within_context::<Dynamic>(&ctx, (h,))
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(script_error("on: a host's branch panicked")))
+            })
+            .collect()
+    });
+    let mut out = Array::with_capacity(results.len());
+    let mut failures = Vec::new();
+    for (name, r) in names.iter().zip(results) {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => failures.push((name.clone(), e)),
+        }
+    }
+    match failures.len() {
+        0 => Ok(out),
+        1 => Err(failures.remove(0).1),
+        n => {
+            let lines: Vec<String> = failures
+                .iter()
+                .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
+                .collect();
+            Err(script_error(format!(
+                "{n} of {} hosts failed:\n{}",
+                names.len(),
+                lines.join("\n")
+            )))
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The executor: the one place that decides plan versus apply.
+//!
+//! Every primitive call arrives here as a [`Step`]. The executor keys it by its
+//! call site, replays it from the journal when resuming, and then either only
+//! plans it (facts and actions, nothing changed) or applies it and journals the
+//! result. Primitives never see the mode.
+
+use crate::action::Action;
+use crate::error::StepError;
+use crate::journal::{DoneStep, JournalWriter, Record};
+use crate::report::Reporter;
+use crate::secrets::Secrets;
+use crate::step::{Ctx, Step};
+use crate::unknown;
+use rhai::{EvalAltResult, NativeCallContext, Position};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What the executor does with steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Observe facts and report actions; change nothing.
+    Plan,
+    /// Plan without any network: every step from intent.
+    Offline,
+    /// Apply and journal.
+    Apply,
+}
+
+/// A step as planned (or applied): the unit of a plan and of a saved plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Stable key: scope, call site and occurrence.
+    pub key: String,
+    pub kind: String,
+    pub target: String,
+    /// Digest of the arguments.
+    pub args: String,
+    /// Digest of the facts the decision rests on (empty when planned from intent).
+    pub facts: String,
+    /// Planned without facts (offline or unknown inputs).
+    pub intent: bool,
+    pub actions: Vec<Action>,
+    /// Replayed from the journal on resume (nothing executed).
+    #[serde(default)]
+    pub replayed: bool,
+    #[serde(default)]
+    pub ms: u64,
+}
+
+/// Everything the executor needs besides the mode.
+pub struct ExecutorSetup {
+    pub mode: Mode,
+    pub ctx: Ctx,
+    pub handle: tokio::runtime::Handle,
+    pub journal: Option<JournalWriter>,
+    /// Done steps of the run being resumed.
+    pub replay: BTreeMap<String, DoneStep>,
+    /// Re-execute replayed steps whose arguments changed instead of refusing.
+    pub force: bool,
+    pub secrets: Secrets,
+    pub reporter: Arc<Reporter>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// See the module documentation.
+pub struct Executor {
+    mode: Mode,
+    ctx: Ctx,
+    handle: tokio::runtime::Handle,
+    journal: Option<Mutex<JournalWriter>>,
+    replay: BTreeMap<String, DoneStep>,
+    force: bool,
+    secrets: Secrets,
+    reporter: Arc<Reporter>,
+    cancel: Arc<AtomicBool>,
+    occurrences: Mutex<HashMap<String, usize>>,
+    steps: Mutex<Vec<StepRecord>>,
+}
+
+thread_local! {
+    /// The scope of the current thread's steps: empty at top level, `node-1/`
+    /// inside `on(hosts, ...)` for node-1. Part of every step key, so keys stay
+    /// stable whatever order parallel branches run in.
+    static SCOPE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Run `f` with the step scope extended by `name` (used by `on`).
+pub fn with_scope<R>(parent: &str, name: &str, f: impl FnOnce() -> R) -> R {
+    let previous = SCOPE.with(|s| s.replace(format!("{parent}{name}/")));
+    let out = f();
+    SCOPE.with(|s| *s.borrow_mut() = previous);
+    out
+}
+
+/// The current step scope.
+pub fn current_scope() -> String {
+    SCOPE.with(|s| s.borrow().clone())
+}
+
+/// A runtime error for the script, at the call site.
+pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        message.into().into(),
+        Position::NONE,
+    ))
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..12])
+}
+
+impl Executor {
+    pub fn new(setup: ExecutorSetup) -> Self {
+        Executor {
+            mode: setup.mode,
+            ctx: setup.ctx,
+            handle: setup.handle,
+            journal: setup.journal.map(Mutex::new),
+            replay: setup.replay,
+            force: setup.force,
+            secrets: setup.secrets,
+            reporter: setup.reporter,
+            cancel: setup.cancel,
+            occurrences: Mutex::new(HashMap::new()),
+            steps: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The context steps run with.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// The run's secret values.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Block on a future from the script's thread.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+
+    /// Print a line from the script (`print`).
+    pub fn print(&self, text: &str) {
+        self.reporter.line(text);
+    }
+
+    /// Whether Ctrl-C asked the run to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Every step seen so far, in order of completion.
+    pub fn steps(&self) -> Vec<StepRecord> {
+        self.steps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Append a record to the journal (apply mode), redacted.
+    pub fn journal(&self, record: &Record, durable: bool) -> Result<(), StepError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+        let value = serde_json::to_value(record).map_err(|e| StepError::Other(e.to_string()))?;
+        let record: Record = serde_json::from_value(self.secrets.redact_json(value))
+            .map_err(|e| StepError::Other(e.to_string()))?;
+        let path = journal.path().to_path_buf();
+        journal
+            .append(&record, durable)
+            .map_err(|e| StepError::io("writing journal", path, e))
+    }
+
+    fn next_key(&self, call: &NativeCallContext) -> String {
+        let pos = call.call_position();
+        let source = call.call_source().unwrap_or("main.rhai");
+        let site = format!(
+            "{}{source}:{}:{}",
+            current_scope(),
+            pos.line().unwrap_or(0),
+            pos.position().unwrap_or(0)
+        );
+        let mut occ = self.occurrences.lock().unwrap_or_else(|e| e.into_inner());
+        let n = occ.entry(site.clone()).or_insert(0);
+        let key = format!("{site}#{n}");
+        *n += 1;
+        key
+    }
+
+    /// Run one step. See the module documentation.
+    pub fn exec<S: Step>(
+        &self,
+        call: &NativeCallContext,
+        step: S,
+    ) -> Result<S::Output, Box<EvalAltResult>> {
+        if self.cancelled() {
+            return Err(script_error("interrupted (Ctrl-C): stopped before this step"));
+        }
+        let key = self.next_key(call);
+        let kind = step.kind();
+        let target = step.target();
+        let args_json =
+            serde_json::to_value(&step).map_err(|e| script_error(format!("{kind}: {e}")))?;
+        let args = digest(args_json.to_string().as_bytes());
+        let fail_target = target.clone();
+        let fail = |e: StepError| {
+            let msg = self
+                .secrets
+                .redact(&format!("{kind} on {fail_target} failed: {e}"));
+            script_error(msg)
+        };
+
+        // Resume: a step done before is replayed, never executed again.
+        if let Some(done) = self.replay.get(&key) {
+            if done.args == args || !self.force {
+                if done.args != args {
+                    return Err(script_error(format!(
+                        "cannot resume: step `{kind}` on {target} ({key}) was done with other arguments \
+                         than it has now; the runbook or its inputs changed since the run. \
+                         Use --force to re-execute it with the new arguments"
+                    )));
+                }
+                let output: S::Output = serde_json::from_value(done.output.clone()).map_err(|e| {
+                    script_error(format!(
+                        "cannot resume: the journal's output of `{kind}` ({key}) does not fit this cairn: {e}"
+                    ))
+                })?;
+                let record = StepRecord {
+                    key,
+                    kind: kind.into(),
+                    target,
+                    args,
+                    facts: String::new(),
+                    intent: false,
+                    actions: vec![],
+                    replayed: true,
+                    ms: 0,
+                };
+                self.reporter.step(&record);
+                self.push(record);
+                return Ok(output);
+            }
+        }
+
+        let from_intent = self.mode == Mode::Offline || unknown::contains_unknown(&args_json);
+        if from_intent && self.mode == Mode::Apply {
+            return Err(fail(StepError::Other(
+                "an argument holds a value that is only known after an earlier create; \
+                 it should have been known by now"
+                    .into(),
+            )));
+        }
+        let started = Instant::now();
+        if self.mode == Mode::Apply {
+            self.journal(
+                &Record::Start {
+                    key: key.clone(),
+                    kind: kind.into(),
+                    target: target.clone(),
+                    args: args.clone(),
+                },
+                false,
+            )
+            .map_err(fail)?;
+        }
+        let prepared = if from_intent {
+            Ok(step.intent())
+        } else {
+            self.block_on(step.prepare(&self.ctx))
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => return Err(self.failed(&key, kind, &target, e)),
+        };
+        let mut record = StepRecord {
+            key: key.clone(),
+            kind: kind.into(),
+            target: target.clone(),
+            args: args.clone(),
+            facts: prepared.facts.clone(),
+            intent: from_intent,
+            actions: prepared
+                .actions
+                .iter()
+                .map(|a| self.redact_action(a))
+                .collect(),
+            replayed: false,
+            ms: 0,
+        };
+        if self.mode != Mode::Apply {
+            record.ms = started.elapsed().as_millis() as u64;
+            self.reporter.step(&record);
+            self.push(record);
+            return Ok(prepared.predicted);
+        }
+
+        let output = match prepared.work {
+            None => prepared.predicted,
+            Some(work) => match self.block_on(step.apply(&self.ctx, work)) {
+                Ok(out) => out,
+                Err(e) => return Err(self.failed(&key, kind, &target, e)),
+            },
+        };
+        record.ms = started.elapsed().as_millis() as u64;
+        let output_json = serde_json::to_value(&output).map_err(|e| fail(StepError::Other(e.to_string())))?;
+        self.journal(
+            &Record::Done {
+                key,
+                kind: kind.into(),
+                target,
+                args,
+                output: output_json,
+                actions: record.actions.clone(),
+                ms: record.ms,
+            },
+            true,
+        )
+        .map_err(fail)?;
+        self.reporter.step(&record);
+        self.push(record);
+        Ok(output)
+    }
+
+    fn redact_action(&self, a: &Action) -> Action {
+        Action {
+            kind: a.kind,
+            target: self.secrets.redact(&a.target),
+            what: self.secrets.redact(&a.what),
+            reason: a.reason.as_deref().map(|r| self.secrets.redact(r)),
+            diff: a.diff.as_deref().map(|d| self.secrets.redact(d)),
+        }
+    }
+
+    fn push(&self, record: StepRecord) {
+        self.steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+
+    fn failed(&self, key: &str, kind: &str, target: &str, e: StepError) -> Box<EvalAltResult> {
+        let error = self.secrets.redact(&e.to_string());
+        // A failure to journal the failure is reported with the step's own error.
+        let _ = self.journal(
+            &Record::Fail {
+                key: key.into(),
+                kind: kind.into(),
+                target: target.into(),
+                error: error.clone(),
+            },
+            true,
+        );
+        self.reporter.failed(key, kind, target, &error);
+        script_error(format!("{kind} on {target} failed: {error}"))
+    }
+}
+
+/// How a freshly planned step differs from the saved plan's, if it does.
+pub fn drift_of(saved: Option<&StepRecord>, now: &StepRecord) -> Option<String> {
+    let Some(saved) = saved else {
+        return Some(format!(
+            "step `{}` on {} ({}) is not in the saved plan",
+            now.kind, now.target, now.key
+        ));
+    };
+    if saved.kind != now.kind || saved.target != now.target {
+        return Some(format!(
+            "step {} was `{}` on {} in the saved plan, now `{}` on {}",
+            now.key, saved.kind, saved.target, now.kind, now.target
+        ));
+    }
+    if saved.intent {
+        // planned without facts: its inputs were not known then
+        return None;
+    }
+    if saved.args != now.args {
+        return Some(format!(
+            "the arguments of `{}` on {} ({}) changed since the plan was saved",
+            now.kind, now.target, now.key
+        ));
+    }
+    if saved.facts != now.facts || saved.actions != now.actions {
+        let was: Vec<String> = saved.actions.iter().map(|a| a.to_string()).collect();
+        let is: Vec<String> = now.actions.iter().map(|a| a.to_string()).collect();
+        return Some(format!(
+            "`{}` on {} ({}) drifted since the plan was saved: planned [{}], now [{}]",
+            now.kind,
+            now.target,
+            now.key,
+            was.join("; "),
+            is.join("; ")
+        ));
+    }
+    None
+}

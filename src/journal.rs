@@ -1,0 +1,296 @@
+//! The append-only run journal: one JSON record per line, each line prefixed by
+//! a checksum so a truncated or corrupted journal is refused instead of trusted.
+//!
+//! A step counts as done only once its `done` record is written and synced.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::action::Action;
+
+/// How a run ended (absent: it did not end — killed or still running).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+/// The header of a run: what ran, with which inputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub id: String,
+    /// Runbook name and version from its manifest.
+    pub runbook: String,
+    pub version: String,
+    /// Where it came from: `builtin:NAME` or a folder path.
+    pub source: String,
+    /// Digest of every file of the runbook (and the stdlib it may import).
+    pub content_hash: String,
+    /// Parameter values; secret ones are recorded as `null` and must be given again.
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// The inventory or lab the run used, if any.
+    #[serde(default)]
+    pub inventory: Option<PathBuf>,
+    #[serde(default)]
+    pub lab: Option<String>,
+    pub started_at: String,
+    pub cairn_version: String,
+}
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum Record {
+    Run(RunHeader),
+    /// A step began (apply only).
+    Start {
+        key: String,
+        kind: String,
+        target: String,
+        args: String,
+    },
+    /// A step finished; its output is replayed on resume.
+    Done {
+        key: String,
+        kind: String,
+        target: String,
+        args: String,
+        output: serde_json::Value,
+        actions: Vec<Action>,
+        ms: u64,
+    },
+    /// A step failed.
+    Fail {
+        key: String,
+        kind: String,
+        target: String,
+        error: String,
+    },
+    /// A resume continued this run.
+    Resume { at: String, forced: bool },
+    /// The run ended.
+    End { status: RunStatus, at: String },
+}
+
+/// Why a journal could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot read journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {path} is corrupted at line {line}: {problem}; refusing to resume from it (nothing was changed; the file is left as it is for inspection)")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    #[error("journal {path} is empty or has no run header")]
+    NoHeader { path: PathBuf },
+}
+
+fn checksum(json: &str) -> String {
+    hex::encode(&Sha256::digest(json.as_bytes())[..4])
+}
+
+/// Appends records to a journal file.
+pub struct JournalWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl JournalWriter {
+    /// Create a new journal (fails if it exists) or open one to append to.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JournalWriter {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Append a record in one write; `durable` syncs it to disk before returning.
+    pub fn append(&mut self, record: &Record, durable: bool) -> std::io::Result<()> {
+        let json = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        let line = format!("{} {json}\n", checksum(&json));
+        self.file.write_all(line.as_bytes())?;
+        if durable {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A journal read back.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    pub header: RunHeader,
+    pub records: Vec<Record>,
+}
+
+impl Journal {
+    /// Read and verify every line.
+    pub fn read(path: &Path) -> Result<Journal, JournalError> {
+        let text = std::fs::read_to_string(path).map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let corrupt = |line: usize, problem: String| JournalError::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            problem,
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            let line = text.lines().count();
+            return Err(corrupt(line, "the last record is cut off (truncated file)".into()));
+        }
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let (sum, json) = line
+                .split_once(' ')
+                .ok_or_else(|| corrupt(i + 1, "no checksum".into()))?;
+            if checksum(json) != sum {
+                return Err(corrupt(i + 1, "checksum mismatch".into()));
+            }
+            let record: Record =
+                serde_json::from_str(json).map_err(|e| corrupt(i + 1, e.to_string()))?;
+            records.push(record);
+        }
+        let header = match records.first() {
+            Some(Record::Run(h)) => h.clone(),
+            _ => {
+                return Err(JournalError::NoHeader {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        Ok(Journal { header, records })
+    }
+
+    /// How the run ended, if it did (the last `end` after the last resume).
+    pub fn status(&self) -> Option<RunStatus> {
+        let mut status = None;
+        for r in &self.records {
+            match r {
+                Record::End { status: s, .. } => status = Some(*s),
+                Record::Resume { .. } => status = None,
+                _ => {}
+            }
+        }
+        status
+    }
+
+    /// Done steps by key (the last record wins).
+    pub fn done_steps(&self) -> BTreeMap<String, DoneStep> {
+        let mut done = BTreeMap::new();
+        for r in &self.records {
+            if let Record::Done {
+                key, args, output, kind, target, ..
+            } = r
+            {
+                done.insert(
+                    key.clone(),
+                    DoneStep {
+                        args: args.clone(),
+                        output: output.clone(),
+                        kind: kind.clone(),
+                        target: target.clone(),
+                    },
+                );
+            }
+        }
+        done
+    }
+
+    /// How many times each key was recorded done (a resume must never re-execute one).
+    pub fn done_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in &self.records {
+            if let Record::Done { key, .. } = r {
+                *counts.entry(key.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A step recorded as done.
+#[derive(Clone, Debug)]
+pub struct DoneStep {
+    pub args: String,
+    pub output: serde_json::Value,
+    pub kind: String,
+    pub target: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> RunHeader {
+        RunHeader {
+            id: "r1".into(),
+            runbook: "x".into(),
+            version: "1.0.0".into(),
+            source: "builtin:x".into(),
+            content_hash: "abc".into(),
+            params: BTreeMap::new(),
+            inventory: None,
+            lab: None,
+            started_at: "now".into(),
+            cairn_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut w = JournalWriter::open(&path).unwrap();
+        w.append(&Record::Run(header()), true).unwrap();
+        w.append(
+            &Record::Done {
+                key: "main.rhai:1:1#0".into(),
+                kind: "file".into(),
+                target: "n1".into(),
+                args: "h".into(),
+                output: serde_json::json!({"changed": true}),
+                actions: vec![],
+                ms: 3,
+            },
+            true,
+        )
+        .unwrap();
+        let j = Journal::read(&path).unwrap();
+        assert_eq!(j.header, header());
+        assert_eq!(j.done_steps().len(), 1);
+        assert_eq!(j.status(), None);
+
+        // flip one byte inside the second record
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Journal::read(&path).unwrap_err().to_string();
+        assert!(err.contains("corrupted at line 2: checksum mismatch"), "{err}");
+
+        // truncate mid-record
+        std::fs::write(&path, &bytes[..n - 10]).unwrap();
+        let err = Journal::read(&path).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+}

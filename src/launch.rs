@@ -1,0 +1,727 @@
+//! Launching a runbook: gather inputs, build the executor and engine, run the
+//! script in plan, offline or apply mode, journal it, and report.
+
+use crate::diagnostic::{render_eval, render_parse, Sources};
+use crate::engine::{build_engine, params_map, ScriptInputs};
+use crate::executor::{drift_of, Executor, ExecutorSetup, Mode, StepRecord};
+use crate::host::Host;
+use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus};
+use crate::manifest::{resolve, Inputs};
+use crate::report::{summarize, Reporter};
+use crate::runbook::{stdlib_modules, Runbook};
+use crate::secrets::Secrets;
+use crate::ssh::Pool;
+use crate::step::Ctx;
+use crate::workspace::Workspace;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Exit codes, chosen here only.
+pub mod exit {
+    /// Success; for plans: nothing to change.
+    pub const OK: i32 = 0;
+    /// An error.
+    pub const ERROR: i32 = 1;
+    /// A plan with changes pending.
+    pub const CHANGES: i32 = 2;
+    /// Stopped by Ctrl-C.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub runbook: String,
+    pub vars: Vec<(String, String)>,
+    pub vars_files: Vec<PathBuf>,
+    pub inventory: Option<PathBuf>,
+    pub lab: Option<String>,
+    pub state_dir: PathBuf,
+    pub json: bool,
+    /// `plan -o FILE`
+    pub save_plan: Option<PathBuf>,
+    /// `run --plan FILE`
+    pub approved_plan: Option<PathBuf>,
+}
+
+/// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub runbook: String,
+    pub version: String,
+    pub source: String,
+    pub content_hash: String,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub offline: bool,
+    pub steps: Vec<StepRecord>,
+    pub summary: crate::action::Summary,
+}
+
+/// Everything resolved before a script runs.
+struct Prepared {
+    runbook: Arc<Runbook>,
+    inputs: ScriptInputs,
+    env: BTreeMap<String, String>,
+    secrets: Secrets,
+    workspace: Workspace,
+    lab: Option<String>,
+}
+
+/// An error before or around the script, already rendered.
+pub struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(format!("error: {e}"))
+    }
+}
+
+fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Names of environment variables whose values are secret.
+fn is_secret_env(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSPHRASE", "API_KEY"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// Read a lab's env file (`KEY=VALUE` lines).
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("error: cannot read {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    #[serde(default)]
+    hosts: Vec<Host>,
+}
+
+/// Read an inventory file: `[[hosts]]` tables.
+pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("error: cannot read inventory {}: {e}", path.display())))?;
+    let inv: InventoryFile = toml::from_str(&text).map_err(|e| {
+        Failure(format!(
+            "error: inventory {}: {}",
+            path.display(),
+            crate::manifest::toml_message(&text, &e)
+        ))
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for h in &inv.hosts {
+        if !seen.insert(h.name.as_str()) {
+            return Err(Failure(format!(
+                "error: inventory {}: host name `{}` appears twice",
+                path.display(),
+                h.name
+            )));
+        }
+    }
+    Ok(inv.hosts)
+}
+
+fn lab_files(name: &str) -> (PathBuf, PathBuf) {
+    let paths = crate::lab::paths(name);
+    (paths.inventory, paths.env)
+}
+
+fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Result<Prepared, Failure> {
+    let runbook = Arc::new(Runbook::load(&req.runbook)?);
+    let mut env = process_env();
+    let mut inventory = req.inventory.clone();
+    if let Some(lab) = &req.lab {
+        let (inv, env_file) = lab_files(lab);
+        if !env_file.exists() {
+            return Err(Failure(format!(
+                "error: lab `{lab}` is not up (no {}); start it with `cairn lab up --name {lab}`",
+                env_file.display()
+            )));
+        }
+        env.extend(read_env_file(&env_file)?);
+        if inventory.is_none() {
+            inventory = Some(inv);
+        }
+    }
+    let hosts = match &inventory {
+        Some(p) => read_inventory(p)?,
+        None => Vec::new(),
+    };
+    let mut files = Vec::new();
+    for path in &req.vars_files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure(format!("error: cannot read vars file {}: {e}", path.display())))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            Failure(format!(
+                "error: vars file {} is not valid TOML: {}",
+                path.display(),
+                crate::manifest::toml_message(&text, &e)
+            ))
+        })?;
+        files.push((path.display().to_string(), table));
+    }
+    let values = resolve(
+        &runbook.manifest,
+        &Inputs {
+            files,
+            vars: req.vars.clone(),
+            journal: journal_params,
+        },
+        &env,
+    )?;
+    let secrets = Secrets::default();
+    for (k, v) in &env {
+        if is_secret_env(k) {
+            secrets.add(v);
+        }
+    }
+    for name in &values.secret {
+        if let Some(v) = values.values.get(name).and_then(|v| v.as_str()) {
+            secrets.add(v);
+        }
+    }
+    Ok(Prepared {
+        runbook,
+        inputs: ScriptInputs {
+            hosts,
+            params: values.values,
+            secret_params: values.secret,
+        },
+        env,
+        secrets,
+        workspace: Workspace::new(&req.state_dir),
+        lab: req.lab.clone(),
+    })
+}
+
+fn sources(runbook: &Runbook) -> Sources {
+    let mut s = Sources::default();
+    s.add(runbook.script_name(), runbook.script.clone());
+    for (name, text) in stdlib_modules() {
+        s.add(name, text);
+    }
+    for (path, bytes) in runbook.bundle.files() {
+        if path.extension().is_some_and(|e| e == "rhai") {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                s.add(format!("{}/{}", runbook.label, path.display()), text);
+            }
+        }
+    }
+    s
+}
+
+/// Public parameter values for journals and plans (secrets as `null`).
+fn public_params(inputs: &ScriptInputs) -> BTreeMap<String, serde_json::Value> {
+    inputs
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let value = if inputs.secret_params.contains(k) {
+                serde_json::Value::Null
+            } else {
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+struct Outcome {
+    steps: Vec<StepRecord>,
+    error: Option<String>,
+    interrupted: bool,
+}
+
+/// Run the script once in `mode`.
+fn execute(
+    p: &Prepared,
+    mode: Mode,
+    journal: Option<JournalWriter>,
+    replay: BTreeMap<String, crate::journal::DoneStep>,
+    force: bool,
+    reporter: Arc<Reporter>,
+    rt: &tokio::runtime::Runtime,
+    cancel: Arc<AtomicBool>,
+) -> Outcome {
+    // Plans must leave the workspace untouched: host keys seen while planning
+    // go to a scratch copy of known_hosts.
+    let scratch = tempfile_dir();
+    let known_hosts = match mode {
+        Mode::Apply => p.workspace.known_hosts(),
+        _ => {
+            let copy = scratch.join("known_hosts");
+            let _ = std::fs::copy(p.workspace.known_hosts(), &copy);
+            copy
+        }
+    };
+    let ctx = Ctx {
+        workspace: p.workspace.clone(),
+        ssh: Pool::new(known_hosts),
+        http: reqwest::Client::new(),
+        bundle: p.runbook.bundle.clone(),
+        env: p.env.clone(),
+    };
+    let exec = Arc::new(Executor::new(ExecutorSetup {
+        mode,
+        ctx,
+        handle: rt.handle().clone(),
+        journal,
+        replay,
+        force,
+        secrets: p.secrets.clone(),
+        reporter,
+        cancel: cancel.clone(),
+    }));
+    let engine = build_engine(&exec, &p.runbook, &p.inputs);
+    let sources = sources(&p.runbook);
+    let script_name = p.runbook.script_name();
+    let error = match engine.compile(&p.runbook.script) {
+        Err(e) => Some(render_parse(&e, &script_name, &sources)),
+        Ok(mut ast) => {
+            ast.set_source(script_name.clone());
+            let mut scope = rhai::Scope::new();
+            scope.push_constant("params", params_map(&p.inputs, &p.secrets));
+            match engine.run_ast_with_scope(&mut scope, &ast) {
+                Ok(()) => None,
+                Err(e) => Some(p.secrets.redact(&render_eval(&e, &script_name, &sources))),
+            }
+        }
+    };
+    rt.block_on(exec.ctx().ssh.close_all());
+    let _ = std::fs::remove_dir_all(&scratch);
+    Outcome {
+        steps: exec.steps(),
+        error,
+        interrupted: cancel.load(Ordering::SeqCst),
+    }
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cairn-plan-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Failure::from)
+}
+
+/// First Ctrl-C: stop between steps. Second: exit at once (the journal is
+/// consistent at every record, so resume still works).
+fn watch_ctrl_c(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) {
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupt: stopping after the steps under way (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    });
+}
+
+/// `cairn plan`: exit 0 when nothing would change, 2 when something would.
+pub fn plan(req: &Request, offline: bool) -> i32 {
+    match plan_inner(req, offline) {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            eprint!("{}", ensure_nl(&msg));
+            exit::ERROR
+        }
+    }
+}
+
+fn ensure_nl(s: &str) -> String {
+    if s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}\n")
+    }
+}
+
+fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
+    let p = prepare(req, BTreeMap::new())?;
+    let rt = runtime()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(&rt, cancel.clone());
+    let reporter = Arc::new(if req.json {
+        Reporter::new(false, false, Box::new(std::io::stderr()))
+    } else {
+        Reporter::stdout(false)
+    });
+    let mode = if offline { Mode::Offline } else { Mode::Plan };
+    let out = execute(&p, mode, None, BTreeMap::new(), false, reporter.clone(), &rt, cancel);
+    if let Some(err) = out.error {
+        return Err(Failure(err));
+    }
+    let summary = summarize(&out.steps);
+    let saved = SavedPlan {
+        runbook: p.runbook.manifest.name.clone(),
+        version: p.runbook.manifest.version.to_string(),
+        source: p.runbook.source.clone(),
+        content_hash: p.runbook.content_hash(),
+        params: public_params(&p.inputs),
+        offline,
+        steps: out.steps.clone(),
+        summary,
+    };
+    if let Some(path) = &req.save_plan {
+        let json = serde_json::to_string_pretty(&saved)?;
+        std::fs::write(path, json)
+            .map_err(|e| Failure(format!("error: cannot write plan {}: {e}", path.display())))?;
+    }
+    if req.json {
+        println!("{}", serde_json::to_string_pretty(&saved)?);
+    } else {
+        println!(
+            "Plan for {} {}{}\n",
+            p.runbook.manifest.name,
+            p.runbook.manifest.version,
+            if offline { " (offline)" } else { "" }
+        );
+        print!("{}", reporter.plan_text(&out.steps));
+        if let Some(path) = &req.save_plan {
+            println!(
+                "Saved to {}; apply exactly this with `cairn run {} --plan {}`.",
+                path.display(),
+                req.runbook,
+                path.display()
+            );
+        }
+    }
+    Ok(if summary.has_changes() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    })
+}
+
+fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    format!(
+        "{}-{:04x}",
+        now.format(&fmt).unwrap_or_default(),
+        rand::random::<u16>()
+    )
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn ensure_workspace(ws: &Workspace) -> Result<(), Failure> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(ws.root())
+        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))
+}
+
+/// `cairn run`.
+pub fn run(req: &Request) -> i32 {
+    match run_inner(req) {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            eprint!("{}", ensure_nl(&msg));
+            exit::ERROR
+        }
+    }
+}
+
+fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("error: cannot read plan {}: {e}", path.display())))?;
+    let saved: SavedPlan = serde_json::from_str(&text)
+        .map_err(|e| Failure(format!("error: {} is not a saved cairn plan: {e}", path.display())))?;
+    let refuse = |why: String| {
+        Failure(format!(
+            "error: refusing to apply the saved plan {}: {why}\nMake a new plan with `cairn plan ... -o {}` and review it.",
+            path.display(),
+            path.display()
+        ))
+    };
+    if saved.offline {
+        return Err(refuse("it is an offline plan, made without facts".into()));
+    }
+    if saved.source != p.runbook.source || saved.content_hash != p.runbook.content_hash() {
+        return Err(refuse(format!(
+            "the runbook changed since (plan: {} {} {}, now: {} {} {})",
+            saved.runbook,
+            saved.version,
+            &saved.content_hash,
+            p.runbook.manifest.name,
+            p.runbook.manifest.version,
+            p.runbook.content_hash()
+        )));
+    }
+    if saved.params != public_params(&p.inputs) {
+        return Err(refuse("the parameter values differ from the plan's".into()));
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let fresh = execute(
+        p,
+        Mode::Plan,
+        None,
+        BTreeMap::new(),
+        false,
+        Arc::new(Reporter::quiet()),
+        rt,
+        cancel,
+    );
+    if let Some(err) = fresh.error {
+        return Err(Failure(err));
+    }
+    let by_key: BTreeMap<&str, &StepRecord> =
+        saved.steps.iter().map(|s| (s.key.as_str(), s)).collect();
+    let mut drifts: Vec<String> = fresh
+        .steps
+        .iter()
+        .filter_map(|now| drift_of(by_key.get(now.key.as_str()).copied(), now))
+        .collect();
+    let now_keys: std::collections::BTreeSet<&str> =
+        fresh.steps.iter().map(|s| s.key.as_str()).collect();
+    for s in &saved.steps {
+        if !now_keys.contains(s.key.as_str()) {
+            drifts.push(format!(
+                "planned step `{}` on {} ({}) would not run now",
+                s.kind, s.target, s.key
+            ));
+        }
+    }
+    if drifts.is_empty() {
+        Ok(())
+    } else {
+        Err(refuse(format!(
+            "the targets changed since it was made:\n  {}",
+            drifts.join("\n  ")
+        )))
+    }
+}
+
+fn run_inner(req: &Request) -> Result<i32, Failure> {
+    let p = prepare(req, BTreeMap::new())?;
+    let rt = runtime()?;
+    if let Some(path) = &req.approved_plan {
+        check_approved(&p, &rt, path)?;
+    }
+    ensure_workspace(&p.workspace)?;
+    let id = new_run_id();
+    let header = RunHeader {
+        id: id.clone(),
+        runbook: p.runbook.manifest.name.clone(),
+        version: p.runbook.manifest.version.to_string(),
+        source: p.runbook.source.clone(),
+        content_hash: p.runbook.content_hash(),
+        params: public_params(&p.inputs),
+        inventory: req.inventory.clone(),
+        lab: p.lab.clone(),
+        started_at: now_rfc3339(),
+        cairn_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let path = p.workspace.runs_dir().join(&id).join("journal.jsonl");
+    let mut journal = JournalWriter::open(&path)
+        .map_err(|e| Failure(format!("error: cannot create journal {}: {e}", path.display())))?;
+    journal
+        .append(&Record::Run(header), true)
+        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", path.display())))?;
+    println!(
+        "Run {id}: {} {}",
+        p.runbook.manifest.name, p.runbook.manifest.version
+    );
+    finish(&p, &rt, journal, BTreeMap::new(), false, &id)
+}
+
+fn finish(
+    p: &Prepared,
+    rt: &tokio::runtime::Runtime,
+    journal: JournalWriter,
+    replay: BTreeMap<String, crate::journal::DoneStep>,
+    force: bool,
+    id: &str,
+) -> Result<i32, Failure> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(rt, cancel.clone());
+    let started = Instant::now();
+    let jpath = journal.path().to_path_buf();
+    let reporter = Arc::new(Reporter::stdout(true));
+    let out = execute(p, Mode::Apply, Some(journal), replay, force, reporter, rt, cancel);
+    let status = match (&out.error, out.interrupted) {
+        (None, _) => RunStatus::Succeeded,
+        (Some(_), true) => RunStatus::Interrupted,
+        (Some(_), false) => RunStatus::Failed,
+    };
+    let mut journal = JournalWriter::open(&jpath)
+        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", jpath.display())))?;
+    journal
+        .append(
+            &Record::End {
+                status,
+                at: now_rfc3339(),
+            },
+            true,
+        )
+        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", jpath.display())))?;
+    let summary = summarize(&out.steps);
+    let secs = started.elapsed().as_secs_f64();
+    match status {
+        RunStatus::Succeeded => {
+            println!(
+                "\nRun {id} succeeded in {secs:.1}s: {} created, {} changed, {} deleted, {} ran, {} unchanged, {} verified.",
+                summary.create, summary.change, summary.delete, summary.run, summary.unchanged, summary.verify
+            );
+            Ok(exit::OK)
+        }
+        RunStatus::Interrupted => {
+            eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
+            eprintln!("Run {id} interrupted after {secs:.1}s; continue it with `cairn resume {id}`.");
+            Ok(exit::INTERRUPTED)
+        }
+        RunStatus::Failed => {
+            eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
+            eprintln!("Run {id} failed after {secs:.1}s; fix the cause, then `cairn resume {id}`.");
+            Ok(exit::ERROR)
+        }
+    }
+}
+
+/// Find a run's journal: `id`, or the last run that did not succeed.
+pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), Failure> {
+    let runs = ws.runs_dir();
+    if let Some(id) = id {
+        let path = runs.join(id).join("journal.jsonl");
+        if !path.exists() {
+            return Err(Failure(format!(
+                "error: no run `{id}` in {} (see `cairn runs`)",
+                runs.display()
+            )));
+        }
+        return Ok((id.to_string(), path));
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(&runs)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    for id in ids.iter().rev() {
+        let path = runs.join(id).join("journal.jsonl");
+        match Journal::read(&path) {
+            Ok(j) if j.status() == Some(RunStatus::Succeeded) => continue,
+            _ => return Ok((id.clone(), path)),
+        }
+    }
+    Err(Failure(format!(
+        "error: no unfinished run in {} to resume",
+        runs.display()
+    )))
+}
+
+/// `cairn resume [ID]`.
+pub fn resume(state_dir: &Path, id: Option<&str>, force: bool, vars: Vec<(String, String)>) -> i32 {
+    match resume_inner(state_dir, id, force, vars) {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            eprint!("{}", ensure_nl(&msg));
+            exit::ERROR
+        }
+    }
+}
+
+fn resume_inner(
+    state_dir: &Path,
+    id: Option<&str>,
+    force: bool,
+    vars: Vec<(String, String)>,
+) -> Result<i32, Failure> {
+    let ws = Workspace::new(state_dir);
+    let (id, path) = find_run(&ws, id)?;
+    let journal = Journal::read(&path)?;
+    if journal.status() == Some(RunStatus::Succeeded) {
+        return Err(Failure(format!(
+            "error: run {id} already succeeded; nothing to resume (start a new one with `cairn run`)"
+        )));
+    }
+    let h = &journal.header;
+    let params: BTreeMap<String, toml::Value> = h
+        .params
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .filter_map(|(k, v)| Some((k.clone(), toml::Value::try_from(v).ok()?)))
+        .collect();
+    let req = Request {
+        runbook: h.source.clone(),
+        vars,
+        inventory: h.inventory.clone(),
+        lab: h.lab.clone(),
+        state_dir: state_dir.to_path_buf(),
+        ..Default::default()
+    };
+    let req = if h.source.starts_with("builtin:") {
+        req
+    } else if Path::new(&h.source).is_dir() {
+        req
+    } else {
+        return Err(Failure(format!(
+            "error: cannot resume run {id}: its runbook folder {} is gone",
+            h.source
+        )));
+    };
+    let p = prepare(&req, params)?;
+    let now_hash = p.runbook.content_hash();
+    let now_version = p.runbook.manifest.version.to_string();
+    if (now_hash != h.content_hash || now_version != h.version) && !force {
+        return Err(Failure(format!(
+            "error: cannot resume run {id}: runbook {} changed since the run started \
+             (version {} -> {now_version}, content {} -> {now_hash}); \
+             resume with --force to replay the done steps anyway and continue with the new runbook",
+            h.runbook, h.version, h.content_hash
+        )));
+    }
+    let rt = runtime()?;
+    let mut writer = JournalWriter::open(&path)
+        .map_err(|e| Failure(format!("error: cannot open journal {}: {e}", path.display())))?;
+    writer
+        .append(
+            &Record::Resume {
+                at: now_rfc3339(),
+                forced: force,
+            },
+            true,
+        )
+        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", path.display())))?;
+    let replay = journal.done_steps();
+    println!(
+        "Resuming run {id}: {} {} ({} steps done before)",
+        h.runbook,
+        h.version,
+        replay.len()
+    );
+    finish(&p, &rt, writer, replay, force, &id)
+}

@@ -1,0 +1,30 @@
+//! cairn: runbooks for bootstrapping and operating etcd clusters.
+//!
+//! A runbook is a Rhai script over typed primitives. Every primitive call is a
+//! [`step::Step`]: it observes facts, decides [`action::Action`]s, and — only when
+//! the [`executor`] says so — applies them. Plan versus apply is decided in the
+//! executor alone.
+
+pub mod action;
+pub mod args;
+pub mod bundle;
+pub mod catalog;
+pub mod cli;
+pub mod diagnostic;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod host;
+pub mod journal;
+pub mod lab;
+pub mod launch;
+pub mod manifest;
+pub mod primitives;
+pub mod report;
+pub mod runbook;
+pub mod runs;
+pub mod secrets;
+pub mod ssh;
+pub mod step;
+pub mod unknown;
+pub mod workspace;

@@ -1,0 +1,585 @@
+//! One multiplexed ssh connection per host, opened on first use, host keys checked.
+//!
+//! The pool starts one `ssh -M` master per host (the system `ssh` client, so the
+//! user's agent and configuration work as they do on the command line) and runs
+//! every command over its control socket with openssh's native mux client: about
+//! 3 ms per command instead of ~200 ms for a fresh `ssh`. Connections open
+//! concurrently across hosts; two tasks asking for the same host share one
+//! connect. Control sockets live in a short private folder under `/tmp`
+//! (`/tmp/cairn-ssh-<pid>-XXXXXX/`), removed when the pool is dropped.
+//!
+//! Host keys: a [`HostKeys::Workspace`] host is pinned in the workspace's
+//! `known_hosts` on first contact and refused afterwards if its key changes
+//! ([`StepError::HostKeyChanged`]); a [`HostKeys::User`] host is checked against
+//! the user's own ssh configuration and known_hosts, untouched by cairn.
+//!
+//! Nothing given on stdin is ever logged or put into an error.
+
+use crate::error::StepError;
+use crate::host::{Host, HostKeys};
+use openssh::{ForwardType, Session, Socket, Stdio};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::OnceCell;
+
+/// Output of a remote command. A non-zero `code` is data, not an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommandOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How long connecting to a host may take before it counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exit code of coreutils `timeout` when the command ran out of time.
+const TIMEOUT_EXIT: i32 = 124;
+
+/// Quote `s` for a POSIX shell: `'...'` with embedded quotes escaped.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Shorten `text` for an error message, keeping its end (where the cause usually is).
+pub fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &text[start..])
+}
+
+/// Shorten a command line for an error message, keeping its start.
+fn brief(command: &str) -> String {
+    const MAX: usize = 200;
+    let command = command.trim();
+    if command.len() <= MAX {
+        return command.to_string();
+    }
+    let mut end = MAX;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &command[..end])
+}
+
+/// What identifies one connection: two `Host`s that agree on these share it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Endpoint {
+    user: String,
+    address: String,
+    port: u16,
+    key: Option<PathBuf>,
+    /// Pinned in the workspace (else the user's known_hosts).
+    pinned: bool,
+}
+
+impl Endpoint {
+    fn of(host: &Host) -> Self {
+        Endpoint {
+            user: host.user.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            key: host.key.clone(),
+            pinned: host.host_keys == HostKeys::Workspace,
+        }
+    }
+}
+
+/// One master connection. Dropping it asks the master to exit.
+struct Conn {
+    session: Session,
+}
+
+type Slot = Arc<OnceCell<Arc<Conn>>>;
+
+/// Why running a command failed: before it started (safe to retry on a fresh
+/// connection) or after (the command may have run).
+enum RunError {
+    NotStarted(openssh::Error),
+    Failed(StepError),
+}
+
+/// The connection pool. Cheap to share by reference across tasks and threads.
+pub struct Pool {
+    // Declared before `dir`: connections shut down before their folder goes.
+    conns: Mutex<HashMap<Endpoint, Slot>>,
+    forwards: Mutex<HashMap<(Endpoint, String), Arc<OnceCell<SocketAddr>>>>,
+    dir: std::sync::OnceLock<tempfile::TempDir>,
+    known_hosts: PathBuf,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    /// A pool pinning [`HostKeys::Workspace`] hosts in `known_hosts`.
+    pub fn new(known_hosts: PathBuf) -> Self {
+        Pool {
+            conns: Mutex::new(HashMap::new()),
+            forwards: Mutex::new(HashMap::new()),
+            dir: std::sync::OnceLock::new(),
+            known_hosts,
+            connect_timeout: CONNECT_TIMEOUT,
+        }
+    }
+
+    /// The same pool with another connect timeout (tests, slow links).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The workspace known_hosts file this pool pins host keys in.
+    pub fn known_hosts(&self) -> &Path {
+        &self.known_hosts
+    }
+
+    /// Run `command` (a shell command line) on `host`, feeding `stdin` if given.
+    /// A non-zero exit is not an error here; transport failures are.
+    pub async fn exec(
+        &self,
+        host: &Host,
+        command: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<CommandOutput, StepError> {
+        self.exec_with(host, command, stdin, None).await
+    }
+
+    /// [`Pool::exec`] with a deadline: the command is killed on the host after
+    /// `timeout` (by coreutils `timeout`) and [`StepError::Timeout`] returned.
+    pub async fn exec_with(
+        &self,
+        host: &Host,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutput, StepError> {
+        let line = match timeout {
+            Some(t) => format!(
+                "timeout -k 5 {} sh -c {}",
+                t.as_secs().max(1),
+                quote(command)
+            ),
+            None => command.to_string(),
+        };
+        let run = async {
+            let conn = self.conn(host).await?;
+            match run_on(&conn, host, command, &line, stdin).await {
+                Ok(out) => Ok(out),
+                Err(RunError::NotStarted(e)) => {
+                    // The master is gone (host rebooted, connection dropped):
+                    // the command never started, so reconnect and try once more.
+                    self.forget(host, &conn);
+                    let conn = self.conn(host).await?;
+                    match run_on(&conn, host, command, &line, stdin).await {
+                        Ok(out) => Ok(out),
+                        Err(RunError::NotStarted(_)) => Err(transport(host, command, &e)),
+                        Err(RunError::Failed(e)) => {
+                            self.forget(host, &conn);
+                            Err(e)
+                        }
+                    }
+                }
+                Err(RunError::Failed(e)) => {
+                    self.forget(host, &conn);
+                    Err(e)
+                }
+            }
+        };
+        let out = match timeout {
+            // The remote `timeout` kills the command; this is the backstop for
+            // a connection that stops answering altogether.
+            Some(t) => tokio::time::timeout(t + Duration::from_secs(15), run)
+                .await
+                .map_err(|_| timed_out(host, command, t))??,
+            None => run.await?,
+        };
+        if let Some(t) = timeout {
+            if out.code == TIMEOUT_EXIT {
+                return Err(timed_out(host, command, t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A local TCP port on 127.0.0.1 forwarded over `host`'s connection to
+    /// `remote` (`"127.0.0.1:2379"`, as seen from the host). Cached per host
+    /// and remote address for the life of the connection.
+    pub async fn forward(&self, host: &Host, remote: &str) -> Result<SocketAddr, StepError> {
+        let (rhost, rport) = remote
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                StepError::invalid("remote", format!("`{remote}` is not a host:port address"))
+            })?;
+        let key = (Endpoint::of(host), remote.to_string());
+        let cell = {
+            let mut forwards = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
+            forwards.entry(key).or_default().clone()
+        };
+        let addr = cell
+            .get_or_try_init(|| async {
+                let conn = self.conn(host).await?;
+                let mut last = String::new();
+                // Pick a free port, then ask the master to listen on it; another
+                // process may take the port in between, so try a few.
+                for _ in 0..5 {
+                    let local = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .map_err(|e| StepError::io("binding a local port", "127.0.0.1:0", e))?;
+                    match conn
+                        .session
+                        .request_port_forward(
+                            ForwardType::Local,
+                            Socket::new("127.0.0.1", local.port()),
+                            Socket::new(rhost, rport),
+                        )
+                        .await
+                    {
+                        Ok(()) => return Ok(local),
+                        Err(e) => last = error_chain(&e),
+                    }
+                }
+                Err(StepError::Transport {
+                    host: host.name.clone(),
+                    command: format!("forward a local port to {remote}"),
+                    message: last,
+                })
+            })
+            .await?;
+        Ok(*addr)
+    }
+
+    /// Close every connection (their forwards go with them).
+    pub async fn close_all(&self) {
+        let conns: Vec<Slot> = {
+            let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            map.drain().map(|(_, slot)| slot).collect()
+        };
+        self.forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for slot in conns {
+            if let Some(conn) = Arc::try_unwrap(slot)
+                .ok()
+                .and_then(OnceCell::into_inner)
+                .and_then(|c| Arc::try_unwrap(c).ok())
+            {
+                let _ = conn.session.close().await;
+            }
+            // Still in use elsewhere: the last user's drop shuts the master down.
+        }
+    }
+
+    /// The connection to `host`, opened if needed (once, however many ask).
+    async fn conn(&self, host: &Host) -> Result<Arc<Conn>, StepError> {
+        let slot = {
+            let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(Endpoint::of(host)).or_default().clone()
+        };
+        let conn = slot
+            .get_or_try_init(|| async { self.connect(host).await.map(Arc::new) })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// Drop a broken connection so the next command reconnects.
+    fn forget(&self, host: &Host, conn: &Arc<Conn>) {
+        let endpoint = Endpoint::of(host);
+        let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let same = map
+            .get(&endpoint)
+            .and_then(|slot| slot.get())
+            .is_some_and(|c| Arc::ptr_eq(c, conn));
+        if same {
+            map.remove(&endpoint);
+            drop(map);
+            self.forwards
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(e, _), _| *e != endpoint);
+        }
+    }
+
+    fn control_dir(&self) -> Result<&Path, StepError> {
+        if let Some(dir) = self.dir.get() {
+            return Ok(dir.path());
+        }
+        // Short on purpose: unix socket paths are limited to ~108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("cairn-ssh-{}-", std::process::id()))
+            .tempdir_in("/tmp")
+            .map_err(|e| StepError::io("creating ssh control folder in", "/tmp", e))?;
+        let _ = self.dir.set(dir);
+        Ok(self.dir.get().map(|d| d.path()).unwrap_or(Path::new("/tmp")))
+    }
+
+    async fn connect(&self, host: &Host) -> Result<Conn, StepError> {
+        let fail = |message: String| StepError::Connect {
+            host: host.name.clone(),
+            address: format!("{}:{}", host.address, host.port),
+            message,
+        };
+        if host.address.is_empty()
+            || host.address.starts_with('-')
+            || host.address.contains(char::is_whitespace)
+        {
+            return Err(fail(format!("`{}` is not a host address", host.address)));
+        }
+        if let Some(key) = &host.key {
+            check_identity(key).map_err(fail)?;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("c")
+            .tempdir_in(self.control_dir()?)
+            .map_err(|e| StepError::io("creating ssh control folder", "/tmp", e))?;
+        let log = dir.path().join("log");
+        let mut ssh = tokio::process::Command::new("ssh");
+        ssh.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .arg("-E")
+            .arg(&log)
+            .arg("-S")
+            .arg(dir.path().join("master"))
+            .args(["-M", "-f", "-N"])
+            .args(["-o", "ControlPersist=yes", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!(
+                "ConnectTimeout={}",
+                self.connect_timeout.as_secs().max(1)
+            ))
+            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
+            .arg("-p")
+            .arg(host.port.to_string())
+            .arg("-l")
+            .arg(&host.user);
+        if let Some(key) = &host.key {
+            ssh.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(key);
+        }
+        if host.host_keys == HostKeys::Workspace {
+            if let Some(parent) = self.known_hosts.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StepError::io("creating", parent, e))?;
+            }
+            let mut file = std::ffi::OsString::from("UserKnownHostsFile=");
+            file.push(&self.known_hosts);
+            ssh.arg("-o").arg(file).args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+            ]);
+        }
+        ssh.arg("--").arg(&host.address);
+
+        // ssh's ConnectTimeout covers the TCP connect and the banner; this covers
+        // a server that stalls later in the handshake.
+        let limit = self.connect_timeout + Duration::from_secs(5);
+        let status = match tokio::time::timeout(limit, ssh.status()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => return Err(fail(format!("cannot run the ssh client: {e}"))),
+            Err(_) => {
+                return Err(fail(format!(
+                    "no ssh session within {}s",
+                    limit.as_secs()
+                )))
+            }
+        };
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !status.success() {
+            return Err(self.connect_error(host, &log_text, fail));
+        }
+        Ok(Conn {
+            session: Session::new_native_mux(dir),
+        })
+    }
+
+    fn connect_error(
+        &self,
+        host: &Host,
+        log: &str,
+        fail: impl Fn(String) -> StepError,
+    ) -> StepError {
+        if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || (host.host_keys == HostKeys::Workspace && log.contains("Host key verification failed"))
+        {
+            let known_hosts = offending_file(log).unwrap_or_else(|| match host.host_keys {
+                HostKeys::Workspace => self.known_hosts.clone(),
+                HostKeys::User => PathBuf::from("~/.ssh/known_hosts"),
+            });
+            return StepError::HostKeyChanged {
+                host: host.name.clone(),
+                address: format!("{}:{}", host.address, host.port),
+                known_hosts,
+            };
+        }
+        let lines: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+            .collect();
+        let mut message = tail(&lines.join("\n"), 600);
+        if message.is_empty() {
+            message = "ssh exited without saying why".into();
+        }
+        if host.host_keys == HostKeys::User && log.contains("Host key verification failed") {
+            message.push_str(
+                " (the host's key is not in your known_hosts: connect once with ssh to check and add it)",
+            );
+        }
+        fail(message)
+    }
+}
+
+/// Where ssh says the mismatching key is pinned (`Offending ... key in FILE:LINE`).
+fn offending_file(log: &str) -> Option<PathBuf> {
+    let line = log.lines().find(|l| l.contains("Offending") && l.contains(" key in "))?;
+    let rest = line.split(" key in ").nth(1)?.trim();
+    let file = rest.rsplit_once(':').map(|(f, _)| f).unwrap_or(rest);
+    Some(PathBuf::from(file))
+}
+
+/// An identity file must be readable by us and by no one else.
+fn check_identity(key: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(key)
+        .map_err(|e| format!("identity file {}: {e}", key.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "identity file {} is readable by others (mode {mode:04o}); ssh refuses it: run `chmod 600 {}`",
+            key.display(),
+            key.display()
+        ));
+    }
+    std::fs::File::open(key).map_err(|e| format!("identity file {}: {e}", key.display()))?;
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+fn transport(host: &Host, command: &str, e: &openssh::Error) -> StepError {
+    StepError::Transport {
+        host: host.name.clone(),
+        command: brief(command),
+        message: error_chain(e),
+    }
+}
+
+fn timed_out(host: &Host, command: &str, t: Duration) -> StepError {
+    StepError::Timeout {
+        what: format!("`{}` on {}", brief(command), host.name),
+        seconds: t.as_secs(),
+    }
+}
+
+/// Run `line` over `conn`; `command` is what errors call it.
+async fn run_on(
+    conn: &Conn,
+    host: &Host,
+    command: &str,
+    line: &str,
+    stdin: Option<&[u8]>,
+) -> Result<CommandOutput, RunError> {
+    let mut cmd = conn.session.raw_command(line);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = match cmd.spawn().await {
+        Ok(child) => child,
+        Err(e @ (openssh::Error::Disconnected | openssh::Error::SshMux(_))) => {
+            return Err(RunError::NotStarted(e))
+        }
+        Err(e) => return Err(RunError::Failed(transport(host, command, &e))),
+    };
+    let writer = child.stdin().take();
+    let feed = async move {
+        if let (Some(mut w), Some(data)) = (writer, stdin) {
+            w.write_all(data).await?;
+            w.shutdown().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let (fed, output) = tokio::join!(feed, child.wait_with_output());
+    let output = output.map_err(|e| RunError::Failed(transport(host, command, &e)))?;
+    // A command that exits before reading its input fails here (broken pipe);
+    // the input itself is never part of the message.
+    if let Err(e) = fed {
+        return Err(RunError::Failed(StepError::Transport {
+            host: host.name.clone(),
+            command: brief(command),
+            message: format!(
+                "could not send input (exit code {}): {e}",
+                output.status.code().unwrap_or(-1)
+            ),
+        }));
+    }
+    Ok(CommandOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        assert_eq!(quote("/etc/default/etcd"), "/etc/default/etcd");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", quote("x'$(echo no)`y` \"z\"")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'$(echo no)`y` \"z\"");
+    }
+
+    #[test]
+    fn offending_known_hosts_file_is_found() {
+        let log = "@@@@\nOffending ED25519 key in /w/known_hosts:3\n  remove with:\n";
+        assert_eq!(offending_file(log), Some(PathBuf::from("/w/known_hosts")));
+        assert_eq!(offending_file("nothing"), None);
+    }
+
+    #[test]
+    fn tails_keep_the_end() {
+        assert_eq!(tail("abcdef", 3), "...def");
+        assert_eq!(tail(" ab ", 3), "ab");
+    }
+}
