@@ -52,7 +52,7 @@ pub fn parse<T: DeserializeOwned>(what: &str, map: Map) -> Result<T, Box<EvalAlt
     let value = lower(Dynamic::from_map(map));
     rhai::serde::from_dynamic::<T>(&value).map_err(|e| {
         let msg = match *e {
-            EvalAltResult::ErrorParsing(..) | EvalAltResult::ErrorRuntime(..) => e.to_string(),
+            EvalAltResult::ErrorParsing(ref t, _) => t.to_string(),
             ref other => other.to_string(),
         };
         let msg = msg

@@ -101,18 +101,18 @@ pub fn check(spec: &str) -> i32 {
 pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
     let engine = rhai::Engine::new();
     let mut sources = Sources::default();
-    let mut scripts = vec![(rb.script_name(), rb.script.clone())];
+    let mut scripts = Vec::new();
     for (path, bytes) in rb.bundle.files() {
-        if path.extension().is_some_and(|e| e == "rhai") && path != std::path::Path::new("main.rhai") {
+        if path.extension().is_some_and(|e| e == "rhai") {
             let text = String::from_utf8_lossy(bytes).to_string();
-            scripts.push((format!("{}/{}", rb.label, path.display()), text));
+            let name = path.display().to_string();
+            sources.add(name.clone(), format!("{}/{name}", rb.label), text.clone());
+            scripts.push((name, text));
         }
     }
     for (name, text) in stdlib_modules() {
+        sources.add(name.clone(), name.clone(), text);
         scripts.push((name, text.to_string()));
-    }
-    for (name, text) in &scripts {
-        sources.add(name.clone(), text.clone());
     }
     for (name, text) in &scripts {
         if let Err(e) = engine.compile(text) {

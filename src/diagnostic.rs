@@ -7,21 +7,33 @@ use std::collections::BTreeMap;
 /// The texts of every script a run may execute, by the name Rhai knows them by.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
-    texts: BTreeMap<String, String>,
+    /// name -> (how to show it, text)
+    texts: BTreeMap<String, (String, String)>,
 }
 
 impl Sources {
-    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) {
-        self.texts.insert(name.into(), text.into());
+    /// Add a script: `name` is what Rhai knows it by (stable across folders:
+    /// `main.rhai`, `stdlib/etcd.rhai`), `display` how the user knows it.
+    pub fn add(&mut self, name: impl Into<String>, display: impl Into<String>, text: impl Into<String>) {
+        self.texts.insert(name.into(), (display.into(), text.into()));
+    }
+
+    fn display<'a>(&'a self, name: &'a str) -> &'a str {
+        self.texts.get(name).map(|(d, _)| d.as_str()).unwrap_or(name)
     }
 
     /// `  --> file:line:col`, the line, and a caret under the column.
     fn snippet(&self, source: &str, pos: Position) -> String {
+        let shown = self.display(source);
         let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
-            return format!("  --> {source}\n");
+            return format!("  --> {shown}\n");
         };
-        let mut out = format!("  --> {source}:{line}:{col}\n");
-        if let Some(text) = self.texts.get(source).and_then(|t| t.lines().nth(line - 1)) {
+        let mut out = format!("  --> {shown}:{line}:{col}\n");
+        if let Some(text) = self
+            .texts
+            .get(source)
+            .and_then(|(_, t)| t.lines().nth(line - 1))
+        {
             let num = line.to_string();
             let pad = " ".repeat(num.len());
             let caret_pad: String = text
@@ -81,7 +93,10 @@ pub fn render_eval(err: &EvalAltResult, main: &str, sources: &Sources) -> String
     out.push_str(&sources.snippet(&source, cur.position()));
     for (what, src, pos) in chain.iter().rev() {
         if let (Some(line), Some(col)) = (pos.line(), pos.position()) {
-            out.push_str(&format!("  = {what} at {src}:{line}:{col}\n"));
+            out.push_str(&format!(
+                "  = {what} at {}:{line}:{col}\n",
+                sources.display(src)
+            ));
         }
     }
     out

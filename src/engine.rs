@@ -45,7 +45,7 @@ impl ModuleResolver for Resolver {
             let rel = format!("{rel}.rhai");
             let bytes = self.runbook.bundle.read(&rel).map_err(|_| not_found())?;
             let text = String::from_utf8(bytes.to_vec()).map_err(|_| not_found())?;
-            (format!("{}/{rel}", self.runbook.label), text)
+            (rel, text)
         } else {
             let text = stdlib_module(path).ok_or_else(not_found)?;
             (format!("stdlib/{path}.rhai"), text.to_string())
@@ -117,10 +117,46 @@ pub fn params_map(inputs: &ScriptInputs, secrets: &Secrets) -> Map {
     map
 }
 
+/// `Host` values: getters for runbooks, and usable inside argument maps.
+fn register_host(engine: &mut Engine) {
+    crate::args::register_handle(crate::args::handle_of::<Host>);
+    engine
+        .register_type_with_name::<Host>("Host")
+        .register_get("name", |h: &mut Host| h.name.clone())
+        .register_get("address", |h: &mut Host| h.address.clone())
+        .register_get("private_address", |h: &mut Host| {
+            h.private_address.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+        })
+        .register_get("internal_address", |h: &mut Host| {
+            h.internal_address().to_string()
+        })
+        .register_get("fqdn", |h: &mut Host| {
+            h.fqdn.clone().unwrap_or_else(|| h.name.clone())
+        })
+        .register_get("user", |h: &mut Host| h.user.clone())
+        .register_get("port", |h: &mut Host| h.port as i64)
+        .register_get("labels", |h: &mut Host| {
+            h.labels
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+                .collect::<Map>()
+        })
+        .register_get("groups", |h: &mut Host| {
+            h.groups.iter().cloned().map(Dynamic::from).collect::<Array>()
+        })
+        .register_fn("to_string", |h: &mut Host| h.name.clone())
+        .register_fn("print", |h: &mut Host| h.name.clone())
+        .register_fn("to_debug", |h: &mut Host| {
+            format!("Host({} {}@{}:{})", h.name, h.user, h.address, h.port)
+        });
+}
+
 fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInputs) {
+    register_host(engine);
     engine
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
+        .register_fn("print", |_: &mut Secret| MASK.to_string())
         .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
         .register_fn("reveal", |s: &mut Secret| s.0.to_string());
 

@@ -83,6 +83,44 @@ pub struct Executor {
     cancel: Arc<AtomicBool>,
     occurrences: Mutex<HashMap<String, usize>>,
     steps: Mutex<Vec<StepRecord>>,
+    faults: Faults,
+}
+
+/// Fault injection for cairn's own kill/resume tests: `CAIRN_FAULT_KILL=done:N`
+/// SIGKILLs the process right after the N-th step is journaled done;
+/// `CAIRN_FAULT_KILL=applied:N` right after the N-th step's work is applied but
+/// before it is journaled (a kill inside a step).
+#[derive(Default)]
+struct Faults {
+    kill_done: Option<usize>,
+    kill_applied: Option<usize>,
+    done: std::sync::atomic::AtomicUsize,
+    applied: std::sync::atomic::AtomicUsize,
+}
+
+impl Faults {
+    fn from_env() -> Self {
+        let spec = std::env::var("CAIRN_FAULT_KILL").unwrap_or_default();
+        let mut f = Faults::default();
+        if let Some((what, n)) = spec.split_once(':') {
+            let n = n.parse().ok();
+            match what {
+                "done" => f.kill_done = n,
+                "applied" => f.kill_applied = n,
+                _ => {}
+            }
+        }
+        f
+    }
+    fn tick(counter: &std::sync::atomic::AtomicUsize, at: Option<usize>) {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if at == Some(n) {
+            // SAFETY: raising a signal on our own process.
+            unsafe {
+                libc::raise(libc::SIGKILL);
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -131,6 +169,7 @@ impl Executor {
             cancel: setup.cancel,
             occurrences: Mutex::new(HashMap::new()),
             steps: Mutex::new(Vec::new()),
+            faults: Faults::from_env(),
         }
     }
 
@@ -309,7 +348,10 @@ impl Executor {
         let output = match prepared.work {
             None => prepared.predicted,
             Some(work) => match self.block_on(step.apply(&self.ctx, work)) {
-                Ok(out) => out,
+                Ok(out) => {
+                    Faults::tick(&self.faults.applied, self.faults.kill_applied);
+                    out
+                }
                 Err(e) => return Err(self.failed(&key, kind, &target, e)),
             },
         };
@@ -328,6 +370,7 @@ impl Executor {
             true,
         )
         .map_err(fail)?;
+        Faults::tick(&self.faults.done, self.faults.kill_done);
         self.reporter.step(&record);
         self.push(record);
         Ok(output)

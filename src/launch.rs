@@ -183,6 +183,14 @@ fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Resu
         },
         &env,
     )?;
+    // A script that does not compile stops here, before any journal exists.
+    let mut scope = rhai::Scope::new();
+    scope.push_constant("params", ());
+    let mut engine = rhai::Engine::new();
+    engine.set_strict_variables(true);
+    if let Err(e) = engine.compile_with_scope(&scope, &runbook.script) {
+        return Err(Failure(render_parse(&e, "main.rhai", &sources(&runbook))));
+    }
     let secrets = Secrets::default();
     for (k, v) in &env {
         if is_secret_env(k) {
@@ -210,14 +218,14 @@ fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Resu
 
 fn sources(runbook: &Runbook) -> Sources {
     let mut s = Sources::default();
-    s.add(runbook.script_name(), runbook.script.clone());
     for (name, text) in stdlib_modules() {
-        s.add(name, text);
+        s.add(name.clone(), name, text);
     }
     for (path, bytes) in runbook.bundle.files() {
         if path.extension().is_some_and(|e| e == "rhai") {
             if let Ok(text) = std::str::from_utf8(bytes) {
-                s.add(format!("{}/{}", runbook.label, path.display()), text);
+                let name = path.display().to_string();
+                s.add(name.clone(), format!("{}/{name}", runbook.label), text);
             }
         }
     }
@@ -288,16 +296,16 @@ fn execute(
     }));
     let engine = build_engine(&exec, &p.runbook, &p.inputs);
     let sources = sources(&p.runbook);
-    let script_name = p.runbook.script_name();
-    let error = match engine.compile(&p.runbook.script) {
-        Err(e) => Some(render_parse(&e, &script_name, &sources)),
+    let script_name = "main.rhai";
+    let mut scope = rhai::Scope::new();
+    scope.push("params", params_map(&p.inputs, &p.secrets));
+    let error = match engine.compile_with_scope(&scope, &p.runbook.script) {
+        Err(e) => Some(render_parse(&e, script_name, &sources)),
         Ok(mut ast) => {
-            ast.set_source(script_name.clone());
-            let mut scope = rhai::Scope::new();
-            scope.push_constant("params", params_map(&p.inputs, &p.secrets));
+            ast.set_source(script_name);
             match engine.run_ast_with_scope(&mut scope, &ast) {
                 Ok(()) => None,
-                Err(e) => Some(p.secrets.redact(&render_eval(&e, &script_name, &sources))),
+                Err(e) => Some(p.secrets.redact(&render_eval(&e, script_name, &sources))),
             }
         }
     };

@@ -44,8 +44,7 @@ const TIMEOUT_EXIT: i32 = 124;
 /// Quote `s` for a POSIX shell: `'...'` with embedded quotes escaped.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
     {
         return s.to_string();
@@ -110,6 +109,9 @@ struct Conn {
 
 type Slot = Arc<OnceCell<Arc<Conn>>>;
 
+/// A forwarded local port, keyed by connection and remote address.
+type Forwards = HashMap<(Endpoint, String), Arc<OnceCell<SocketAddr>>>;
+
 /// Why running a command failed: before it started (safe to retry on a fresh
 /// connection) or after (the command may have run).
 enum RunError {
@@ -121,7 +123,7 @@ enum RunError {
 pub struct Pool {
     // Declared before `dir`: connections shut down before their folder goes.
     conns: Mutex<HashMap<Endpoint, Slot>>,
-    forwards: Mutex<HashMap<(Endpoint, String), Arc<OnceCell<SocketAddr>>>>,
+    forwards: Mutex<Forwards>,
     dir: std::sync::OnceLock<tempfile::TempDir>,
     known_hosts: PathBuf,
     connect_timeout: Duration,
@@ -328,7 +330,11 @@ impl Pool {
             .tempdir_in("/tmp")
             .map_err(|e| StepError::io("creating ssh control folder in", "/tmp", e))?;
         let _ = self.dir.set(dir);
-        Ok(self.dir.get().map(|d| d.path()).unwrap_or(Path::new("/tmp")))
+        Ok(self
+            .dir
+            .get()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/tmp")))
     }
 
     async fn connect(&self, host: &Host) -> Result<Conn, StepError> {
@@ -387,6 +393,9 @@ impl Pool {
                 "GlobalKnownHostsFile=/dev/null",
                 "-o",
                 "StrictHostKeyChecking=accept-new",
+                // readable, so an operator can find and remove a rebuilt host's line
+                "-o",
+                "HashKnownHosts=no",
             ]);
         }
         ssh.arg("--").arg(&host.address);
@@ -397,12 +406,7 @@ impl Pool {
         let status = match tokio::time::timeout(limit, ssh.status()).await {
             Ok(Ok(status)) => status,
             Ok(Err(e)) => return Err(fail(format!("cannot run the ssh client: {e}"))),
-            Err(_) => {
-                return Err(fail(format!(
-                    "no ssh session within {}s",
-                    limit.as_secs()
-                )))
-            }
+            Err(_) => return Err(fail(format!("no ssh session within {}s", limit.as_secs()))),
         };
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
         if !status.success() {
@@ -420,7 +424,8 @@ impl Pool {
         fail: impl Fn(String) -> StepError,
     ) -> StepError {
         if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            || (host.host_keys == HostKeys::Workspace && log.contains("Host key verification failed"))
+            || (host.host_keys == HostKeys::Workspace
+                && log.contains("Host key verification failed"))
         {
             let known_hosts = offending_file(log).unwrap_or_else(|| match host.host_keys {
                 HostKeys::Workspace => self.known_hosts.clone(),
@@ -452,7 +457,9 @@ impl Pool {
 
 /// Where ssh says the mismatching key is pinned (`Offending ... key in FILE:LINE`).
 fn offending_file(log: &str) -> Option<PathBuf> {
-    let line = log.lines().find(|l| l.contains("Offending") && l.contains(" key in "))?;
+    let line = log
+        .lines()
+        .find(|l| l.contains("Offending") && l.contains(" key in "))?;
     let rest = line.split(" key in ").nth(1)?.trim();
     let file = rest.rsplit_once(':').map(|(f, _)| f).unwrap_or(rest);
     Some(PathBuf::from(file))
@@ -460,8 +467,8 @@ fn offending_file(log: &str) -> Option<PathBuf> {
 
 /// An identity file must be readable by us and by no one else.
 fn check_identity(key: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(key)
-        .map_err(|e| format!("identity file {}: {e}", key.display()))?;
+    let meta =
+        std::fs::metadata(key).map_err(|e| format!("identity file {}: {e}", key.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -567,7 +574,10 @@ mod tests {
             .arg(format!("printf %s {}", quote("x'$(echo no)`y` \"z\"")))
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'$(echo no)`y` \"z\"");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "x'$(echo no)`y` \"z\""
+        );
     }
 
     #[test]

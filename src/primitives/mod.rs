@@ -1,6 +1,7 @@
 //! Primitive families: each a typed Rust API plus one `register` into Rhai.
 
 pub mod pki;
+pub mod remote;
 
 use crate::executor::Executor;
 use std::sync::Arc;
@@ -8,4 +9,5 @@ use std::sync::Arc;
 /// Register every primitive family into the engine.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     pki::register(engine, exec);
+    remote::register(engine, exec);
 }

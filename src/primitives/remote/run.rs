@@ -1,0 +1,311 @@
+//! `run`: a command whose effect cannot be predicted, guarded by facts; and
+//! `fact`: a read-only command whose output is a fact (it also runs in plans).
+
+use super::CommandResult;
+use crate::action::Action;
+use crate::error::StepError;
+use crate::host::Host;
+use crate::ssh::{quote, tail};
+use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::unknown;
+use serde::{Deserialize, Serialize, Serializer};
+use std::time::Duration;
+
+pub(super) const DOC_RUN: &str = "\
+/// Run a shell command on `host` (as the ssh user, through its login shell).
+///
+/// Options: `allow_fail` (bool: a non-zero exit is returned, not an error),
+/// `creates` (path: skip when it exists on the host), `unless` (command: skip
+/// when it exits 0; it must change nothing, it runs in plans too), `stdin`
+/// (string fed to the command; never shown), `timeout` (seconds).
+///
+/// A plan shows `> run `cmd``, or an `ok` line with the reason when a guard
+/// holds; the guards are checked read-only when planning. A non-zero exit is an
+/// error naming host and command unless `allow_fail`. Returns a
+/// `CommandResult` (`code`, `stdout`, `stderr`, `ok`); when skipped by a guard,
+/// code 0 and empty output. In a plan its output is a placeholder.
+///
+/// ```rhai
+/// run(node, \"etcdctl snapshot save /var/backups/etcd.db\", #{ timeout: 120 });
+/// run(node, \"useradd --system etcd\", #{ unless: \"id etcd\" });
+/// ```";
+
+pub(super) const DOC_FACT: &str = "\
+/// Read a fact from `host` with a command that CHANGES NOTHING.
+///
+/// The command runs while planning as well as when applying (it is how the
+/// runbook looks at the host), so it must be read-only: `cat`, `test`,
+/// `systemctl is-active`, `etcdctl member list`. Anything that changes the
+/// host belongs in `run`. Its plan line is an `ok read ...` no-op.
+///
+/// Options: `allow_fail` (bool: a non-zero exit is returned, not an error),
+/// `timeout` (seconds). Returns a `CommandResult` (`code`, `stdout`,
+/// `stderr`, `ok`).
+///
+/// ```rhai
+/// let has_data = fact(node, \"test -d /var/lib/etcd/member\", #{ allow_fail: true }).ok;
+/// ```";
+
+/// Hash a secret-ish string for the step's journal key.
+fn hashed<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(&format!("sha256:{}", super::put::sha256_hex(v.as_bytes()))),
+        None => s.serialize_none(),
+    }
+}
+
+/// Options of `run`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    #[serde(default)]
+    pub allow_fail: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
+    /// Fed to the command; only its hash is journaled.
+    #[serde(
+        default,
+        serialize_with = "hashed",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stdin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// `run(host, cmd, #{...})`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    pub host: Host,
+    pub cmd: String,
+    #[serde(flatten)]
+    pub options: RunOptions,
+}
+
+impl Run {
+    pub fn new(host: Host, cmd: &str, options: RunOptions) -> Self {
+        Run {
+            host,
+            cmd: cmd.to_string(),
+            options,
+        }
+    }
+
+    fn action(&self) -> Action {
+        Action::run(&self.host.name, format!("`{}`", brief(&self.cmd)))
+    }
+
+    fn predicted(&self) -> CommandResult {
+        let what = format!("{}: {}", self.host.name, brief(&self.cmd));
+        CommandResult {
+            code: 0,
+            stdout: unknown::placeholder("run", &format!("{what} stdout")),
+            stderr: unknown::placeholder("run", &format!("{what} stderr")),
+        }
+    }
+}
+
+/// A command shortened for plan lines.
+fn brief(cmd: &str) -> String {
+    let one_line = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= 120 {
+        one_line
+    } else {
+        format!("{}...", one_line.chars().take(117).collect::<String>())
+    }
+}
+
+/// Which guard of a `run` holds, if any.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+struct Guards {
+    creates_exists: bool,
+    unless_ok: bool,
+}
+
+fn command_error(host: &Host, cmd: &str, out: &CommandResult) -> StepError {
+    StepError::Command {
+        host: host.name.clone(),
+        command: brief(cmd),
+        code: out.code,
+        stderr: tail(&out.stderr, 2000),
+    }
+}
+
+fn timeout(secs: Option<u64>) -> Option<Duration> {
+    secs.map(Duration::from_secs)
+}
+
+impl Step for Run {
+    type Output = CommandResult;
+    type Work = ();
+
+    fn kind(&self) -> &'static str {
+        "run"
+    }
+    fn target(&self) -> String {
+        self.host.name.clone()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CommandResult, ()>, StepError> {
+        let o = &self.options;
+        if o.creates.is_none() && o.unless.is_none() {
+            return Ok(Prepared::todo(
+                vec![self.action()],
+                String::new(),
+                self.predicted(),
+                (),
+            ));
+        }
+        let mut script = String::new();
+        if let Some(path) = &o.creates {
+            script.push_str(&format!(
+                "if [ -e {} ]; then echo creates; fi\n",
+                quote(path)
+            ));
+        }
+        if let Some(unless) = &o.unless {
+            script.push_str(&format!(
+                "if sh -c {} </dev/null >/dev/null 2>&1; then echo unless; fi\n",
+                quote(unless)
+            ));
+        }
+        let out = ctx
+            .ssh
+            .exec_with(&self.host, &script, None, timeout(o.timeout))
+            .await?;
+        if out.code != 0 {
+            return Err(command_error(&self.host, "check creates/unless", &out));
+        }
+        let guards = Guards {
+            creates_exists: out.stdout.lines().any(|l| l == "creates"),
+            unless_ok: out.stdout.lines().any(|l| l == "unless"),
+        };
+        let facts = fingerprint(&guards);
+        let reason = match (&guards, &o.creates, &o.unless) {
+            (
+                Guards {
+                    creates_exists: true,
+                    ..
+                },
+                Some(path),
+                _,
+            ) => format!("{path} exists"),
+            (
+                Guards {
+                    unless_ok: true, ..
+                },
+                _,
+                Some(cmd),
+            ) => format!("`{}` succeeded", brief(cmd)),
+            _ => {
+                return Ok(Prepared::todo(
+                    vec![self.action()],
+                    facts,
+                    self.predicted(),
+                    (),
+                ));
+            }
+        };
+        let action = Action::noop(
+            &self.host.name,
+            format!("run `{}`", brief(&self.cmd)),
+            reason,
+        );
+        Ok(Prepared::done(
+            vec![action],
+            facts,
+            CommandResult::default(),
+        ))
+    }
+    fn intent(&self) -> Prepared<CommandResult, ()> {
+        Prepared::todo(vec![self.action()], String::new(), self.predicted(), ())
+    }
+    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
+        let o = &self.options;
+        let out = ctx
+            .ssh
+            .exec_with(
+                &self.host,
+                &self.cmd,
+                o.stdin.as_deref().map(str::as_bytes),
+                timeout(o.timeout),
+            )
+            .await?;
+        if out.code != 0 && !o.allow_fail {
+            return Err(command_error(&self.host, &self.cmd, &out));
+        }
+        Ok(out)
+    }
+}
+
+/// Options of `fact`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactOptions {
+    #[serde(default)]
+    pub allow_fail: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// `fact(host, cmd)`: see [`DOC_FACT`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Fact {
+    pub host: Host,
+    pub cmd: String,
+    #[serde(flatten)]
+    pub options: FactOptions,
+}
+
+impl Fact {
+    pub fn new(host: Host, cmd: &str, options: FactOptions) -> Self {
+        Fact {
+            host,
+            cmd: cmd.to_string(),
+            options,
+        }
+    }
+    fn action(&self) -> Action {
+        Action::noop(
+            &self.host.name,
+            format!("read `{}`", brief(&self.cmd)),
+            "read-only fact",
+        )
+    }
+}
+
+impl Step for Fact {
+    type Output = CommandResult;
+    type Work = ();
+
+    fn kind(&self) -> &'static str {
+        "fact"
+    }
+    fn target(&self) -> String {
+        self.host.name.clone()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CommandResult, ()>, StepError> {
+        let out = ctx
+            .ssh
+            .exec_with(&self.host, &self.cmd, None, timeout(self.options.timeout))
+            .await?;
+        if out.code != 0 && !self.options.allow_fail {
+            return Err(command_error(&self.host, &self.cmd, &out));
+        }
+        Ok(Prepared::done(vec![self.action()], fingerprint(&out), out))
+    }
+    fn intent(&self) -> Prepared<CommandResult, ()> {
+        let what = format!("{}: {}", self.host.name, brief(&self.cmd));
+        let predicted = CommandResult {
+            code: 0,
+            stdout: unknown::placeholder("read", &format!("{what} stdout")),
+            stderr: unknown::placeholder("read", &format!("{what} stderr")),
+        };
+        Prepared::done(vec![self.action()], String::new(), predicted)
+    }
+    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
+        // Never reached: prepare leaves no work. Kept equivalent for safety.
+        Ok(self.prepare(ctx).await?.predicted)
+    }
+}

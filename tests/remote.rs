@@ -1,0 +1,501 @@
+//! Remote primitives and the ssh pool against a real sshd on 127.0.0.1.
+//!
+//! The test sshd runs on this machine, so what a step writes "remotely" is
+//! checked directly on the local file system.
+
+#[path = "common/sshd.rs"]
+mod sshd;
+
+use cairn::action::ActionKind;
+use cairn::bundle::Bundle;
+use cairn::error::StepError;
+use cairn::host::Host;
+use cairn::primitives::remote::*;
+use cairn::ssh::Pool;
+use cairn::step::{Ctx, Prepared, Step};
+use cairn::workspace::Workspace;
+use sshd::Sshd;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct World {
+    sshd: Sshd,
+    ctx: Ctx,
+    /// Where steps write (a temp folder on this machine, reached over ssh).
+    dir: tempfile::TempDir,
+    _ws: tempfile::TempDir,
+}
+
+fn ctx_with(ws: &Path, bundle: Bundle) -> Ctx {
+    let workspace = Workspace::new(ws);
+    Ctx {
+        ssh: Pool::new(workspace.known_hosts()),
+        workspace,
+        http: reqwest::Client::new(),
+        bundle: Arc::new(bundle),
+        env: BTreeMap::new(),
+    }
+}
+
+fn world_with(bundle: Bundle) -> World {
+    let sshd = Sshd::start();
+    let ws = tempfile::tempdir().unwrap();
+    World {
+        sshd,
+        ctx: ctx_with(ws.path(), bundle),
+        dir: tempfile::tempdir().unwrap(),
+        _ws: ws,
+    }
+}
+
+fn world() -> World {
+    world_with(Bundle::default())
+}
+
+impl World {
+    fn host(&self) -> Host {
+        self.sshd.host()
+    }
+    fn path(&self, rel: &str) -> String {
+        self.dir.path().join(rel).to_string_lossy().into_owned()
+    }
+}
+
+/// Prepare, apply when there is work, and return the actions and output.
+async fn converge<S: Step>(step: &S, ctx: &Ctx) -> (Vec<cairn::action::Action>, S::Output) {
+    let Prepared {
+        actions,
+        predicted,
+        work,
+        ..
+    } = step.prepare(ctx).await.expect("prepare");
+    let output = match work {
+        Some(work) => step.apply(ctx, work).await.expect("apply"),
+        None => predicted,
+    };
+    (actions, output)
+}
+
+fn kinds(actions: &[cairn::action::Action]) -> Vec<ActionKind> {
+    actions.iter().map(|a| a.kind).collect()
+}
+
+fn mode_of(path: &str) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_run_and_share_one_connection() {
+    let w = world();
+    let host = w.host();
+    let out = w
+        .ctx
+        .ssh
+        .exec(&host, "echo hi; echo err >&2; exit 3", None)
+        .await
+        .unwrap();
+    assert_eq!(out.code, 3);
+    assert_eq!(out.stdout, "hi\n");
+    assert_eq!(out.stderr, "err\n");
+
+    let out = w
+        .ctx
+        .ssh
+        .exec(&host, "wc -c", Some(b"12345"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.trim(), "5");
+
+    // Concurrent commands on one host share one master connection: the
+    // server sees the same client address and port for all of them.
+    let runs = (0..8).map(|_| w.ctx.ssh.exec(&host, "echo $SSH_CONNECTION", None));
+    let outs = futures::future::join_all(runs).await;
+    let seen: std::collections::BTreeSet<String> =
+        outs.into_iter().map(|o| o.unwrap().stdout).collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+
+    // The host key was pinned in the workspace on first contact.
+    let pinned = std::fs::read_to_string(w.ctx.workspace.known_hosts()).unwrap();
+    assert!(
+        pinned.contains(&format!("[127.0.0.1]:{}", w.sshd.port)),
+        "{pinned}"
+    );
+    w.ctx.ssh.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_timeout_is_enforced() {
+    let w = world();
+    let started = Instant::now();
+    let err = w
+        .ctx
+        .ssh
+        .exec_with(&w.host(), "sleep 30", None, Some(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StepError::Timeout { seconds: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sleep 30"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_plans_guards_and_fails_loudly() {
+    let w = world();
+    let host = w.host();
+    let marker = w.path("marker");
+    let cmd = format!("touch {marker}; echo made");
+    let run = Run::new(
+        host.clone(),
+        &cmd,
+        RunOptions {
+            creates: Some(marker.clone()),
+            ..Default::default()
+        },
+    );
+    let p = run.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Run]);
+    assert!(p.actions[0].what.contains("touch"), "{}", p.actions[0]);
+    assert!(cairn::unknown::is_unknown(&p.predicted.stdout));
+    assert!(
+        !Path::new(&marker).exists(),
+        "prepare must not run the command"
+    );
+    let out = run.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert_eq!(out.stdout, "made\n");
+
+    let p = run.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Noop]);
+    assert_eq!(
+        p.actions[0].reason.as_deref(),
+        Some(format!("{marker} exists").as_str())
+    );
+    assert!(p.work.is_none());
+
+    let unless = Run::new(
+        host.clone(),
+        "false",
+        RunOptions {
+            unless: Some("true".into()),
+            ..Default::default()
+        },
+    );
+    let p = unless.prepare(&w.ctx).await.unwrap();
+    assert_eq!(p.actions[0].reason.as_deref(), Some("`true` succeeded"));
+
+    let failing = Run::new(host.clone(), "echo boom >&2; exit 7", RunOptions::default());
+    let p = failing.prepare(&w.ctx).await.unwrap();
+    let err = failing.apply(&w.ctx, p.work.unwrap()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("local-sshd") && msg.contains("exited with 7"),
+        "{msg}"
+    );
+    assert!(msg.contains("exit 7") && msg.contains("boom"), "{msg}");
+
+    let allowed = Run::new(
+        host.clone(),
+        "cat; exit 7",
+        RunOptions {
+            allow_fail: true,
+            stdin: Some("fed".into()),
+            ..Default::default()
+        },
+    );
+    let (_, out) = converge(&allowed, &w.ctx).await;
+    assert_eq!((out.code, out.stdout.as_str()), (7, "fed"));
+    // The journal key never holds stdin, only its hash.
+    let args = serde_json::to_string(&allowed).unwrap();
+    assert!(
+        !args.contains("\"fed\"") && args.contains("sha256:"),
+        "{args}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fact_reads_in_prepare_as_a_noop() {
+    let w = world();
+    let fact = Fact::new(w.host(), "echo 42", FactOptions::default());
+    let p = fact.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Noop]);
+    assert_eq!(p.actions[0].what, "read `echo 42`");
+    assert_eq!(p.predicted.stdout, "42\n");
+    assert!(p.work.is_none());
+
+    let failing = Fact::new(w.host(), "test -e /nonexistent", FactOptions::default());
+    assert!(matches!(
+        failing.prepare(&w.ctx).await,
+        Err(StepError::Command { code: 1, .. })
+    ));
+    let allowed = Fact::new(
+        w.host(),
+        "test -e /nonexistent",
+        FactOptions {
+            allow_fail: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(allowed.prepare(&w.ctx).await.unwrap().predicted.code, 1);
+}
+
+fn file(host: Host, path: &str, content: &str) -> File {
+    File {
+        host,
+        args: FileArgs {
+            path: path.into(),
+            content: content.into(),
+            mode: None,
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            secret: false,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_is_created_then_left_alone_then_changed_with_a_diff() {
+    let w = world();
+    let path = w.path("etc/default/etcd");
+    let step = file(w.host(), &path, "A=1\nB=2\n");
+
+    // intent: a blank host gets the whole content
+    let intent = step.intent();
+    assert_eq!(kinds(&intent.actions), [ActionKind::Create]);
+    assert!(intent.actions[0]
+        .diff
+        .as_deref()
+        .unwrap()
+        .contains("+A=1\n+B=2\n"));
+
+    let p = step.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Create]);
+    assert_eq!(p.actions[0].what, format!("file {path} (0644 root:root)"));
+    assert_eq!(
+        p.actions[0].reason.as_deref(),
+        Some("with its parent folders")
+    );
+    assert!(p.actions[0]
+        .diff
+        .as_deref()
+        .unwrap()
+        .contains("+A=1\n+B=2\n"));
+    assert!(!Path::new(&path).exists(), "prepare must not write");
+    let out = step.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert_eq!((out.created, out.changed), (true, true));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "A=1\nB=2\n");
+    assert_eq!(mode_of(&path), 0o644);
+    // no temp files left next to it
+    let names: Vec<_> = std::fs::read_dir(Path::new(&path).parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["etcd"]);
+
+    let p = step.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Noop]);
+    assert_eq!(
+        p.actions[0].reason.as_deref(),
+        Some("content, mode and owner already match")
+    );
+    assert_eq!((p.predicted.created, p.predicted.changed), (false, false));
+    assert!(p.work.is_none());
+
+    let changed = file(w.host(), &path, "A=1\nB=3\n");
+    let p = changed.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Change]);
+    assert_eq!(p.actions[0].reason.as_deref(), Some("content"));
+    let diff = p.actions[0].diff.clone().unwrap();
+    assert!(diff.contains(" A=1\n-B=2\n+B=3\n"), "{diff}");
+    let out = changed.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert_eq!((out.created, out.changed), (false, true));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "A=1\nB=3\n");
+
+    // mode drift alone is fixed in place, listed without a diff
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let p = changed.prepare(&w.ctx).await.unwrap();
+    assert_eq!(p.actions[0].reason.as_deref(), Some("mode 0666 -> 0644"));
+    assert_eq!(p.actions[0].diff, None);
+    changed.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert_eq!(mode_of(&path), 0o644);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_keys_are_written_0600_and_never_shown() {
+    let w = world();
+    let path = w.path("server.key");
+    let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKEYMATERIAL\n-----END PRIVATE KEY-----\n";
+    let step = file(w.host(), &path, key);
+    let p = step.prepare(&w.ctx).await.unwrap();
+    assert_eq!(p.actions[0].what, format!("file {path} (0600 root:root)"));
+    let diff = p.actions[0].diff.clone().unwrap();
+    assert!(
+        diff.starts_with("(content hidden) sha256 (none) -> "),
+        "{diff}"
+    );
+    assert!(!format!("{:?}", p.actions).contains("KEYMATERIAL"));
+    step.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert_eq!(mode_of(&path), 0o600);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), key);
+
+    // secret: true hides ordinary text too, also in the intent
+    let mut token = file(w.host(), &w.path("token"), "s3cr3t-token\n");
+    token.args.secret = true;
+    let p = token.prepare(&w.ctx).await.unwrap();
+    assert!(!format!("{:?}", p.actions).contains("s3cr3t"));
+    assert!(!format!("{:?}", token.intent().actions).contains("s3cr3t"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_reads_the_runbook_folder_and_the_workspace_only() {
+    let mut files = BTreeMap::new();
+    files.insert(PathBuf::from("files/motd"), b"hello\n".to_vec());
+    let w = world_with(Bundle::new("test-runbook", files));
+    let upload = |src: &str, dest: &str| Upload {
+        host: w.host(),
+        args: UploadArgs {
+            src: src.into(),
+            dest: dest.into(),
+            mode: None,
+            owner: None,
+            group: None,
+            secret: false,
+        },
+    };
+
+    let dest = w.path("motd");
+    let step = upload("files/motd", &dest);
+    let (actions, out) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Create]);
+    assert!(out.created);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"hello\n");
+    let (actions, out) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Noop]);
+    assert!(!out.changed);
+
+    // absolute paths: inside the workspace only (a generated key here)
+    let pki = w.ctx.workspace.pki_dir();
+    std::fs::create_dir_all(&pki).unwrap();
+    let key = pki.join("node.key");
+    std::fs::write(
+        &key,
+        "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let dest_key = w.path("node.key");
+    let (actions, _) = converge(&upload(key.to_str().unwrap(), &dest_key), &w.ctx).await;
+    assert!(actions[0]
+        .diff
+        .as_deref()
+        .unwrap()
+        .starts_with("(content hidden)"));
+    assert_eq!(mode_of(&dest_key), 0o600);
+
+    let outside = upload("/etc/hostname", &w.path("x"));
+    let err = outside.prepare(&w.ctx).await.err().unwrap();
+    assert!(err.to_string().contains("outside the workspace"), "{err}");
+    let escape = upload("../secret", &w.path("x"));
+    let err = escape.prepare(&w.ctx).await.err().unwrap();
+    assert!(
+        err.to_string().contains("escapes the runbook folder"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_host_key_is_refused() {
+    let mut w = world();
+    let host = w.host();
+    w.ctx.ssh.exec(&host, "true", None).await.unwrap();
+    w.ctx.ssh.close_all().await;
+
+    w.sshd.restart_with_new_host_key();
+    let fresh = Pool::new(w.ctx.workspace.known_hosts());
+    let err = fresh.exec(&host, "true", None).await.unwrap_err();
+    match &err {
+        StepError::HostKeyChanged {
+            host, known_hosts, ..
+        } => {
+            assert_eq!(host, "local-sshd");
+            assert_eq!(known_hosts, &w.ctx.workspace.known_hosts());
+        }
+        other => panic!("expected HostKeyChanged, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_host_fails_fast_with_its_name() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed once the listener is dropped
+    let ws = tempfile::tempdir().unwrap();
+    let mut host = Host::new("gone-1", "127.0.0.1");
+    host.port = port;
+    host.host_keys = cairn::host::HostKeys::Workspace;
+    let pool = Pool::new(ws.path().join("known_hosts"));
+    let started = Instant::now();
+    let err = pool.exec(&host, "true", None).await.unwrap_err();
+    assert!(started.elapsed() < cairn::ssh::CONNECT_TIMEOUT);
+    match &err {
+        StepError::Connect { host, message, .. } => {
+            assert_eq!(host, "gone-1");
+            assert!(message.contains("Connection refused"), "{message}");
+        }
+        other => panic!("expected Connect, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_readable_identity_file_is_refused_with_advice() {
+    let w = world();
+    let key = w.dir.path().join("loose_key");
+    std::fs::copy(w.sshd.client_key(), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut host = w.host();
+    host.key = Some(key);
+    let err = w.ctx.ssh.exec(&host, "true", None).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StepError::Connect { .. }), "{msg}");
+    assert!(
+        msg.contains("mode 0644") && msg.contains("chmod 600"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_is_forwarded_over_the_connection() {
+    let w = world();
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut s, _)) = server.accept().await {
+            let _ = s.write_all(b"hello from the host").await;
+        }
+    });
+    let local = w
+        .ctx
+        .ssh
+        .forward(&w.host(), &remote.to_string())
+        .await
+        .unwrap();
+    assert_ne!(local.port(), remote.port());
+    let again = w
+        .ctx
+        .ssh
+        .forward(&w.host(), &remote.to_string())
+        .await
+        .unwrap();
+    assert_eq!(local, again, "forwards are cached");
+    let mut s = tokio::net::TcpStream::connect(local).await.unwrap();
+    let mut buf = String::new();
+    use tokio::io::AsyncReadExt;
+    s.read_to_string(&mut buf).await.unwrap();
+    assert_eq!(buf, "hello from the host");
+}
