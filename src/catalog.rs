@@ -99,7 +99,9 @@ pub fn check(spec: &str) -> i32 {
 /// Compile `main.rhai`, the runbook's other `.rhai` files, and the stdlib.
 /// Returns how many scripts compiled, or the rendered error.
 pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
-    let engine = rhai::Engine::new();
+    let engine = crate::engine::compile_engine();
+    let mut scope = rhai::Scope::new();
+    scope.push("params", ());
     let mut sources = Sources::default();
     let mut scripts = Vec::new();
     for (path, bytes) in rb.bundle.files() {
@@ -115,7 +117,12 @@ pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
         scripts.push((name, text.to_string()));
     }
     for (name, text) in &scripts {
-        if let Err(e) = engine.compile(text) {
+        let compiled = if name == "main.rhai" {
+            engine.compile_with_scope(&scope, text)
+        } else {
+            engine.compile(text)
+        };
+        if let Err(e) = compiled {
             return Err(render_parse(&e, name, &sources));
         }
     }

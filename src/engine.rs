@@ -68,16 +68,23 @@ fn to_dynamic(v: &toml::Value) -> Dynamic {
     rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
-/// Build the engine for `runbook`, with steps going through `exec`.
-pub fn build_engine(exec: &Arc<Executor>, runbook: &Arc<Runbook>, inputs: &ScriptInputs) -> Engine {
+/// An engine with cairn's limits and nothing registered: for compiling only
+/// (`cairn check`, syntax checks before a run). `build_engine` starts from it.
+pub fn compile_engine() -> Engine {
     let mut engine = Engine::new();
     engine.set_max_expr_depths(256, 128);
     engine.set_max_call_levels(128);
     engine.set_max_operations(0);
+    engine.set_strict_variables(true);
+    engine
+}
+
+/// Build the engine for `runbook`, with steps going through `exec`.
+pub fn build_engine(exec: &Arc<Executor>, runbook: &Arc<Runbook>, inputs: &ScriptInputs) -> Engine {
+    let mut engine = compile_engine();
     engine.set_module_resolver(Resolver {
         runbook: runbook.clone(),
     });
-    engine.set_strict_variables(true);
 
     let cancel = exec.clone();
     engine.on_progress(move |_| {

@@ -186,8 +186,7 @@ fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Resu
     // A script that does not compile stops here, before any journal exists.
     let mut scope = rhai::Scope::new();
     scope.push_constant("params", ());
-    let mut engine = rhai::Engine::new();
-    engine.set_strict_variables(true);
+    let engine = crate::engine::compile_engine();
     if let Err(e) = engine.compile_with_scope(&scope, &runbook.script) {
         return Err(Failure(render_parse(&e, "main.rhai", &sources(&runbook))));
     }
@@ -211,7 +210,7 @@ fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Resu
         },
         env,
         secrets,
-        workspace: Workspace::new(&req.state_dir),
+        workspace: Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone())),
         lab: req.lab.clone(),
     })
 }
