@@ -367,3 +367,122 @@ fn secret_parameters_never_reach_output_or_journal() {
     let meta = std::fs::metadata(d.path().join(".cairn/files/t")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 }
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn certs_and_templates_plan_apply_then_nothing_to_do() {
+    let d = Dir::new();
+    let ex = example("certs");
+    let plan = d.cairn(&["plan", &ex]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(text(&plan).contains("Plan: 6 to create, 0 to change"), "{}", text(&plan));
+    assert!(!d.path().join(".cairn").exists(), "plan wrote to the workspace");
+
+    let run = d.cairn(&["run", &ex]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let pki = d.path().join(".cairn/pki");
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["example-ca", "node-1-server", "node-2-server", "node-3-server", "operator"] {
+        let key = std::fs::metadata(pki.join(format!("{name}.key"))).unwrap();
+        assert_eq!(key.permissions().mode() & 0o777, 0o600, "{name}.key");
+        assert!(pki.join(format!("{name}.crt")).exists());
+    }
+    let env = std::fs::read_to_string(d.path().join(".cairn/files/etcdctl.env")).unwrap();
+    assert!(env.contains("ETCDCTL_ENDPOINTS=https://node-1:2379,https://node-2:2379,https://node-3:2379"), "{env}");
+    let before: Vec<_> = std::fs::read_dir(&pki)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.clone(), std::fs::read(&p).unwrap())
+        })
+        .collect();
+
+    let plan = d.cairn(&["plan", &ex]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(text(&plan).contains("Plan: 0 to create, 0 to change, 0 to delete, 0 to run, 6 unchanged"));
+    let rerun = d.cairn(&["run", &ex]);
+    assert_eq!(rerun.status.code(), Some(0));
+    assert!(text(&rerun).contains("0 created, 0 changed"), "{}", text(&rerun));
+    for (p, bytes) in before {
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{} changed on rerun", p.display());
+    }
+
+    // a different key type: every certificate is replaced, and the plan says why
+    let plan = d.cairn(&["plan", &ex, "--var", "key=rsa2048"]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(text(&plan).contains("~ change CA certificate example-ca"), "{}", text(&plan));
+    assert!(text(&plan).contains("(key is p256, wanted rsa2048)"), "{}", text(&plan));
+}
+
+#[test]
+fn template_with_undefined_variable_names_template_and_line() {
+    let d = Dir::new();
+    d.write("rb/runbook.toml", "name = \"t\"\nversion = \"0.1.0\"\ndescription = \"d\"\n");
+    d.write("rb/templates/conf.j2", "name: {{ name }}\nport: {{ prot }}\n");
+    d.write(
+        "rb/main.rhai",
+        "let text = render(\"templates/conf.j2\", #{ name: \"n1\", port: 2379 });\nlocal_file(#{ path: \"c\", content: text });\n",
+    );
+    let o = d.cairn(&["run", "rb"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "error: render: template templates/conf.j2 line 2: undefined value: `prot` is undefined",
+        "{err}"
+    );
+    assert!(err.contains("  --> rb/main.rhai:1:12\n"), "{err}");
+    assert!(!d.path().join(".cairn/files").exists());
+}
+
+#[test]
+fn ctrl_c_stops_between_steps_and_resume_finishes() {
+    use std::io::{BufRead, BufReader};
+    let d = Dir::new();
+    let mut child = Command::new(BIN)
+        .current_dir(d.path())
+        .args(["run", &example("resume"), "--var", "steps=3000"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // wait until 20 steps are reported done, then interrupt
+    let mut seen = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().contains("create file") {
+            seen += 1;
+            if seen == 20 {
+                break;
+            }
+        }
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    for _ in lines {}
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let id = &d.run_ids()[0];
+    let j = d.journal(id);
+    assert_eq!(j.status(), Some(cairn::journal::RunStatus::Interrupted));
+    let done = j.done_steps().len();
+    assert!(done >= 20 && done < 3000, "{done}");
+    // every started step finished: Ctrl-C stopped between steps
+    let started = j
+        .records
+        .iter()
+        .filter(|r| matches!(r, cairn::journal::Record::Start { .. }))
+        .count();
+    assert_eq!(started, done);
+    let r = d.cairn(&["resume"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    let j = d.journal(id);
+    assert_eq!(j.done_steps().len(), 3000);
+    assert!(j.done_counts().values().all(|n| *n == 1));
+}
