@@ -1,6 +1,7 @@
 //! Primitive families: each a typed Rust API plus one `register` into Rhai.
 
 pub mod pki;
+pub mod render;
 pub mod remote;
 
 use crate::executor::Executor;
@@ -9,5 +10,6 @@ use std::sync::Arc;
 /// Register every primitive family into the engine.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     pki::register(engine, exec);
+    render::register(engine, exec);
     remote::register(engine, exec);
 }
