@@ -1,0 +1,141 @@
+//! The `cairn lab` subcommands. [`run`] is called by cairn's CLI and returns
+//! the process exit code; it builds its own tokio runtime where it needs one.
+
+use super::error::{LabError, Result};
+use super::lifecycle;
+use super::paths::paths;
+use super::record::LabRecord;
+use super::DEFAULT_LAB;
+use clap::Subcommand;
+use std::time::{Duration, Instant};
+
+/// `cairn lab ...`
+#[derive(Subcommand, Debug, Clone)]
+pub enum LabCommand {
+    /// Start a lab (or repair it): N Debian nodes with systemd and sshd, an
+    /// apt and release mirror, cloud API emulations. Idempotent.
+    Up {
+        /// Number of nodes, named node-1..node-N.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// Lab name (nodes are <node>.<name>.lab).
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+        /// Seconds to wait for all nodes to be ready.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Stop a lab and remove everything it created. Idempotent.
+    Down {
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+    },
+    /// Show a lab's nodes, their systemd state and memory, and its files.
+    Status {
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+    },
+    /// ssh into a node as root with the lab key (runs CMD if given).
+    Ssh {
+        /// Node name, e.g. node-1.
+        node: String,
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+        /// Command to run instead of a login shell.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// Build the cached base image and mirror content (once; --force rebuilds).
+    Image {
+        /// Rebuild even if the cache is complete (no lab may be up).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the lab daemon (mirror and cloud emulation); started by `up`.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+    },
+}
+
+/// Runs a lab command; returns the process exit code.
+pub fn run(cmd: LabCommand) -> i32 {
+    match execute(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                LabError::Prereq { .. } => 3,
+                _ => 1,
+            }
+        }
+    }
+}
+
+fn execute(cmd: LabCommand) -> Result<i32> {
+    match cmd {
+        LabCommand::Up { nodes, name, timeout } => {
+            let t0 = Instant::now();
+            let st = lifecycle::up(&name, nodes, Duration::from_secs(timeout))?;
+            let rec = LabRecord::load(&name)?.ok_or_else(|| LabError::lab(&name, "record vanished"))?;
+            let p = paths(&name);
+            println!(
+                "lab {name} is up: {} nodes on {} in {:.1} s",
+                st.len(),
+                super::naming::subnet(rec.subnet),
+                t0.elapsed().as_secs_f64()
+            );
+            for n in &st {
+                println!("  {:<12} {:<14} {:<28} {}", n.name, n.address, n.fqdn, n.state);
+            }
+            println!("inventory: {}", p.inventory.display());
+            println!("env:       {}", p.env.display());
+            println!("ssh:       cairn lab ssh --name {name} {}", st.first().map(|n| n.name.as_str()).unwrap_or("NODE"));
+            Ok(0)
+        }
+        LabCommand::Down { name } => {
+            let t0 = Instant::now();
+            lifecycle::down(&name)?;
+            println!("lab {name} is down ({:.1} s); nothing left", t0.elapsed().as_secs_f64());
+            Ok(0)
+        }
+        LabCommand::Status { name } => {
+            print!("{}", lifecycle::status(&name)?);
+            Ok(0)
+        }
+        LabCommand::Ssh { node, name, cmd } => ssh(&name, &node, &cmd),
+        LabCommand::Image { force } => {
+            super::prereq::check(true)?;
+            let img = super::image::ensure(force)?;
+            println!("image:  {}", img.rootfs.display());
+            println!("mirror: {}", img.mirror.display());
+            Ok(0)
+        }
+        LabCommand::Serve { name } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| LabError::lab(&name, format!("cannot start tokio runtime: {e}")))?;
+            rt.block_on(super::daemon::serve(&name))?;
+            Ok(0)
+        }
+    }
+}
+
+fn ssh(lab: &str, node: &str, cmd: &[String]) -> Result<i32> {
+    let rec = LabRecord::load(lab)?.ok_or_else(|| LabError::lab(lab, "is not up"))?;
+    let n = rec
+        .nodes
+        .get(node)
+        .ok_or_else(|| LabError::node(lab, node, "no such node"))?;
+    let options: &[&str] = if cmd.is_empty() { &["-t"] } else { &[] };
+    let mut c = super::ssh::command_with(&paths(lab), &n.address, options);
+    c.args(cmd);
+    use std::os::unix::process::CommandExt;
+    let e = c.exec();
+    Err(LabError::Command {
+        command: super::exec::describe(&c),
+        detail: format!("cannot exec: {e}"),
+    })
+}
