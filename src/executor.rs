@@ -302,6 +302,7 @@ impl Executor {
             )));
         }
         let started = Instant::now();
+        self.reporter.started(&key, kind, &target);
         if self.mode == Mode::Apply {
             self.journal(
                 &Record::Start {

@@ -577,7 +577,17 @@ fn finish(
     let started = Instant::now();
     let jpath = journal.path().to_path_buf();
     let reporter = Arc::new(Reporter::stdout(true));
+    let ticker = reporter.clone();
+    let progress = rt.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            ticker.progress();
+        }
+    });
     let out = execute(p, Mode::Apply, Some(journal), replay, force, reporter, rt, cancel);
+    progress.abort();
     let status = match (&out.error, out.interrupted) {
         (None, _) => RunStatus::Succeeded,
         (Some(_), true) => RunStatus::Interrupted,

@@ -12,7 +12,12 @@ pub struct Reporter {
     live: bool,
     color: bool,
     out: Mutex<Box<dyn Write + Send>>,
+    /// Steps under way: key -> (what, since), for the progress line.
+    running: Mutex<std::collections::BTreeMap<String, (String, std::time::Instant)>>,
 }
+
+/// Steps running longer than this get a progress line on a terminal.
+const SLOW: std::time::Duration = std::time::Duration::from_secs(3);
 
 const RESET: &str = "\x1b[0m";
 
@@ -36,6 +41,42 @@ impl Reporter {
             live,
             color,
             out: Mutex::new(out),
+            running: Mutex::new(Default::default()),
+        }
+    }
+
+    /// A step started; long ones show up in [`Reporter::progress`].
+    pub fn started(&self, key: &str, kind: &str, target: &str) {
+        tracing::debug!(step = key, kind, target, "step started");
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), (format!("{kind} on {target}"), std::time::Instant::now()));
+    }
+
+    fn finished(&self, key: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// On a terminal: one status line naming the steps running longer than a
+    /// few seconds (called periodically while a run is under way).
+    pub fn progress(&self) {
+        if !self.live || !self.color {
+            return;
+        }
+        let slow: Vec<String> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|(_, since)| since.elapsed() >= SLOW)
+            .map(|(what, since)| format!("{what} ({}s)", since.elapsed().as_secs()))
+            .collect();
+        if !slow.is_empty() {
+            self.print(&format!("\x1b[2m  … running: {}\x1b[0m\n", slow.join(", ")));
         }
     }
 
@@ -59,6 +100,8 @@ impl Reporter {
 
     /// A step finished (or was replayed).
     pub fn step(&self, step: &StepRecord) {
+        self.finished(&step.key);
+        tracing::debug!(step = %step.key, kind = %step.kind, target = %step.target, ms = step.ms, replayed = step.replayed, "step finished");
         if !self.live {
             return;
         }
@@ -87,6 +130,8 @@ impl Reporter {
 
     /// A step failed.
     pub fn failed(&self, key: &str, kind: &str, target: &str, error: &str) {
+        self.finished(key);
+        tracing::debug!(step = key, kind, target, "step failed");
         if !self.live {
             return;
         }

@@ -486,3 +486,48 @@ fn ctrl_c_stops_between_steps_and_resume_finishes() {
     assert_eq!(j.done_steps().len(), 3000);
     assert!(j.done_counts().values().all(|n| *n == 1));
 }
+
+#[test]
+fn new_scaffold_checks_shows_and_plans() {
+    let d = Dir::new();
+    let o = d.cairn(&["new", "my-book"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = d.cairn(&["check", "my-book"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).starts_with("my-book 0.1.0: manifest ok,"), "{}", text(&o));
+    let o = d.cairn(&["show", "my-book"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o).contains("  greeting (string; default \"hello from cairn\")"), "{}", text(&o));
+    // an empty inventory: nothing to do
+    d.write("hosts.toml", "hosts = []\n");
+    let o = d.cairn(&["plan", "my-book", "--inventory", "hosts.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // a second `new` with the same name refuses
+    let o = d.cairn(&["new", "my-book"]);
+    assert_eq!(o.status.code(), Some(1));
+    // check reports a syntax error with its position
+    d.write("my-book/main.rhai", "on(hosts(), |h| {\n");
+    let o = d.cairn(&["check", "my-book"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--> my-book/main.rhai:2:1"), "{}", text(&o));
+}
+
+#[test]
+fn bad_inventory_is_refused_with_its_position() {
+    let d = Dir::new();
+    steps_runbook(&d);
+    d.write(
+        "hosts.toml",
+        "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[hosts]]\nname = \"a\"\naddress = \"10.0.0.2\"\n",
+    );
+    let o = d.cairn(&["plan", "rb", "--inventory", "hosts.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "error: inventory hosts.toml: host name `a` appears twice\n"
+    );
+    d.write("hosts.toml", "[[hosts]]\nname = \"a\"\nadress = \"10.0.0.1\"\n");
+    let o = d.cairn(&["plan", "rb", "--inventory", "hosts.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("error: inventory hosts.toml: line 3, column 1: unknown field `adress`"), "{err}");
+}

@@ -1,5 +1,7 @@
 //! Primitive families: each a typed Rust API plus one `register` into Rhai.
 
+pub mod datadir;
+pub mod local;
 pub mod pki;
 pub mod render;
 pub mod remote;
@@ -9,6 +11,8 @@ use std::sync::Arc;
 
 /// Register every primitive family into the engine.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    datadir::register(engine, exec);
+    local::register(engine, exec);
     pki::register(engine, exec);
     render::register(engine, exec);
     remote::register(engine, exec);
