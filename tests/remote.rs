@@ -499,3 +499,251 @@ async fn a_port_is_forwarded_over_the_connection() {
     s.read_to_string(&mut buf).await.unwrap();
     assert_eq!(buf, "hello from the host");
 }
+
+fn dir_step(host: Host, path: &str, mode: &str) -> Dir {
+    Dir {
+        host,
+        args: DirArgs {
+            path: path.into(),
+            mode: Some(mode.into()),
+            owner: Some("root".into()),
+            group: None,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dir_is_created_then_a_noop_then_its_mode_fixed() {
+    let w = world();
+    let path = w.path("var/lib/etcd");
+    let step = dir_step(w.host(), &path, "0700");
+    assert_eq!(kinds(&step.intent().actions), [ActionKind::Create]);
+    let (actions, out) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Create]);
+    assert_eq!(actions[0].what, format!("dir {path} (0700 root:-)"));
+    assert!(out.created);
+    assert!(Path::new(&path).is_dir());
+    assert_eq!(mode_of(&path), 0o700);
+
+    let (actions, out) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Noop]);
+    assert!(!out.changed);
+
+    let (actions, _) = converge(&dir_step(w.host(), &path, "0750"), &w.ctx).await;
+    assert_eq!(actions[0].reason.as_deref(), Some("mode 0700 -> 0750"));
+    assert_eq!(mode_of(&path), 0o750);
+
+    // a file where a directory is wanted is an error, not a silent replace
+    let file_path = w.path("plain");
+    std::fs::write(&file_path, "x").unwrap();
+    let err = dir_step(w.host(), &file_path, "0755")
+        .prepare(&w.ctx)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+/// Serve `body` over HTTP on 127.0.0.1 (the test sshd's host is this machine).
+async fn serve(body: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body).await;
+            });
+        }
+    });
+    format!("http://{addr}/etcd.tar.gz")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    cairn::primitives::remote::put::sha256_hex(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn download_is_verified_before_it_is_installed() {
+    const BODY: &[u8] = b"pretend this is etcd\n";
+    let w = world();
+    let url = serve(BODY).await;
+    let dest = w.path("opt/etcd.tar.gz");
+    let step = |sha: String| Download {
+        host: w.host(),
+        args: DownloadArgs {
+            url: url.clone(),
+            sha256: sha,
+            dest: dest.clone(),
+            mode: None,
+            owner: None,
+            group: None,
+        },
+    };
+
+    let wrong = step("0".repeat(64));
+    let p = wrong.prepare(&w.ctx).await.unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Create]);
+    let err = wrong.apply(&w.ctx, p.work.unwrap()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&url), "{msg}");
+    assert!(msg.contains(&"0".repeat(64)), "{msg}");
+    assert!(msg.contains(&sha256(BODY)), "{msg}");
+    assert!(!Path::new(&dest).exists(), "nothing is put in place");
+    let left: Vec<_> = std::fs::read_dir(Path::new(&dest).parent().unwrap())
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "temp file removed: {left:?}");
+
+    let right = step(sha256(BODY));
+    let (actions, out) = converge(&right, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Create]);
+    assert!(out.created);
+    assert_eq!(std::fs::read(&dest).unwrap(), BODY);
+    assert_eq!(mode_of(&dest), 0o644);
+    let (actions, out) = converge(&right, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Noop]);
+    assert_eq!(
+        actions[0].reason.as_deref(),
+        Some("already downloaded (sha256 matches)")
+    );
+    assert!(!out.changed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unpack_extracts_once_when_told_what_it_creates() {
+    let w = world();
+    let src = w.path("src/etcd-v3.5.1/bin");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(format!("{src}/etcd"), "#!/bin/sh\n").unwrap();
+    let archive = w.path("etcd.tar.gz");
+    let status = std::process::Command::new("tar")
+        .args(["-czf", &archive, "-C", &w.path("src"), "etcd-v3.5.1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let dest = w.path("opt/etcd");
+    let creates = format!("{dest}/bin/etcd");
+    let step = Unpack {
+        host: w.host(),
+        args: UnpackArgs {
+            archive: archive.clone(),
+            dest: dest.clone(),
+            strip: Some(1),
+            creates: Some(creates.clone()),
+        },
+    };
+    assert_eq!(kinds(&step.intent().actions), [ActionKind::Create]);
+    let (actions, out) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Create]);
+    assert!(out.created && out.changed);
+    assert_eq!(std::fs::read_to_string(&creates).unwrap(), "#!/bin/sh\n");
+
+    let (actions, out) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Noop]);
+    assert_eq!(
+        actions[0].reason.as_deref(),
+        Some(format!("{creates} exists").as_str())
+    );
+    assert!(!out.changed);
+
+    // a wrong `creates` is caught after extracting
+    let wrong = Unpack {
+        host: w.host(),
+        args: UnpackArgs {
+            archive,
+            dest: w.path("opt/other"),
+            strip: None,
+            creates: Some(w.path("opt/other/bin/etcd")),
+        },
+    };
+    let p = wrong.prepare(&w.ctx).await.unwrap();
+    let err = wrong.apply(&w.ctx, p.work.unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("did not create"), "{err}");
+}
+
+/// The Rhai functions, through the real binary: plan, run, plan again.
+#[test]
+fn a_runbook_drives_the_remote_primitives() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("target");
+    let rb = work.path().join("rb");
+    std::fs::create_dir_all(rb.join("files")).unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        "name = \"remote\"\nversion = \"1.0.0\"\ndescription = \"remote primitives\"\n",
+    )
+    .unwrap();
+    std::fs::write(rb.join("files/motd"), "welcome\n").unwrap();
+    let script = format!(
+        r#"
+let h = host(#{{ name: "local-sshd", address: "127.0.0.1", port: {port}, key: "{key}", host_keys: "workspace" }});
+let root = "{root}";
+let d = dir(h, #{{ path: `${{root}}/etc`, mode: "0750" }});
+let f = file(h, #{{ path: `${{root}}/etc/app.conf`, content: "a=1\n" }});
+let u = upload(h, #{{ src: "files/motd", dest: `${{root}}/motd` }});
+let r = run(h, `touch ${{root}}/done`, #{{ creates: `${{root}}/done` }});
+let who = fact(h, "id -un").stdout;
+who.trim();
+print(`user: ${{who}} file changed: ${{f.changed}} dir: ${{d}}`);
+"#,
+        port = sshd.port,
+        key = sshd.client_key().display(),
+        root = root.display(),
+    );
+    std::fs::write(rb.join("main.rhai"), script).unwrap();
+    let cairn = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .current_dir(work.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+
+    let (code, plan) = cairn(&["plan", "rb"]);
+    assert_eq!(code, Some(2), "{plan}");
+    assert!(
+        plan.contains(&format!("dir {}/etc (0750)", root.display())),
+        "{plan}"
+    );
+    assert!(plan.contains("+a=1"), "{plan}");
+    assert!(plan.contains("run `touch"), "{plan}");
+    assert!(plan.contains("read `id -un`"), "{plan}");
+    assert!(!root.exists(), "a plan changes nothing");
+
+    let (code, run) = cairn(&["run", "rb"]);
+    assert_eq!(code, Some(0), "{run}");
+    assert!(run.contains("user: root file changed: true"), "{run}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/app.conf")).unwrap(),
+        "a=1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("motd")).unwrap(),
+        "welcome\n"
+    );
+    assert!(root.join("done").exists());
+
+    let (code, again) = cairn(&["plan", "rb"]);
+    assert_eq!(code, Some(0), "{again}");
+    assert!(
+        again.contains("0 to create, 0 to change, 0 to delete, 0 to run"),
+        "{again}"
+    );
+}

@@ -5,14 +5,24 @@
 //! one round trip per host (a small shell script printing what it found),
 //! decides actions from them, and applies only what differs.
 
+pub mod apt;
+pub mod dir;
+pub mod download;
 pub mod file;
 pub mod put;
 pub mod run;
+pub mod systemctl;
+pub mod unpack;
 
 pub use crate::ssh::CommandOutput as CommandResult;
+pub use apt::{Apt, AptArgs, AptResult, AptUpdate};
+pub use dir::{Dir, DirArgs};
+pub use download::{Download, DownloadArgs};
 pub use file::{File, FileArgs, Upload, UploadArgs};
 pub use put::FileResult;
 pub use run::{Fact, FactOptions, Run, RunOptions};
+pub use systemctl::{Systemctl, SystemctlArgs, UnitResult};
+pub use unpack::{Unpack, UnpackArgs};
 
 use crate::args;
 use crate::executor::Executor;
@@ -60,7 +70,7 @@ fn register_step<A, S>(
         );
 }
 
-/// Register the `Host` type, the result types and every remote primitive.
+/// Register the result types and every remote primitive.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     register_types(engine);
 
@@ -146,40 +156,52 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         &[file::DOC_UPLOAD],
         |host, args| Upload { host, args },
     );
+    register_step(
+        engine,
+        exec,
+        "dir",
+        &[opts[0], opts[1], "FileResult"],
+        &[dir::DOC],
+        |host, args| Dir { host, args },
+    );
+    register_step(
+        engine,
+        exec,
+        "apt",
+        &[opts[0], opts[1], "AptResult"],
+        &[apt::DOC],
+        |host, args| Apt { host, args },
+    );
+    register_step(
+        engine,
+        exec,
+        "systemctl",
+        &[opts[0], opts[1], "UnitResult"],
+        &[systemctl::DOC],
+        |host, args| Systemctl { host, args },
+    );
+    register_step(
+        engine,
+        exec,
+        "download",
+        &[opts[0], opts[1], "FileResult"],
+        &[download::DOC],
+        |host, args| Download { host, args },
+    );
+    register_step(
+        engine,
+        exec,
+        "unpack",
+        &[opts[0], opts[1], "FileResult"],
+        &[unpack::DOC],
+        |host, args| Unpack { host, args },
+    );
 }
 
-/// `Host` and the result types, with getters and readable printing.
+/// The result types, with getters and readable printing. (`Host` itself is
+/// registered by the engine; it is made usable inside argument maps here too.)
 pub fn register_types(engine: &mut Engine) {
     args::register_handle(args::handle_of::<Host>);
-    engine
-        .register_type_with_name::<Host>("Host")
-        .register_get("name", |h: &mut Host| h.name.clone())
-        .register_get("address", |h: &mut Host| h.address.clone())
-        .register_get("private_address", |h: &mut Host| {
-            opt(h.private_address.clone())
-        })
-        .register_get("internal_address", |h: &mut Host| {
-            h.internal_address().to_string()
-        })
-        .register_get("fqdn", |h: &mut Host| opt(h.fqdn.clone()))
-        .register_get("user", |h: &mut Host| h.user.clone())
-        .register_get("port", |h: &mut Host| h.port as rhai::INT)
-        .register_get("labels", |h: &mut Host| {
-            h.labels
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
-                .collect::<Map>()
-        })
-        .register_get("groups", |h: &mut Host| {
-            h.groups
-                .iter()
-                .cloned()
-                .map(Dynamic::from)
-                .collect::<rhai::Array>()
-        })
-        .register_fn("to_string", |h: &mut Host| host_line(h))
-        .register_fn("to_debug", |h: &mut Host| host_line(h));
-
     engine
         .register_type_with_name::<CommandResult>("CommandResult")
         .register_get("code", |r: &mut CommandResult| r.code as rhai::INT)
@@ -196,18 +218,28 @@ pub fn register_types(engine: &mut Engine) {
         .register_get("created", |r: &mut FileResult| r.created)
         .register_fn("to_string", |r: &mut FileResult| r.to_string())
         .register_fn("to_debug", |r: &mut FileResult| r.to_string());
-}
 
-fn opt(value: Option<String>) -> Dynamic {
-    value.map(Dynamic::from).unwrap_or(Dynamic::UNIT)
-}
+    engine
+        .register_type_with_name::<AptResult>("AptResult")
+        .register_get("installed", |r: &mut AptResult| {
+            r.installed
+                .iter()
+                .cloned()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
+        })
+        .register_get("changed", |r: &mut AptResult| r.changed)
+        .register_fn("to_string", |r: &mut AptResult| r.to_string())
+        .register_fn("to_debug", |r: &mut AptResult| r.to_string());
 
-fn host_line(h: &Host) -> String {
-    if h.port == 22 {
-        format!("{} ({}@{})", h.name, h.user, h.address)
-    } else {
-        format!("{} ({}@{}:{})", h.name, h.user, h.address, h.port)
-    }
+    engine
+        .register_type_with_name::<UnitResult>("UnitResult")
+        .register_get("unit", |r: &mut UnitResult| r.unit.clone())
+        .register_get("active", |r: &mut UnitResult| r.active)
+        .register_get("enabled", |r: &mut UnitResult| r.enabled)
+        .register_get("changed", |r: &mut UnitResult| r.changed)
+        .register_fn("to_string", |r: &mut UnitResult| r.to_string())
+        .register_fn("to_debug", |r: &mut UnitResult| r.to_string());
 }
 
 fn command_line(r: &CommandResult) -> String {

@@ -1,0 +1,167 @@
+//! `dir`: a directory with a mode and, if asked, an owner.
+
+use super::put::{self, FileResult, Kind, Want};
+use crate::action::Action;
+use crate::error::StepError;
+use crate::host::Host;
+use crate::ssh::{quote, tail};
+use crate::step::{fingerprint, Ctx, Prepared, Step};
+use serde::{Deserialize, Serialize};
+
+pub(super) const DOC: &str = "\
+/// Make a directory exist on `host` (with its parents).
+///
+/// Options: `path` (absolute, required), `mode` (default \"0755\"), `owner`,
+/// `group` (left as they are unless given). A no-op when it exists with that
+/// mode and owner; a mode or owner difference is fixed in place. Returns a
+/// `FileResult` (`path`, `changed`, `created`).
+///
+/// ```rhai
+/// dir(node, #{ path: \"/var/lib/etcd\", mode: \"0700\", owner: \"etcd\", group: \"etcd\" });
+/// ```";
+
+/// Options of `dir`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirArgs {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `dir(host, #{path, ...})`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Dir {
+    pub host: Host,
+    #[serde(flatten)]
+    pub args: DirArgs,
+}
+
+/// Whether to create the directory or only fix its mode and owner.
+pub struct DirWork {
+    create: bool,
+    want: Want,
+    output: FileResult,
+}
+
+impl Dir {
+    fn want(&self) -> Result<Want, StepError> {
+        let a = &self.args;
+        Want::new(
+            a.mode.as_deref(),
+            a.owner.as_deref(),
+            a.group.as_deref(),
+            "0755",
+        )
+    }
+    fn what(&self, want: &Want) -> String {
+        format!("dir {} {}", self.args.path, want.describe())
+    }
+}
+
+impl Step for Dir {
+    type Output = FileResult;
+    type Work = DirWork;
+
+    fn kind(&self) -> &'static str {
+        "dir"
+    }
+    fn target(&self) -> String {
+        self.host.name.clone()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, DirWork>, StepError> {
+        put::check_path("path", &self.args.path)?;
+        let want = self.want()?;
+        let path = &self.args.path;
+        let (facts, _) = put::observe(ctx, &self.host, path, false).await?;
+        let digest = fingerprint(&facts);
+        let target = &self.host.name;
+        let output = |changed, created| FileResult {
+            path: path.clone(),
+            changed,
+            created,
+        };
+        match facts.kind {
+            Kind::Missing => Ok(Prepared::todo(
+                vec![Action::create(target, self.what(&want))],
+                digest,
+                output(true, true),
+                DirWork {
+                    create: true,
+                    want,
+                    output: output(true, true),
+                },
+            )),
+            Kind::Dir => {
+                let changes = want.differences(&facts);
+                if changes.is_empty() {
+                    return Ok(Prepared::done(
+                        vec![Action::noop(
+                            target,
+                            self.what(&want),
+                            "exists with that mode and owner",
+                        )],
+                        digest,
+                        output(false, false),
+                    ));
+                }
+                Ok(Prepared::todo(
+                    vec![Action::change(target, self.what(&want)).because(changes.join(", "))],
+                    digest,
+                    output(true, false),
+                    DirWork {
+                        create: false,
+                        want,
+                        output: output(true, false),
+                    },
+                ))
+            }
+            Kind::File | Kind::Other => Err(StepError::invalid(
+                "path",
+                format!("{path} on {target} exists and is not a directory"),
+            )),
+        }
+    }
+    fn intent(&self) -> Prepared<FileResult, DirWork> {
+        let what = match self.want() {
+            Ok(want) => self.what(&want),
+            Err(_) => format!("dir {}", self.args.path),
+        };
+        Prepared {
+            actions: vec![Action::create(&self.host.name, what)],
+            facts: String::new(),
+            predicted: FileResult {
+                path: self.args.path.clone(),
+                changed: true,
+                created: true,
+            },
+            work: None,
+        }
+    }
+    async fn apply(&self, ctx: &Ctx, work: DirWork) -> Result<FileResult, StepError> {
+        let mkdir = if work.create {
+            "mkdir -p -- \"$p\"\n"
+        } else {
+            ""
+        };
+        let script = format!(
+            "set -e\np={}\n{mkdir}{}",
+            quote(&self.args.path),
+            work.want.apply_to("p")
+        );
+        let out = ctx.ssh.exec(&self.host, &script, None).await?;
+        if out.code != 0 {
+            return Err(StepError::Command {
+                host: self.host.name.clone(),
+                command: format!("create directory {}", self.args.path),
+                code: out.code,
+                stderr: tail(&out.stderr, 1000),
+            });
+        }
+        Ok(work.output)
+    }
+}

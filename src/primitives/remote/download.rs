@@ -1,0 +1,235 @@
+//! `download`: fetch a URL on the host itself, verified by sha256 before it is
+//! moved into place.
+
+use super::put::{self, FileResult, Kind, Want};
+use crate::action::Action;
+use crate::error::StepError;
+use crate::host::Host;
+use crate::ssh::{quote, tail};
+use crate::step::{fingerprint, Ctx, Prepared, Step};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub(super) const DOC: &str = "\
+/// Download `url` to `dest` on `host` (with `curl` on the host), checked
+/// against `sha256`.
+///
+/// Options: `url` (http or https, required), `sha256` (64 hex digits,
+/// required), `dest` (absolute path, required), `mode` (default \"0644\"),
+/// `owner`, `group`. A no-op when `dest` already has that hash (mode and owner
+/// are still fixed if they differ). The file is fetched to a temp file next to
+/// `dest` and its hash verified BEFORE it is moved into place; on a mismatch
+/// nothing is left behind and the error names the URL and both hashes.
+/// Returns a `FileResult`.
+///
+/// ```rhai
+/// download(node, #{ url: etcd_url, sha256: etcd_sha, dest: \"/opt/etcd.tar.gz\" });
+/// ```";
+
+/// How long a download may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Options of `download`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadArgs {
+    pub url: String,
+    pub sha256: String,
+    pub dest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `download(host, #{url, sha256, dest, ...})`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Download {
+    pub host: Host,
+    #[serde(flatten)]
+    pub args: DownloadArgs,
+}
+
+/// Fetch (and fix mode/owner), or only fix mode/owner.
+pub struct DownloadWork {
+    fetch: bool,
+    want: Want,
+    output: FileResult,
+}
+
+impl Download {
+    fn check(&self) -> Result<(Want, String), StepError> {
+        let a = &self.args;
+        put::check_path("dest", &a.dest)?;
+        if !(a.url.starts_with("https://") || a.url.starts_with("http://"))
+            || a.url.contains(char::is_whitespace)
+        {
+            return Err(StepError::invalid(
+                "url",
+                format!("`{}` is not an http(s) URL", a.url),
+            ));
+        }
+        let sha = a.sha256.trim().to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StepError::invalid(
+                "sha256",
+                format!("`{}` is not a sha256 (64 hex digits)", a.sha256),
+            ));
+        }
+        let want = Want::new(
+            a.mode.as_deref(),
+            a.owner.as_deref(),
+            a.group.as_deref(),
+            "0644",
+        )?;
+        Ok((want, sha))
+    }
+    fn what(&self, want: &Want) -> String {
+        format!("file {} {}", self.args.dest, want.describe())
+    }
+}
+
+impl Step for Download {
+    type Output = FileResult;
+    type Work = DownloadWork;
+
+    fn kind(&self) -> &'static str {
+        "download"
+    }
+    fn target(&self) -> String {
+        self.host.name.clone()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, DownloadWork>, StepError> {
+        let (want, sha) = self.check()?;
+        let dest = &self.args.dest;
+        let target = &self.host.name;
+        let (facts, _) = put::observe(ctx, &self.host, dest, false).await?;
+        let digest = fingerprint(&facts);
+        let output = |changed, created| FileResult {
+            path: dest.clone(),
+            changed,
+            created,
+        };
+        let from = format!("from {}", self.args.url);
+        match facts.kind {
+            Kind::Missing => Ok(Prepared::todo(
+                vec![Action::create(target, self.what(&want)).because(from)],
+                digest,
+                output(true, true),
+                DownloadWork {
+                    fetch: true,
+                    want,
+                    output: output(true, true),
+                },
+            )),
+            Kind::File => {
+                let same = facts.sha256.as_deref() == Some(sha.as_str());
+                let mut changes = Vec::new();
+                if !same {
+                    changes.push(format!(
+                        "content (sha256 {} differs) {from}",
+                        facts
+                            .sha256
+                            .as_deref()
+                            .map(|s| &s[..12.min(s.len())])
+                            .unwrap_or("?")
+                    ));
+                }
+                changes.extend(want.differences(&facts));
+                if changes.is_empty() {
+                    return Ok(Prepared::done(
+                        vec![Action::noop(
+                            target,
+                            self.what(&want),
+                            "already downloaded (sha256 matches)",
+                        )],
+                        digest,
+                        output(false, false),
+                    ));
+                }
+                Ok(Prepared::todo(
+                    vec![Action::change(target, self.what(&want)).because(changes.join(", "))],
+                    digest,
+                    output(true, false),
+                    DownloadWork {
+                        fetch: !same,
+                        want,
+                        output: output(true, false),
+                    },
+                ))
+            }
+            Kind::Dir | Kind::Other => Err(StepError::invalid(
+                "dest",
+                format!("{dest} on {target} exists and is not a regular file"),
+            )),
+        }
+    }
+    fn intent(&self) -> Prepared<FileResult, DownloadWork> {
+        let what = match self.check() {
+            Ok((want, _)) => self.what(&want),
+            Err(_) => format!("file {}", self.args.dest),
+        };
+        Prepared {
+            actions: vec![
+                Action::create(&self.host.name, what).because(format!("from {}", self.args.url))
+            ],
+            facts: String::new(),
+            predicted: FileResult {
+                path: self.args.dest.clone(),
+                changed: true,
+                created: true,
+            },
+            work: None,
+        }
+    }
+    async fn apply(&self, ctx: &Ctx, work: DownloadWork) -> Result<FileResult, StepError> {
+        let (_, sha) = self.check()?;
+        let script = if work.fetch {
+            format!(
+                "set -e\np={p}\nd=$(dirname -- \"$p\")\nmkdir -p -- \"$d\"\n\
+                 t=$(mktemp -- \"$d/.cairn.XXXXXXXX\")\n\
+                 trap 'rm -f -- \"$t\"' EXIT\n\
+                 curl -fsSL --retry 2 --connect-timeout 20 -o \"$t\" {url}\n\
+                 s=$(sha256sum < \"$t\" | cut -d' ' -f1)\n\
+                 if [ \"$s\" != {sha} ]; then echo \"sha256 mismatch: $s\" >&2; exit 90; fi\n\
+                 {fix}mv -f -- \"$t\" \"$p\"\ntrap - EXIT\n",
+                p = quote(&self.args.dest),
+                url = quote(&self.args.url),
+                fix = work.want.apply_to("t"),
+            )
+        } else {
+            format!(
+                "set -e\np={}\n{}",
+                quote(&self.args.dest),
+                work.want.apply_to("p")
+            )
+        };
+        let out = ctx
+            .ssh
+            .exec_with(&self.host, &script, None, Some(DOWNLOAD_TIMEOUT))
+            .await?;
+        if out.code == 90 {
+            let actual = out
+                .stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("sha256 mismatch: "))
+                .unwrap_or("?")
+                .trim();
+            return Err(StepError::Verify(format!(
+                "download of {} to {} on {}: expected sha256 {sha}, got {actual}; nothing was installed",
+                self.args.url, self.args.dest, self.host.name
+            )));
+        }
+        if out.code != 0 {
+            return Err(StepError::Command {
+                host: self.host.name.clone(),
+                command: format!("download {} to {}", self.args.url, self.args.dest),
+                code: out.code,
+                stderr: tail(&out.stderr, 1000),
+            });
+        }
+        Ok(work.output)
+    }
+}

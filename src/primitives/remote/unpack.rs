@@ -1,0 +1,196 @@
+//! `unpack`: extract a .tar.gz that is on the host into a folder.
+
+use super::put::{self, FileResult};
+use crate::action::Action;
+use crate::error::StepError;
+use crate::host::Host;
+use crate::ssh::{quote, tail};
+use crate::step::{fingerprint, Ctx, Prepared, Step};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub(super) const DOC: &str = "\
+/// Extract the tar.gz `archive` (a path on the host) into `dest`.
+///
+/// Options: `archive` (absolute path on the host, required), `dest` (absolute
+/// folder, created if missing, required), `strip` (int: leading path
+/// components to drop, like tar's `--strip-components`), `creates` (path the
+/// archive produces: the step is a no-op when it exists, and it must exist
+/// afterwards). Without `creates` the archive is extracted on every run.
+/// Files get the archive's modes; owners are not taken from the archive.
+/// Returns a `FileResult` for `dest`.
+///
+/// ```rhai
+/// unpack(node, #{ archive: \"/opt/etcd.tar.gz\", dest: \"/usr/local/bin\", strip: 1,
+///                 creates: \"/usr/local/bin/etcd\" });
+/// ```";
+
+/// Options of `unpack`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpackArgs {
+    pub archive: String,
+    pub dest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+}
+
+/// `unpack(host, #{archive, dest, ...})`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unpack {
+    pub host: Host,
+    #[serde(flatten)]
+    pub args: UnpackArgs,
+}
+
+/// What unpack saw before deciding.
+#[derive(Debug, Serialize)]
+struct UnpackFacts {
+    creates_exists: bool,
+    archive_exists: bool,
+    dest_exists: bool,
+}
+
+impl Unpack {
+    fn check(&self) -> Result<(), StepError> {
+        put::check_path("archive", &self.args.archive)?;
+        put::check_path("dest", &self.args.dest)?;
+        if let Some(c) = &self.args.creates {
+            put::check_path("creates", c)?;
+        }
+        Ok(())
+    }
+    fn what(&self) -> String {
+        format!("unpack {} into {}", self.args.archive, self.args.dest)
+    }
+    fn action(&self, dest_exists: bool) -> Action {
+        let target = &self.host.name;
+        match (&self.args.creates, dest_exists) {
+            (Some(c), _) => Action::create(target, self.what()).because(format!("creates {c}")),
+            (None, false) => Action::create(target, self.what()),
+            (None, true) => Action::run(target, self.what())
+                .because("no `creates` given: extracted on every run"),
+        }
+    }
+}
+
+impl Step for Unpack {
+    type Output = FileResult;
+    type Work = bool;
+
+    fn kind(&self) -> &'static str {
+        "unpack"
+    }
+    fn target(&self) -> String {
+        self.host.name.clone()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, bool>, StepError> {
+        self.check()?;
+        let a = &self.args;
+        let creates = a
+            .creates
+            .as_deref()
+            .map(|c| format!("if [ -e {} ]; then echo creates; fi\n", quote(c)))
+            .unwrap_or_default();
+        let script = format!(
+            "{creates}if [ -f {} ]; then echo archive; fi\nif [ -d {} ]; then echo dest; fi\n",
+            quote(&a.archive),
+            quote(&a.dest)
+        );
+        let out = ctx.ssh.exec(&self.host, &script, None).await?;
+        let has = |word: &str| out.stdout.lines().any(|l| l == word);
+        let facts = UnpackFacts {
+            creates_exists: has("creates"),
+            archive_exists: has("archive"),
+            dest_exists: has("dest"),
+        };
+        let digest = fingerprint(&facts);
+        let output = |changed, created| FileResult {
+            path: a.dest.clone(),
+            changed,
+            created,
+        };
+        if facts.creates_exists {
+            let creates = a.creates.as_deref().unwrap_or_default();
+            return Ok(Prepared::done(
+                vec![Action::noop(
+                    &self.host.name,
+                    self.what(),
+                    format!("{creates} exists"),
+                )],
+                digest,
+                output(false, false),
+            ));
+        }
+        let mut action = self.action(facts.dest_exists);
+        if !facts.archive_exists {
+            // It may come from an earlier step of this run (a download).
+            let reason = action
+                .reason
+                .take()
+                .map(|r| format!("{r}; "))
+                .unwrap_or_default();
+            action = action.because(format!("{reason}archive not on the host yet"));
+        }
+        Ok(Prepared::todo(
+            vec![action],
+            digest,
+            output(true, !facts.dest_exists),
+            !facts.dest_exists,
+        ))
+    }
+    fn intent(&self) -> Prepared<FileResult, bool> {
+        Prepared {
+            actions: vec![self.action(false)],
+            facts: String::new(),
+            predicted: FileResult {
+                path: self.args.dest.clone(),
+                changed: true,
+                created: true,
+            },
+            work: None,
+        }
+    }
+    async fn apply(&self, ctx: &Ctx, created: bool) -> Result<FileResult, StepError> {
+        let a = &self.args;
+        let strip = a
+            .strip
+            .map(|n| format!(" --strip-components={n}"))
+            .unwrap_or_default();
+        let verify = a
+            .creates
+            .as_deref()
+            .map(|c| {
+                format!(
+                    "if [ ! -e {q} ]; then echo \"the archive did not create {c}\" >&2; exit 3; fi\n",
+                    q = quote(c),
+                    c = c.replace(['"', '$', '`', '\\'], "_")
+                )
+            })
+            .unwrap_or_default();
+        let script = format!(
+            "set -e\nmkdir -p -- {d}\ntar -xzf {arch} -C {d} --no-same-owner{strip}\n{verify}",
+            d = quote(&a.dest),
+            arch = quote(&a.archive),
+        );
+        let out = ctx
+            .ssh
+            .exec_with(&self.host, &script, None, Some(Duration::from_secs(900)))
+            .await?;
+        if out.code != 0 {
+            return Err(StepError::Command {
+                host: self.host.name.clone(),
+                command: self.what(),
+                code: out.code,
+                stderr: tail(&out.stderr, 1000),
+            });
+        }
+        Ok(FileResult {
+            path: a.dest.clone(),
+            changed: true,
+            created,
+        })
+    }
+}
