@@ -1,5 +1,6 @@
 //! Primitive families: each a typed Rust API plus one `register` into Rhai.
 
+pub mod etcd;
 pub mod datadir;
 pub mod local;
 pub mod pki;
@@ -14,6 +15,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     datadir::register(engine, exec);
     local::register(engine, exec);
     pki::register(engine, exec);
+    etcd::register(engine, exec);
     render::register(engine, exec);
     remote::register(engine, exec);
 }

@@ -1,0 +1,243 @@
+//! `etcd`: checks and writes against a running cluster over its JSON gateway
+//! (v3) with mutual TLS, directly or through an ssh forward to a node
+//! (`via`), always verifying the server for the endpoint's own name.
+//!
+//! [`EtcdClient`] is the typed client. The steps are read-only verifications
+//! (`etcd_health`, `etcd_members`, `etcd_status`, `etcd_get`,
+//! `etcd_expect_refused`: plan line `? verify ...`) and one change,
+//! `etcd_put`, which is a no-op when the key already holds the value.
+
+mod client;
+mod steps;
+
+pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
+pub use steps::{
+    check_members, Conn, EndpointHealth, EtcdExpectRefused, EtcdGet, EtcdHealth, EtcdHealthCheck,
+    EtcdMembers, EtcdPut, EtcdStatus, PemFile, Via,
+};
+
+use crate::executor::Executor;
+use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use std::sync::Arc;
+
+fn strings(v: &[String]) -> Array {
+    v.iter().cloned().map(Dynamic::from).collect()
+}
+
+const CONN_DOC: &str = "/// Connection: `endpoints: [\"https://10.1.1.1:2379\", ..]`, `ca` (CA file path or `Cert`), \
+`cert` (client certificate path or `Cert`; a `Cert` brings its key), `cert_key?` (key file of a `cert` path), \
+`via?` (a `Host`, or one `Host` per endpoint, to reach the endpoints through an ssh forward; \
+the server is still verified for the endpoint's name). Relative paths are inside the workspace.";
+
+fn register_types(engine: &mut rhai::Engine) {
+    engine
+        .register_type_with_name::<EtcdHealth>("EtcdHealth")
+        .register_get("healthy", |h: &mut EtcdHealth| h.healthy)
+        .register_get("endpoints", |h: &mut EtcdHealth| -> Array {
+            h.endpoints.iter().cloned().map(Dynamic::from).collect()
+        })
+        .register_fn("to_string", |h: &mut EtcdHealth| health_line(h))
+        .register_fn("to_debug", |h: &mut EtcdHealth| health_line(h));
+    engine
+        .register_type_with_name::<EndpointHealth>("EndpointHealth")
+        .register_get("endpoint", |h: &mut EndpointHealth| h.endpoint.clone())
+        .register_get("healthy", |h: &mut EndpointHealth| h.healthy)
+        .register_get("error", |h: &mut EndpointHealth| h.error.clone())
+        .register_fn("to_string", |h: &mut EndpointHealth| {
+            format!(
+                "{}: {}",
+                h.endpoint,
+                if h.healthy { "healthy" } else { &h.error }
+            )
+        });
+    engine
+        .register_type_with_name::<Member>("EtcdMember")
+        .register_get("id", |m: &mut Member| m.id.clone())
+        .register_get("name", |m: &mut Member| m.name.clone())
+        .register_get("peer_urls", |m: &mut Member| strings(&m.peer_urls))
+        .register_get("client_urls", |m: &mut Member| strings(&m.client_urls))
+        .register_get("started", |m: &mut Member| m.started)
+        .register_get("is_learner", |m: &mut Member| m.is_learner)
+        .register_fn("to_string", |m: &mut Member| member_line(m))
+        .register_fn("to_debug", |m: &mut Member| member_line(m));
+    engine
+        .register_type_with_name::<Status>("EtcdStatus")
+        .register_get("endpoint", |s: &mut Status| s.endpoint.clone())
+        .register_get("member_id", |s: &mut Status| s.member_id.clone())
+        .register_get("leader", |s: &mut Status| s.leader.clone())
+        .register_get("is_leader", |s: &mut Status| s.is_leader)
+        .register_get("raft_term", |s: &mut Status| s.raft_term as i64)
+        .register_get("raft_index", |s: &mut Status| s.raft_index as i64)
+        .register_get("version", |s: &mut Status| s.version.clone())
+        .register_get("db_size", |s: &mut Status| s.db_size as i64)
+        .register_get("cluster_id", |s: &mut Status| s.cluster_id.clone())
+        .register_fn("to_string", |s: &mut Status| status_line(s))
+        .register_fn("to_debug", |s: &mut Status| status_line(s));
+    engine
+        .register_type_with_name::<Refusal>("EtcdRefusal")
+        .register_get("endpoint", |r: &mut Refusal| r.endpoint.clone())
+        .register_get("how", |r: &mut Refusal| r.how.clone())
+        .register_fn("to_string", |r: &mut Refusal| {
+            format!("{} refused: {}", r.endpoint, r.how)
+        });
+}
+
+fn health_line(h: &EtcdHealth) -> String {
+    let eps: Vec<String> = h
+        .endpoints
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.endpoint,
+                if e.healthy { "healthy" } else { "unhealthy" }
+            )
+        })
+        .collect();
+    format!("EtcdHealth({})", eps.join(", "))
+}
+
+fn member_line(m: &Member) -> String {
+    format!(
+        "EtcdMember({} {}, peers {}, clients {}{})",
+        m.id,
+        if m.started {
+            m.name.as_str()
+        } else {
+            "(unstarted)"
+        },
+        m.peer_urls.join(","),
+        m.client_urls.join(","),
+        if m.is_learner { ", learner" } else { "" }
+    )
+}
+
+fn status_line(s: &Status) -> String {
+    format!(
+        "EtcdStatus({}: member {}, leader {}{}, term {}, version {}, db {} bytes)",
+        s.endpoint,
+        s.member_id,
+        s.leader,
+        if s.is_leader { " (this one)" } else { "" },
+        s.raft_term,
+        s.version,
+        s.db_size
+    )
+}
+
+/// Register the etcd steps and their result types.
+pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    register_types(engine);
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_health")
+        .with_params_info(["args: Map", "EtcdHealth"])
+        .with_comments([
+            "/// Verify that every endpoint answers `/health` with `true`, asking again for up to",
+            "/// `wait_seconds` (default 30); fails naming each unhealthy member and why.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, wait_seconds?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<EtcdHealth, Box<EvalAltResult>> {
+                let step: EtcdHealthCheck = crate::args::parse("etcd_health", args)?;
+                x.exec(&call, step)
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_members")
+        .with_params_info(["args: Map", "Array"])
+        .with_comments([
+            "/// The cluster's members (`EtcdMember`: id (hex), name, peer_urls, client_urls, started,",
+            "/// is_learner). With `expect: [names]` it verifies that the cluster is exactly those",
+            "/// members, all started, asking again for up to `wait_seconds` (default 0).",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, expect?, wait_seconds?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdMembers = crate::args::parse("etcd_members", args)?;
+                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_status")
+        .with_params_info(["args: Map", "Array"])
+        .with_comments([
+            "/// `maintenance/status` of every endpoint (`EtcdStatus`: endpoint, member_id, leader,",
+            "/// is_leader, raft_term, raft_index, version, db_size, cluster_id); fails naming an",
+            "/// endpoint that does not answer.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdStatus = crate::args::parse("etcd_status", args)?;
+                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_put")
+        .with_params_info(["args: Map", "bool"])
+        .with_comments([
+            "/// Write `value` to the etcd `key`; a no-op when the key already holds it (the plan",
+            "/// shows a diff of the old and new value). Returns whether it wrote.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, key, value}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
+                let step: EtcdPut = crate::args::parse("etcd_put", args)?;
+                x.exec(&call, step)
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_get")
+        .with_params_info(["args: Map", "Dynamic"])
+        .with_comments([
+            "/// The value of the etcd `key` as a string, or `()` if there is none.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, key}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Dynamic, Box<EvalAltResult>> {
+                let step: EtcdGet = crate::args::parse("etcd_get", args)?;
+                Ok(x.exec(&call, step)?
+                    .map(Dynamic::from)
+                    .unwrap_or(Dynamic::UNIT))
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_expect_refused")
+        .with_params_info(["args: Map", "EtcdRefusal"])
+        .with_comments([
+            "/// Verify that `endpoint` refuses a client without a certificate (no `cert`) or with",
+            "/// the given `cert` (e.g. one from another CA): a TLS alert from the server or HTTP",
+            "/// 401/403. Fails if the request is accepted, or if the refusal cannot be told apart",
+            "/// from the server being unreachable.",
+            "///",
+            "/// `#{endpoint, ca, cert?, cert_key?, via?: Host}`",
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Refusal, Box<EvalAltResult>> {
+                let step: EtcdExpectRefused = crate::args::parse("etcd_expect_refused", args)?;
+                x.exec(&call, step)
+            },
+        );
+}

@@ -1,0 +1,446 @@
+//! etcd steps against a real etcd 3.5.1 with client-certificate auth, its
+//! certificates made by cairn's pki steps.
+//!
+//! The etcd binary comes from `$CAIRN_TEST_ETCD`, else from
+//! `tests/fixtures/fetch-etcd.sh` (which downloads it once into a cache).
+
+#[path = "common/sshd.rs"]
+mod sshd;
+
+use cairn::action::ActionKind;
+use cairn::bundle::Bundle;
+use cairn::error::StepError;
+use cairn::primitives::etcd::{
+    EtcdClient, EtcdExpectRefused, EtcdGet, EtcdHealthCheck, EtcdMembers, EtcdPut, EtcdStatus,
+    Identity, PemFile, Via,
+};
+use cairn::primitives::pki::{CaRef, Cert, GenCa, GenCert, KeyType, Usage};
+use cairn::ssh::Pool;
+use cairn::step::{Ctx, Step};
+use cairn::workspace::Workspace;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn etcd_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("CAIRN_TEST_ETCD") {
+        return PathBuf::from(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fetch-etcd.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("tests/fixtures/fetch-etcd.sh runs");
+    assert!(
+        out.status.success(),
+        "fetch-etcd.sh failed; set CAIRN_TEST_ETCD to an etcd binary"
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+fn ctx(root: &Path) -> Ctx {
+    let workspace = Workspace::new(root);
+    Ctx {
+        ssh: Pool::new(workspace.known_hosts()),
+        workspace,
+        http: reqwest::Client::new(),
+        bundle: Arc::new(Bundle::default()),
+        env: Default::default(),
+    }
+}
+
+async fn apply<S: Step>(ctx: &Ctx, step: &S) -> Result<S::Output, StepError> {
+    let prepared = step.prepare(ctx).await?;
+    match prepared.work {
+        Some(work) => step.apply(ctx, work).await,
+        None => Ok(prepared.predicted),
+    }
+}
+
+async fn gen_ca(ctx: &Ctx, name: &str) -> Cert {
+    let step = GenCa {
+        name: name.into(),
+        cn: name.into(),
+        o: None,
+        key: KeyType::P256,
+        days: 30,
+        renew_before_days: 1,
+        pki_dir: None,
+    };
+    apply(ctx, &step).await.unwrap()
+}
+
+async fn gen_cert(ctx: &Ctx, name: &str, ca: &str, dns: &[&str], ips: &[&str]) -> Cert {
+    let step = GenCert {
+        name: name.into(),
+        ca: CaRef::Name(ca.into()),
+        cn: name.into(),
+        o: None,
+        dns: dns.iter().map(|s| s.to_string()).collect(),
+        ips: ips.iter().map(|s| s.to_string()).collect(),
+        usage: vec![Usage::Server, Usage::Client],
+        key_usage: None,
+        key: KeyType::P256,
+        days: 30,
+        renew_before_days: 1,
+        pki_dir: None,
+    };
+    apply(ctx, &step).await.unwrap()
+}
+
+/// A running single-member etcd; killed on drop (also when a test panics).
+struct Etcd {
+    child: Child,
+    client_url: String,
+    log: PathBuf,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Etcd {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Start etcd on 127.0.0.1 with TLS for clients and peers, client-cert auth on,
+/// serving `server` (whose SANs decide which names verify).
+fn start_etcd(dir: &Path, ca: &Cert, server: &Cert) -> Etcd {
+    let client_port = free_port();
+    let peer_port = free_port();
+    let client_url = format!("https://127.0.0.1:{client_port}");
+    let peer_url = format!("https://127.0.0.1:{peer_port}");
+    let log = dir.join("etcd.log");
+    let child = Command::new(etcd_binary())
+        .args(["--name", "n1", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &client_url])
+        .args(["--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("n1={peer_url}")])
+        .args(["--client-cert-auth", "--trusted-ca-file", &ca.cert_path])
+        .args([
+            "--cert-file",
+            &server.cert_path,
+            "--key-file",
+            &server.key_path,
+        ])
+        .args([
+            "--peer-client-cert-auth",
+            "--peer-trusted-ca-file",
+            &ca.cert_path,
+        ])
+        .args([
+            "--peer-cert-file",
+            &server.cert_path,
+            "--peer-key-file",
+            &server.key_path,
+        ])
+        .args(["--log-outputs", &log.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    Etcd {
+        child,
+        client_url,
+        log,
+    }
+}
+
+/// Poll `/health` until it says true, or panic with etcd's log after 20 s.
+async fn wait_healthy(etcd: &mut Etcd, client: &EtcdClient) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = etcd.child.try_wait().unwrap() {
+            panic!("etcd exited with {status}:\n{}", etcd.log());
+        }
+        match client.health(&etcd.client_url).await {
+            Ok(()) => return,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "etcd not healthy after 20s: {e}\n{}",
+                etcd.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn path(c: &Cert) -> PemFile {
+    PemFile::Path(c.cert_path.clone())
+}
+
+fn handle(c: &Cert) -> PemFile {
+    PemFile::Cert(Box::new(c.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_against_a_real_etcd_with_client_cert_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = ctx(tmp.path());
+    let ca = gen_ca(&ctx, "etcd-ca").await;
+    let server = gen_cert(&ctx, "n1", "etcd-ca", &["localhost"], &["127.0.0.1"]).await;
+    let client_cert = gen_cert(&ctx, "client", "etcd-ca", &[], &[]).await;
+    gen_ca(&ctx, "other-ca").await;
+    let stranger = gen_cert(&ctx, "stranger", "other-ca", &[], &[]).await;
+
+    let mut etcd = start_etcd(tmp.path(), &ca, &server);
+    let ep = etcd.client_url.clone();
+    let key_pem = std::fs::read_to_string(&client_cert.key_path).unwrap();
+    let client = EtcdClient::new(
+        std::slice::from_ref(&ep),
+        &ca.pem,
+        Some(Identity::new(client_cert.pem.clone(), key_pem)),
+    )
+    .unwrap();
+    wait_healthy(&mut etcd, &client).await;
+
+    // health: the plan is a verify action; applying checks for real
+    let health = EtcdHealthCheck {
+        endpoints: vec![ep.clone()],
+        ca: handle(&ca),
+        cert: Some(handle(&client_cert)),
+        cert_key: None,
+        via: None,
+        wait_seconds: 0,
+    };
+    let prepared = health.prepare(&ctx).await.unwrap();
+    assert_eq!(prepared.actions.len(), 1);
+    assert_eq!(prepared.actions[0].kind, ActionKind::Verify);
+    assert_eq!(
+        prepared.actions[0].to_string(),
+        format!("? verify etcd {ep} healthy")
+    );
+    let out = apply(&ctx, &health).await.unwrap();
+    assert!(out.healthy && out.endpoints[0].healthy, "{out:?}");
+
+    // members: the one member, started, with its URLs; an expectation that fails names the problem
+    let mut members = EtcdMembers {
+        endpoints: vec![ep.clone()],
+        ca: path(&ca),
+        cert: Some(path(&client_cert)),
+        cert_key: Some(client_cert.key_path.clone()),
+        via: None,
+        expect: Some(vec!["n1".into()]),
+        wait_seconds: 0,
+    };
+    let list = apply(&ctx, &members).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, "n1");
+    assert!(list[0].started);
+    assert_eq!(list[0].client_urls, vec![ep.clone()]);
+    assert_eq!(list[0].id.len(), 16, "hex id like etcdctl: {}", list[0].id);
+    members.expect = Some(vec!["n1".into(), "n2".into()]);
+    let err = apply(&ctx, &members).await.unwrap_err().to_string();
+    assert_eq!(err, "verification failed: member n2 missing (members: n1)");
+
+    // status
+    let status = EtcdStatus {
+        endpoints: vec![ep.clone()],
+        ca: handle(&ca),
+        cert: Some(handle(&client_cert)),
+        cert_key: None,
+        via: None,
+    };
+    let st = apply(&ctx, &status).await.unwrap();
+    assert_eq!(st[0].version, "3.5.1");
+    assert!(st[0].is_leader, "{:?}", st[0]);
+    assert_eq!(st[0].member_id, list[0].id);
+    assert!(st[0].raft_term >= 2 && st[0].db_size > 0, "{:?}", st[0]);
+
+    // put: create, then a no-op, then a change with a diff; get reads it back
+    let mut put = EtcdPut {
+        endpoints: vec![ep.clone()],
+        ca: handle(&ca),
+        cert: Some(handle(&client_cert)),
+        cert_key: None,
+        via: None,
+        key: "/coreos.com/network/config".into(),
+        value: "{\"Network\": \"10.5.0.0/16\"}".into(),
+    };
+    let p = put.prepare(&ctx).await.unwrap();
+    assert_eq!(
+        p.actions[0].to_string(),
+        "+ create etcd key /coreos.com/network/config"
+    );
+    assert!(apply(&ctx, &put).await.unwrap());
+    let p = put.prepare(&ctx).await.unwrap();
+    assert!(p.work.is_none());
+    assert_eq!(
+        p.actions[0].to_string(),
+        "= ok etcd key /coreos.com/network/config (already has this value)"
+    );
+    put.value = "{\"Network\": \"10.6.0.0/16\"}".into();
+    let p = put.prepare(&ctx).await.unwrap();
+    assert_eq!(p.actions[0].kind, ActionKind::Change);
+    let diff = p.actions[0].diff.clone().unwrap();
+    assert!(diff.contains("-{\"Network\": \"10.5.0.0/16\"}"), "{diff}");
+    assert!(diff.contains("+{\"Network\": \"10.6.0.0/16\"}"), "{diff}");
+    assert!(apply(&ctx, &put).await.unwrap());
+    let mut get = EtcdGet {
+        endpoints: vec![ep.clone()],
+        ca: handle(&ca),
+        cert: Some(handle(&client_cert)),
+        cert_key: None,
+        via: None,
+        key: "/coreos.com/network/config".into(),
+    };
+    assert_eq!(
+        apply(&ctx, &get).await.unwrap().as_deref(),
+        Some("{\"Network\": \"10.6.0.0/16\"}")
+    );
+    get.key = "/absent".into();
+    assert_eq!(apply(&ctx, &get).await.unwrap(), None);
+
+    // refusals: no certificate, a certificate from another CA
+    let mut refused = EtcdExpectRefused {
+        endpoint: ep.clone(),
+        ca: handle(&ca),
+        cert: None,
+        cert_key: None,
+        via: None,
+    };
+    let r = apply(&ctx, &refused).await.unwrap();
+    assert!(r.how.starts_with("TLS alert: "), "{r:?}");
+    refused.cert = Some(handle(&stranger));
+    let r = apply(&ctx, &refused).await.unwrap();
+    assert!(r.how.starts_with("TLS alert: "), "{r:?}");
+    // ... and a client it must accept makes the check fail
+    refused.cert = Some(handle(&client_cert));
+    let err = apply(&ctx, &refused).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("verification failed: {ep} accepted a client with that certificate (HTTP 200)")
+    );
+
+    // trusting the wrong CA is our refusal, not the server's: not a pass
+    refused.cert = None;
+    refused.ca = handle(&stranger);
+    let err = apply(&ctx, &refused).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "verification failed: {ep}: could not tell whether it refuses"
+        )),
+        "{err}"
+    );
+
+    // an endpoint where nothing listens: unhealthy, named, with the reason
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let health = EtcdHealthCheck {
+        endpoints: vec![ep.clone(), dead.clone()],
+        ..health
+    };
+    let err = apply(&ctx, &health).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "verification failed: endpoint {dead} unhealthy: cannot connect to {dead}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("{ep} unhealthy")), "{err}");
+
+    // the plan of a put while the cluster cannot be reached says so instead of failing
+    let unreachable = EtcdPut {
+        endpoints: vec![dead.clone()],
+        ..put
+    };
+    let p = unreachable.prepare(&ctx).await.unwrap();
+    assert_eq!(p.actions[0].kind, ActionKind::Change);
+    assert!(
+        p.actions[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("current value unknown: cannot connect"),
+        "{:?}",
+        p.actions[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn via_a_host_the_server_is_verified_for_the_endpoints_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = ctx(tmp.path());
+    let ca = gen_ca(&ctx, "etcd-ca").await;
+    // the server certificate names only `localhost`: a connection verified for
+    // 127.0.0.1 (the forwarded port's address) would be refused
+    let server = gen_cert(&ctx, "n1", "etcd-ca", &["localhost"], &[]).await;
+    let client_cert = gen_cert(&ctx, "client", "etcd-ca", &[], &[]).await;
+    let mut etcd = start_etcd(tmp.path(), &ca, &server);
+    let port = etcd.client_url.rsplit(':').next().unwrap().to_string();
+    let by_name = format!("https://localhost:{port}");
+    let key_pem = std::fs::read_to_string(&client_cert.key_path).unwrap();
+    let identity = Identity::new(client_cert.pem.clone(), key_pem);
+
+    let direct = EtcdClient::new(
+        std::slice::from_ref(&by_name),
+        &ca.pem,
+        Some(identity.clone()),
+    )
+    .unwrap();
+    // etcd listens on 127.0.0.1 only; poll it by IP, verified for `localhost`
+    let mut routed = direct.clone();
+    routed.route(&by_name, format!("127.0.0.1:{port}").parse().unwrap());
+    etcd.client_url = by_name.clone();
+    wait_healthy(&mut etcd, &routed).await;
+    // the same endpoint asked as 127.0.0.1 does not verify
+    let by_ip = EtcdClient::new(
+        std::slice::from_ref(&format!("https://127.0.0.1:{port}")),
+        &ca.pem,
+        Some(identity),
+    )
+    .unwrap();
+    let err = by_ip
+        .health(&format!("https://127.0.0.1:{port}"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+
+    // through a real ssh forward
+    let sshd = sshd::Sshd::start();
+    let health = EtcdHealthCheck {
+        endpoints: vec![by_name.clone()],
+        ca: handle(&ca),
+        cert: Some(handle(&client_cert)),
+        cert_key: None,
+        via: Some(Via::One(Box::new(sshd.host()))),
+        wait_seconds: 0,
+    };
+    let prepared = health.prepare(&ctx).await.unwrap();
+    assert_eq!(
+        prepared.actions[0].to_string(),
+        format!("? verify etcd {by_name} via local-sshd healthy")
+    );
+    let out = apply(&ctx, &health)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nsshd: {}", sshd.log()));
+    assert!(out.healthy);
+    let members = EtcdMembers {
+        endpoints: vec![by_name.clone()],
+        ca: handle(&ca),
+        cert: Some(handle(&client_cert)),
+        cert_key: None,
+        via: Some(Via::Each(vec![sshd.host()])),
+        expect: Some(vec!["n1".into()]),
+        wait_seconds: 0,
+    };
+    assert_eq!(apply(&ctx, &members).await.unwrap()[0].name, "n1");
+}
