@@ -38,23 +38,24 @@ fn mounts() -> Vec<Mount> {
 pub fn hierarchies() -> Vec<PathBuf> {
     mounts()
         .into_iter()
-        .filter(|m| {
-            m.fstype == "cgroup2" || m.options.split(',').any(|o| o == "name=systemd")
-        })
+        .filter(|m| m.fstype == "cgroup2" || m.options.split(',').any(|o| o == "name=systemd"))
         .map(|m| m.path)
         .collect()
 }
 
 /// The caller's own cgroup in the v1 memory hierarchy, if there is one.
 fn own_memory_cgroup() -> Option<PathBuf> {
-    let m = mounts().into_iter().find(|m| {
-        m.fstype == "cgroup" && m.options.split(',').any(|o| o == "memory")
-    })?;
+    let m = mounts()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup" && m.options.split(',').any(|o| o == "memory"))?;
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = own.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == "memory").then(|| path.to_string())
+        ctrls
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
     })?;
     Some(m.path.join(rel.trim_start_matches('/')))
 }
@@ -73,7 +74,11 @@ pub fn lab_dirs(cgroup_name: &str) -> (Vec<PathBuf>, Option<PathBuf>) {
 /// Creates node `node`'s cgroups under the lab's directories; returns the
 /// directories the launching shell must join. The memory cgroup is best
 /// effort (it only serves measurements).
-pub fn create_node(required: &[PathBuf], memory: Option<&Path>, node: &str) -> Result<Vec<PathBuf>> {
+pub fn create_node(
+    required: &[PathBuf],
+    memory: Option<&Path>,
+    node: &str,
+) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for lab_dir in required {
         let d = lab_dir.join(node);
@@ -100,7 +105,10 @@ pub fn join_prelude(dirs: &[PathBuf]) -> String {
 pub fn procs(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
     if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
     }
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {

@@ -75,10 +75,15 @@ pub fn run(cmd: LabCommand) -> i32 {
 
 fn execute(cmd: LabCommand) -> Result<i32> {
     match cmd {
-        LabCommand::Up { nodes, name, timeout } => {
+        LabCommand::Up {
+            nodes,
+            name,
+            timeout,
+        } => {
             let t0 = Instant::now();
             let st = lifecycle::up(&name, nodes, Duration::from_secs(timeout))?;
-            let rec = LabRecord::load(&name)?.ok_or_else(|| LabError::lab(&name, "record vanished"))?;
+            let rec =
+                LabRecord::load(&name)?.ok_or_else(|| LabError::lab(&name, "record vanished"))?;
             let p = paths(&name);
             println!(
                 "lab {name} is up: {} nodes on {} in {:.1} s",
@@ -87,17 +92,26 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 t0.elapsed().as_secs_f64()
             );
             for n in &st {
-                println!("  {:<12} {:<14} {:<28} {}", n.name, n.address, n.fqdn, n.state);
+                println!(
+                    "  {:<12} {:<14} {:<28} {}",
+                    n.name, n.address, n.fqdn, n.state
+                );
             }
             println!("inventory: {}", p.inventory.display());
             println!("env:       {}", p.env.display());
-            println!("ssh:       cairn lab ssh --name {name} {}", st.first().map(|n| n.name.as_str()).unwrap_or("NODE"));
+            println!(
+                "ssh:       cairn lab ssh --name {name} {}",
+                st.first().map(|n| n.name.as_str()).unwrap_or("NODE")
+            );
             Ok(0)
         }
         LabCommand::Down { name } => {
             let t0 = Instant::now();
             lifecycle::down(&name)?;
-            println!("lab {name} is down ({:.1} s); nothing left", t0.elapsed().as_secs_f64());
+            println!(
+                "lab {name} is down ({:.1} s); nothing left",
+                t0.elapsed().as_secs_f64()
+            );
             Ok(0)
         }
         LabCommand::Status { name } => {

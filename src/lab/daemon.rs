@@ -31,7 +31,10 @@ fn daemon_exe() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("CAIRN_LAB_EXE") {
         return Ok(PathBuf::from(p));
     }
-    std::env::current_exe().map_err(LabError::io("find the running executable", "/proc/self/exe"))
+    std::env::current_exe().map_err(LabError::io(
+        "find the running executable",
+        "/proc/self/exe",
+    ))
 }
 
 /// Pids of lab `name`'s daemon processes.
@@ -44,7 +47,10 @@ pub fn pids(name: &str) -> Vec<u32> {
 pub fn ensure_running(paths: &LabPaths, rec: &mut LabRecord) -> Result<()> {
     let gw = rec.gateway();
     if healthy(&gw, &rec.name) {
-        return Ok(());
+        if let Some(p) = pids(&rec.name).first() {
+            rec.daemon_pid = Some(*p);
+            return Ok(());
+        }
     }
     stop(&rec.name, rec.daemon_pid);
     let exe = daemon_exe()?;
@@ -63,6 +69,7 @@ pub fn ensure_running(paths: &LabPaths, rec: &mut LabRecord) -> Result<()> {
             return Ok(());
         }
         if !process::alive(pid) || Instant::now() >= deadline {
+            stop(&rec.name, Some(pid));
             let log = std::fs::read_to_string(&paths.daemon_log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(10).collect();
             return Err(LabError::lab(
@@ -88,11 +95,13 @@ pub fn healthy(gw: &str, name: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {gw}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
         return false;
     }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
+    let mut body = Vec::new();
+    let _ = s.read_to_end(&mut body);
+    let body = String::from_utf8_lossy(&body);
     body.starts_with("HTTP/1.1 200") && body.ends_with(&format!("cairn lab {name}\n"))
 }
 
@@ -117,7 +126,8 @@ pub fn stop(name: &str, recorded: Option<u32>) {
 
 /// Runs the daemon of lab `name` until killed.
 pub async fn serve(name: &str) -> Result<()> {
-    let rec = LabRecord::load(name)?.ok_or_else(|| LabError::lab(name, "has no record; run `cairn lab up` first"))?;
+    let rec = LabRecord::load(name)?
+        .ok_or_else(|| LabError::lab(name, "has no record; run `cairn lab up` first"))?;
     let gw = rec.gateway();
     let state = LabState::new(name)?;
     let mirror_root = Arc::new(image_paths().mirror);
@@ -166,7 +176,11 @@ async fn serve_file(State(root): State<Arc<PathBuf>>, req: Request) -> Response 
         Err(_) => return StatusCode::NOT_FOUND.into_response(),
     };
     let len = bytes.len();
-    let body = if req.method() == Method::HEAD { Body::empty() } else { Body::from(bytes) };
+    let body = if req.method() == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type(&path))
@@ -178,8 +192,9 @@ async fn serve_file(State(root): State<Arc<PathBuf>>, req: Request) -> Response 
 /// Maps a URL path onto a regular file below `root`; refuses `..`, hidden
 /// names and directories.
 fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(url_path)?;
     let mut p = root.to_path_buf();
-    for c in Path::new(url_path.trim_start_matches('/')).components() {
+    for c in Path::new(decoded.trim_start_matches('/')).components() {
         match c {
             Component::Normal(s) if !s.to_string_lossy().starts_with('.') => p.push(s),
             Component::CurDir => {}
@@ -187,6 +202,24 @@ fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
         }
     }
     p.is_file().then_some(p)
+}
+
+/// Decodes `%XX` escapes (apt sends `+` in versions as `%2b`).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn content_type(p: &Path) -> &'static str {

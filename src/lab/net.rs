@@ -94,9 +94,19 @@ pub fn create_node(names: &LabNames, node: &str, index: u32, address: &str) -> R
     let ns = names.node_netns(node);
     let veth = names.host_veth(index);
     ip(["netns", "add", &ns])?;
-    ip(["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+    ip([
+        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ])?;
     ip(["link", "set", &veth, "master", &names.bridge(), "up"])?;
-    ip(["-n", &ns, "addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+    ip([
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{address}/24"),
+        "dev",
+        "eth0",
+    ])?;
     ip(["-n", &ns, "link", "set", "eth0", "up"])?;
     ip(["-n", &ns, "link", "set", "lo", "up"])?;
     Ok(())
@@ -165,7 +175,9 @@ pub fn attach_private(
         ip(["-n", &helper, "link", "del", &pv])?;
     }
     let ns = names.node_netns(node);
-    ip(["-n", &helper, "link", "add", &pv, "type", "veth", "peer", "name", ifname, "netns", &ns])?;
+    ip([
+        "-n", &helper, "link", "add", &pv, "type", "veth", "peer", "name", ifname, "netns", &ns,
+    ])?;
     ip(["-n", &helper, "link", "set", &pv, "master", &br, "up"])?;
     ip(["-n", &ns, "addr", "add", address_with_prefix, "dev", ifname])?;
     ip(["-n", &ns, "link", "set", ifname, "up"])?;

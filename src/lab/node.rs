@@ -44,7 +44,10 @@ pub fn create(
     net::create_node(&names, &n.name, n.index, &n.address)?;
     for (i, att) in n.private.iter().enumerate() {
         let net_rec = rec.private_networks.get(&att.network).ok_or_else(|| {
-            err(format!("private network {} is not in the lab record", att.network))
+            err(format!(
+                "private network {} is not in the lab record",
+                att.network
+            ))
         })?;
         let prefix = att
             .cidr
@@ -93,10 +96,22 @@ pub fn create(
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&root_ssh, std::fs::Permissions::from_mode(0o700))
         .map_err(LabError::io("chmod", &root_ssh))?;
-    write_atomic(&root_ssh.join("authorized_keys"), format!("{}\n", keys.join("\n")).as_bytes(), 0o600)?;
-    write_atomic(&m.join("etc/hostname"), format!("{}\n", n.name).as_bytes(), 0o644)?;
+    write_atomic(
+        &root_ssh.join("authorized_keys"),
+        format!("{}\n", keys.join("\n")).as_bytes(),
+        0o600,
+    )?;
+    write_atomic(
+        &m.join("etc/hostname"),
+        format!("{}\n", n.name).as_bytes(),
+        0o644,
+    )?;
     let machine_id = hex::encode(rand::random::<[u8; 16]>());
-    write_atomic(&m.join("etc/machine-id"), format!("{machine_id}\n").as_bytes(), 0o444)?;
+    write_atomic(
+        &m.join("etc/machine-id"),
+        format!("{machine_id}\n").as_bytes(),
+        0o444,
+    )?;
     write_atomic(
         &m.join("etc/apt/sources.list"),
         format!(
@@ -109,7 +124,11 @@ pub fn create(
     )?;
     let mut with_me = rec.clone();
     with_me.nodes.insert(n.name.clone(), n.clone());
-    write_atomic(&m.join("etc/hosts"), hosts::render_hosts(&with_me).as_bytes(), 0o644)?;
+    write_atomic(
+        &m.join("etc/hosts"),
+        hosts::render_hosts(&with_me).as_bytes(),
+        0o644,
+    )?;
 
     let cg = cgroup::create_node(&rec.cgroups, rec.memory_cgroup.as_deref(), &n.name)?;
     let ns = names.node_netns(&n.name);
@@ -123,7 +142,11 @@ pub fn create(
         format!("--network-namespace-path=/run/netns/{ns}"),
         format!("--machine={}", n.name),
     ];
-    let pid = process::spawn_detached(&cgroup::join_prelude(&cg), &argv, &console_log(paths, &n.name))?;
+    let pid = process::spawn_detached(
+        &cgroup::join_prelude(&cg),
+        &argv,
+        &console_log(paths, &n.name),
+    )?;
     n.pid = Some(pid);
     Ok(())
 }
@@ -133,7 +156,8 @@ pub fn create(
 pub fn nspawn_pids(paths: &LabPaths, node: &str, recorded: Option<u32>) -> Vec<u32> {
     let m = merged(paths, node);
     let mark = format!("--directory={}", m.display());
-    let mut pids: Vec<u32> = process::find(|cl| cl.starts_with("systemd-nspawn ") && cl.contains(&mark));
+    let mut pids: Vec<u32> =
+        process::find(|cl| cl.starts_with("systemd-nspawn ") && cl.contains(&mark));
     if let Some(p) = process::verified(recorded, &["systemd-nspawn", &mark]) {
         if !pids.contains(&p) {
             pids.push(p);
@@ -144,7 +168,12 @@ pub fn nspawn_pids(paths: &LabPaths, node: &str, recorded: Option<u32>) -> Vec<u
 
 /// Polls the node over ssh until `systemctl is-system-running` says running
 /// or degraded; returns that state. Fails early when systemd-nspawn exits.
-pub fn wait_ready(rec: &LabRecord, paths: &LabPaths, n: &NodeRecord, deadline: Instant) -> Result<String> {
+pub fn wait_ready(
+    rec: &LabRecord,
+    paths: &LabPaths,
+    n: &NodeRecord,
+    deadline: Instant,
+) -> Result<String> {
     loop {
         if let Some(pid) = n.pid {
             if !process::alive(pid) {
@@ -159,7 +188,8 @@ pub fn wait_ready(rec: &LabRecord, paths: &LabPaths, n: &NodeRecord, deadline: I
                 ));
             }
         }
-        let out = exec::output(ssh::command(paths, &n.address).args(["systemctl", "is-system-running"]))?;
+        let out =
+            exec::output(ssh::command(paths, &n.address).args(["systemctl", "is-system-running"]))?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let last = match state.as_str() {
             "running" | "degraded" => return Ok(state),
@@ -170,7 +200,10 @@ pub fn wait_ready(rec: &LabRecord, paths: &LabPaths, n: &NodeRecord, deadline: I
             return Err(LabError::node(
                 &rec.name,
                 &n.name,
-                format!("not ready by the deadline (last: {last}); console log {}", console_log(paths, &n.name).display()),
+                format!(
+                    "not ready by the deadline (last: {last}); console log {}",
+                    console_log(paths, &n.name).display()
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -183,11 +216,30 @@ fn log_tail(path: &Path, lines: usize) -> String {
     v.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
-/// Stops node `node` and removes everything it had: halts the container's
+/// What teardown needs to know about a node; everything but the name is
+/// optional (a node found only by its directory or cgroup has no record).
+#[derive(Clone, Debug, Default)]
+pub struct Doomed {
+    pub name: String,
+    /// Its index (decides the host veth name), if recorded.
+    pub index: Option<u32>,
+    /// Its recorded systemd-nspawn pid.
+    pub pid: Option<u32>,
+    /// Indices of the private networks it is attached to.
+    pub private_nets: Vec<u32>,
+}
+
+/// Stops node `d` and removes everything it had: halts the container's
 /// systemd (SIGRTMIN+3 to nspawn's child) and waits for nspawn to exit; kills
 /// what is left in its cgroups by pid; unmounts its root; deletes its veth
 /// pairs, namespace, cgroups and directory.
-pub fn destroy(rec_name: &str, paths: &LabPaths, cgroup_dirs: &[PathBuf], node: &str, index: Option<u32>, pid: Option<u32>, private_nets: &[u32]) -> Result<()> {
+pub fn destroy(
+    rec_name: &str,
+    paths: &LabPaths,
+    cgroup_dirs: &[PathBuf],
+    d: &Doomed,
+) -> Result<()> {
+    let (node, index, pid, private_nets) = (d.name.as_str(), d.index, d.pid, &d.private_nets);
     let names = LabNames::new(rec_name);
     let nspawns = nspawn_pids(paths, node, pid);
     let mut inits = Vec::new();
@@ -205,7 +257,12 @@ pub fn destroy(rec_name: &str, paths: &LabPaths, cgroup_dirs: &[PathBuf], node: 
     // Whatever is left: nspawn, init, and anything in the node's cgroups.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let mut left: Vec<u32> = nspawns.iter().chain(&inits).copied().filter(|p| process::alive(*p)).collect();
+        let mut left: Vec<u32> = nspawns
+            .iter()
+            .chain(&inits)
+            .copied()
+            .filter(|p| process::alive(*p))
+            .collect();
         for d in &node_cgroups {
             left.extend(cgroup::procs(d).into_iter().filter(|p| process::alive(*p)));
         }
@@ -213,15 +270,19 @@ pub fn destroy(rec_name: &str, paths: &LabPaths, cgroup_dirs: &[PathBuf], node: 
             break;
         }
         if Instant::now() >= deadline {
-            return Err(LabError::node(rec_name, node, format!("processes {left:?} survive SIGKILL")));
+            return Err(LabError::node(
+                rec_name,
+                node,
+                format!("processes {left:?} survive SIGKILL"),
+            ));
         }
         for p in &left {
             process::signal(*p, libc::SIGKILL);
         }
         process::wait_gone(&left, Duration::from_millis(500));
     }
-    let d = dir(paths, node);
-    unmount_below(&d)?;
+    let node_dir = dir(paths, node);
+    unmount_below(&node_dir)?;
     if let Some(i) = index {
         for net_index in private_nets {
             net::detach_private(&names, i, *net_index)?;
@@ -233,7 +294,7 @@ pub fn destroy(rec_name: &str, paths: &LabPaths, cgroup_dirs: &[PathBuf], node: 
     for c in &node_cgroups {
         cgroup::remove_tree(c, Duration::from_secs(10))?;
     }
-    super::image::remove_dir(&d)?;
+    super::image::remove_dir(&node_dir)?;
     Ok(())
 }
 

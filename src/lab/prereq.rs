@@ -12,24 +12,66 @@ struct Tool {
 
 /// Needed to run nodes.
 const RUNTIME: &[Tool] = &[
-    Tool { program: "systemd-nspawn", package: "systemd-container" },
-    Tool { program: "ip", package: "iproute2" },
-    Tool { program: "ssh", package: "openssh-client" },
-    Tool { program: "ssh-keygen", package: "openssh-client" },
-    Tool { program: "mount", package: "mount" },
-    Tool { program: "setsid", package: "util-linux" },
+    Tool {
+        program: "systemd-nspawn",
+        package: "systemd-container",
+    },
+    Tool {
+        program: "ip",
+        package: "iproute2",
+    },
+    Tool {
+        program: "ssh",
+        package: "openssh-client",
+    },
+    Tool {
+        program: "ssh-keygen",
+        package: "openssh-client",
+    },
+    Tool {
+        program: "mount",
+        package: "mount",
+    },
+    Tool {
+        program: "setsid",
+        package: "util-linux",
+    },
 ];
 
 /// Needed to build the base image and the mirror content.
 const BUILD: &[Tool] = &[
-    Tool { program: "debootstrap", package: "debootstrap" },
-    Tool { program: "dpkg-scanpackages", package: "dpkg-dev" },
-    Tool { program: "dpkg-deb", package: "dpkg" },
-    Tool { program: "apt-get", package: "apt" },
-    Tool { program: "apt-cache", package: "apt" },
-    Tool { program: "tar", package: "tar" },
-    Tool { program: "gzip", package: "gzip" },
-    Tool { program: "python3", package: "python3" },
+    Tool {
+        program: "debootstrap",
+        package: "debootstrap",
+    },
+    Tool {
+        program: "dpkg-scanpackages",
+        package: "dpkg-dev",
+    },
+    Tool {
+        program: "dpkg-deb",
+        package: "dpkg",
+    },
+    Tool {
+        program: "apt-get",
+        package: "apt",
+    },
+    Tool {
+        program: "apt-cache",
+        package: "apt",
+    },
+    Tool {
+        program: "tar",
+        package: "tar",
+    },
+    Tool {
+        program: "gzip",
+        package: "gzip",
+    },
+    Tool {
+        program: "python3",
+        package: "python3",
+    },
 ];
 
 /// Whether `program` is on PATH (or in the sbin directories root uses).

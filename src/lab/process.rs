@@ -65,7 +65,10 @@ pub fn children(pid: u32) -> Vec<u32> {
     for t in tasks.flatten() {
         let p = t.path().join("children");
         if let Ok(text) = std::fs::read_to_string(p) {
-            out.extend(text.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|x| x.parse::<u32>().ok()),
+            );
         }
     }
     out

@@ -132,8 +132,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(&tmp)
         .map_err(LabError::io("create", &tmp))?;
-    f.write_all(contents)
-        .map_err(LabError::io("write", &tmp))?;
+    f.write_all(contents).map_err(LabError::io("write", &tmp))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(LabError::io("rename into place", path))
 }

@@ -13,20 +13,22 @@ pub fn ensure_lab_key(paths: &LabPaths, lab: &str) -> Result<()> {
     }
     let _ = std::fs::remove_file(&paths.key);
     let _ = std::fs::remove_file(&paths.pubkey);
-    exec::run(&mut cmd(
-        "ssh-keygen",
-        [
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            &format!("cairn-lab-{lab}"),
-            "-f",
-        ],
-    )
-    .arg(&paths.key))?;
+    exec::run(
+        cmd(
+            "ssh-keygen",
+            [
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &format!("cairn-lab-{lab}"),
+                "-f",
+            ],
+        )
+        .arg(&paths.key),
+    )?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&paths.key, std::fs::Permissions::from_mode(0o600))
         .map_err(LabError::io("chmod", &paths.key))?;
@@ -54,7 +56,10 @@ pub fn command_with(paths: &LabPaths, address: &str, options: &[&str]) -> Comman
         .arg(&paths.key)
         .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
         .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", paths.known_hosts.display()))
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            paths.known_hosts.display()
+        ))
         .args([
             "-o",
             "StrictHostKeyChecking=yes",
@@ -77,7 +82,13 @@ pub fn node_host_key(dir: &std::path::Path, comment: &str) -> Result<String> {
     let key = dir.join("ssh_host_ed25519_key");
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
-    exec::run(&mut cmd("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(&key))?;
+    exec::run(
+        cmd(
+            "ssh-keygen",
+            ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"],
+        )
+        .arg(&key),
+    )?;
     let pubf = dir.join("ssh_host_ed25519_key.pub");
     let line = std::fs::read_to_string(&pubf).map_err(LabError::io("read", &pubf))?;
     let mut parts = line.split_whitespace();
