@@ -166,7 +166,8 @@ async fn run_plans_guards_and_fails_loudly() {
         !Path::new(&marker).exists(),
         "prepare must not run the command"
     );
-    let out = run.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert!(p.work.is_some());
+    let out = run.apply(&w.ctx, ()).await.unwrap();
     assert_eq!(out.stdout, "made\n");
 
     let p = run.prepare(&w.ctx).await.unwrap();
@@ -190,7 +191,8 @@ async fn run_plans_guards_and_fails_loudly() {
 
     let failing = Run::new(host.clone(), "echo boom >&2; exit 7", RunOptions::default());
     let p = failing.prepare(&w.ctx).await.unwrap();
-    let err = failing.apply(&w.ctx, p.work.unwrap()).await.unwrap_err();
+    assert!(p.work.is_some());
+    let err = failing.apply(&w.ctx, ()).await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("local-sshd") && msg.contains("exited with 7"),
@@ -746,4 +748,58 @@ print(`user: ${{who}} file changed: ${{f.changed}} dir: ${{d}}`);
         again.contains("0 to create, 0 to change, 0 to delete, 0 to run"),
         "{again}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_connection_is_reopened_for_the_next_command() {
+    let w = world();
+    let host = w.host();
+    let first = w
+        .ctx
+        .ssh
+        .exec(&host, "echo $SSH_CONNECTION", None)
+        .await
+        .unwrap();
+    // Kill this connection's sshd process on the server side: the master dies.
+    let _ = w.ctx.ssh.exec(&host, "kill -9 $PPID", None).await;
+    let again = w
+        .ctx
+        .ssh
+        .exec(&host, "echo $SSH_CONNECTION", None)
+        .await
+        .unwrap();
+    assert_eq!(again.code, 0);
+    assert_ne!(
+        first.stdout, again.stdout,
+        "a new connection (new client port)"
+    );
+}
+
+/// apt's facts, read-only, from this machine's dpkg: installed packages are a
+/// no-op, missing ones planned (nothing is installed here).
+#[tokio::test(flavor = "multi_thread")]
+async fn apt_plans_from_dpkg_facts() {
+    let w = world();
+    let apt = |packages: &[&str]| Apt {
+        host: w.host(),
+        args: AptArgs {
+            packages: packages.iter().map(|p| p.to_string()).collect(),
+            update: AptUpdate::Never,
+        },
+    };
+    let p = apt(&["coreutils", "openssh-server"])
+        .prepare(&w.ctx)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&p.actions), [ActionKind::Noop]);
+    assert!(p.work.is_none());
+    assert_eq!(p.predicted.installed, Vec::<String>::new());
+
+    let p = apt(&["coreutils", "cairn-no-such-package"])
+        .prepare(&w.ctx)
+        .await
+        .unwrap();
+    let lines: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
+    assert_eq!(lines, ["+ create apt package cairn-no-such-package"]);
+    assert_eq!(p.predicted.installed, ["cairn-no-such-package"]);
 }
