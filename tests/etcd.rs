@@ -444,3 +444,161 @@ async fn via_a_host_the_server_is_verified_for_the_endpoints_name() {
     };
     assert_eq!(apply(&ctx, &members).await.unwrap()[0].name, "n1");
 }
+
+fn cairn(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn runbook(dir: &Path, name: &str, main: &str) {
+    let rb = dir.join(name);
+    std::fs::create_dir_all(&rb).unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        format!("name = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"etcd test\"\n"),
+    )
+    .unwrap();
+    std::fs::write(rb.join("main.rhai"), main).unwrap();
+}
+
+const CERTS: &str = r#"
+let ca = gen_ca(#{ name: "etcd-ca", cn: "etcd-ca", key: "p256", days: 90 });
+let server = gen_cert(#{ name: "n1", ca: ca, cn: "n1", dns: ["localhost"], ips: ["127.0.0.1"],
+                         usage: ["server", "client"], key: "p256", days: 90 });
+let operator = gen_cert(#{ name: "operator", ca: ca, cn: "operator", usage: ["client"], key: "p256", days: 90 });
+let other = gen_ca(#{ name: "other-ca", cn: "other-ca", key: "p256", days: 90 });
+let stranger = gen_cert(#{ name: "stranger", ca: other, cn: "stranger", usage: ["client"], key: "p256", days: 90 });
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_checks_a_real_etcd_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    runbook(dir, "certs", CERTS);
+    let (code, out, err) = cairn(dir, &["run", "certs"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let pki = dir.join(".cairn/pki");
+    let read = |n: &str| std::fs::read_to_string(pki.join(n)).unwrap();
+    let ctx = ctx(dir.join(".cairn").as_path());
+    let ca = cairn::primitives::pki::inspect("pki/etcd-ca.crt", &dir.join(".cairn")).unwrap();
+    assert!(ca.is_ca);
+    let as_cert = |name: &str| Cert {
+        name: name.into(),
+        cn: name.into(),
+        cert_path: pki.join(format!("{name}.crt")).display().to_string(),
+        key_path: pki.join(format!("{name}.key")).display().to_string(),
+        pem: read(&format!("{name}.crt")),
+        ca_pem: String::new(),
+        ca: String::new(),
+        issuer: String::new(),
+        not_after: String::new(),
+        serial: String::new(),
+        fingerprint: String::new(),
+        dns: vec![],
+        ips: vec![],
+        usage: vec![],
+        is_ca: false,
+    };
+    let mut etcd = start_etcd(dir, &as_cert("etcd-ca"), &as_cert("n1"));
+    let ep = etcd.client_url.clone();
+    let probe = EtcdClient::new(
+        std::slice::from_ref(&ep),
+        &read("etcd-ca.crt"),
+        Some(Identity::new(read("operator.crt"), read("operator.key"))),
+    )
+    .unwrap();
+    wait_healthy(&mut etcd, &probe).await;
+    drop(ctx);
+
+    let checks = format!(
+        r#"{CERTS}
+let tls = #{{ ca: ca, cert: operator, endpoints: ["{ep}"] }};
+let h = etcd_health(tls + #{{ wait_seconds: 5 }});
+print(`healthy: ${{h.healthy}}`);
+let members = etcd_members(tls + #{{ expect: ["n1"] }});
+print(`members: ${{members.len()}} ${{members[0].name}} started=${{members[0].started}}`);
+let st = etcd_status(tls);
+print(`version: ${{st[0].version}} leader: ${{st[0].is_leader}}`);
+etcd_put(tls + #{{ key: "/cairn/test", value: "v1" }});
+let v = etcd_get(tls + #{{ key: "/cairn/test" }});
+print(`value: ${{v}}`);
+let none = etcd_get(tls + #{{ key: "/cairn/absent" }});
+print(`absent is unit: ${{type_of(none) == "()"}}`);
+let r = etcd_expect_refused(#{{ endpoint: "{ep}", ca: "pki/etcd-ca.crt" }});
+print(`refused: ${{r.how}}`);
+let r = etcd_expect_refused(#{{ endpoint: "{ep}", ca: ca, cert: stranger }});
+print(`stranger refused: ${{r.how}}`);
+"#
+    );
+    runbook(dir, "checks", &checks);
+    let (code, out, err) = cairn(dir, &["plan", "checks"]);
+    assert!(code == 0 || code == 2, "{out}{err}");
+    assert!(
+        out.contains(&format!("? verify etcd {ep} healthy")),
+        "{out}"
+    );
+    assert!(out.contains("? verify etcd members are n1"), "{out}");
+    assert!(out.contains("+ create etcd key /cairn/test"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "? verify etcd {ep} refuses a client without a certificate"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "? verify etcd {ep} refuses a client with certificate stranger"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("6 to verify") || out.contains("7 to verify"),
+        "{out}"
+    );
+
+    let (code, out, err) = cairn(dir, &["run", "checks"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "healthy: true",
+        "members: 1 n1 started=true",
+        "version: 3.5.1 leader: true",
+        "value: v1",
+        "absent is unit: true",
+        "refused: TLS alert: ",
+        "stranger refused: TLS alert: ",
+    ] {
+        assert!(out.contains(line), "`{line}` missing in:\n{out}{err}");
+    }
+    // the put is done: a rerun's plan says so
+    let (_, out, _) = cairn(dir, &["plan", "checks"]);
+    assert!(
+        out.contains("= ok etcd key /cairn/test (already has this value)"),
+        "{out}"
+    );
+
+    // a failed check is an error naming what is wrong
+    runbook(
+        dir,
+        "bad",
+        &format!(
+            "{CERTS}\netcd_members(#{{ ca: ca, cert: operator, endpoints: [\"{ep}\"], expect: [\"n1\", \"n2\"] }});\n"
+        ),
+    );
+    let (code, out, err) = cairn(dir, &["run", "bad"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        err.lines().next().unwrap_or_default(),
+        "error: etcd_members on local failed: verification failed: member n2 missing (members: n1)",
+        "{err}"
+    );
+}

@@ -433,10 +433,24 @@ impl EtcdMembers {
             None => "etcd member list".into(),
         };
         let via = self.conn().shown(0);
+        // what a successful check returns: the expected members
+        let predicted = self
+            .expect
+            .iter()
+            .flatten()
+            .map(|name| Member {
+                id: unknown::placeholder("etcd_members", &format!("{name}.id")),
+                name: name.clone(),
+                peer_urls: vec![],
+                client_urls: vec![],
+                started: true,
+                is_learner: false,
+            })
+            .collect();
         Prepared::todo(
             vec![Action::verify("local", format!("{what} (asking {via})"))],
             String::new(),
-            Vec::new(),
+            predicted,
             (),
         )
     }
@@ -478,10 +492,26 @@ impl EtcdStatus {
         conn!(self)
     }
     fn planned(&self) -> Prepared<Vec<Status>, ()> {
+        let p = |ep: &str, what: &str| unknown::placeholder("etcd_status", &format!("{ep}.{what}"));
+        let predicted = self
+            .endpoints
+            .iter()
+            .map(|ep| Status {
+                endpoint: ep.clone(),
+                member_id: p(ep, "member_id"),
+                leader: p(ep, "leader"),
+                is_leader: false,
+                raft_term: 0,
+                raft_index: 0,
+                version: p(ep, "version"),
+                db_size: 0,
+                cluster_id: p(ep, "cluster_id"),
+            })
+            .collect();
         Prepared::todo(
             verify_actions(&self.conn(), |ep| format!("etcd {ep} status")),
             String::new(),
-            Vec::new(),
+            predicted,
             (),
         )
     }
