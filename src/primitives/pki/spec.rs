@@ -212,6 +212,20 @@ pub fn check_days(field: &str, days: u32) -> Result<(), StepError> {
     Ok(())
 }
 
+/// Check that a renewal window is shorter than the validity, or every run
+/// would renew the certificate it just made.
+pub fn check_renew(days: u32, renew_before_days: u32) -> Result<(), StepError> {
+    if renew_before_days >= days {
+        return Err(StepError::invalid(
+            "renew_before_days",
+            format!(
+                "{renew_before_days} is not less than `days` ({days}): the certificate would be renewed on every run"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The private key file next to a certificate, as observed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -551,6 +565,15 @@ mod tests {
             let got = decide(&spec(), &facts, "pki/node-1.key", NOW, 30);
             assert_eq!(got, want, "case `{name}`");
         }
+    }
+
+    #[test]
+    fn a_renewal_window_must_be_shorter_than_the_validity() {
+        check_renew(90, 30).unwrap();
+        assert_eq!(
+            check_renew(30, 30).unwrap_err().to_string(),
+            "invalid `renew_before_days`: 30 is not less than `days` (30): the certificate would be renewed on every run"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use super::cert::{self, Cert, Parsed};
 use super::issue::{self, Issued};
 use super::spec::{
-    check_days, check_dns, decide, parse_ips, Decision, Facts, IssuerFact, KeyFact, KeyType,
-    KeyUse, Spec, Usage,
+    check_days, check_dns, check_renew, decide, parse_ips, Decision, Facts, IssuerFact, KeyFact,
+    KeyType, KeyUse, Spec, Usage,
 };
 use super::store::{check_name, Store};
 use crate::action::Action;
@@ -432,7 +432,8 @@ impl GenCa {
 
     fn validate(&self) -> Result<(), StepError> {
         check_name("name", &self.name)?;
-        check_days("days", self.days)
+        check_days("days", self.days)?;
+        check_renew(self.days, self.renew_before_days)
     }
 }
 
@@ -506,6 +507,7 @@ impl GenCert {
         check_name("name", &self.name)?;
         check_name("ca", self.ca.name())?;
         check_days("days", self.days)?;
+        check_renew(self.days, self.renew_before_days)?;
         self.spec()
     }
 }
@@ -717,6 +719,7 @@ impl SignCsr {
         check_name("name", &self.name)?;
         check_name("ca", self.ca.name())?;
         check_days("days", self.days)?;
+        check_renew(self.days, self.renew_before_days)?;
         self.spec()
     }
 }
