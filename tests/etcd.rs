@@ -101,6 +101,7 @@ async fn gen_cert(ctx: &Ctx, name: &str, ca: &str, dns: &[&str], ips: &[&str]) -
 struct Etcd {
     child: Child,
     client_url: String,
+    peer_url: String,
     log: PathBuf,
 }
 
@@ -160,6 +161,7 @@ fn start_etcd(dir: &Path, ca: &Cert, server: &Cert) -> Etcd {
     Etcd {
         child,
         client_url,
+        peer_url,
         log,
     }
 }
@@ -328,6 +330,26 @@ async fn steps_against_a_real_etcd_with_client_cert_auth() {
     assert_eq!(
         err,
         format!("verification failed: {ep} accepted a client with that certificate (HTTP 200)")
+    );
+
+    // the peer port checks client certificates too
+    let peer = EtcdExpectRefused {
+        endpoint: etcd.peer_url.clone(),
+        ca: handle(&ca),
+        cert: None,
+        cert_key: None,
+        via: None,
+    };
+    let r = apply(&ctx, &peer).await.unwrap();
+    assert!(r.how.starts_with("TLS alert: "), "{r:?}");
+    let peer = EtcdExpectRefused {
+        cert: Some(handle(&client_cert)),
+        ..peer
+    };
+    let err = apply(&ctx, &peer).await.unwrap_err().to_string();
+    assert!(
+        err.contains("accepted a client with that certificate (HTTP 404)"),
+        "{err}"
     );
 
     // trusting the wrong CA is our refusal, not the server's: not a pass
