@@ -84,7 +84,11 @@ impl Action {
         Self::new(ActionKind::Verify, target, what)
     }
     /// An explicit "nothing to do", with its reason.
-    pub fn noop(target: impl Into<String>, what: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn noop(
+        target: impl Into<String>,
+        what: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self::new(ActionKind::Noop, target, what).because(reason)
     }
     pub fn because(mut self, reason: impl Into<String>) -> Self {

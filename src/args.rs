@@ -66,7 +66,10 @@ pub fn parse<T: DeserializeOwned>(what: &str, map: Map) -> Result<T, Box<EvalAlt
 }
 
 /// Deserialize a single value (not necessarily a map) into `T`.
-pub fn parse_value<T: DeserializeOwned>(what: &str, value: Dynamic) -> Result<T, Box<EvalAltResult>> {
+pub fn parse_value<T: DeserializeOwned>(
+    what: &str,
+    value: Dynamic,
+) -> Result<T, Box<EvalAltResult>> {
     let value = lower(value);
     rhai::serde::from_dynamic::<T>(&value).map_err(|e| {
         Box::new(EvalAltResult::ErrorRuntime(

@@ -28,7 +28,10 @@ impl Bundle {
                 .components()
                 .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if ok {
-            Ok(path.components().filter(|c| !matches!(c, Component::CurDir)).collect())
+            Ok(path
+                .components()
+                .filter(|c| !matches!(c, Component::CurDir))
+                .collect())
         } else {
             Err(StepError::invalid(
                 "path",
@@ -41,7 +44,10 @@ impl Bundle {
     pub fn read(&self, rel: &str) -> Result<&[u8], StepError> {
         let path = Self::check_path(rel)?;
         self.files.get(&path).map(Vec::as_slice).ok_or_else(|| {
-            StepError::invalid("path", format!("no file `{rel}` in runbook {}", self.origin))
+            StepError::invalid(
+                "path",
+                format!("no file `{rel}` in runbook {}", self.origin),
+            )
         })
     }
 

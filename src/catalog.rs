@@ -66,7 +66,11 @@ pub fn show(spec: &str) -> i32 {
         if let Some(max) = p.max {
             extra.push(format!("max {max}"));
         }
-        println!("  {name} ({kind}{}{})", if extra.is_empty() { "" } else { "; " }, extra.join("; "));
+        println!(
+            "  {name} ({kind}{}{})",
+            if extra.is_empty() { "" } else { "; " },
+            extra.join("; ")
+        );
         println!("      {}", p.help);
     }
     exit::OK

@@ -14,12 +14,21 @@ pub struct Sources {
 impl Sources {
     /// Add a script: `name` is what Rhai knows it by (stable across folders:
     /// `main.rhai`, `stdlib/etcd.rhai`), `display` how the user knows it.
-    pub fn add(&mut self, name: impl Into<String>, display: impl Into<String>, text: impl Into<String>) {
-        self.texts.insert(name.into(), (display.into(), text.into()));
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        display: impl Into<String>,
+        text: impl Into<String>,
+    ) {
+        self.texts
+            .insert(name.into(), (display.into(), text.into()));
     }
 
     fn display<'a>(&'a self, name: &'a str) -> &'a str {
-        self.texts.get(name).map(|(d, _)| d.as_str()).unwrap_or(name)
+        self.texts
+            .get(name)
+            .map(|(d, _)| d.as_str())
+            .unwrap_or(name)
     }
 
     /// `  --> file:line:col`, the line, and a caret under the column.
@@ -41,9 +50,7 @@ impl Sources {
                 .take(col.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            out.push_str(&format!(
-                "{pad} |\n{num} | {text}\n{pad} | {caret_pad}^\n"
-            ));
+            out.push_str(&format!("{pad} |\n{num} | {text}\n{pad} | {caret_pad}^\n"));
         }
         out
     }
@@ -105,5 +112,8 @@ pub fn render_eval(err: &EvalAltResult, main: &str, sources: &Sources) -> String
 /// Render a parse error of `source`.
 pub fn render_parse(err: &ParseError, source: &str, sources: &Sources) -> String {
     let msg = err.err_type().to_string();
-    format!("error: syntax error: {msg}\n{}", sources.snippet(source, err.position()))
+    format!(
+        "error: syntax error: {msg}\n{}",
+        sources.snippet(source, err.position())
+    )
 }

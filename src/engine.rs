@@ -132,7 +132,10 @@ fn register_host(engine: &mut Engine) {
         .register_get("name", |h: &mut Host| h.name.clone())
         .register_get("address", |h: &mut Host| h.address.clone())
         .register_get("private_address", |h: &mut Host| {
-            h.private_address.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+            h.private_address
+                .clone()
+                .map(Dynamic::from)
+                .unwrap_or(Dynamic::UNIT)
         })
         .register_get("internal_address", |h: &mut Host| {
             h.internal_address().to_string()
@@ -149,7 +152,11 @@ fn register_host(engine: &mut Engine) {
                 .collect::<Map>()
         })
         .register_get("groups", |h: &mut Host| {
-            h.groups.iter().cloned().map(Dynamic::from).collect::<Array>()
+            h.groups
+                .iter()
+                .cloned()
+                .map(Dynamic::from)
+                .collect::<Array>()
         })
         .register_fn("to_string", |h: &mut Host| h.name.clone())
         .register_fn("print", |h: &mut Host| h.name.clone())
@@ -194,9 +201,12 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         }
     });
     // fail(message): stop the run with an error at this line
-    engine.register_fn("fail", |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-        Err(script_error(msg.to_string()))
-    });
+    engine.register_fn(
+        "fail",
+        |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+            Err(script_error(msg.to_string()))
+        },
+    );
     engine.register_fn(
         "assert",
         |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {

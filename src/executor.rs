@@ -245,7 +245,9 @@ impl Executor {
         step: S,
     ) -> Result<S::Output, Box<EvalAltResult>> {
         if self.cancelled() {
-            return Err(script_error("interrupted (Ctrl-C): stopped before this step"));
+            return Err(script_error(
+                "interrupted (Ctrl-C): stopped before this step",
+            ));
         }
         let key = self.next_key(call);
         let kind = step.kind();
@@ -357,7 +359,8 @@ impl Executor {
             },
         };
         record.ms = started.elapsed().as_millis() as u64;
-        let output_json = serde_json::to_value(&output).map_err(|e| fail(StepError::Other(e.to_string())))?;
+        let output_json =
+            serde_json::to_value(&output).map_err(|e| fail(StepError::Other(e.to_string())))?;
         self.journal(
             &Record::Done {
                 key,

@@ -73,9 +73,15 @@ pub enum Record {
         error: String,
     },
     /// A resume continued this run.
-    Resume { at: String, forced: bool },
+    Resume {
+        at: String,
+        forced: bool,
+    },
     /// The run ended.
-    End { status: RunStatus, at: String },
+    End {
+        status: RunStatus,
+        at: String,
+    },
 }
 
 /// Why a journal could not be read.
@@ -156,7 +162,10 @@ impl Journal {
         };
         if !text.is_empty() && !text.ends_with('\n') {
             let line = text.lines().count();
-            return Err(corrupt(line, "the last record is cut off (truncated file)".into()));
+            return Err(corrupt(
+                line,
+                "the last record is cut off (truncated file)".into(),
+            ));
         }
         let mut records = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -199,7 +208,12 @@ impl Journal {
         let mut done = BTreeMap::new();
         for r in &self.records {
             if let Record::Done {
-                key, args, output, kind, target, ..
+                key,
+                args,
+                output,
+                kind,
+                target,
+                ..
             } = r
             {
                 done.insert(
@@ -286,7 +300,10 @@ mod tests {
         bytes[n - 5] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
         let err = Journal::read(&path).unwrap_err().to_string();
-        assert!(err.contains("corrupted at line 2: checksum mismatch"), "{err}");
+        assert!(
+            err.contains("corrupted at line 2: checksum mismatch"),
+            "{err}"
+        );
 
         // truncate mid-record
         std::fs::write(&path, &bytes[..n - 10]).unwrap();

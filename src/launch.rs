@@ -113,8 +113,12 @@ struct InventoryFile {
 
 /// Read an inventory file: `[[hosts]]` tables.
 pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure(format!("error: cannot read inventory {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure(format!(
+            "error: cannot read inventory {}: {e}",
+            path.display()
+        ))
+    })?;
     let inv: InventoryFile = toml::from_str(&text).map_err(|e| {
         Failure(format!(
             "error: inventory {}: {}",
@@ -140,7 +144,10 @@ fn lab_files(name: &str) -> (PathBuf, PathBuf) {
     (paths.inventory, paths.env)
 }
 
-fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Result<Prepared, Failure> {
+fn prepare(
+    req: &Request,
+    journal_params: BTreeMap<String, toml::Value>,
+) -> Result<Prepared, Failure> {
     let runbook = Arc::new(Runbook::load(&req.runbook)?);
     let mut env = process_env();
     let mut inventory = req.inventory.clone();
@@ -163,8 +170,12 @@ fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Resu
     };
     let mut files = Vec::new();
     for path in &req.vars_files {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure(format!("error: cannot read vars file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure(format!(
+                "error: cannot read vars file {}: {e}",
+                path.display()
+            ))
+        })?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| {
             Failure(format!(
                 "error: vars file {} is not valid TOML: {}",
@@ -210,7 +221,9 @@ fn prepare(req: &Request, journal_params: BTreeMap<String, toml::Value>) -> Resu
         },
         env,
         secrets,
-        workspace: Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone())),
+        workspace: Workspace::new(
+            std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()),
+        ),
         lab: req.lab.clone(),
     })
 }
@@ -379,7 +392,16 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
         Reporter::stdout(false)
     });
     let mode = if offline { Mode::Offline } else { Mode::Plan };
-    let out = execute(&p, mode, None, BTreeMap::new(), false, reporter.clone(), &rt, cancel);
+    let out = execute(
+        &p,
+        mode,
+        None,
+        BTreeMap::new(),
+        false,
+        reporter.clone(),
+        &rt,
+        cancel,
+    );
     if let Some(err) = out.error {
         return Err(Failure(err));
     }
@@ -464,8 +486,12 @@ pub fn run(req: &Request) -> i32 {
 fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Result<(), Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure(format!("error: cannot read plan {}: {e}", path.display())))?;
-    let saved: SavedPlan = serde_json::from_str(&text)
-        .map_err(|e| Failure(format!("error: {} is not a saved cairn plan: {e}", path.display())))?;
+    let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+        Failure(format!(
+            "error: {} is not a saved cairn plan: {e}",
+            path.display()
+        ))
+    })?;
     let refuse = |why: String| {
         Failure(format!(
             "error: refusing to apply the saved plan {}: {why}\nMake a new plan with `cairn plan ... -o {}` and review it.",
@@ -552,11 +578,18 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
         cairn_version: env!("CARGO_PKG_VERSION").into(),
     };
     let path = p.workspace.runs_dir().join(&id).join("journal.jsonl");
-    let mut journal = JournalWriter::open(&path)
-        .map_err(|e| Failure(format!("error: cannot create journal {}: {e}", path.display())))?;
-    journal
-        .append(&Record::Run(header), true)
-        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", path.display())))?;
+    let mut journal = JournalWriter::open(&path).map_err(|e| {
+        Failure(format!(
+            "error: cannot create journal {}: {e}",
+            path.display()
+        ))
+    })?;
+    journal.append(&Record::Run(header), true).map_err(|e| {
+        Failure(format!(
+            "error: cannot write journal {}: {e}",
+            path.display()
+        ))
+    })?;
     println!(
         "Run {id}: {} {}",
         p.runbook.manifest.name, p.runbook.manifest.version
@@ -586,15 +619,28 @@ fn finish(
             ticker.progress();
         }
     });
-    let out = execute(p, Mode::Apply, Some(journal), replay, force, reporter, rt, cancel);
+    let out = execute(
+        p,
+        Mode::Apply,
+        Some(journal),
+        replay,
+        force,
+        reporter,
+        rt,
+        cancel,
+    );
     progress.abort();
     let status = match (&out.error, out.interrupted) {
         (None, _) => RunStatus::Succeeded,
         (Some(_), true) => RunStatus::Interrupted,
         (Some(_), false) => RunStatus::Failed,
     };
-    let mut journal = JournalWriter::open(&jpath)
-        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", jpath.display())))?;
+    let mut journal = JournalWriter::open(&jpath).map_err(|e| {
+        Failure(format!(
+            "error: cannot write journal {}: {e}",
+            jpath.display()
+        ))
+    })?;
     journal
         .append(
             &Record::End {
@@ -603,7 +649,12 @@ fn finish(
             },
             true,
         )
-        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", jpath.display())))?;
+        .map_err(|e| {
+            Failure(format!(
+                "error: cannot write journal {}: {e}",
+                jpath.display()
+            ))
+        })?;
     let summary = summarize(&out.steps);
     let secs = started.elapsed().as_secs_f64();
     match status {
@@ -616,7 +667,9 @@ fn finish(
         }
         RunStatus::Interrupted => {
             eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
-            eprintln!("Run {id} interrupted after {secs:.1}s; continue it with `cairn resume {id}`.");
+            eprintln!(
+                "Run {id} interrupted after {secs:.1}s; continue it with `cairn resume {id}`."
+            );
             Ok(exit::INTERRUPTED)
         }
         RunStatus::Failed => {
@@ -722,8 +775,12 @@ fn resume_inner(
         )));
     }
     let rt = runtime()?;
-    let mut writer = JournalWriter::open(&path)
-        .map_err(|e| Failure(format!("error: cannot open journal {}: {e}", path.display())))?;
+    let mut writer = JournalWriter::open(&path).map_err(|e| {
+        Failure(format!(
+            "error: cannot open journal {}: {e}",
+            path.display()
+        ))
+    })?;
     writer
         .append(
             &Record::Resume {
@@ -732,7 +789,12 @@ fn resume_inner(
             },
             true,
         )
-        .map_err(|e| Failure(format!("error: cannot write journal {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Failure(format!(
+                "error: cannot write journal {}: {e}",
+                path.display()
+            ))
+        })?;
     let replay = journal.done_steps();
     println!(
         "Resuming run {id}: {} {} ({} steps done before)",

@@ -270,8 +270,16 @@ pub fn parse_cli_value(p: &Param, raw: &str) -> Result<toml::Value, String> {
             }
         }
         ParamType::Map => toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .map_err(|e| format!("expected a TOML inline table like {{a = \"b\"}}: {}", e.message()))
-            .map(|mut t| t.remove("v").unwrap_or(toml::Value::Table(Default::default()))),
+            .map_err(|e| {
+                format!(
+                    "expected a TOML inline table like {{a = \"b\"}}: {}",
+                    e.message()
+                )
+            })
+            .map(|mut t| {
+                t.remove("v")
+                    .unwrap_or(toml::Value::Table(Default::default()))
+            }),
         kind => scalar(kind, raw),
     }
 }
@@ -391,11 +399,17 @@ pub fn resolve(
             if m.params.get(name).is_none() {
                 return Err(unknown(name, Origin::VarsFile(path.clone())));
             }
-            chosen.insert(name.clone(), (value.clone(), Origin::VarsFile(path.clone())));
+            chosen.insert(
+                name.clone(),
+                (value.clone(), Origin::VarsFile(path.clone())),
+            );
         }
     }
     for (name, raw) in &inputs.vars {
-        let p = m.params.get(name).ok_or_else(|| unknown(name, Origin::Var))?;
+        let p = m
+            .params
+            .get(name)
+            .ok_or_else(|| unknown(name, Origin::Var))?;
         let value = parse_cli_value(p, raw).map_err(|message| ManifestError::Invalid {
             name: name.clone(),
             origin: Origin::Var.to_string(),
@@ -479,7 +493,10 @@ help = "API token"
 
     fn inputs(vars: &[(&str, &str)]) -> Inputs {
         Inputs {
-            vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         }
     }
@@ -495,9 +512,15 @@ help = "API token"
         assert_eq!(v.secret, vec!["token"]);
 
         let e = resolve(&m, &inputs(&[("nodes", "five")]), &env).unwrap_err();
-        assert_eq!(e.to_string(), "parameter `nodes` (from --var): expected an int, got `five`");
+        assert_eq!(
+            e.to_string(),
+            "parameter `nodes` (from --var): expected an int, got `five`"
+        );
         let e = resolve(&m, &inputs(&[("nodes", "0")]), &env).unwrap_err();
-        assert_eq!(e.to_string(), "parameter `nodes` (from --var): 0 is below the minimum 1");
+        assert_eq!(
+            e.to_string(),
+            "parameter `nodes` (from --var): 0 is below the minimum 1"
+        );
         let e = resolve(&m, &inputs(&[("network", "10.1.0.0/33")]), &env).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -517,9 +540,12 @@ help = "API token"
 
     #[test]
     fn bad_manifests_name_line_and_column() {
-        let e = Manifest::parse("x/runbook.toml", "name = \"a\"\nversion = \"1.0\"\ndescription = \"d\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = Manifest::parse(
+            "x/runbook.toml",
+            "name = \"a\"\nversion = \"1.0\"\ndescription = \"d\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("x/runbook.toml: line 2, column 11:"), "{e}");
         let e = Manifest::parse(
             "runbook.toml",

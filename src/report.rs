@@ -51,7 +51,10 @@ impl Reporter {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), (format!("{kind} on {target}"), std::time::Instant::now()));
+            .insert(
+                key.to_string(),
+                (format!("{kind} on {target}"), std::time::Instant::now()),
+            );
     }
 
     fn finished(&self, key: &str) {
@@ -135,7 +138,11 @@ impl Reporter {
         if !self.live {
             return;
         }
-        let (on, off) = if self.color { ("\x1b[31m", RESET) } else { ("", "") };
+        let (on, off) = if self.color {
+            ("\x1b[31m", RESET)
+        } else {
+            ("", "")
+        };
         self.print(&format!(
             "{target:<14} {on}✗ {kind} failed ({key}){off}: {error}\n"
         ));

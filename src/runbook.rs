@@ -61,11 +61,7 @@ impl Runbook {
             .ok_or_else(|| LoadError::NotFound(name.into()))?;
         let mut files = BTreeMap::new();
         collect_embedded(dir, dir.path(), &mut files);
-        Self::from_files(
-            format!("runbooks/{name}"),
-            format!("builtin:{name}"),
-            files,
-        )
+        Self::from_files(format!("runbooks/{name}"), format!("builtin:{name}"), files)
     }
 
     /// A runbook folder on disk.
@@ -86,10 +82,12 @@ impl Runbook {
         files: BTreeMap<PathBuf, Vec<u8>>,
     ) -> Result<Runbook, LoadError> {
         let text = |name: &str| -> Result<String, LoadError> {
-            let bytes = files.get(Path::new(name)).ok_or_else(|| LoadError::Folder {
-                path: label.clone(),
-                message: format!("no {name} in the runbook folder"),
-            })?;
+            let bytes = files
+                .get(Path::new(name))
+                .ok_or_else(|| LoadError::Folder {
+                    path: label.clone(),
+                    message: format!("no {name} in the runbook folder"),
+                })?;
             String::from_utf8(bytes.clone()).map_err(|_| LoadError::Folder {
                 path: format!("{label}/{name}"),
                 message: "not UTF-8 text".into(),
@@ -133,7 +131,11 @@ impl Runbook {
 
 fn collect_embedded(dir: &Dir<'_>, root: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     for f in dir.files() {
-        let rel = f.path().strip_prefix(root).unwrap_or(f.path()).to_path_buf();
+        let rel = f
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(f.path())
+            .to_path_buf();
         out.insert(rel, f.contents().to_vec());
     }
     for d in dir.dirs() {
@@ -141,7 +143,11 @@ fn collect_embedded(dir: &Dir<'_>, root: &Path, out: &mut BTreeMap<PathBuf, Vec<
     }
 }
 
-fn collect_disk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) -> std::io::Result<()> {
+fn collect_disk(
+    dir: &Path,
+    root: &Path,
+    out: &mut BTreeMap<PathBuf, Vec<u8>>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();

@@ -18,14 +18,20 @@ fn status_word(j: &Journal) -> &'static str {
 pub fn list(state_dir: &Path) -> i32 {
     let ws = Workspace::new(state_dir);
     let mut ids: Vec<String> = std::fs::read_dir(ws.runs_dir())
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     ids.sort();
     if ids.is_empty() {
         println!("no runs in {}", ws.runs_dir().display());
         return exit::OK;
     }
-    println!("{:<22} {:<12} {:<28} {:>6}  STARTED", "RUN", "STATUS", "RUNBOOK", "STEPS");
+    println!(
+        "{:<22} {:<12} {:<28} {:>6}  STARTED",
+        "RUN", "STATUS", "RUNBOOK", "STEPS"
+    );
     for id in ids {
         let path = ws.runs_dir().join(&id).join("journal.jsonl");
         match Journal::read(&path) {
@@ -55,7 +61,13 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
         }
     };
     let h = &j.header;
-    println!("Run {}: {} {} ({})", h.id, h.runbook, h.version, status_word(&j));
+    println!(
+        "Run {}: {} {} ({})",
+        h.id,
+        h.runbook,
+        h.version,
+        status_word(&j)
+    );
     println!("  source {}  started {}", h.source, h.started_at);
     for r in &j.records {
         match r {
@@ -80,7 +92,10 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
                 error,
             } => println!("  FAIL  {target:<12} {kind:<12} {key}: {error}"),
             Record::Resume { at, forced } => {
-                println!("  -- resumed at {at}{}", if *forced { " (forced)" } else { "" })
+                println!(
+                    "  -- resumed at {at}{}",
+                    if *forced { " (forced)" } else { "" }
+                )
             }
             Record::End { status, at } => println!("  -- ended {status:?} at {at}"),
             Record::Start { .. } | Record::Run(_) => {}

@@ -64,7 +64,10 @@ mod tests {
         let s = Secrets::default();
         s.add("tok-123456");
         s.add("ab");
-        assert_eq!(s.redact("a tok-123456 b tok-123456"), "a ******** b ********");
+        assert_eq!(
+            s.redact("a tok-123456 b tok-123456"),
+            "a ******** b ********"
+        );
         assert_eq!(s.redact("ab stays"), "ab stays");
         let v = s.redact_json(serde_json::json!({"x": ["Bearer tok-123456"]}));
         assert_eq!(v, serde_json::json!({"x": ["Bearer ********"]}));

@@ -30,18 +30,31 @@ impl Dir {
     }
     fn cairn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.current_dir(self.path()).args(args).env("NO_COLOR", "1").env_remove("CAIRN_FAULT_KILL");
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("CAIRN_FAULT_KILL");
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.output().unwrap()
     }
     fn journal(&self, id: &str) -> cairn::journal::Journal {
-        cairn::journal::Journal::read(&self.path().join(".cairn/runs").join(id).join("journal.jsonl")).unwrap()
+        cairn::journal::Journal::read(
+            &self
+                .path()
+                .join(".cairn/runs")
+                .join(id)
+                .join("journal.jsonl"),
+        )
+        .unwrap()
     }
     fn run_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.path().join(".cairn/runs"))
-            .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
             .unwrap_or_default();
         ids.sort();
         ids
@@ -56,13 +69,18 @@ impl Dir {
 }
 
 fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd {
         let p = e.unwrap().path();
         if p.is_dir() {
             walk(&p, out);
         } else {
-            out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            out.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
         }
     }
 }
@@ -108,8 +126,15 @@ fn plan_run_rerun_changes_nothing_the_second_time() {
     steps_runbook(&d);
     let plan = d.cairn(&["plan", "rb"]);
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    assert!(text(&plan).contains("Plan: 14 to create, 0 to change"), "{}", text(&plan));
-    assert!(!d.path().join(".cairn").exists(), "plan must not create the workspace");
+    assert!(
+        text(&plan).contains("Plan: 14 to create, 0 to change"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        !d.path().join(".cairn").exists(),
+        "plan must not create the workspace"
+    );
 
     let run = d.cairn(&["run", "rb"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
@@ -117,11 +142,17 @@ fn plan_run_rerun_changes_nothing_the_second_time() {
 
     let plan = d.cairn(&["plan", "rb"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    assert!(text(&plan).contains("Plan: 0 to create, 0 to change, 0 to delete, 0 to run, 14 unchanged"));
+    assert!(
+        text(&plan).contains("Plan: 0 to create, 0 to change, 0 to delete, 0 to run, 14 unchanged")
+    );
     let before = d.files();
     let rerun = d.cairn(&["run", "rb"]);
     assert_eq!(rerun.status.code(), Some(0));
-    assert!(text(&rerun).contains("0 created, 0 changed"), "{}", text(&rerun));
+    assert!(
+        text(&rerun).contains("0 created, 0 changed"),
+        "{}",
+        text(&rerun)
+    );
     assert_eq!(d.files(), before);
 }
 
@@ -129,7 +160,10 @@ fn plan_run_rerun_changes_nothing_the_second_time() {
 fn plan_shows_diffs_of_changed_files() {
     let d = Dir::new();
     steps_runbook(&d);
-    assert_eq!(d.cairn(&["run", "rb", "--var", "count=2"]).status.code(), Some(0));
+    assert_eq!(
+        d.cairn(&["run", "rb", "--var", "count=2"]).status.code(),
+        Some(0)
+    );
     std::fs::write(d.path().join(".cairn/files/f/1.txt"), "tampered").unwrap();
     let plan = d.cairn(&["plan", "rb", "--var", "count=2"]);
     assert_eq!(plan.status.code(), Some(2));
@@ -145,7 +179,12 @@ fn killed_run_resumes_without_redoing_done_steps() {
         let d = Dir::new();
         steps_runbook(&d);
         let killed = d.cairn_env(&["run", "rb"], &[("CAIRN_FAULT_KILL", fault)]);
-        assert_eq!(killed.status.code(), None, "{fault}: must die by signal: {}", text(&killed));
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "{fault}: must die by signal: {}",
+            text(&killed)
+        );
         let ids = d.run_ids();
         assert_eq!(ids.len(), 1);
         let j = d.journal(&ids[0]);
@@ -155,10 +194,22 @@ fn killed_run_resumes_without_redoing_done_steps() {
         let runs = d.cairn(&["runs"]);
         assert!(text(&runs).contains("unfinished"), "{}", text(&runs));
         let resumed = d.cairn(&["resume"]);
-        assert_eq!(resumed.status.code(), Some(0), "{fault}: {}", text(&resumed));
+        assert_eq!(
+            resumed.status.code(),
+            Some(0),
+            "{fault}: {}",
+            text(&resumed)
+        );
         let t = text(&resumed);
-        assert!(t.contains(&format!("({done_before} steps done before)")), "{t}");
-        assert_eq!(t.matches("replayed from the journal").count(), done_before, "{t}");
+        assert!(
+            t.contains(&format!("({done_before} steps done before)")),
+            "{t}"
+        );
+        assert_eq!(
+            t.matches("replayed from the journal").count(),
+            done_before,
+            "{t}"
+        );
 
         let j = d.journal(&ids[0]);
         assert_eq!(j.status(), Some(cairn::journal::RunStatus::Succeeded));
@@ -179,7 +230,10 @@ fn a_changed_runbook_refuses_to_resume_without_force() {
     steps_runbook(&d);
     let killed = d.cairn_env(&["run", "rb"], &[("CAIRN_FAULT_KILL", "done:3")]);
     assert_eq!(killed.status.code(), None);
-    d.write("rb/main.rhai", &format!("{SCRIPT}\nlocal_file(#{{ path: \"extra\", content: \"x\" }});\n"));
+    d.write(
+        "rb/main.rhai",
+        &format!("{SCRIPT}\nlocal_file(#{{ path: \"extra\", content: \"x\" }});\n"),
+    );
     let refused = d.cairn(&["resume"]);
     assert_eq!(refused.status.code(), Some(1));
     let t = text(&refused);
@@ -211,7 +265,11 @@ fn a_corrupted_journal_is_refused() {
     assert!(t.contains("is corrupted at line"), "{t}");
     assert!(t.contains("truncated"), "{t}");
     assert_eq!(d.files(), before);
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the journal is left as it was");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the journal is left as it was"
+    );
 }
 
 #[test]
@@ -225,10 +283,16 @@ fn saved_plan_applies_as_approved_and_refuses_drift() {
     let r = d.cairn(&["run", "rb", "--var", "count=2", "--plan", "plan.json"]);
     assert_eq!(r.status.code(), Some(1));
     let t = text(&r);
-    assert!(t.contains("refusing to apply the saved plan plan.json"), "{t}");
+    assert!(
+        t.contains("refusing to apply the saved plan plan.json"),
+        "{t}"
+    );
     assert!(t.contains("drifted since the plan was saved"), "{t}");
     assert!(t.contains("f/0.txt"), "{t}");
-    assert_eq!(std::fs::read_to_string(d.path().join(".cairn/files/f/0.txt")).unwrap(), "someone else");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join(".cairn/files/f/0.txt")).unwrap(),
+        "someone else"
+    );
     assert_eq!(d.files().len(), 1, "nothing applied");
 
     // other parameters than planned
@@ -285,8 +349,14 @@ fn error_case(script: &str) -> (i32, String) {
     d.write("rb/runbook.toml", MANIFEST);
     d.write("rb/main.rhai", script);
     let o = d.cairn(&["run", "rb"]);
-    assert!(!d.path().join(".cairn/files").exists(), "nothing may be written");
-    (o.status.code().unwrap(), String::from_utf8_lossy(&o.stderr).to_string())
+    assert!(
+        !d.path().join(".cairn/files").exists(),
+        "nothing may be written"
+    );
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -318,7 +388,10 @@ fn missing_parameter_and_bad_values_are_refused_before_anything_runs() {
         "rb/runbook.toml",
         "name = \"p\"\nversion = \"0.1.0\"\ndescription = \"d\"\n[params.token]\ntype = \"secret\"\nrequired = true\nhelp = \"API token\"\n",
     );
-    d.write("rb/main.rhai", "local_file(#{ path: \"a\", content: params.token.reveal() });\n");
+    d.write(
+        "rb/main.rhai",
+        "local_file(#{ path: \"a\", content: params.token.reveal() });\n",
+    );
     let o = d.cairn(&["run", "rb"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
@@ -335,7 +408,8 @@ fn missing_parameter_and_bad_values_are_refused_before_anything_runs() {
     let o = d.cairn(&["run", "rb", "--vars", "bad.toml"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&o.stderr).starts_with("error: vars file bad.toml is not valid TOML: line 1, column 9:"),
+        String::from_utf8_lossy(&o.stderr)
+            .starts_with("error: vars file bad.toml is not valid TOML: line 1, column 9:"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -360,7 +434,9 @@ fn secret_parameters_never_reach_output_or_journal() {
     assert!(!text(&run).contains(secret), "{}", text(&run));
     assert!(text(&run).contains("token is ********"));
     let id = &d.run_ids()[0];
-    let journal = std::fs::read_to_string(d.path().join(".cairn/runs").join(id).join("journal.jsonl")).unwrap();
+    let journal =
+        std::fs::read_to_string(d.path().join(".cairn/runs").join(id).join("journal.jsonl"))
+            .unwrap();
     assert!(!journal.contains(secret));
     // the file itself holds it, with mode 0600
     use std::os::unix::fs::PermissionsExt;
@@ -378,20 +454,38 @@ fn certs_and_templates_plan_apply_then_nothing_to_do() {
     let ex = example("certs");
     let plan = d.cairn(&["plan", &ex]);
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    assert!(text(&plan).contains("Plan: 6 to create, 0 to change"), "{}", text(&plan));
-    assert!(!d.path().join(".cairn").exists(), "plan wrote to the workspace");
+    assert!(
+        text(&plan).contains("Plan: 6 to create, 0 to change"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        !d.path().join(".cairn").exists(),
+        "plan wrote to the workspace"
+    );
 
     let run = d.cairn(&["run", &ex]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
     let pki = d.path().join(".cairn/pki");
     use std::os::unix::fs::PermissionsExt;
-    for name in ["example-ca", "node-1-server", "node-2-server", "node-3-server", "operator"] {
+    for name in [
+        "example-ca",
+        "node-1-server",
+        "node-2-server",
+        "node-3-server",
+        "operator",
+    ] {
         let key = std::fs::metadata(pki.join(format!("{name}.key"))).unwrap();
         assert_eq!(key.permissions().mode() & 0o777, 0o600, "{name}.key");
         assert!(pki.join(format!("{name}.crt")).exists());
     }
     let env = std::fs::read_to_string(d.path().join(".cairn/files/etcdctl.env")).unwrap();
-    assert!(env.contains("ETCDCTL_ENDPOINTS=https://node-1:2379,https://node-2:2379,https://node-3:2379"), "{env}");
+    assert!(
+        env.contains(
+            "ETCDCTL_ENDPOINTS=https://node-1:2379,https://node-2:2379,https://node-3:2379"
+        ),
+        "{env}"
+    );
     let before: Vec<_> = std::fs::read_dir(&pki)
         .unwrap()
         .map(|e| {
@@ -402,26 +496,51 @@ fn certs_and_templates_plan_apply_then_nothing_to_do() {
 
     let plan = d.cairn(&["plan", &ex]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    assert!(text(&plan).contains("Plan: 0 to create, 0 to change, 0 to delete, 0 to run, 6 unchanged"));
+    assert!(
+        text(&plan).contains("Plan: 0 to create, 0 to change, 0 to delete, 0 to run, 6 unchanged")
+    );
     let rerun = d.cairn(&["run", &ex]);
     assert_eq!(rerun.status.code(), Some(0));
-    assert!(text(&rerun).contains("0 created, 0 changed"), "{}", text(&rerun));
+    assert!(
+        text(&rerun).contains("0 created, 0 changed"),
+        "{}",
+        text(&rerun)
+    );
     for (p, bytes) in before {
-        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{} changed on rerun", p.display());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            bytes,
+            "{} changed on rerun",
+            p.display()
+        );
     }
 
     // a different key type: every certificate is replaced, and the plan says why
     let plan = d.cairn(&["plan", &ex, "--var", "key=rsa2048"]);
     assert_eq!(plan.status.code(), Some(2));
-    assert!(text(&plan).contains("~ change CA certificate example-ca"), "{}", text(&plan));
-    assert!(text(&plan).contains("(key is p256, wanted rsa2048)"), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("~ change CA certificate example-ca"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        text(&plan).contains("(key is p256, wanted rsa2048)"),
+        "{}",
+        text(&plan)
+    );
 }
 
 #[test]
 fn template_with_undefined_variable_names_template_and_line() {
     let d = Dir::new();
-    d.write("rb/runbook.toml", "name = \"t\"\nversion = \"0.1.0\"\ndescription = \"d\"\n");
-    d.write("rb/templates/conf.j2", "name: {{ name }}\nport: {{ prot }}\n");
+    d.write(
+        "rb/runbook.toml",
+        "name = \"t\"\nversion = \"0.1.0\"\ndescription = \"d\"\n",
+    );
+    d.write(
+        "rb/templates/conf.j2",
+        "name: {{ name }}\nport: {{ prot }}\n",
+    );
     d.write(
         "rb/main.rhai",
         "let text = render(\"templates/conf.j2\", #{ name: \"n1\", port: 2379 });\nlocal_file(#{ path: \"c\", content: text });\n",
@@ -494,10 +613,18 @@ fn new_scaffold_checks_shows_and_plans() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = d.cairn(&["check", "my-book"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).starts_with("my-book 0.1.0: manifest ok,"), "{}", text(&o));
+    assert!(
+        text(&o).starts_with("my-book 0.1.0: manifest ok,"),
+        "{}",
+        text(&o)
+    );
     let o = d.cairn(&["show", "my-book"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(text(&o).contains("  greeting (string; default \"hello from cairn\")"), "{}", text(&o));
+    assert!(
+        text(&o).contains("  greeting (string; default \"hello from cairn\")"),
+        "{}",
+        text(&o)
+    );
     // an empty inventory: nothing to do
     d.write("hosts.toml", "hosts = []\n");
     let o = d.cairn(&["plan", "my-book", "--inventory", "hosts.toml"]);
@@ -509,7 +636,11 @@ fn new_scaffold_checks_shows_and_plans() {
     d.write("my-book/main.rhai", "on(hosts(), |h| {\n");
     let o = d.cairn(&["check", "my-book"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("--> my-book/main.rhai:2:1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--> my-book/main.rhai:2:1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -526,8 +657,14 @@ fn bad_inventory_is_refused_with_its_position() {
         String::from_utf8_lossy(&o.stderr),
         "error: inventory hosts.toml: host name `a` appears twice\n"
     );
-    d.write("hosts.toml", "[[hosts]]\nname = \"a\"\nadress = \"10.0.0.1\"\n");
+    d.write(
+        "hosts.toml",
+        "[[hosts]]\nname = \"a\"\nadress = \"10.0.0.1\"\n",
+    );
     let o = d.cairn(&["plan", "rb", "--inventory", "hosts.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.starts_with("error: inventory hosts.toml: line 3, column 1: unknown field `adress`"), "{err}");
+    assert!(
+        err.starts_with("error: inventory hosts.toml: line 3, column 1: unknown field `adress`"),
+        "{err}"
+    );
 }

@@ -23,7 +23,11 @@ fn every_example_and_shipped_runbook_checks() {
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let n = cairn::catalog::check_runbook(&rb).unwrap_or_else(|e| panic!("{e}"));
         assert!(n >= 1 + cairn::runbook::stdlib_modules().len());
-        assert!(dir.join("README.md").exists(), "{} has no README.md", dir.display());
+        assert!(
+            dir.join("README.md").exists(),
+            "{} has no README.md",
+            dir.display()
+        );
         checked += 1;
     }
     assert!(checked >= 4, "examples missing");
@@ -35,7 +39,10 @@ fn shipped_runbooks_are_embedded_and_match_their_folders() {
         let name = dir.file_name().unwrap().to_str().unwrap();
         let embedded = cairn::runbook::Runbook::builtin(name).unwrap();
         let disk = cairn::runbook::Runbook::folder(&dir).unwrap();
-        assert_eq!(embedded.manifest.name, name, "folder and manifest name differ");
+        assert_eq!(
+            embedded.manifest.name, name,
+            "folder and manifest name differ"
+        );
         assert_eq!(embedded.script, disk.script);
     }
 }
@@ -46,7 +53,9 @@ fn stdlib_modules_compile() {
     let modules = cairn::runbook::stdlib_modules();
     assert!(modules.iter().any(|(n, _)| n == "stdlib/etcd.rhai"));
     for (name, text) in modules {
-        engine.compile(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        engine
+            .compile(text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
@@ -55,7 +64,11 @@ fn stdlib_etcd_helpers() {
     let dir = tempfile::tempdir().unwrap();
     let rb = dir.path().join("rb");
     std::fs::create_dir_all(&rb).unwrap();
-    std::fs::write(rb.join("runbook.toml"), "name = \"s\"\nversion = \"0.1.0\"\ndescription = \"d\"\n").unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        "name = \"s\"\nversion = \"0.1.0\"\ndescription = \"d\"\n",
+    )
+    .unwrap();
     std::fs::write(
         rb.join("main.rhai"),
         r#"
@@ -77,11 +90,25 @@ etcd::check_cluster_size(6);
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(out.contains("a=https://10.0.0.1:2380,b=https://10.0.0.2:2380,c=https://10.0.0.3:2380"), "{out}{err}");
-    assert!(out.contains("[\"https://10.0.0.1:2379\", \"https://10.0.0.2:2379\", \"https://10.0.0.3:2379\"]"), "{out}");
-    assert!(out.contains("[\"node-1\", \"node-2\", \"node-3\"]"), "{out}");
+    assert!(
+        out.contains("a=https://10.0.0.1:2380,b=https://10.0.0.2:2380,c=https://10.0.0.3:2380"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains(
+            "[\"https://10.0.0.1:2379\", \"https://10.0.0.2:2379\", \"https://10.0.0.3:2379\"]"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("[\"node-1\", \"node-2\", \"node-3\"]"),
+        "{out}"
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("a cluster of 6 members is refused: quorum is 4, so it tolerates only 2 failed member(s), the same as 5 members"), "{err}");
     assert!(err.contains("--> stdlib/etcd.rhai:"), "{err}");
-    assert!(err.contains("= in call to `check_cluster_size` at rb/main.rhai:8:7"), "{err}");
+    assert!(
+        err.contains("= in call to `check_cluster_size` at rb/main.rhai:8:7"),
+        "{err}"
+    );
 }

@@ -156,7 +156,13 @@ impl PristineDataDir {
         )
     }
 
-    fn result(&self, f: &DataDirFacts, state: &str, moved_to: &str, changed: bool) -> DataDirResult {
+    fn result(
+        &self,
+        f: &DataDirFacts,
+        state: &str,
+        moved_to: &str,
+        changed: bool,
+    ) -> DataDirResult {
         DataDirResult {
             data_dir: self.options.data_dir.clone(),
             state: state.into(),
@@ -167,7 +173,10 @@ impl PristineDataDir {
     }
 
     fn backup_path(&self) -> String {
-        format!("{}.pristine-replaced-by-cairn", self.options.data_dir.trim_end_matches('/'))
+        format!(
+            "{}.pristine-replaced-by-cairn",
+            self.options.data_dir.trim_end_matches('/')
+        )
     }
 }
 
@@ -190,7 +199,11 @@ impl Step for PristineDataDir {
         let dir = &self.options.data_dir;
         match decide(&facts, &self.options) {
             Verdict::Absent => Ok(Prepared::done(
-                vec![Action::noop(&host, format!("etcd data dir {dir}"), "absent: etcd will bootstrap from its configuration")],
+                vec![Action::noop(
+                    &host,
+                    format!("etcd data dir {dir}"),
+                    "absent: etcd will bootstrap from its configuration",
+                )],
                 fp,
                 self.result(&facts, "absent", "", false),
             )),
@@ -198,7 +211,10 @@ impl Step for PristineDataDir {
                 vec![Action::noop(
                     &host,
                     format!("etcd data dir {dir}"),
-                    format!("belongs to a cluster member (peer URLs {}); kept", facts.peer_urls.join(" ")),
+                    format!(
+                        "belongs to a cluster member (peer URLs {}); kept",
+                        facts.peer_urls.join(" ")
+                    ),
                 )],
                 fp,
                 self.result(&facts, "member", "", false),
@@ -224,10 +240,17 @@ impl Step for PristineDataDir {
     fn intent(&self) -> Prepared<DataDirResult, DataDirFacts> {
         let dir = &self.options.data_dir;
         Prepared::todo(
-            vec![Action::delete(&self.host.name, format!("etcd data dir {dir}"))
-                .because("if it is the package's pristine single-member data dir")],
+            vec![
+                Action::delete(&self.host.name, format!("etcd data dir {dir}"))
+                    .because("if it is the package's pristine single-member data dir"),
+            ],
             String::new(),
-            self.result(&DataDirFacts::default(), "pristine", &self.backup_path(), true),
+            self.result(
+                &DataDirFacts::default(),
+                "pristine",
+                &self.backup_path(),
+                true,
+            ),
             DataDirFacts::default(),
         )
     }
@@ -268,9 +291,15 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("changed", |r: &mut DataDirResult| r.changed)
         .register_get("moved_to", |r: &mut DataDirResult| r.moved_to.clone())
         .register_get("peer_urls", |r: &mut DataDirResult| {
-            r.peer_urls.iter().cloned().map(rhai::Dynamic::from).collect::<rhai::Array>()
+            r.peer_urls
+                .iter()
+                .cloned()
+                .map(rhai::Dynamic::from)
+                .collect::<rhai::Array>()
         })
-        .register_fn("to_string", |r: &mut DataDirResult| format!("{} ({})", r.data_dir, r.state));
+        .register_fn("to_string", |r: &mut DataDirResult| {
+            format!("{} ({})", r.data_dir, r.state)
+        });
     let x = exec.clone();
     // etcd_pristine_data_dir(host, #{ data_dir, unit?, package_peer_url?, package_client_url? })
     // Replace the single-member data dir a distro package made at install
@@ -280,7 +309,10 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     // error that leaves the dir alone.
     engine.register_fn(
         "etcd_pristine_data_dir",
-        move |call: NativeCallContext, host: Host, opts: Map| -> Result<DataDirResult, Box<EvalAltResult>> {
+        move |call: NativeCallContext,
+              host: Host,
+              opts: Map|
+              -> Result<DataDirResult, Box<EvalAltResult>> {
             let options: PristineOptions = crate::args::parse("etcd_pristine_data_dir", opts)?;
             x.exec(&call, PristineDataDir { host, options })
         },
@@ -311,7 +343,9 @@ mod tests {
         assert_eq!(decide(&pristine, &o), Verdict::Pristine);
 
         // stopped package member: no key check possible, the log decides
-        let stopped = parse_facts("exists=1\nwal=1\npeer=peerURLs\":[\"http://localhost:2380\"]\nactive=failed\n");
+        let stopped = parse_facts(
+            "exists=1\nwal=1\npeer=peerURLs\":[\"http://localhost:2380\"]\nactive=failed\n",
+        );
         assert_eq!(decide(&stopped, &o), Verdict::Pristine);
 
         let member = parse_facts(

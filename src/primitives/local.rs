@@ -30,7 +30,10 @@ fn default_mode() -> String {
 }
 
 fn hash_content<S: serde::Serializer>(content: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("sha256:{}", hex::encode(Sha256::digest(content.as_bytes()))))
+    s.serialize_str(&format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(content.as_bytes()))
+    ))
 }
 
 /// The result of a file step.
@@ -56,7 +59,12 @@ pub fn parse_mode(field: &str, mode: &str) -> Result<u32, StepError> {
     u32::from_str_radix(mode.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| StepError::invalid(field, format!("`{mode}` is not an octal file mode like 0644")))
+        .ok_or_else(|| {
+            StepError::invalid(
+                field,
+                format!("`{mode}` is not an octal file mode like 0644"),
+            )
+        })
 }
 
 impl LocalFile {
@@ -117,7 +125,11 @@ impl Step for LocalFile {
             }
             Some(bytes) if bytes == self.content.as_bytes() && cur_mode == Some(mode) => {
                 Ok(Prepared::done(
-                    vec![Action::noop("local", format!("file {shown}"), "content and mode match")],
+                    vec![Action::noop(
+                        "local",
+                        format!("file {shown}"),
+                        "content and mode match",
+                    )],
                     fp,
                     out(false),
                 ))
@@ -195,7 +207,11 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("path", |r: &mut LocalFileResult| r.path.clone())
         .register_get("changed", |r: &mut LocalFileResult| r.changed)
         .register_fn("to_string", |r: &mut LocalFileResult| {
-            format!("{} ({})", r.path, if r.changed { "changed" } else { "unchanged" })
+            format!(
+                "{} ({})",
+                r.path,
+                if r.changed { "changed" } else { "unchanged" }
+            )
         });
     let x = exec.clone();
     // local_file(#{ path, content, mode }) -> LocalFileResult
