@@ -230,6 +230,12 @@ impl Pool {
             .ok_or_else(|| {
                 StepError::invalid("remote", format!("`{remote}` is not a host:port address"))
             })?;
+        let mut conn = self.conn(host).await?;
+        if conn.session.check().await.is_err() {
+            // The master went away (idle or dropped), and its forwards with it.
+            self.forget(host, &conn);
+            conn = self.conn(host).await?;
+        }
         let key = (Endpoint::of(host), remote.to_string());
         let cell = {
             let mut forwards = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +243,6 @@ impl Pool {
         };
         let addr = cell
             .get_or_try_init(|| async {
-                let conn = self.conn(host).await?;
                 let mut last = String::new();
                 // Pick a free port, then ask the master to listen on it; another
                 // process may take the port in between, so try a few.
@@ -367,7 +372,9 @@ impl Pool {
             .arg("-S")
             .arg(dir.path().join("master"))
             .args(["-M", "-f", "-N"])
-            .args(["-o", "ControlPersist=yes", "-o", "BatchMode=yes"])
+            // A master left behind (cairn killed before closing it) exits after
+            // 10 idle minutes; an idle one cairn still wants is reopened.
+            .args(["-o", "ControlPersist=600", "-o", "BatchMode=yes"])
             .arg("-o")
             .arg(format!(
                 "ConnectTimeout={}",

@@ -495,11 +495,24 @@ async fn a_port_is_forwarded_over_the_connection() {
         .await
         .unwrap();
     assert_eq!(local, again, "forwards are cached");
-    let mut s = tokio::net::TcpStream::connect(local).await.unwrap();
-    let mut buf = String::new();
-    use tokio::io::AsyncReadExt;
-    s.read_to_string(&mut buf).await.unwrap();
-    assert_eq!(buf, "hello from the host");
+    let read = |addr: std::net::SocketAddr| async move {
+        use tokio::io::AsyncReadExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        buf
+    };
+    assert_eq!(read(local).await, "hello from the host");
+
+    // The connection dies (server side): asking again forwards over a new one.
+    let _ = w.ctx.ssh.exec(&w.host(), "kill -9 $PPID", None).await;
+    let renewed = w
+        .ctx
+        .ssh
+        .forward(&w.host(), &remote.to_string())
+        .await
+        .unwrap();
+    assert_eq!(read(renewed).await, "hello from the host");
 }
 
 fn dir_step(host: Host, path: &str, mode: &str) -> Dir {
