@@ -1,11 +1,12 @@
 //! Primitive families: each a typed Rust API plus one `register` into Rhai.
 
-pub mod etcd;
+pub mod cloud;
 pub mod datadir;
+pub mod etcd;
 pub mod local;
 pub mod pki;
-pub mod render;
 pub mod remote;
+pub mod render;
 
 use crate::executor::Executor;
 use std::sync::Arc;
