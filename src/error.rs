@@ -72,6 +72,11 @@ pub enum StepError {
     /// The run was interrupted (Ctrl-C) before this step started.
     #[error("interrupted")]
     Interrupted,
+    /// An input the step reads does not exist yet because an earlier step of
+    /// this run makes it (a certificate not generated yet). Plans fall back to
+    /// the step's intent; a run treats it as an error.
+    #[error("{what} does not exist (yet): an earlier step should have made it")]
+    Pending { what: String },
     /// Anything else, with a message that names what and where.
     #[error("{0}")]
     Other(String),

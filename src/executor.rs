@@ -317,10 +317,18 @@ impl Executor {
             )
             .map_err(fail)?;
         }
+        let mut from_intent = from_intent;
         let prepared = if from_intent {
             Ok(step.intent())
         } else {
-            self.block_on(step.prepare(&self.ctx))
+            match self.block_on(step.prepare(&self.ctx)) {
+                // In a plan, an input an earlier step will make is not there yet.
+                Err(StepError::Pending { .. }) if self.mode != Mode::Apply => {
+                    from_intent = true;
+                    Ok(step.intent())
+                }
+                other => other,
+            }
         };
         let prepared = match prepared {
             Ok(p) => p,

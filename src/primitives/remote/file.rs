@@ -240,12 +240,18 @@ pub fn read_source(ctx: &Ctx, src: &str) -> Result<Vec<u8>, StepError> {
         return ctx.bundle.read(src).map(<[u8]>::to_vec);
     }
     let root = ctx.workspace.root();
-    let real_root = root
-        .canonicalize()
-        .map_err(|e| StepError::io("reading workspace", root, e))?;
-    let real = path
-        .canonicalize()
-        .map_err(|e| StepError::io("reading", path, e))?;
+    let real_root = root.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if path.starts_with(root) => StepError::Pending {
+            what: path.display().to_string(),
+        },
+        _ => StepError::io("reading workspace", root, e),
+    })?;
+    let real = path.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if path.starts_with(root) => StepError::Pending {
+            what: path.display().to_string(),
+        },
+        _ => StepError::io("reading", path, e),
+    })?;
     if !real.starts_with(&real_root) {
         return Err(StepError::invalid(
             "src",
