@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 /// Register every primitive family into the engine.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    cloud::register(engine, exec);
     datadir::register(engine, exec);
     local::register(engine, exec);
     pki::register(engine, exec);
