@@ -37,6 +37,9 @@ pub enum LabError {
         value: String,
         message: String,
     },
+    /// A wait was abandoned because a sibling operation failed first.
+    #[error("cancelled because another node failed")]
+    Cancelled,
     /// The base image or the mirror content could not be built.
     #[error("image: {message}")]
     Image { message: String },

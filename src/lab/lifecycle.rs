@@ -51,6 +51,7 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
     let build = !image::rootfs_ready(&img_paths) || !super::mirror::ready(&img_paths);
     prereq::check(build)?;
     let img = image::ensure(false)?;
+    super::limits::ensure()?;
     let p = paths(name);
     std::fs::create_dir_all(&p.nodes).map_err(LabError::io("create directory", &p.nodes))?;
     let _lock = LabLock::lab(name)?;
@@ -134,29 +135,50 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
     wait_all(&rec, &p, Instant::now() + timeout)
 }
 
-/// Waits for every node of `rec` in parallel.
+/// Waits for every node of `rec` in parallel; the first failure stops the
+/// others from waiting on.
 fn wait_all(rec: &LabRecord, p: &LabPaths, deadline: Instant) -> Result<Vec<NodeStatus>> {
     let mut nodes: Vec<&NodeRecord> = rec.nodes.values().collect();
     nodes.sort_by_key(|n| n.index);
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<Result<String>> = std::thread::scope(|s| {
         let hs: Vec<_> = nodes
             .iter()
-            .map(|n| s.spawn(move || node::wait_ready(rec, p, n, deadline)))
+            .map(|n| {
+                let failed = &failed;
+                s.spawn(move || {
+                    let r = node::wait_ready(rec, p, n, deadline, Some(failed));
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
             .collect();
         hs.into_iter()
             .map(|h| h.join().expect("wait thread"))
             .collect()
     });
     let mut out = Vec::new();
+    let mut first_err = None;
     for (n, r) in nodes.iter().zip(results) {
-        out.push(NodeStatus {
-            name: n.name.clone(),
-            address: n.address.clone(),
-            fqdn: format!("{}.{}", n.name, domain(&rec.name)),
-            state: r?,
-        });
+        match r {
+            Ok(state) => out.push(NodeStatus {
+                name: n.name.clone(),
+                address: n.address.clone(),
+                fqdn: format!("{}.{}", n.name, domain(&rec.name)),
+                state,
+            }),
+            Err(LabError::Cancelled) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
     }
-    Ok(out)
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// A fresh record: first free subnet, new cloud tokens, cgroup directories.
@@ -244,6 +266,7 @@ fn destroy_node(rec: &LabRecord, p: &LabPaths, n: &NodeRecord) -> Result<()> {
 /// networks, makes every node resolve it, and waits until it is ready.
 pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeInfo> {
     check_node_name(&spec.name)?;
+    super::limits::ensure()?;
     let p = paths(name);
     let _lock = LabLock::lab(name)?;
     let mut rec = LabRecord::load(name)?.ok_or_else(|| LabError::lab(name, "is not up"))?;
@@ -297,7 +320,7 @@ pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeIn
     created?;
     hosts::publish(&p, &rec)?;
     inventory::write(&p, &rec)?;
-    node::wait_ready(&rec, &p, &n, Instant::now() + timeout)?;
+    node::wait_ready(&rec, &p, &n, Instant::now() + timeout, None)?;
     Ok(info(&rec, &n))
 }
 

@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod image;
 pub mod inventory;
 pub mod lifecycle;
+pub mod limits;
 pub mod mirror;
 pub mod naming;
 pub mod net;

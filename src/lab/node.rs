@@ -167,14 +167,19 @@ pub fn nspawn_pids(paths: &LabPaths, node: &str, recorded: Option<u32>) -> Vec<u
 }
 
 /// Polls the node over ssh until `systemctl is-system-running` says running
-/// or degraded; returns that state. Fails early when systemd-nspawn exits.
+/// or degraded; returns that state. Fails early when systemd-nspawn exits,
+/// and gives up with [`LabError::Cancelled`] once `cancel` is set.
 pub fn wait_ready(
     rec: &LabRecord,
     paths: &LabPaths,
     n: &NodeRecord,
     deadline: Instant,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<String> {
     loop {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+            return Err(LabError::Cancelled);
+        }
         if let Some(pid) = n.pid {
             if !process::alive(pid) {
                 return Err(LabError::node(
@@ -192,7 +197,20 @@ pub fn wait_ready(
             exec::output(ssh::command(paths, &n.address).args(["systemctl", "is-system-running"]))?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let last = match state.as_str() {
-            "running" | "degraded" => return Ok(state),
+            "running" => return Ok(state),
+            "degraded" => {
+                let failed = exec::output(ssh::command(paths, &n.address).args([
+                    "systemctl",
+                    "--failed",
+                    "--plain",
+                    "--no-legend",
+                ]))?;
+                let units: Vec<String> = String::from_utf8_lossy(&failed.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next().map(String::from))
+                    .collect();
+                return Ok(format!("degraded (failed: {})", units.join(" ")));
+            }
             "" => exec::failure_detail(&out),
             s => format!("systemd is {s}"),
         };
