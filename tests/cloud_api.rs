@@ -219,7 +219,7 @@ fn intent_plans_carry_placeholders_without_requests() {
     );
     assert_eq!(
         p.actions[0].to_string(),
-        "+ create hetzner server node-1 (cpx11, ubuntu-22.04, ash) labels cluster=cluster-1,etcd=true networks cluster-net"
+        "+ create server node-1 (cpx11, ubuntu-22.04, ash) labels cluster=cluster-1,etcd=true networks cluster-net"
     );
     let d = droplet_spec("etcd-1").intent();
     assert_eq!(d.predicted.ipv4, "(known after create: etcd-1.ipv4)");
@@ -437,13 +437,13 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
     let (lines, net) = run(&ctx, &network_spec()).await.unwrap();
     assert_eq!(
         lines,
-        vec!["+ create hetzner network cluster-net (10.1.0.0/16) with subnet 10.1.1.0/24 (us-east cloud)"]
+        vec!["+ create network cluster-net (10.1.0.0/16) with subnet 10.1.1.0/24 (us-east cloud)"]
     );
     assert!(net.id.parse::<u64>().is_ok(), "{}", net.id);
     let (lines, key) = run(&ctx, &key_spec()).await.unwrap();
     assert_eq!(
         lines,
-        vec![format!("+ create hetzner ssh key cairn ({PUBKEY_MD5})")]
+        vec![format!("+ create ssh key cairn ({PUBKEY_MD5})")]
     );
     assert_eq!(key.fingerprint, PUBKEY_MD5);
     let private_key = lab.dir.path().join("id_test").display().to_string();
@@ -455,7 +455,7 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
         spec.ssh_keys = vec![KeyRef::Key(key.clone())];
         let (lines, s) = run(&ctx, &spec).await.unwrap();
         assert!(
-            lines[0].starts_with(&format!("+ create hetzner server {name} (cpx11")),
+            lines[0].starts_with(&format!("+ create server {name} (cpx11")),
             "{lines:?}"
         );
         assert_eq!(s.status, "running");
@@ -525,7 +525,7 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
     assert!(p.work.is_none());
     assert_eq!(
         p.actions[0].to_string(),
-        "= ok hetzner network cluster-net (10.1.0.0/16) (exists with the requested ip_range and subnets)"
+        "= ok network cluster-net (10.1.0.0/16) (exists with the requested ip_range and subnets)"
     );
     let p = key_spec().prepare(&ctx).await.unwrap();
     assert!(p.work.is_none());
@@ -537,7 +537,7 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
         assert!(p.work.is_none(), "{name}");
         assert_eq!(
             p.actions[0].to_string(),
-            format!("= ok hetzner server {name} (exists with the same spec, running)")
+            format!("= ok server {name} (exists with the same spec, running)")
         );
         assert_eq!(p.predicted, servers[i]);
     }
@@ -575,7 +575,7 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
         };
         let (lines, r) = run(&ctx, &del).await.unwrap();
         assert!(
-            lines[0].starts_with(&format!("- delete hetzner server {name} (id ")),
+            lines[0].starts_with(&format!("- delete server {name} (id ")),
             "{lines:?}"
         );
         assert_eq!(r.count, 1);
@@ -606,7 +606,7 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
         token_file: None,
     };
     let (lines, r) = run(&ctx, &again).await.unwrap();
-    assert_eq!(lines, vec!["= ok hetzner server node-1 (does not exist)"]);
+    assert_eq!(lines, vec!["= ok server node-1 (does not exist)"]);
     assert_eq!(r.count, 0);
     let removes: Vec<String> = lab
         .recorder
@@ -747,9 +747,7 @@ async fn digitalocean_droplets_tagged_etcd() {
     let (lines, key) = run(&ctx, &key_step).await.unwrap();
     assert_eq!(
         lines,
-        vec![format!(
-            "+ create digitalocean ssh key cairn ({PUBKEY_MD5})"
-        )]
+        vec![format!("+ create ssh key cairn ({PUBKEY_MD5})")]
     );
     let p = key_step.prepare(&ctx).await.unwrap();
     assert!(p.work.is_none());
@@ -764,7 +762,9 @@ async fn digitalocean_droplets_tagged_etcd() {
         let (lines, d) = run(&ctx, &spec).await.unwrap();
         assert_eq!(
             lines,
-            vec![format!("+ create digitalocean droplet {name} (s-1vcpu-2gb, ubuntu-22-04-x64, nyc3) tags etcd")]
+            vec![format!(
+                "+ create droplet {name} (s-1vcpu-2gb, ubuntu-22-04-x64, nyc3) tags etcd"
+            )]
         );
         made.push(d);
     }
@@ -860,10 +860,7 @@ async fn digitalocean_droplets_tagged_etcd() {
         .unwrap()
         .is_empty());
     let (lines, r) = run(&ctx, &del).await.unwrap();
-    assert_eq!(
-        lines,
-        vec!["= ok digitalocean droplets tagged etcd (none exist)"]
-    );
+    assert_eq!(lines, vec!["= ok droplets tagged etcd (none exist)"]);
     assert_eq!(r.count, 0);
     let del1 = DoDelete {
         selection: Selection::Name("web-1".into()),

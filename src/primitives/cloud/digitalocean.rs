@@ -431,11 +431,7 @@ impl Step for DoSshKey {
                 fingerprint: fp,
                 private_key,
             };
-            let action = Action::noop(
-                TARGET,
-                format!("digitalocean ssh key {}", self.name),
-                reason,
-            );
+            let action = Action::noop(TARGET, format!("ssh key {}", self.name), reason);
             return Ok(Prepared::done(vec![action], facts, out));
         }
         let out = SshKey {
@@ -445,7 +441,7 @@ impl Step for DoSshKey {
             fingerprint: fp.clone(),
             private_key,
         };
-        let action = Action::create(TARGET, format!("digitalocean ssh key {} ({fp})", self.name));
+        let action = Action::create(TARGET, format!("ssh key {} ({fp})", self.name));
         Ok(Prepared::todo(vec![action], facts, out, (public_key, fp)))
     }
 
@@ -457,7 +453,7 @@ impl Step for DoSshKey {
             fingerprint: placeholder("read", &format!("{}.fingerprint", self.name)),
             private_key: None,
         };
-        let action = Action::create(TARGET, format!("digitalocean ssh key {}", self.name));
+        let action = Action::create(TARGET, format!("ssh key {}", self.name));
         Prepared::todo(
             vec![action],
             String::new(),
@@ -559,7 +555,7 @@ impl DoDroplet {
 
     fn create_action(&self) -> Action {
         let mut what = format!(
-            "digitalocean droplet {} ({}, {}, {})",
+            "droplet {} ({}, {}, {})",
             self.name, self.size, self.image, self.region
         );
         if !self.tags.is_empty() {
@@ -620,7 +616,7 @@ impl Step for DoDroplet {
                 diffs.join("; ")
             )));
         }
-        let what = format!("digitalocean droplet {}", self.name);
+        let what = format!("droplet {}", self.name);
         if d.status == "active" {
             let action = Action::noop(TARGET, what, "exists with the same spec, active");
             return Ok(Prepared::done(
@@ -773,11 +769,7 @@ impl Step for DoDelete {
         let facts = fingerprint(&ids);
         if found.is_empty() {
             return Ok(Prepared::done(
-                vec![Action::noop(
-                    TARGET,
-                    format!("digitalocean {}", self.what()),
-                    "none exist",
-                )],
+                vec![Action::noop(TARGET, self.what(), "none exist")],
                 facts,
                 Removed {
                     what: self.what(),
@@ -787,12 +779,7 @@ impl Step for DoDelete {
         }
         let actions = found
             .iter()
-            .map(|d| {
-                Action::delete(
-                    TARGET,
-                    format!("digitalocean droplet {} (id {})", d.name, d.id),
-                )
-            })
+            .map(|d| Action::delete(TARGET, format!("droplet {} (id {})", d.name, d.id)))
             .collect();
         let out = Removed {
             what: self.what(),
@@ -803,10 +790,7 @@ impl Step for DoDelete {
 
     fn intent(&self) -> Prepared<Removed, Vec<u64>> {
         Prepared::todo(
-            vec![Action::delete(
-                TARGET,
-                format!("digitalocean {} (if any)", self.what()),
-            )],
+            vec![Action::delete(TARGET, format!("{} (if any)", self.what()))],
             String::new(),
             Removed {
                 what: self.what(),

@@ -604,7 +604,7 @@ impl HcloudNetwork {
 
     fn create_action(&self) -> Action {
         let subnets: Vec<String> = self.subnets.iter().map(show_subnet).collect();
-        let mut what = format!("hetzner network {} ({})", self.name, self.ip_range);
+        let mut what = format!("network {} ({})", self.name, self.ip_range);
         if !subnets.is_empty() {
             what.push_str(&format!(" with subnet {}", subnets.join(", ")));
         }
@@ -669,7 +669,7 @@ impl Step for HcloudNetwork {
         if missing.is_empty() {
             let action = Action::noop(
                 TARGET,
-                format!("hetzner network {} ({})", self.name, self.ip_range),
+                format!("network {} ({})", self.name, self.ip_range),
                 "exists with the requested ip_range and subnets",
             );
             return Ok(Prepared::done(vec![action], facts, out));
@@ -679,11 +679,7 @@ impl Step for HcloudNetwork {
             .map(|s| {
                 Action::change(
                     TARGET,
-                    format!(
-                        "hetzner network {}: add subnet {}",
-                        self.name,
-                        show_subnet(s)
-                    ),
+                    format!("network {}: add subnet {}", self.name, show_subnet(s)),
                 )
             })
             .collect();
@@ -831,7 +827,7 @@ impl Step for HcloudSshKey {
                 fingerprint: fp,
                 private_key,
             };
-            let action = Action::noop(TARGET, format!("hetzner ssh key {}", self.name), reason);
+            let action = Action::noop(TARGET, format!("ssh key {}", self.name), reason);
             return Ok(Prepared::done(vec![action], facts, out));
         }
         if let Some(k) = by_name {
@@ -847,7 +843,7 @@ impl Step for HcloudSshKey {
             fingerprint: fp.clone(),
             private_key,
         };
-        let action = Action::create(TARGET, format!("hetzner ssh key {} ({fp})", self.name));
+        let action = Action::create(TARGET, format!("ssh key {} ({fp})", self.name));
         Ok(Prepared::todo(vec![action], facts, out, (public_key, fp)))
     }
 
@@ -859,7 +855,7 @@ impl Step for HcloudSshKey {
             fingerprint: placeholder("read", &format!("{}.fingerprint", self.name)),
             private_key: None,
         };
-        let action = Action::create(TARGET, format!("hetzner ssh key {}", self.name));
+        let action = Action::create(TARGET, format!("ssh key {}", self.name));
         Prepared::todo(
             vec![action],
             String::new(),
@@ -997,7 +993,7 @@ impl HcloudServer {
 
     fn create_action(&self) -> Action {
         let mut what = format!(
-            "hetzner server {} ({}, {}, {})",
+            "server {} ({}, {}, {})",
             self.name, self.server_type, self.image, self.location
         );
         if !self.labels.is_empty() {
@@ -1078,7 +1074,7 @@ impl Step for HcloudServer {
             )));
         }
         let out = Server::from_api(&s, &networks, self.key());
-        let what = format!("hetzner server {}", self.name);
+        let what = format!("server {}", self.name);
         if s.status == "running" {
             let action = Action::noop(TARGET, what, "exists with the same spec, running");
             return Ok(Prepared::done(vec![action], facts, out));
@@ -1226,7 +1222,7 @@ impl HcloudDelete {
         })
     }
     fn what(&self) -> String {
-        format!("hetzner {} {}", self.kind.noun(), self.name)
+        format!("{} {}", self.kind.noun(), self.name)
     }
 }
 
