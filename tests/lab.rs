@@ -30,7 +30,14 @@ fn nodes_answer_ssh_with_systemd_running_and_resolve_each_other() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, "env file mode");
-    for h in lab.hosts() {
+    // (Other tests add and remove cloud nodes concurrently; look at ours.)
+    let ours: Vec<_> = lab
+        .hosts()
+        .into_iter()
+        .filter(|h| h.name.starts_with("node-"))
+        .collect();
+    assert_eq!(ours.len(), 3);
+    for h in ours {
         assert_eq!(h.user, "root");
         assert_eq!(h.host_keys, cairn::host::HostKeys::Workspace);
         assert_eq!(h.key.as_deref(), Some(lab.key.as_path()));
