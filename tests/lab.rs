@@ -91,22 +91,49 @@ fn nodes_answer_ssh_with_systemd_running_and_resolve_each_other() {
         });
         assert!(any_payload, "{} has no payload cgroup of its own", n.name);
     }
-    // Nodes reach the mirror but not other host services or outside addresses.
-    let probe = lab.ssh(
-        "node-1",
-        &format!(
-            "curl -fsS -m 5 -o /dev/null {m}/healthz && echo mirror-ok; \
-             curl -sS -m 3 -o /dev/null http://{gw}:22 || echo host-ssh-blocked; \
-             curl -sS -m 3 -o /dev/null http://192.0.2.1/ || echo outside-blocked",
-            m = lab.var("CAIRN_RELEASE_MIRROR"),
-            gw = lab
-                .var("CAIRN_RELEASE_MIRROR")
-                .trim_start_matches("http://")
-                .split(':')
-                .next()
-                .unwrap()
-        ),
+    // Nodes reach the mirror but no other service of the host: a listener on
+    // all addresses, which the host itself reaches through the gateway, is
+    // closed to them on the gateway and on the host's other addresses.
+    let gw = lab
+        .var("CAIRN_RELEASE_MIRROR")
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(
+        std::net::TcpStream::connect((gw.as_str(), port)).is_ok(),
+        "the host cannot reach its own listener on {gw}:{port}"
     );
+    // The host's own addresses outside the lab (never anything off-machine).
+    let addrs = text(
+        &Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "scope", "global"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let outside: Vec<String> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .filter_map(|a| a.split('/').next())
+        .filter(|a| !a.starts_with("10.200."))
+        .map(String::from)
+        .collect();
+    let mut script = format!(
+        "curl -fsS -m 5 -o /dev/null {m}/healthz && echo mirror-ok; \
+         timeout 3 bash -c '</dev/tcp/{gw}/{port}' 2>/dev/null && echo reached-host-port; ",
+        m = lab.var("CAIRN_RELEASE_MIRROR"),
+    );
+    for a in &outside {
+        script.push_str(&format!(
+            "timeout 3 bash -c '</dev/tcp/{a}/{port}' 2>/dev/null && echo reached-outside-{a}; "
+        ));
+    }
+    script.push_str("true");
+    let probe = lab.ssh("node-1", &script);
     let out = text(&probe.stdout);
     assert!(
         out.contains("mirror-ok"),
@@ -114,13 +141,14 @@ fn nodes_answer_ssh_with_systemd_running_and_resolve_each_other() {
         text(&probe.stderr)
     );
     assert!(
-        out.contains("host-ssh-blocked"),
-        "node-1 reached the host's port 22: {out}"
+        !out.contains("reached-host-port"),
+        "node-1 reached a host service on {gw}:{port}: {out}"
     );
     assert!(
-        out.contains("outside-blocked"),
-        "node-1 reached an outside address: {out}"
+        !out.contains("reached-outside"),
+        "node-1 reached an address outside the lab ({outside:?}): {out}"
     );
+    drop(listener);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Host-side guard of the lab bridge. Nodes have no default route and the
-//! lab adds no NAT, so they can only address the lab's /24. When `nft` is
-//! installed, a per-lab nftables table also makes the host itself accept from
-//! nodes only connections to the lab daemon (mirror and cloud ports on the
-//! gateway address) and replies, and forward nothing out of the bridge.
+//! lab adds no NAT, so they can only address the lab's /24. A per-lab
+//! nftables table also makes the host itself accept from nodes only
+//! connections to the lab daemon (mirror and cloud ports on the gateway
+//! address) and replies, and forward nothing into or out of the bridge.
+//! (`nft` is a prerequisite; without it `ensure` is a no-op.)
 
 use super::error::Result;
 use super::exec::{self, cmd};

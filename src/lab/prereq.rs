@@ -36,6 +36,10 @@ const RUNTIME: &[Tool] = &[
         program: "setsid",
         package: "util-linux",
     },
+    Tool {
+        program: "nft",
+        package: "nftables",
+    },
 ];
 
 /// Needed to build the base image and the mirror content.
