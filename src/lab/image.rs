@@ -43,6 +43,8 @@ pub fn rootfs_ready(img: &ImagePaths) -> bool {
 pub fn ensure(force: bool) -> Result<ImagePaths> {
     let img = image_paths();
     std::fs::create_dir_all(&img.dir).map_err(LabError::io("create directory", &img.dir))?;
+    // Two `lab up`s on a fresh machine (parallel test binaries) build once.
+    let _lock = super::record::LabLock::acquire(&img.dir.join(".lock"))?;
     if force && rootfs_in_use(&img.rootfs) {
         return Err(LabError::Image {
             message: format!(

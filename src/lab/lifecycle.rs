@@ -597,12 +597,14 @@ pub fn status(name: &str) -> Result<String> {
             .map(|h| h.join().expect("status thread"))
             .collect()
     });
-    let names = LabNames::new(name);
     for (n, st) in nodes.iter().zip(states) {
+        // The v1 memory cgroup, else a cgroup2 `memory.current` if the
+        // memory controller is enabled there.
         let mem = rec
             .memory_cgroup
-            .as_ref()
-            .and_then(|m| cgroup::memory_usage(&m.join(&n.name)))
+            .iter()
+            .chain(&rec.cgroups)
+            .find_map(|m| cgroup::memory_usage(&m.join(&n.name)))
             .map(|b| format!("{} MiB", b / (1 << 20)))
             .unwrap_or_else(|| "-".into());
         let private: Vec<String> = n
@@ -628,7 +630,6 @@ pub fn status(name: &str) -> Result<String> {
             }
         ));
     }
-    let _ = names;
     s.push_str(&format!(
         "inventory: {}\nenv:       {}\n",
         p.inventory.display(),
