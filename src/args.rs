@@ -78,3 +78,8 @@ pub fn parse_value<T: DeserializeOwned>(
         ))
     })
 }
+
+/// A script value as JSON (handles in their serde form), for inspection.
+pub fn to_json(value: Dynamic) -> serde_json::Value {
+    rhai::serde::from_dynamic::<serde_json::Value>(&lower(value)).unwrap_or(serde_json::Value::Null)
+}

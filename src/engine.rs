@@ -200,6 +200,11 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             None => Dynamic::UNIT,
         }
     });
+    // is_known(value): false while planning when the value (or anything in it)
+    // only exists after an earlier step runs — e.g. a server's address.
+    engine.register_fn("is_known", |call: NativeCallContext, value: Dynamic| -> bool {
+        is_known(&call, &value)
+    });
     // fail(message): stop the run with an error at this line
     engine.register_fn(
         "fail",
@@ -228,6 +233,24 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             on_hosts(&call, hosts, f)
         },
     );
+}
+
+/// Whether a value holds no placeholder: strings are checked directly,
+/// arrays and maps element by element, custom types through their `to_string`.
+fn is_known(call: &NativeCallContext, value: &Dynamic) -> bool {
+    if let Some(s) = value.read_lock::<ImmutableString>() {
+        return !crate::unknown::is_unknown(&s);
+    }
+    if let Some(a) = value.read_lock::<Array>() {
+        return a.iter().all(|v| is_known(call, v));
+    }
+    if let Some(m) = value.read_lock::<Map>() {
+        return m.values().all(|v| is_known(call, v));
+    }
+    match call.call_fn::<ImmutableString>("to_string", (value.clone(),)) {
+        Ok(s) => !crate::unknown::is_unknown(&s),
+        Err(_) => true,
+    }
 }
 
 /// `on(hosts, |h| ...)`: one thread per host, each with its own step scope,
