@@ -229,3 +229,25 @@ fn content_type(p: &Path) -> &'static str {
         _ => "text/plain; charset=utf-8",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_map_to_files_below_the_root_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("debian")).unwrap();
+        std::fs::write(root.join("debian/etcd_3.4.23-4+b4_amd64.deb"), "x").unwrap();
+        std::fs::write(root.join(".cairn-mirror"), "x").unwrap();
+        assert_eq!(
+            resolve(root, "/debian/./etcd_3.4.23-4%2bb4_amd64.deb"),
+            Some(root.join("debian/etcd_3.4.23-4+b4_amd64.deb"))
+        );
+        assert_eq!(resolve(root, "/debian/../../etc/passwd"), None);
+        assert_eq!(resolve(root, "/.cairn-mirror"), None);
+        assert_eq!(resolve(root, "/debian"), None, "directories are not served");
+        assert_eq!(resolve(root, "/debian/%zz"), None);
+    }
+}

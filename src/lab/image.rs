@@ -256,3 +256,28 @@ pub fn remove_dir(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deb822_sources_give_the_suites_uri() {
+        let text = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
+                    Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(
+            deb822_uris(text, "bookworm"),
+            ["http://deb.debian.org/debian"]
+        );
+        assert!(deb822_uris(
+            "Types: deb-src\nURIs: http://x\nSuites: bookworm\n",
+            "bookworm"
+        )
+        .is_empty());
+        assert!(deb822_uris(
+            "Enabled: no\nTypes: deb\nURIs: http://x\nSuites: bookworm\n",
+            "bookworm"
+        )
+        .is_empty());
+    }
+}

@@ -96,3 +96,102 @@ pub fn write(paths: &LabPaths, rec: &LabRecord) -> Result<()> {
         .collect();
     write_atomic(&paths.env, env.as_bytes(), 0o600)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::record::{NodeRecord, PrivateAttachment};
+
+    fn record() -> LabRecord {
+        let mut rec = LabRecord {
+            name: "demo".into(),
+            subnet: 3,
+            daemon_pid: None,
+            hcloud_token: "h".into(),
+            digitalocean_token: "d".into(),
+            next_index: 3,
+            nodes: Default::default(),
+            private_networks: Default::default(),
+            next_network_index: 1,
+            cgroups: Vec::new(),
+            memory_cgroup: None,
+        };
+        for (i, (name, origin)) in [("node-1", Origin::Up), ("web", Origin::Cloud)]
+            .into_iter()
+            .enumerate()
+        {
+            let index = i as u32 + 1;
+            rec.nodes.insert(
+                name.into(),
+                NodeRecord {
+                    name: name.into(),
+                    index,
+                    address: crate::lab::naming::node_address(3, index),
+                    origin,
+                    pid: None,
+                    authorized_keys: Vec::new(),
+                    private: if origin == Origin::Cloud {
+                        vec![PrivateAttachment {
+                            network: "n1".into(),
+                            cidr: "10.1.0.0/16".into(),
+                            address: "10.1.1.2".into(),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    host_key: Some("ssh-ed25519 AAAAkey".into()),
+                },
+            );
+        }
+        rec
+    }
+
+    #[test]
+    fn inventory_deserializes_into_cairn_hosts() {
+        #[derive(serde::Deserialize)]
+        struct Inv {
+            hosts: Vec<Host>,
+        }
+        let p = crate::lab::paths("demo");
+        let text = render_inventory(&p, &record());
+        let inv: Inv = toml::from_str(&text).expect("inventory parses");
+        assert_eq!(inv.hosts.len(), 2);
+        let h = &inv.hosts[0];
+        assert_eq!(h.name, "node-1");
+        assert_eq!(h.address, "10.200.3.11");
+        assert_eq!(h.fqdn.as_deref(), Some("node-1.demo.lab"));
+        assert_eq!(h.user, "root");
+        assert_eq!(h.port, 22);
+        assert_eq!(h.key.as_deref(), Some(p.key.as_path()));
+        assert_eq!(h.host_keys, HostKeys::Workspace);
+        assert_eq!(h.groups, ["lab"]);
+        assert_eq!(inv.hosts[1].groups, ["cloud"]);
+        assert_eq!(inv.hosts[1].private_address.as_deref(), Some("10.1.1.2"));
+    }
+
+    #[test]
+    fn env_names_mirrors_and_cloud_endpoints() {
+        let p = crate::lab::paths("demo");
+        let env: std::collections::BTreeMap<_, _> =
+            env_entries(&p, &record()).into_iter().collect();
+        assert_eq!(env["CAIRN_APT_MIRROR"], "http://10.200.3.1:7480/debian");
+        assert_eq!(env["CAIRN_RELEASE_MIRROR"], "http://10.200.3.1:7480");
+        assert_eq!(env["HCLOUD_ENDPOINT"], "http://10.200.3.1:7481/v1");
+        assert_eq!(env["DIGITALOCEAN_ENDPOINT"], "http://10.200.3.1:7481/v2");
+        assert_eq!(env["CAIRN_LAB_DOMAIN"], "demo.lab");
+    }
+
+    #[test]
+    fn hosts_file_lists_localhost_gateway_and_every_node() {
+        let text = crate::lab::hosts::render_hosts(&record());
+        assert!(text.contains("127.0.0.1\tlocalhost\n"));
+        assert!(text.contains("10.200.3.1\tgateway.demo.lab gateway\n"));
+        assert!(text.contains("10.200.3.11\tnode-1.demo.lab node-1\n"));
+        assert!(text.contains("10.200.3.12\tweb.demo.lab web\n"));
+        let kh = crate::lab::hosts::render_known_hosts(&record());
+        assert_eq!(
+            kh.lines().next(),
+            Some("node-1,node-1.demo.lab,10.200.3.11 ssh-ed25519 AAAAkey")
+        );
+    }
+}
