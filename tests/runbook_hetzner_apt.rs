@@ -1,0 +1,193 @@
+//! etcd-hetzner-apt end to end on a lab: the Hetzner emulation boots real
+//! nodes, apt installs Debian's etcd from the lab mirror, and the runbook's
+//! own verification (health, members, a write read back, strangers refused)
+//! must pass. Then: a rerun changes nothing and keeps data; a run killed
+//! mid-way resumes to the same healthy end with no duplicate servers; the
+//! cleanup runbook removes everything.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(ws).args(args);
+    if args[0] != "resume" {
+        cmd.args(["--lab", lab]);
+    }
+    cmd
+        .env("NO_COLOR", "1")
+        .env_remove("CAIRN_FAULT_KILL")
+        .env_remove("HCLOUD_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Servers in the emulation with both labels, via the API as any client sees it.
+fn servers(l: &lab::LabHandle, cluster: &str) -> Vec<String> {
+    let url = format!(
+        "{}/servers?label_selector=cluster%3D{cluster}%2Cetcd%3Dtrue&per_page=50",
+        l.var("HCLOUD_ENDPOINT")
+    );
+    let out = Command::new("curl")
+        .args(["-sf", "-H"])
+        .arg(format!("Authorization: Bearer {}", l.var("HCLOUD_TOKEN")))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {url}: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// etcdctl on a member, with its own server certificate (as the tutorial does).
+fn etcdctl(l: &lab::LabHandle, node: &str, args: &str) -> String {
+    let out = l.ssh_to(
+        &server_address(l, node),
+        &l.key,
+        &format!(
+            "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.crt \
+             --cert=/etc/etcd/server.crt --key=/etc/etcd/server.key {args}"
+        ),
+    );
+    assert!(out.status.success(), "etcdctl {args} on {node}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn server_address(l: &lab::LabHandle, node: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", "-H"])
+        .arg(format!("Authorization: Bearer {}", l.var("HCLOUD_TOKEN")))
+        .arg(format!("{}/servers?name={node}", l.var("HCLOUD_ENDPOINT")))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["servers"][0]["public_net"]["ipv4"]["ip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no server {node}: {v}"))
+        .to_string()
+}
+
+fn vars(extra: &[String]) -> Vec<&str> {
+    let mut out = Vec::new();
+    for v in extra {
+        out.push("--var");
+        out.push(v.as_str());
+    }
+    out
+}
+
+#[test]
+fn plan_run_rerun_kill_resume_cleanup() {
+    let l = lab::start(&lab::unique_name("hapt"), 0);
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+
+    // 1. plan on a fresh lab: everything to create, nothing changed anywhere
+    let plan = cairn(w, &l.name, &["plan", "etcd-hetzner-apt"], &[]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let p = text(&plan);
+    for expect in [
+        "+ create network network-1",
+        "+ create server node-1",
+        "+ create CA certificate cluster-1-etcd-ca",
+        "/etc/default/etcd",
+        "? verify",
+    ] {
+        assert!(p.contains(expect), "plan lacks `{expect}`:\n{p}");
+    }
+    assert!(servers(&l, "cluster-1").is_empty(), "plan created servers");
+    assert!(!w.join(".cairn").exists(), "plan wrote the workspace");
+
+    // 2. run: verified cluster
+    let run = cairn(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
+    let r = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{r}");
+    assert!(r.contains("etcd cluster cluster-1: 3 members, verified"), "{r}");
+    assert!(r.contains("- delete etcd data dir /var/lib/etcd/default"), "the pristine data dir was not replaced:\n{r}");
+    assert_eq!(servers(&l, "cluster-1"), vec!["node-1", "node-2", "node-3"]);
+    let members = etcdctl(&l, "node-2", "member list");
+    assert_eq!(members.lines().count(), 3, "{members}");
+    for n in ["node-1", "node-2", "node-3"] {
+        assert!(members.contains(&format!("started, {n}, https://10.1.1.")), "{members}");
+    }
+
+    // 3. data written before a rerun survives it; the rerun changes nothing
+    etcdctl(&l, "node-1", "put precious data-before-rerun");
+    let plan = cairn(w, &l.name, &["plan", "etcd-hetzner-apt"], &[]);
+    assert_eq!(plan.status.code(), Some(0), "plan after run must be empty:\n{}", text(&plan));
+    let rerun = cairn(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
+    let rr = text(&rerun);
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "{}",
+        rr.lines().filter(|l| !l.contains("= ok")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"), "{}", text(&rerun));
+    assert_eq!(
+        etcdctl(&l, "node-3", "get precious --print-value-only"),
+        "data-before-rerun"
+    );
+
+    // 4. a second cluster, killed mid-way (after its servers exist), resumes
+    let c2: Vec<String> = [
+        "cluster=c2",
+        "network=net-2",
+        "ip_range=10.2.0.0/16",
+        "subnet=10.2.1.0/24",
+        "nodes=c2-1,c2-2,c2-3",
+        "ssh_key_name=ssh-key-2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut args = vec!["run", "etcd-hetzner-apt"];
+    args.extend(vars(&c2));
+    let killed = cairn(w, &l.name, &args, &[("CAIRN_FAULT_KILL", "applied:9")]);
+    assert_eq!(killed.status.code(), None, "must die by SIGKILL: {}", text(&killed));
+    let resumed = cairn(w, &l.name, &["resume"], &[]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(text(&resumed).contains("etcd cluster c2: 3 members, verified"), "{}", text(&resumed));
+    assert_eq!(servers(&l, "c2"), vec!["c2-1", "c2-2", "c2-3"], "duplicates or missing servers");
+
+    // 5. cleanup removes both clusters' servers, networks and keys
+    for (cluster, net, key) in [("cluster-1", "network-1", "ssh-key-1"), ("c2", "net-2", "ssh-key-2")] {
+        let c = cairn(
+            w,
+            &l.name,
+            &[
+                "run",
+                "etcd-hetzner-apt-cleanup",
+                "--var",
+                &format!("cluster={cluster}"),
+                "--var",
+                &format!("network={net}"),
+                "--var",
+                &format!("ssh_key_name={key}"),
+            ],
+            &[],
+        );
+        assert_eq!(c.status.code(), Some(0), "{}", text(&c));
+        assert!(servers(&l, cluster).is_empty());
+    }
+}
