@@ -202,9 +202,10 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
     });
     // is_known(value): false while planning when the value (or anything in it)
     // only exists after an earlier step runs — e.g. a server's address.
-    engine.register_fn("is_known", |call: NativeCallContext, value: Dynamic| -> bool {
-        is_known(&call, &value)
-    });
+    engine.register_fn(
+        "is_known",
+        |call: NativeCallContext, value: Dynamic| -> bool { is_known(&call, &value) },
+    );
     // fail(message): stop the run with an error at this line
     engine.register_fn(
         "fail",

@@ -266,17 +266,42 @@ struct Outcome {
     interrupted: bool,
 }
 
-/// Run the script once in `mode`.
-fn execute(
-    p: &Prepared,
+/// One pass of the script: its mode and what it journals or replays.
+struct Pass {
     mode: Mode,
     journal: Option<JournalWriter>,
     replay: BTreeMap<String, crate::journal::DoneStep>,
     force: bool,
     reporter: Arc<Reporter>,
+}
+
+impl Pass {
+    /// A pass that journals nothing (plans).
+    fn plan(mode: Mode, reporter: Arc<Reporter>) -> Self {
+        Pass {
+            mode,
+            journal: None,
+            replay: BTreeMap::new(),
+            force: false,
+            reporter,
+        }
+    }
+}
+
+/// Run the script once.
+fn execute(
+    p: &Prepared,
+    pass: Pass,
     rt: &tokio::runtime::Runtime,
     cancel: Arc<AtomicBool>,
 ) -> Outcome {
+    let Pass {
+        mode,
+        journal,
+        replay,
+        force,
+        reporter,
+    } = pass;
     // Plans must leave the workspace untouched: host keys seen while planning
     // go to a scratch copy of known_hosts.
     let scratch = tempfile_dir();
@@ -392,16 +417,7 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
         Reporter::stdout(false)
     });
     let mode = if offline { Mode::Offline } else { Mode::Plan };
-    let out = execute(
-        &p,
-        mode,
-        None,
-        BTreeMap::new(),
-        false,
-        reporter.clone(),
-        &rt,
-        cancel,
-    );
+    let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
     if let Some(err) = out.error {
         return Err(Failure(err));
     }
@@ -519,11 +535,7 @@ fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Re
     let cancel = Arc::new(AtomicBool::new(false));
     let fresh = execute(
         p,
-        Mode::Plan,
-        None,
-        BTreeMap::new(),
-        false,
-        Arc::new(Reporter::quiet()),
+        Pass::plan(Mode::Plan, Arc::new(Reporter::quiet())),
         rt,
         cancel,
     );
@@ -619,16 +631,14 @@ fn finish(
             ticker.progress();
         }
     });
-    let out = execute(
-        p,
-        Mode::Apply,
-        Some(journal),
+    let pass = Pass {
+        mode: Mode::Apply,
+        journal: Some(journal),
         replay,
         force,
         reporter,
-        rt,
-        cancel,
-    );
+    };
+    let out = execute(p, pass, rt, cancel);
     progress.abort();
     let status = match (&out.error, out.interrupted) {
         (None, _) => RunStatus::Succeeded,
@@ -753,16 +763,12 @@ fn resume_inner(
         state_dir: state_dir.to_path_buf(),
         ..Default::default()
     };
-    let req = if h.source.starts_with("builtin:") {
-        req
-    } else if Path::new(&h.source).is_dir() {
-        req
-    } else {
+    if !h.source.starts_with("builtin:") && !Path::new(&h.source).is_dir() {
         return Err(Failure(format!(
             "error: cannot resume run {id}: its runbook folder {} is gone",
             h.source
         )));
-    };
+    }
     let p = prepare(&req, params)?;
     let now_hash = p.runbook.content_hash();
     let now_version = p.runbook.manifest.version.to_string();

@@ -25,8 +25,7 @@ fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     if args[0] != "resume" {
         cmd.args(["--lab", lab]);
     }
-    cmd
-        .env("NO_COLOR", "1")
+    cmd.env("NO_COLOR", "1")
         .env_remove("CAIRN_FAULT_KILL")
         .env_remove("HCLOUD_TOKEN");
     for (k, v) in env {
@@ -69,7 +68,11 @@ fn etcdctl(l: &lab::LabHandle, node: &str, args: &str) -> String {
              --cert=/etc/etcd/server.crt --key=/etc/etcd/server.key {args}"
         ),
     );
-    assert!(out.status.success(), "etcdctl {args} on {node}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "etcdctl {args} on {node}: {}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -122,28 +125,49 @@ fn plan_run_rerun_kill_resume_cleanup() {
     let run = cairn(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
     let r = text(&run);
     assert_eq!(run.status.code(), Some(0), "{r}");
-    assert!(r.contains("etcd cluster cluster-1: 3 members, verified"), "{r}");
-    assert!(r.contains("- delete etcd data dir /var/lib/etcd/default"), "the pristine data dir was not replaced:\n{r}");
+    assert!(
+        r.contains("etcd cluster cluster-1: 3 members, verified"),
+        "{r}"
+    );
+    assert!(
+        r.contains("- delete etcd data dir /var/lib/etcd/default"),
+        "the pristine data dir was not replaced:\n{r}"
+    );
     assert_eq!(servers(&l, "cluster-1"), vec!["node-1", "node-2", "node-3"]);
     let members = etcdctl(&l, "node-2", "member list");
     assert_eq!(members.lines().count(), 3, "{members}");
     for n in ["node-1", "node-2", "node-3"] {
-        assert!(members.contains(&format!("started, {n}, https://10.1.1.")), "{members}");
+        assert!(
+            members.contains(&format!("started, {n}, https://10.1.1.")),
+            "{members}"
+        );
     }
 
     // 3. data written before a rerun survives it; the rerun changes nothing
     etcdctl(&l, "node-1", "put precious data-before-rerun");
     let plan = cairn(w, &l.name, &["plan", "etcd-hetzner-apt"], &[]);
-    assert_eq!(plan.status.code(), Some(0), "plan after run must be empty:\n{}", text(&plan));
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "plan after run must be empty:\n{}",
+        text(&plan)
+    );
     let rerun = cairn(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
     let rr = text(&rerun);
     assert_eq!(
         rerun.status.code(),
         Some(0),
         "{}",
-        rr.lines().filter(|l| !l.contains("= ok")).collect::<Vec<_>>().join("\n")
+        rr.lines()
+            .filter(|l| !l.contains("= ok"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"), "{}", text(&rerun));
+    assert!(
+        text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
+        "{}",
+        text(&rerun)
+    );
     assert_eq!(
         etcdctl(&l, "node-3", "get precious --print-value-only"),
         "data-before-rerun"
@@ -164,14 +188,30 @@ fn plan_run_rerun_kill_resume_cleanup() {
     let mut args = vec!["run", "etcd-hetzner-apt"];
     args.extend(vars(&c2));
     let killed = cairn(w, &l.name, &args, &[("CAIRN_FAULT_KILL", "applied:9")]);
-    assert_eq!(killed.status.code(), None, "must die by SIGKILL: {}", text(&killed));
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "must die by SIGKILL: {}",
+        text(&killed)
+    );
     let resumed = cairn(w, &l.name, &["resume"], &[]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    assert!(text(&resumed).contains("etcd cluster c2: 3 members, verified"), "{}", text(&resumed));
-    assert_eq!(servers(&l, "c2"), vec!["c2-1", "c2-2", "c2-3"], "duplicates or missing servers");
+    assert!(
+        text(&resumed).contains("etcd cluster c2: 3 members, verified"),
+        "{}",
+        text(&resumed)
+    );
+    assert_eq!(
+        servers(&l, "c2"),
+        vec!["c2-1", "c2-2", "c2-3"],
+        "duplicates or missing servers"
+    );
 
     // 5. cleanup removes both clusters' servers, networks and keys
-    for (cluster, net, key) in [("cluster-1", "network-1", "ssh-key-1"), ("c2", "net-2", "ssh-key-2")] {
+    for (cluster, net, key) in [
+        ("cluster-1", "network-1", "ssh-key-1"),
+        ("c2", "net-2", "ssh-key-2"),
+    ] {
         let c = cairn(
             w,
             &l.name,
