@@ -1,0 +1,257 @@
+//! etcd-debian-binary end to end on a lab: three static Debian nodes get the
+//! etcd release binaries from the lab's release mirror (checksum from its
+//! SHA256SUMS), a key and CSR made on each node and signed by the operator's
+//! CA, the tutorial's options.env and unit, and flannel's network config in
+//! the v2 keyspace; the runbook's own verification (health, members, a write
+//! read back, strangers refused, the flannel key read back) must pass. Then: a
+//! rerun changes nothing and keeps data; on a second lab, a run killed mid-way
+//! resumes to the same healthy end.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const RUNBOOK: &str = "etcd-debian-binary";
+const FLANNEL: &str = r#"{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan"},"SubnetLen":24}"#;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The lines of a run's output that are not `= ok` (what it did, and errors).
+fn changes(o: &Output) -> String {
+    text(o)
+        .lines()
+        .filter(|l| !l.contains("= ok") && !l.starts_with("      "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(ws).args(args);
+    if args[0] != "resume" {
+        cmd.args(["--lab", lab]);
+    }
+    cmd.env("NO_COLOR", "1").env_remove("CAIRN_FAULT_KILL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// etcdctl (v3) on a member over https, with the member's own certificate (as
+/// the tutorial's check does).
+fn etcdctl(l: &lab::LabHandle, node: &str, args: &str) -> String {
+    let ip = &l.node(node).address;
+    l.ssh_ok(
+        node,
+        &format!(
+            "ETCDCTL_API=3 etcdctl --endpoints=https://{ip}:2379 --cacert=/etc/ssl/etcd/ca.crt \
+             --cert=/etc/ssl/etcd/etcd.crt --key=/etc/ssl/etcd/etcd.key {args}"
+        ),
+    )
+    .trim()
+    .to_string()
+}
+
+/// The flannel config as the v2 API serves it on `node` (a quorum read).
+fn flannel_config(l: &lab::LabHandle, node: &str) -> String {
+    let out = l.ssh_ok(
+        node,
+        "curl -fsS 'http://127.0.0.1:2379/v2/keys/coreos.com/network/config?quorum=true'",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["node"]["value"].as_str().unwrap_or_default().to_string()
+}
+
+/// A member list as etcdctl prints it has exactly the lab's nodes, started,
+/// with their peer URLs.
+fn assert_members(l: &lab::LabHandle) {
+    let members = etcdctl(l, "node-2", "member list");
+    assert_eq!(members.lines().count(), 3, "{members}");
+    for n in &l.nodes {
+        let line = format!("started, {}, https://{}:2380,", n.name, n.address);
+        assert!(members.contains(&line), "no `{line}` in:\n{members}");
+    }
+}
+
+#[test]
+fn plan_run_rerun_kill_resume() {
+    let l = lab::start(&lab::unique_name("dbin"), 3);
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+
+    // 1. plan on a fresh lab: every action listed, nothing changed anywhere
+    let plan = cairn(w, &l.name, &["plan", RUNBOOK], &[]);
+    let p = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{p}");
+    for expect in [
+        "read `curl -fsSL http://",
+        "> run `useradd --system --user-group --home-dir /var/lib/etcd",
+        "+ create dir /etc/ssl/etcd (0750 etcd:etcd)",
+        "+ create file /etc/ssl/etcd/openssl.cnf",
+        "+subjectAltName = IP:",
+        "> run `umask 077 && openssl genrsa -out /etc/ssl/etcd/etcd.key.new 2048",
+        "> run `openssl req -new -key /etc/ssl/etcd/etcd.key -subj /CN=node-1",
+        "+ create CA certificate etcd-cluster-ca",
+        "+ create certificate etcd-cluster-node-3 from CSR",
+        "+ create file /etc/ssl/etcd/ca.crt",
+        "+ create file /etc/ssl/etcd/etcd.crt",
+        "+ create file /var/cache/etcd/etcd-v3.5.1-linux-amd64.tar.gz",
+        "> run unpack /var/cache/etcd/etcd-v3.5.1-linux-amd64.tar.gz into /usr/local/bin",
+        "+ create dir /opt/etcd/wal (0700 etcd:etcd)",
+        "+ETCD_HEARTBEAT_INTERVAL=800",
+        "+ETCD_ENABLE_V2=true",
+        "+Type=notify",
+        "+LimitNOFILE=40000",
+        "> run systemctl daemon-reload",
+        "> run restart unit etcd",
+        "? verify etcd members are node-1, node-2, node-3",
+        "refuses a client with certificate verify-stranger-client",
+        "> run `curl -fsS -X PUT http://127.0.0.1:2379/v2/keys/coreos.com/network/config",
+    ] {
+        assert!(p.contains(expect), "plan lacks `{expect}`:\n{p}");
+    }
+    assert!(!w.join(".cairn").exists(), "plan wrote the workspace");
+    for n in ["node-1", "node-2", "node-3"] {
+        let untouched = l.ssh(
+            n,
+            "! id etcd && test ! -e /etc/ssl/etcd && test ! -e /usr/local/bin/etcd \
+             && test ! -e /var/cache/etcd && test ! -e /etc/systemd/system/etcd.service",
+        );
+        assert!(
+            untouched.status.success(),
+            "plan changed {n}: {}",
+            text(&untouched)
+        );
+    }
+
+    // 2. run: a verified cluster, flannel's config readable through the v2 API
+    let run = cairn(w, &l.name, &["run", RUNBOOK], &[]);
+    let r = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{}", changes(&run));
+    assert!(
+        r.contains("etcd cluster etcd-cluster: 3 members, verified"),
+        "{r}"
+    );
+    assert!(r.contains(&format!("(v2): {FLANNEL}")), "{r}");
+    assert_members(&l);
+    let health = etcdctl(&l, "node-1", "endpoint health --cluster");
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    for n in ["node-1", "node-3"] {
+        assert_eq!(flannel_config(&l, n), FLANNEL, "flannel config through {n}");
+    }
+    // the keys were made on the nodes and never left them; the certificates
+    // chain to the CA; the binaries are the pinned release
+    for n in ["node-1", "node-2", "node-3"] {
+        let key = l.ssh_ok(n, "stat -c '%a %U:%G' /etc/ssl/etcd/etcd.key");
+        assert_eq!(key.trim(), "600 etcd:etcd", "{n}");
+        let chain = l.ssh_ok(n, "grep -c 'BEGIN CERTIFICATE' /etc/ssl/etcd/etcd.crt");
+        assert_eq!(
+            chain.trim(),
+            "2",
+            "{n}: etcd.crt is the certificate and the CA"
+        );
+        l.ssh_ok(
+            n,
+            "openssl verify -CAfile /etc/ssl/etcd/ca.crt /etc/ssl/etcd/etcd.crt \
+             && openssl x509 -in /etc/ssl/etcd/etcd.crt -noout -modulus | cmp - <(openssl rsa -in /etc/ssl/etcd/etcd.key -noout -modulus)",
+        );
+        let version = l.ssh_ok(n, "/usr/local/bin/etcd --version");
+        assert!(version.contains("etcd Version: 3.5.1"), "{n}: {version}");
+        let unit = l.ssh_ok(
+            n,
+            "systemctl show -p Type,User,LimitNOFILE,ActiveState etcd",
+        );
+        for want in [
+            "Type=notify",
+            "User=etcd",
+            "LimitNOFILE=40000",
+            "ActiveState=active",
+        ] {
+            assert!(unit.contains(want), "{n}: {unit}");
+        }
+        let dirs = l.ssh_ok(n, "stat -c '%n %a %U' /opt/etcd/data /opt/etcd/wal");
+        assert_eq!(
+            dirs, "/opt/etcd/data 700 etcd\n/opt/etcd/wal 700 etcd\n",
+            "{n}"
+        );
+    }
+    let pki: Vec<String> = std::fs::read_dir(w.join(".cairn/pki"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        pki.contains(&"etcd-cluster-node-1.crt".to_string()),
+        "{pki:?}"
+    );
+    assert!(
+        !pki.iter()
+            .any(|f| f.starts_with("etcd-cluster-node-") && f.ends_with(".key")),
+        "a node key in the workspace: {pki:?}"
+    );
+
+    // 3. data written before a rerun survives it; the rerun changes nothing
+    etcdctl(&l, "node-1", "put precious data-before-rerun");
+    let plan = cairn(w, &l.name, &["plan", RUNBOOK], &[]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "plan after run must be empty:\n{}",
+        changes(&plan)
+    );
+    let rerun = cairn(w, &l.name, &["run", RUNBOOK], &[]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
+    assert!(
+        text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
+        "{}",
+        changes(&rerun)
+    );
+    assert_eq!(
+        etcdctl(&l, "node-3", "get precious --print-value-only"),
+        "data-before-rerun"
+    );
+    assert_eq!(flannel_config(&l, "node-2"), FLANNEL);
+
+    // 4. on a second lab, a run killed mid-way (keys made, binaries on some
+    //    nodes, no etcd started yet) resumes to the same verified end
+    let l2 = lab::start(&lab::unique_name("dbin-kill"), 3);
+    let ws2 = tempfile::tempdir().unwrap();
+    let w2 = ws2.path();
+    let killed = cairn(
+        w2,
+        &l2.name,
+        &["run", RUNBOOK],
+        &[("CAIRN_FAULT_KILL", "applied:20")],
+    );
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "must die by SIGKILL: {}",
+        text(&killed)
+    );
+    let resumed = cairn(w2, &l2.name, &["resume"], &[]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", changes(&resumed));
+    let rs = text(&resumed);
+    assert!(
+        rs.contains("etcd cluster etcd-cluster: 3 members, verified"),
+        "{rs}"
+    );
+    assert!(rs.contains(&format!("(v2): {FLANNEL}")), "{rs}");
+    assert_members(&l2);
+    assert_eq!(flannel_config(&l2, "node-3"), FLANNEL);
+    let again = cairn(w2, &l2.name, &["run", RUNBOOK], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", changes(&again));
+    assert!(
+        text(&again).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
+        "{}",
+        changes(&again)
+    );
+}
