@@ -223,9 +223,6 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             }
         },
     );
-    // mode(): "plan", "offline" or "apply" — for messages only; steps decide nothing from it
-    let x = exec.clone();
-    engine.register_fn("is_plan", move || x.mode() != crate::executor::Mode::Apply);
 
     // on(hosts, |h| ...): run the closure for every host concurrently
     engine.register_fn(
