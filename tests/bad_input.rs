@@ -1,0 +1,715 @@
+//! Bad input, each checked for its exact error and for nothing changed.
+//!
+//! Every folder under `tests/bad_input/` is one case:
+//!
+//! - `ws/`: the workspace's files (a runbook in `ws/rb/`, inventories, vars
+//!   files, keys), copied into a fresh temporary folder;
+//! - `modes` (optional): `PATH MODE` lines applied after copying (git keeps
+//!   no modes but the executable bit);
+//! - `args`: the command line, one argument per line, run in the workspace;
+//! - `stderr`: the exact error cairn must print (exit code 1), and `stdout`
+//!   what it prints on stdout (absent: nothing). Run ids, run times and the
+//!   workspace's path read `RUN_ID`, `T` and `$WS` there.
+//!
+//! The workspace is compared byte for byte (and mode for mode) before and
+//! after. A `run` that fails at run time leaves only its journal, which must
+//! record no step as done and end `failed`; the same command as a `plan`
+//! must fail with the same error and leave the workspace untouched.
+//! `CAIRN_BLESS=1` writes `stdout`/`stderr` files from the actual output
+//! instead of comparing (review the diff before committing).
+//!
+//! Cases that need state made by cairn itself (a journal to corrupt) and
+//! the fuzzing of the manifest, vars and inventory parsers are tests below.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input")
+}
+
+/// A file tree as data: relative path to (mode, content or link target);
+/// folders have an empty content and the folder bit in the mode.
+type Tree = BTreeMap<String, (u32, Vec<u8>)>;
+
+fn snapshot(root: &Path) -> Tree {
+    fn walk(root: &Path, dir: &Path, out: &mut Tree) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, (mode, target.display().to_string().into_bytes()));
+            } else if meta.is_dir() {
+                out.insert(rel, (mode, Vec::new()));
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, (mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Tree::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// What differs between two snapshots, for a readable failure.
+fn tree_diff(before: &Tree, after: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in after {
+        match before.get(k) {
+            None => out.push(format!("new: {k}")),
+            Some(b) if b.0 != v.0 => out.push(format!("mode {:o} -> {:o}: {k}", b.0, v.0)),
+            Some(b) if b.1 != v.1 => out.push(format!("changed: {k}")),
+            _ => {}
+        }
+    }
+    for k in before.keys() {
+        if !after.contains_key(k) {
+            out.push(format!("removed: {k}"));
+        }
+    }
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cairn ARGS` in `ws` with no cairn or cloud settings from this process.
+fn cairn(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(ws)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for var in [
+        "CAIRN_FAULT_KILL",
+        "CAIRN_STATE_DIR",
+        "CAIRN_RELEASE_MIRROR",
+        "HCLOUD_TOKEN",
+        "HCLOUD_ENDPOINT",
+        "DIGITALOCEAN_ACCESS_TOKEN",
+        "DIGITALOCEAN_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cairn runs")
+}
+
+/// `s` with the workspace path, run ids and run times made stable.
+fn normalise(s: &str, ws: &Path) -> String {
+    let s = s.replace(&ws.display().to_string(), "$WS");
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    // run ids: 8 digits, `-`, 6 digits, `-`, 4 hex digits
+    while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let b = rest.as_bytes();
+        let is_id = b.len() >= 20
+            && b[..8].iter().all(u8::is_ascii_digit)
+            && b[8] == b'-'
+            && b[9..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'-'
+            && b[16..20].iter().all(u8::is_ascii_hexdigit);
+        if is_id {
+            out.push_str("RUN_ID");
+            rest = &rest[20..];
+        } else {
+            out.push_str(&rest[..1]);
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    // `failed after 0.0s`
+    let mut fixed = String::new();
+    for line in out.split_inclusive('\n') {
+        match line.find(" after ").map(|i| (i, &line[i + 7..])) {
+            Some((i, tail))
+                if tail
+                    .split_once('s')
+                    .is_some_and(|(n, _)| n.parse::<f64>().is_ok()) =>
+            {
+                let (_, after) = tail.split_once('s').unwrap();
+                fixed.push_str(&line[..i]);
+                fixed.push_str(" after Ts");
+                fixed.push_str(after);
+            }
+            _ => fixed.push_str(line),
+        }
+    }
+    fixed
+}
+
+/// The first `error: ` line of `stderr`.
+fn error_line(stderr: &str) -> Option<&str> {
+    stderr.lines().find(|l| l.starts_with("error: "))
+}
+
+/// Runs one corpus case; returns a description of what is wrong, if anything.
+fn check_case(case: &Path, bless: bool) -> Option<String> {
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path();
+    if case.join("ws").is_dir() {
+        copy_tree(&case.join("ws"), ws);
+    }
+    if let Ok(modes) = std::fs::read_to_string(case.join("modes")) {
+        for line in modes.lines().filter(|l| !l.trim().is_empty()) {
+            let (path, mode) = line.split_once(' ').expect("modes: `PATH MODE` lines");
+            let mode = u32::from_str_radix(mode.trim(), 8).expect("octal mode");
+            std::fs::set_permissions(ws.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+    let args_text = std::fs::read_to_string(case.join("args"))
+        .unwrap_or_else(|e| panic!("{name}: read args: {e}"));
+    let args: Vec<&str> = args_text.lines().collect();
+    let before = snapshot(ws);
+    let out = cairn(ws, &args, &[]);
+    let after = snapshot(ws);
+    let stderr = normalise(&String::from_utf8_lossy(&out.stderr), ws);
+    let stdout = normalise(&String::from_utf8_lossy(&out.stdout), ws);
+    let mut problems = Vec::new();
+    if out.status.code() != Some(1) {
+        problems.push(format!("exit status {} (want 1)", out.status));
+    }
+    let mut diff = tree_diff(&before, &after);
+    if args[0] == "run" {
+        // a run that started leaves its journal, and only that
+        let journals: Vec<String> = diff
+            .iter()
+            .filter_map(|d| d.strip_prefix("new: "))
+            .filter(|p| p.starts_with(".cairn/runs/") && p.ends_with("/journal.jsonl"))
+            .map(String::from)
+            .collect();
+        for j in &journals {
+            let text = String::from_utf8_lossy(&after[j.as_str()].1).into_owned();
+            let last = text.lines().last().unwrap_or_default();
+            if !last.contains(r#"{"t":"end","status":"failed""#) {
+                problems.push(format!("journal {j} does not end failed: {last}"));
+            }
+            // done steps may only be no-ops (`= ok`: a CA already there)
+            for line in text.lines().filter(|l| l.contains(r#"{"t":"done""#)) {
+                let record: serde_json::Value =
+                    serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+                let actions = record["actions"].as_array().cloned().unwrap_or_default();
+                if actions.iter().any(|a| a["kind"] != "noop") {
+                    problems.push(format!(
+                        "journal {j} records a step that changed something: {line}"
+                    ));
+                }
+            }
+        }
+        let made_by_run = |p: &str| {
+            p == ".cairn"
+                || p == ".cairn/runs"
+                || journals.iter().any(|j| j.starts_with(p) || j == p)
+        };
+        diff.retain(|d| !d.strip_prefix("new: ").is_some_and(made_by_run));
+    }
+    if !diff.is_empty() {
+        problems.push(format!("workspace changed: {diff:?}"));
+    }
+    if args[0] == "run" {
+        let mut plan_args = args.clone();
+        plan_args[0] = "plan";
+        let before = snapshot(ws);
+        let plan = cairn(ws, &plan_args, &[]);
+        let plan_diff = tree_diff(&before, &snapshot(ws));
+        let plan_err = String::from_utf8_lossy(&plan.stderr).into_owned();
+        if plan.status.code() != Some(1) {
+            problems.push(format!("plan: exit status {} (want 1)", plan.status));
+        }
+        if !plan_diff.is_empty() {
+            problems.push(format!("plan changed the workspace: {plan_diff:?}"));
+        }
+        if error_line(&plan_err).map(|l| normalise(l, ws)).as_deref() != error_line(&stderr) {
+            problems.push(format!(
+                "plan's error differs from run's:\nplan: {plan_err}\nrun: {stderr}"
+            ));
+        }
+    }
+    if bless {
+        std::fs::write(case.join("stderr"), &stderr).unwrap();
+        if stdout.is_empty() {
+            let _ = std::fs::remove_file(case.join("stdout"));
+        } else {
+            std::fs::write(case.join("stdout"), &stdout).unwrap();
+        }
+    } else {
+        let want = std::fs::read_to_string(case.join("stderr"))
+            .unwrap_or_else(|e| panic!("{name}: read stderr: {e} (bless with CAIRN_BLESS=1)"));
+        if want != stderr {
+            problems.push(format!("stderr:\n--- want\n{want}--- got\n{stderr}---"));
+        }
+        let want = std::fs::read_to_string(case.join("stdout")).unwrap_or_default();
+        if want != stdout {
+            problems.push(format!("stdout:\n--- want\n{want}--- got\n{stdout}---"));
+        }
+    }
+    if problems.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "{name} ({}):\n{}",
+            args.join(" "),
+            problems.join("\n")
+        ))
+    }
+}
+
+/// The corpus's cases (`CAIRN_BAD_INPUT_DIR` names another corpus folder).
+fn cases() -> Vec<PathBuf> {
+    let dir = std::env::var_os("CAIRN_BAD_INPUT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(corpus);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("args").is_file())
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn every_corpus_case_fails_with_its_exact_error_and_changes_nothing() {
+    let bless = std::env::var_os("CAIRN_BLESS").is_some();
+    let cases = cases();
+    assert!(!cases.is_empty(), "no cases");
+    let failures: Vec<String> = cases.iter().filter_map(|c| check_case(c, bless)).collect();
+    eprintln!(
+        "bad input corpus: {} cases, {} failed",
+        cases.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ---- journals damaged on disk ----
+
+/// A workspace with a run killed after two of six steps: (workspace, journal path).
+fn killed_run() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path();
+    std::fs::create_dir_all(ws.join("rb")).unwrap();
+    std::fs::write(
+        ws.join("rb/runbook.toml"),
+        "name = \"steps\"\nversion = \"1.0.0\"\ndescription = \"six files\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join("rb/main.rhai"),
+        "for i in 0..6 { local_file(#{ path: `f/${i}.txt`, content: `file ${i}` }); }\n",
+    )
+    .unwrap();
+    let killed = cairn(ws, &["run", "rb"], &[("CAIRN_FAULT_KILL", "applied:3")]);
+    assert_eq!(killed.status.code(), None, "must die: {}", text(&killed));
+    let runs: Vec<PathBuf> = std::fs::read_dir(ws.join(".cairn/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let journal = runs[0].join("journal.jsonl");
+    (tmp, journal)
+}
+
+#[test]
+fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
+    type Damage = fn(&[u8]) -> Vec<u8>;
+    let cases: [(&str, Damage, &str); 6] = [
+        (
+            "truncated mid-record",
+            |b| b[..b.len() - 20].to_vec(),
+            "is corrupted at line 6: the last record is cut off (truncated file)",
+        ),
+        (
+            "last newline lost",
+            |b| b[..b.len() - 1].to_vec(),
+            "is corrupted at line 6: the last record is cut off (truncated file)",
+        ),
+        (
+            "a byte changed in a done record",
+            |b| {
+                let text = String::from_utf8(b.to_vec()).unwrap();
+                let mut lines: Vec<String> = text.lines().map(String::from).collect();
+                lines[2] = lines[2].replacen("file", "fXle", 1);
+                (lines.join("\n") + "\n").into_bytes()
+            },
+            "is corrupted at line 3: checksum mismatch",
+        ),
+        (
+            "the run header changed",
+            |b| {
+                String::from_utf8(b.to_vec())
+                    .unwrap()
+                    .replacen("\"steps\"", "\"stepz\"", 1)
+                    .into_bytes()
+            },
+            "is corrupted at line 1: checksum mismatch",
+        ),
+        (
+            "a line without checksum appended",
+            |b| [b, b"garbage\n"].concat(),
+            "is corrupted at line 7: no checksum",
+        ),
+        ("emptied", |_| Vec::new(), "is empty or has no run header"),
+    ];
+    for (what, damage, want) in cases {
+        let (tmp, journal) = killed_run();
+        let ws = tmp.path();
+        let id = journal
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let good = std::fs::read(&journal).unwrap();
+        std::fs::write(&journal, damage(&good)).unwrap();
+        let before = snapshot(ws);
+        for args in [
+            &["resume"][..],
+            &["resume", &id],
+            &["resume", &id, "--force"],
+        ] {
+            let out = cairn(ws, args, &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{what}: {args:?}: {}",
+                text(&out)
+            );
+            let rel = format!(".cairn/runs/{id}/journal.jsonl");
+            let expected = if want.starts_with("is empty") {
+                format!("error: journal {rel} {want}\n")
+            } else {
+                format!(
+                    "error: journal {rel} {want}; refusing to resume from it (nothing was changed; the file is left as it is for inspection)\n"
+                )
+            };
+            assert_eq!(stderr, expected, "{what}: {args:?}");
+            assert!(out.stdout.is_empty(), "{what}: {}", text(&out));
+            let diff = tree_diff(&before, &snapshot(ws));
+            assert!(diff.is_empty(), "{what}: {args:?} changed {diff:?}");
+        }
+        // the files written before the kill are intact
+        for i in 0..2 {
+            assert_eq!(
+                std::fs::read_to_string(ws.join(format!(".cairn/files/f/{i}.txt"))).unwrap(),
+                format!("file {i}")
+            );
+        }
+    }
+}
+
+// ---- bad input against lab hosts: nothing changes on a node ----
+
+/// Every entry of a node's /etc: type, mode, owner, link target, and the
+/// sha256 of every regular file.
+fn etc_listing(l: &lab::LabHandle, node: &str) -> String {
+    l.ssh_ok(
+        node,
+        "find /etc -xdev -printf '%p %y %m %u:%g %l\\n' | sort; \
+         find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
+    )
+}
+
+fn etc_listings(l: &lab::LabHandle) -> Vec<String> {
+    l.nodes.iter().map(|n| etc_listing(l, &n.name)).collect()
+}
+
+/// Servers the lab's Hetzner emulation has.
+fn hetzner_servers(l: &lab::LabHandle) -> usize {
+    let out = Command::new("curl")
+        .args(["-sf", "-H"])
+        .arg(format!("Authorization: Bearer {}", l.var("HCLOUD_TOKEN")))
+        .arg(format!("{}/servers", l.var("HCLOUD_ENDPOINT")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["servers"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+/// One lab case: files to write into the workspace, the command, and what
+/// the `error: ` line must be (`Ok`: exactly; `Err((start, end))`: its start
+/// and end).
+struct LabCase {
+    name: &'static str,
+    files: Vec<(&'static str, String)>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    error: Result<String, (String, String)>,
+    /// Lines stderr must also hold.
+    also: Vec<String>,
+}
+
+const RB: &str = "name = \"bad\"\nversion = \"1.0.0\"\ndescription = \"a bad input\"\n";
+
+fn lab_cases(l: &lab::LabHandle) -> Vec<LabCase> {
+    let node1 = l.node("node-1").address.clone();
+    let key = std::fs::read_to_string(&l.key).unwrap();
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let lab_args = |v: &[&str]| {
+        let mut a = s(v);
+        a.extend(["--lab".to_string(), l.name.clone()]);
+        a
+    };
+    let mut inv4 = String::new();
+    for (i, n) in l.nodes.iter().enumerate() {
+        inv4 += &format!(
+            "[[hosts]]\nname = \"etcd-{}\"\naddress = \"{}\"\n\n",
+            i + 1,
+            n.address
+        );
+    }
+    inv4 += &format!("[[hosts]]\nname = \"etcd-4\"\naddress = \"{node1}\"\n");
+    let cloud_env = |token: Option<&str>| {
+        let mut env: Vec<(String, String)> = l
+            .env
+            .iter()
+            .filter(|(k, _)| k.as_str() != "HCLOUD_TOKEN")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(t) = token {
+            env.push(("HCLOUD_TOKEN".into(), t.into()));
+        }
+        env
+    };
+    vec![
+        LabCase {
+            name: "key file readable by others",
+            files: vec![
+                ("rb/runbook.toml", RB.into()),
+                (
+                    "rb/main.rhai",
+                    "for h in hosts() {\n    file(h, #{ path: \"/etc/cairn-bad-input\", content: \"x\" });\n}\n".into(),
+                ),
+                ("id_lab", key.clone()),
+                (
+                    "hosts.toml",
+                    format!("[[hosts]]\nname = \"node-1\"\naddress = \"{node1}\"\nkey = \"id_lab\"\n"),
+                ),
+            ],
+            args: s(&["run", "rb", "--inventory", "hosts.toml"]),
+            env: vec![],
+            error: Ok(format!("error: file on node-1 failed: cannot connect to node-1 ({node1}:22): identity file id_lab is readable by others (mode 0644); ssh refuses it: run `chmod 600 id_lab`")),
+            also: vec![],
+        },
+        LabCase {
+            name: "upload from outside the runbook folder",
+            files: vec![
+                ("rb/runbook.toml", RB.into()),
+                (
+                    "rb/main.rhai",
+                    "let h = hosts()[0];\nupload(h, #{ src: \"../../etc/passwd\", dest: \"/etc/passwd-copy\" });\n".into(),
+                ),
+            ],
+            args: lab_args(&["run", "rb"]),
+            env: vec![],
+            error: Ok("error: upload on node-1 failed: invalid `path`: `../../etc/passwd` escapes the runbook folder (only relative paths inside it are allowed)".into()),
+            also: vec![],
+        },
+        LabCase {
+            name: "template with an undefined variable",
+            files: vec![
+                ("rb/runbook.toml", RB.into()),
+                (
+                    "rb/main.rhai",
+                    "on(hosts(), |h| {\n    file(h, #{ path: \"/etc/bad.conf\", content: render(\"templates/conf.j2\", #{ port: 1 }) });\n});\n".into(),
+                ),
+                ("rb/templates/conf.j2", "port={{ port }}\nproto={{ prot }}\n".into()),
+            ],
+            args: lab_args(&["run", "rb"]),
+            env: vec![],
+            error: Ok("error: 3 of 3 hosts failed:".into()),
+            also: (1..=3)
+                .map(|i| format!("  node-{i}: render: template templates/conf.j2 line 2: undefined value: `prot` is undefined\n"))
+                .collect(),
+        },
+        LabCase {
+            name: "a host twice in on()",
+            files: vec![
+                ("rb/runbook.toml", RB.into()),
+                (
+                    "rb/main.rhai",
+                    "let h = hosts()[0];\non([h, h], |h| { file(h, #{ path: \"/etc/twice\", content: \"x\" }); });\n".into(),
+                ),
+            ],
+            args: lab_args(&["run", "rb"]),
+            env: vec![],
+            error: Ok("error: on: host `node-1` appears twice".into()),
+            also: vec![],
+        },
+        LabCase {
+            name: "a node name twice in the inventory",
+            files: vec![(
+                "hosts.toml",
+                format!("[[hosts]]\nname = \"etcd-1\"\naddress = \"{node1}\"\n\n[[hosts]]\nname = \"etcd-1\"\naddress = \"{}\"\n", l.node("node-2").address),
+            )],
+            args: lab_args(&["run", "etcd-binary-yaml", "--inventory", "hosts.toml"]),
+            env: vec![],
+            error: Ok("error: inventory hosts.toml: host name `etcd-1` appears twice".into()),
+            also: vec![],
+        },
+        LabCase {
+            name: "four members for etcd-binary-yaml",
+            files: vec![("hosts.toml", inv4)],
+            args: lab_args(&["run", "etcd-binary-yaml", "--inventory", "hosts.toml"]),
+            env: vec![],
+            error: Ok("error: a cluster of 4 members is refused: quorum is 3, so it tolerates only 1 failed member(s), the same as 3 members, with more ways to split the vote; use 3 or 5; --var allow_even_size=true builds it anyway".into()),
+            also: vec![],
+        },
+        LabCase {
+            name: "etcd-hetzner-apt with a wrong token",
+            files: vec![],
+            args: s(&["run", "etcd-hetzner-apt"]),
+            env: cloud_env(Some("wrong-token-0a1b2c3d4e5f60718293a4b5c6d7e8f9")),
+            error: Err((
+                "error: hcloud_network on hetzner failed: hetzner GET /v1/networks".into(),
+                ": 401 unauthorized: unable to authenticate".into(),
+            )),
+            also: vec![],
+        },
+        LabCase {
+            name: "etcd-hetzner-apt without a token",
+            files: vec![],
+            args: s(&["run", "etcd-hetzner-apt"]),
+            env: cloud_env(None),
+            error: Err((
+                "error: hcloud_network on hetzner failed: ".into(),
+                "set HCLOUD_TOKEN or pass `token_file`".into(),
+            )),
+            also: vec![],
+        },
+    ]
+}
+
+#[test]
+fn bad_input_against_lab_hosts_changes_no_node() {
+    let l = lab::lab();
+    let cases = lab_cases(l);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path();
+        for (rel, content) in &case.files {
+            let p = ws.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        }
+        if ws.join("id_lab").exists() {
+            std::fs::set_permissions(ws.join("id_lab"), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let etc_before = etc_listings(l);
+        let servers_before = hetzner_servers(l);
+        let before = snapshot(ws);
+        let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = case
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let out = cairn(ws, &args, &env);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut problems = Vec::new();
+        if out.status.code() != Some(1) {
+            problems.push(format!("exit status {}", out.status));
+        }
+        let line = error_line(&stderr).unwrap_or_default();
+        let ok = match &case.error {
+            Ok(want) => line == want,
+            Err((start, end)) => line.starts_with(start.as_str()) && line.ends_with(end.as_str()),
+        };
+        for want in &case.also {
+            if !stderr.contains(want.as_str()) {
+                problems.push(format!("stderr lacks {want:?}:\n{stderr}"));
+            }
+        }
+        if !ok {
+            problems.push(format!(
+                "error line: want {:?}\ngot: {}",
+                case.error,
+                text(&out)
+            ));
+        }
+        // only the failed run's journal may be new in the workspace
+        let diff: Vec<String> = tree_diff(&before, &snapshot(ws))
+            .into_iter()
+            .filter(|d| {
+                !d.strip_prefix("new: ").is_some_and(|p| {
+                    p == ".cairn" || p == ".cairn/runs" || p.starts_with(".cairn/runs/")
+                })
+            })
+            .collect();
+        if !diff.is_empty() {
+            problems.push(format!("workspace changed: {diff:?}"));
+        }
+        for (node, (b, a)) in l.nodes.iter().zip(etc_before.iter().zip(etc_listings(l))) {
+            if *b != a {
+                let changed: Vec<&str> =
+                    a.lines().filter(|x| !b.lines().any(|y| y == *x)).collect();
+                problems.push(format!("{}: /etc changed: {changed:?}", node.name));
+            }
+        }
+        if hetzner_servers(l) != servers_before {
+            problems.push("a server was created".into());
+        }
+        for (k, v) in &case.env {
+            if k == "HCLOUD_TOKEN" && text(&out).contains(v.as_str()) {
+                problems.push("the token is printed".into());
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("\n")));
+        }
+    }
+    eprintln!(
+        "bad input on a lab: {} cases, {} failed",
+        cases.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
