@@ -713,3 +713,256 @@ fn bad_input_against_lab_hosts_changes_no_node() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+// ---- bounded fuzzing of the manifest, vars and inventory parsers ----
+//
+// cargo-fuzz targets live in `fuzz/` (`cargo +nightly fuzz run manifest`);
+// this is a short, seeded, deterministic run of the same properties for
+// every `cargo test`: `CAIRN_FUZZ_SECS` (default 3) bounds each parser.
+
+/// xorshift64*: deterministic and good enough to pick mutations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Bytes TOML cares about, and some it should refuse.
+const TOKENS: &[&[u8]] = &[
+    b"=",
+    b"[",
+    b"]",
+    b"[[",
+    b"]]",
+    b"{",
+    b"}",
+    b"\"",
+    b"'",
+    b"'''",
+    b"\"\"\"",
+    b"\n",
+    b"#",
+    b",",
+    b".",
+    b"\\",
+    b"\\u00e9",
+    b"-",
+    b"+",
+    b"0x",
+    b"1e400",
+    b"9223372036854775808",
+    b"-0",
+    b"nan",
+    b"inf",
+    b"true",
+    b"1979-05-27T07:32:00Z",
+    b"\xc3\xa9",
+    b"\xe2\x82\xac",
+    b"\xf0\x9f\x98\x80",
+    b"\xff",
+    b"\0",
+    b"\t",
+    b"\r\n",
+    b"type",
+    b"default",
+    b"params",
+    b"version",
+    b"items",
+    b"choices",
+    b"min",
+    b"max",
+    b"secret",
+    b"list",
+    b"cidr",
+    b"ip",
+    b"map",
+    b"hosts",
+    b"name",
+    b"address",
+    b"key",
+    b"port",
+    b"65536",
+    b"10.0.0.0/33",
+    b"::1",
+];
+
+fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = seeds[rng.below(seeds.len())].clone();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(b.len() + 1);
+        match rng.below(6) {
+            0 if !b.is_empty() => {
+                let i = rng.below(b.len());
+                b[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let t = TOKENS[rng.below(TOKENS.len())];
+                b.splice(at..at, t.iter().copied());
+            }
+            2 if at < b.len() => {
+                let end = (at + 1 + rng.below(16)).min(b.len());
+                b.drain(at..end);
+            }
+            3 => b.truncate(at),
+            4 => {
+                let other = &seeds[rng.below(seeds.len())];
+                let from = rng.below(other.len());
+                let end = (from + rng.below(64)).min(other.len());
+                b.splice(at..at, other[from..end].iter().copied());
+            }
+            _ => {
+                let t = TOKENS[rng.below(TOKENS.len())];
+                b.extend_from_slice(t);
+            }
+        }
+    }
+    b
+}
+
+/// Feeds mutations of `seeds` to `check` for `CAIRN_FUZZ_SECS` seconds;
+/// returns (executions, findings as `input: panic message`).
+fn fuzz(
+    seeds: &[Vec<u8>],
+    seed: u64,
+    check: impl Fn(&[u8]) + std::panic::RefUnwindSafe,
+) -> (u64, Vec<String>) {
+    let secs: u64 = std::env::var("CAIRN_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut rng = Rng(seed);
+    let mut findings = Vec::new();
+    let mut execs = 0;
+    let mut inputs: Vec<Vec<u8>> = seeds.to_vec();
+    while std::time::Instant::now() < deadline {
+        let input = if execs < seeds.len() as u64 {
+            seeds[execs as usize].clone()
+        } else {
+            mutate(&mut rng, &inputs)
+        };
+        execs += 1;
+        if let Err(e) = std::panic::catch_unwind(|| check(&input)) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            if findings.len() < 5 {
+                findings.push(format!("{:?}: {msg}", String::from_utf8_lossy(&input)));
+            }
+        } else if execs % 64 == 0 && inputs.len() < 256 {
+            inputs.push(input);
+        }
+    }
+    (execs, findings)
+}
+
+/// Every `runbook.toml` under the shipped runbooks, examples and this corpus.
+fn manifest_seeds() -> Vec<Vec<u8>> {
+    fn walk(dir: &Path, out: &mut Vec<Vec<u8>>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().is_some_and(|n| n == "runbook.toml") {
+                out.push(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for d in [
+        "runbooks",
+        "examples",
+        "tests/bad_input",
+        "tests/fixtures/runbooks",
+    ] {
+        walk(&root.join(d), &mut out);
+    }
+    out
+}
+
+#[test]
+fn fuzzed_manifests_vars_and_inventories_fail_cleanly() {
+    use cairn::manifest::{resolve, Inputs, Manifest};
+    let seeds = manifest_seeds();
+    assert!(seeds.len() > 10);
+
+    // manifests: parse, then resolve the defaults; errors name the file
+    let (n1, f1) = fuzz(&seeds, 0x5eed_0001, |data| {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        match Manifest::parse("fz/runbook.toml", text) {
+            Ok(m) => {
+                let _ =
+                    resolve(&m, &Inputs::default(), &BTreeMap::new()).map_err(|e| e.to_string());
+            }
+            Err(e) => assert!(e.to_string().contains("fz/runbook.toml"), "{e}"),
+        }
+    });
+
+    // vars files against every shipped manifest's parameters
+    let manifests: Vec<Manifest> = seeds
+        .iter()
+        .filter_map(|s| Manifest::parse("m", std::str::from_utf8(s).ok()?).ok())
+        .collect();
+    let vars_seeds: Vec<Vec<u8>> = vec![
+        b"nodes = [\"a\", \"b\", \"c\"]\ncluster = \"c\"\nca_days = 10\n".to_vec(),
+        b"subnet = \"10.0.0.0/24\"\nip_range = \"10.0.0.0/16\"\n".to_vec(),
+        b"count = 3\nflag = true\nm = { a = \"b\" }\n".to_vec(),
+    ];
+    let (n2, f2) = fuzz(&vars_seeds, 0x5eed_0002, |data| {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        let table = match toml::from_str::<toml::Table>(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = cairn::manifest::toml_message(text, &e);
+                return;
+            }
+        };
+        for m in &manifests {
+            let inputs = Inputs {
+                files: vec![("vars.toml".into(), table.clone())],
+                ..Default::default()
+            };
+            if let Err(e) = resolve(m, &inputs, &BTreeMap::new()) {
+                let _ = e.to_string();
+            }
+        }
+    });
+
+    // inventories (read from a file, as the CLI does)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts.toml");
+    let inv_seeds: Vec<Vec<u8>> = vec![
+        b"[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nuser = \"root\"\nport = 22\nkey = \"k\"\ngroups = [\"g\"]\n[hosts.labels]\nx = \"y\"\n".to_vec(),
+        std::fs::read(corpus().join("inventory-duplicate-name/ws/hosts.toml")).unwrap(),
+    ];
+    let (n3, f3) = fuzz(&inv_seeds, 0x5eed_0003, |data| {
+        std::fs::write(&path, data).unwrap();
+        if let Err(e) = cairn::launch::read_inventory(&path) {
+            assert!(e.0.contains("hosts.toml"), "{}", e.0);
+        }
+    });
+    eprintln!(
+        "fuzz: manifests {n1} runs, vars {n2} runs ({} manifests), inventories {n3} runs",
+        manifests.len()
+    );
+    let findings: Vec<String> = [f1, f2, f3].concat();
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+}

@@ -1,0 +1,568 @@
+//! Secrets and trust, on a lab with the shipped runbooks:
+//!
+//! - tokens and secret parameters (the lab's Hetzner and DigitalOcean
+//!   tokens, a recognisable `SECRET-CANARY-...` read token) appear in no byte
+//!   cairn writes or prints: the workspace, journals, saved and `--json`
+//!   plans, stdout and stderr with `-v` logs; no private key PEM lies outside
+//!   `.cairn/pki/*.key`;
+//! - key files are 0600 in `.cairn/pki` and on the nodes;
+//! - plans of the shipped runbooks never upload a CA key (etcd-static-pods
+//!   copies it to the first host by design, to no other);
+//! - plan purity: `cairn plan` against a half-applied run (killed by
+//!   `CAIRN_FAULT_KILL`) leaves every node's /etc, /var/lib, /opt and
+//!   /usr/local and the workspace byte-identical.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cairn ARGS` in `ws` with no cairn or cloud settings from this process.
+fn cairn(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(ws)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for var in [
+        "CAIRN_FAULT_KILL",
+        "CAIRN_STATE_DIR",
+        "HCLOUD_TOKEN",
+        "HCLOUD_ENDPOINT",
+        "DIGITALOCEAN_ACCESS_TOKEN",
+        "DIGITALOCEAN_READ_TOKEN",
+        "DIGITALOCEAN_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cairn runs")
+}
+
+/// Every file under `root` (relative path, mode, bytes), folders included
+/// with empty content.
+fn snapshot(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                out.insert(rel, (mode, Vec::new()));
+                walk(root, &p, out);
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, (mode, target.display().to_string().into_bytes()));
+            } else {
+                out.insert(rel, (mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Runs `cmd` on lab node `node` (static or cloud-made) and returns stdout.
+fn ssh_ok(l: &lab::LabHandle, node: &str, cmd: &str) -> String {
+    let out = lab::cairn_lab(&["ssh", "--name", &l.name, node, "--", cmd]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The tests of this file take turns: a server one creates rewrites every
+/// node's /etc/hosts, which the purity test must not see as the plan's doing.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The lab's inventory restricted to its static nodes (cloud-made servers
+/// join the lab's inventory as other tests create them).
+fn static_inventory(l: &lab::LabHandle, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(&l.inventory).unwrap();
+    let names: Vec<String> = l
+        .nodes
+        .iter()
+        .map(|n| format!("name = \"{}\"\n", n.name))
+        .collect();
+    let kept: Vec<&str> = text
+        .split("[[hosts]]\n")
+        .skip(1)
+        .filter(|h| names.iter().any(|n| h.starts_with(n.as_str())))
+        .collect();
+    assert_eq!(kept.len(), l.nodes.len(), "{text}");
+    let path = dir.join("static-hosts.toml");
+    std::fs::write(&path, format!("[[hosts]]\n{}", kept.join("[[hosts]]\n"))).unwrap();
+    path
+}
+
+/// A value nobody else would print: `SECRET-CANARY-` and 24 hex digits.
+fn canary() -> String {
+    let mut bytes = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .expect("random bytes");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("SECRET-CANARY-{hex}")
+}
+
+/// What cairn printed, by label, and checks over it.
+#[derive(Default)]
+struct Printed(Vec<(String, Vec<u8>)>);
+
+impl Printed {
+    fn keep(&mut self, label: &str, out: &Output) {
+        self.0
+            .push((format!("{label} (stdout)"), out.stdout.clone()));
+        self.0
+            .push((format!("{label} (stderr)"), out.stderr.clone()));
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Where `secrets` or private key PEM appear among what cairn printed and
+/// the files of workspace `ws` (keys in `.cairn/pki/*.key` are where they belong).
+fn leaks(ws: &Path, printed: &Printed, secrets: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    let files = snapshot(ws);
+    let mut places: Vec<(String, &[u8])> = printed
+        .0
+        .iter()
+        .map(|(l, b)| (l.clone(), b.as_slice()))
+        .collect();
+    places.extend(
+        files
+            .iter()
+            .map(|(p, (_, b))| (format!("file {p}"), b.as_slice())),
+    );
+    for (place, bytes) in &places {
+        for s in secrets {
+            if contains(bytes, s) {
+                found.push(format!("{s} in {place}"));
+            }
+        }
+        let is_key_file = place.starts_with("file .cairn/pki/") && place.ends_with(".key");
+        if contains(bytes, "PRIVATE KEY") && !is_key_file {
+            found.push(format!("a private key PEM in {place}"));
+        }
+    }
+    found
+}
+
+/// Names of `.cairn/pki` key files whose mode is not 0600.
+fn loose_local_keys(ws: &Path) -> Vec<String> {
+    let pki = ws.join(".cairn/pki");
+    let mut loose = Vec::new();
+    let mut n = 0;
+    for e in std::fs::read_dir(&pki).expect("a pki folder") {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "key") {
+            n += 1;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            if mode != 0o600 {
+                loose.push(format!("{} is {mode:o}", p.display()));
+            }
+        }
+    }
+    assert!(n > 0, "no key in {}", pki.display());
+    loose
+}
+
+fn ok(out: &Output, what: &str, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{what}:\n{}", text(out));
+}
+
+fn with_vars<'a>(args: &[&'a str], vars: &'a [String]) -> Vec<&'a str> {
+    let mut out = args.to_vec();
+    for v in vars {
+        out.push("--var");
+        out.push(v);
+    }
+    out
+}
+
+#[test]
+fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
+    let _turn = serial();
+    let l = lab::lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path();
+    let hz_token = l.var("HCLOUD_TOKEN").to_string();
+    let do_token = l.var("DIGITALOCEAN_ACCESS_TOKEN").to_string();
+    let canary = canary();
+    let mut printed = Printed::default();
+
+    // etcd-hetzner-apt: the lab's token is a secret from the lab's env
+    let hz: Vec<String> = [
+        "cluster=sec",
+        "network=net-sec",
+        "ip_range=10.3.0.0/16",
+        "subnet=10.3.1.0/24",
+        "nodes=sec-1,sec-2,sec-3",
+        "ssh_key_name=ssh-key-sec",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let lab = ["--lab", l.name.as_str()];
+    let a = with_vars(
+        &[&["plan", "etcd-hetzner-apt", "--json"][..], &lab].concat(),
+        &hz,
+    );
+    let out = cairn(ws, &a, &[]);
+    ok(&out, "hetzner plan --json", 2);
+    printed.keep("hetzner plan --json", &out);
+    let a = with_vars(
+        &[&["-v", "run", "etcd-hetzner-apt"][..], &lab].concat(),
+        &hz,
+    );
+    let out = cairn(ws, &a, &[]);
+    ok(&out, "hetzner run -v", 0);
+    printed.keep("hetzner run -v", &out);
+    let a = with_vars(
+        &[
+            &["-v", "plan", "etcd-hetzner-apt", "-o", "hz-plan.json"][..],
+            &lab,
+        ]
+        .concat(),
+        &hz,
+    );
+    let out = cairn(ws, &a, &[]);
+    ok(&out, "hetzner plan -v -o", 0);
+    printed.keep("hetzner plan -v -o", &out);
+
+    // etcd-do-discovery: a secret parameter from DIGITALOCEAN_READ_TOKEN,
+    // written to the nodes. Plans with a canary (the nodes would be refused
+    // by the API with it), the run with the lab's token.
+    let dov: Vec<String> = [
+        format!("domain={}.lab", l.name),
+        "tag=etcd-sec".into(),
+        "droplets=dsec-0,dsec-1,dsec-2".into(),
+        "cluster=etcd-sec".into(),
+        "ssh_key_name=etcd-sec".into(),
+    ]
+    .to_vec();
+    for (label, extra) in [
+        ("do plan --json", &["--json"][..]),
+        ("do plan -v", &["-v"][..]),
+    ] {
+        let a = with_vars(
+            &[&["plan", "etcd-do-discovery"][..], extra, &lab].concat(),
+            &dov,
+        );
+        let out = cairn(ws, &a, &[("DIGITALOCEAN_READ_TOKEN", &canary)]);
+        ok(&out, label, 2);
+        printed.keep(label, &out);
+    }
+    let a = with_vars(
+        &[&["-v", "run", "etcd-do-discovery"][..], &lab].concat(),
+        &dov,
+    );
+    let out = cairn(ws, &a, &[("DIGITALOCEAN_READ_TOKEN", &do_token)]);
+    ok(&out, "do run -v", 0);
+    printed.keep("do run -v", &out);
+    let out = cairn(ws, &["runs"], &[]);
+    printed.keep("runs", &out);
+
+    // -vv trace logs of a plan too
+    let a = with_vars(
+        &[&["-vv", "plan", "etcd-hetzner-apt"][..], &lab].concat(),
+        &hz,
+    );
+    let out = cairn(ws, &a, &[]);
+    ok(&out, "hetzner plan -vv", 0);
+    printed.keep("hetzner plan -vv", &out);
+
+    // the search sees what it looks for: keys are where they belong
+    let files = snapshot(ws);
+    assert!(files
+        .iter()
+        .any(|(p, (_, b))| p.starts_with(".cairn/pki/") && contains(b, "PRIVATE KEY")));
+    let found = leaks(ws, &printed, &[&hz_token, &do_token, &canary]);
+    eprintln!(
+        "secrets: searched {} outputs and {} workspace files: {} leaks",
+        printed.0.len(),
+        snapshot(ws).len(),
+        found.len()
+    );
+    assert!(found.is_empty(), "leaks:\n{}", found.join("\n"));
+
+    // the read token is on the nodes, in files only root reads
+    let holders = ssh_ok(
+        l,
+        "dsec-0",
+        &format!("grep -rlF -- '{do_token}' /etc | xargs -r stat -c '%a %U %n'"),
+    );
+    assert!(
+        !holders.trim().is_empty(),
+        "no node file holds the read token"
+    );
+    for line in holders.lines() {
+        assert!(line.starts_with("600 root "), "{line}");
+    }
+
+    // key files: 0600 on the operator's machine and on the nodes
+    let loose = loose_local_keys(ws);
+    assert!(loose.is_empty(), "{loose:?}");
+    for node in ["sec-1", "sec-2", "sec-3"] {
+        let modes = ssh_ok(l, node, "stat -c '%a %U %n' /etc/etcd/*.key");
+        assert_eq!(modes.lines().count(), 2, "{node}: {modes}");
+        for line in modes.lines() {
+            assert!(line.starts_with("600 "), "{node}: {line}");
+        }
+    }
+    for node in ["dsec-0", "dsec-1", "dsec-2"] {
+        let modes = ssh_ok(l, node, "stat -c '%a %U %n' /etc/etcd/*key*");
+        assert!(modes.lines().count() >= 2, "{node}: {modes}");
+        for line in modes.lines() {
+            assert!(line.starts_with("600 "), "{node}: {line}");
+        }
+    }
+}
+
+/// CA key files (`pki/NAME.key`) a plan's gen_ca steps make.
+fn ca_keys(plan: &serde_json::Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    for step in plan["steps"].as_array().unwrap() {
+        if step["kind"] != "gen_ca" {
+            continue;
+        }
+        for a in step["actions"].as_array().unwrap() {
+            let what = a["what"].as_str().unwrap_or_default();
+            if let Some(rest) = what.split(", key pki/").nth(1) {
+                keys.push(rest.trim_end_matches(')').to_string());
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn plans_of_shipped_runbooks_never_upload_a_ca_key() {
+    let _turn = serial();
+    let l = lab::lab();
+    let lab = ["--lab", l.name.as_str()];
+    let domain = format!("domain={}.lab", l.name);
+    let runbooks: [(&str, Vec<&str>); 5] = [
+        (
+            "etcd-hetzner-apt",
+            vec![
+                "--var",
+                "cluster=cak",
+                "--var",
+                "network=net-cak",
+                "--var",
+                "ssh_key_name=key-cak",
+                "--var",
+                "nodes=cak-1,cak-2,cak-3",
+            ],
+        ),
+        (
+            "etcd-do-discovery",
+            vec![
+                "--var",
+                &domain,
+                "--var",
+                "tag=etcd-cak",
+                "--var",
+                "droplets=dcak-0,dcak-1,dcak-2",
+            ],
+        ),
+        ("etcd-binary-yaml", vec![]),
+        ("etcd-debian-binary", vec![]),
+        (
+            "etcd-static-pods",
+            vec![
+                "--var",
+                "kubelet=lab-standin",
+                "--var",
+                "etcd_version=v3.5.1",
+            ],
+        ),
+    ];
+    let mut checked = 0;
+    let inv_dir = tempfile::tempdir().unwrap();
+    let inventory = static_inventory(l, inv_dir.path());
+    let inventory = inventory.to_str().unwrap();
+    for (rb, vars) in &runbooks {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = [&["plan", rb, "--json"][..], &lab, vars].concat();
+        if !rb.contains("hetzner") && !rb.contains("-do-") {
+            args.extend(["--inventory", inventory]);
+        }
+        let out = cairn(tmp.path(), &args, &[]);
+        ok(&out, rb, 2);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let keys = ca_keys(&plan);
+        assert!(!keys.is_empty(), "{rb}: no CA in the plan");
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| k.rsplit('/').next().unwrap().to_string())
+            .collect();
+        let mut uploads = Vec::new();
+        for step in plan["steps"].as_array().unwrap() {
+            for a in step["actions"].as_array().unwrap() {
+                let target = a["target"].as_str().unwrap_or_default();
+                if ["local", "hetzner", "digitalocean"].contains(&target) {
+                    continue;
+                }
+                checked += 1;
+                let what = a["what"].as_str().unwrap_or_default();
+                let reason = a["reason"].as_str().unwrap_or_default();
+                let dest = what
+                    .strip_prefix("file ")
+                    .and_then(|w| w.split(' ').next())
+                    .unwrap_or_default();
+                let dest_name = dest.rsplit('/').next().unwrap_or_default();
+                let from_ca_key = reason.starts_with("from ")
+                    && keys.iter().any(|k| reason.ends_with(&format!("/{k}")));
+                let named_ca_key = !dest.is_empty()
+                    && (names.iter().any(|n| n == dest_name)
+                        || ["ca.key", "ca-key.pem"].contains(&dest_name));
+                if from_ca_key || named_ca_key {
+                    uploads.push((target.to_string(), format!("{what} {reason}")));
+                }
+            }
+        }
+        if *rb == "etcd-static-pods" {
+            // kubeadm's layout: the CA key on the first host only
+            let targets: Vec<&str> = uploads.iter().map(|(t, _)| t.as_str()).collect();
+            assert_eq!(targets, vec![l.nodes[0].name.as_str()], "{rb}: {uploads:?}");
+            assert!(
+                uploads[0].1.contains("/etc/kubernetes/pki/etcd/ca.key"),
+                "{uploads:?}"
+            );
+        } else {
+            assert!(uploads.is_empty(), "{rb} uploads a CA key: {uploads:?}");
+        }
+    }
+    eprintln!(
+        "CA keys: {} remote actions of {} plans checked",
+        checked,
+        runbooks.len()
+    );
+}
+
+/// Every file under /etc, /var/lib, /opt and /usr/local of a node: type,
+/// mode, owner, size, link target, and the sha256 of regular files.
+const STATE: &str =
+    "find /etc /var/lib /opt /usr/local -xdev -printf '%p %y %m %u:%g %s %l\\n' | sort; \
+     find /etc /var/lib /opt /usr/local -xdev -type f -print0 | sort -z | xargs -0 sha256sum";
+
+/// Waits until no apt or dpkg runs on `node` (one a killed run started may
+/// still be finishing), then for a quiet moment.
+fn settle(l: &lab::LabHandle, node: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(120) {
+        let busy = ssh_ok(l, node, "pgrep -x 'apt-get|dpkg|apt' || true");
+        if busy.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn plan_of_a_half_applied_run_changes_nothing() {
+    let _turn = serial();
+    let l = lab::lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path();
+    let lab = ["--lab", l.name.as_str()];
+    let vars: Vec<String> = [
+        "cluster=pur",
+        "network=net-pur",
+        "ip_range=10.4.0.0/16",
+        "subnet=10.4.1.0/24",
+        "nodes=pur-1,pur-2,pur-3",
+        "ssh_key_name=ssh-key-pur",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let nodes = ["pur-1", "pur-2", "pur-3"];
+    let kill_at = "applied:24";
+    let a = with_vars(&[&["run", "etcd-hetzner-apt"][..], &lab].concat(), &vars);
+    let killed = cairn(ws, &a, &[("CAIRN_FAULT_KILL", kill_at)]);
+    assert_eq!(killed.status.code(), None, "must die: {}", text(&killed));
+    for n in nodes {
+        settle(l, n);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // half applied: some node has /etc/etcd or etcd installed, not all is done
+    let done: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            ssh_ok(
+                l,
+                n,
+                "ls /etc/etcd 2>/dev/null; dpkg -l etcd-server 2>/dev/null | tail -1",
+            )
+        })
+        .collect();
+    eprintln!("killed at {kill_at}; nodes: {done:?}");
+
+    let state = |n: &str| ssh_ok(l, n, STATE);
+    let differ = |a: &str, b: &str| -> Vec<String> {
+        a.lines()
+            .filter(|x| !b.lines().any(|y| y == *x))
+            .chain(b.lines().filter(|x| !a.lines().any(|y| y == *x)))
+            .map(String::from)
+            .collect()
+    };
+    // what changes on a node by itself (without cairn) in a few seconds
+    let first: Vec<String> = nodes.iter().map(|n| state(n)).collect();
+    std::thread::sleep(Duration::from_secs(5));
+    let before_nodes: Vec<String> = nodes.iter().map(|n| state(n)).collect();
+    for (n, (a, b)) in nodes.iter().zip(first.iter().zip(&before_nodes)) {
+        eprintln!("{n}: changed by itself in 5 s: {:?}", differ(a, b));
+    }
+    let before_ws = snapshot(ws);
+    for extra in [&[][..], &["--json"][..], &["-v"][..]] {
+        let a = with_vars(
+            &[&["plan", "etcd-hetzner-apt"][..], extra, &lab].concat(),
+            &vars,
+        );
+        let plan = cairn(ws, &a, &[]);
+        ok(&plan, &format!("plan {extra:?} of the half-applied run"), 2);
+    }
+    let after_ws = snapshot(ws);
+    assert!(
+        before_ws == after_ws,
+        "plan changed the workspace: {:?}",
+        after_ws
+            .iter()
+            .filter(|(k, v)| before_ws.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .chain(before_ws.keys().filter(|k| !after_ws.contains_key(*k)))
+            .collect::<Vec<_>>()
+    );
+    for (n, before) in nodes.iter().zip(&before_nodes) {
+        let after = state(n);
+        let changed = differ(before, &after);
+        assert!(changed.is_empty(), "{n}: plan changed {changed:?}");
+        eprintln!("{n}: {} entries unchanged", before.lines().count());
+    }
+}
