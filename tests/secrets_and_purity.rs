@@ -484,45 +484,47 @@ fn settle(l: &lab::LabHandle, node: &str) {
     }
 }
 
-#[test]
-fn plan_of_a_half_applied_run_changes_nothing() {
-    let _turn = serial();
-    let l = lab::lab();
+/// Runs `runbook` with `args` until `CAIRN_FAULT_KILL=kill` kills it, then
+/// plans it three ways (plain, `--json`, `-v`): every one of `nodes`' /etc,
+/// /var/lib, /opt and /usr/local and the workspace must stay byte-identical.
+fn plan_of_half_applied_run_is_pure(
+    l: &lab::LabHandle,
+    runbook: &str,
+    args: &[String],
+    nodes: &[String],
+    kill: &str,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path();
-    let lab = ["--lab", l.name.as_str()];
-    let vars: Vec<String> = [
-        "cluster=pur",
-        "network=net-pur",
-        "ip_range=10.4.0.0/16",
-        "subnet=10.4.1.0/24",
-        "nodes=pur-1,pur-2,pur-3",
-        "ssh_key_name=ssh-key-pur",
+    let a: Vec<&str> = [
+        &["run", runbook][..],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let nodes = ["pur-1", "pur-2", "pur-3"];
-    let kill_at = "applied:24";
-    let a = with_vars(&[&["run", "etcd-hetzner-apt"][..], &lab].concat(), &vars);
-    let killed = cairn(ws, &a, &[("CAIRN_FAULT_KILL", kill_at)]);
-    assert_eq!(killed.status.code(), None, "must die: {}", text(&killed));
+    .concat();
+    let killed = cairn(ws, &a, &[("CAIRN_FAULT_KILL", kill)]);
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "{runbook} must die: {}",
+        text(&killed)
+    );
     for n in nodes {
         settle(l, n);
     }
     std::thread::sleep(Duration::from_secs(2));
-    // half applied: some node has /etc/etcd or etcd installed, not all is done
+    // half applied: what the nodes have of etcd so far
     let done: Vec<String> = nodes
         .iter()
         .map(|n| {
             ssh_ok(
                 l,
                 n,
-                "ls /etc/etcd 2>/dev/null; dpkg -l etcd-server 2>/dev/null | tail -1",
+                "ls -d /etc/etcd/* /usr/local/bin/etcd* /var/lib/etcd/* 2>/dev/null | wc -l",
             )
         })
+        .map(|s| s.trim().to_string())
         .collect();
-    eprintln!("killed at {kill_at}; nodes: {done:?}");
+    eprintln!("{runbook} killed at {kill}; etcd files per node: {done:?}");
 
     let state = |n: &str| ssh_ok(l, n, STATE);
     let differ = |a: &str, b: &str| -> Vec<String> {
@@ -541,17 +543,20 @@ fn plan_of_a_half_applied_run_changes_nothing() {
     }
     let before_ws = snapshot(ws);
     for extra in [&[][..], &["--json"][..], &["-v"][..]] {
-        let a = with_vars(
-            &[&["plan", "etcd-hetzner-apt"][..], extra, &lab].concat(),
-            &vars,
-        );
+        let mut a: Vec<&str> = vec!["plan", runbook];
+        a.extend(extra);
+        a.extend(args.iter().map(String::as_str));
         let plan = cairn(ws, &a, &[]);
-        ok(&plan, &format!("plan {extra:?} of the half-applied run"), 2);
+        ok(
+            &plan,
+            &format!("{runbook}: plan {extra:?} of the half-applied run"),
+            2,
+        );
     }
     let after_ws = snapshot(ws);
     assert!(
         before_ws == after_ws,
-        "plan changed the workspace: {:?}",
+        "{runbook}: plan changed the workspace: {:?}",
         after_ws
             .iter()
             .filter(|(k, v)| before_ws.get(*k) != Some(v))
@@ -560,9 +565,45 @@ fn plan_of_a_half_applied_run_changes_nothing() {
             .collect::<Vec<_>>()
     );
     for (n, before) in nodes.iter().zip(&before_nodes) {
-        let after = state(n);
-        let changed = differ(before, &after);
-        assert!(changed.is_empty(), "{n}: plan changed {changed:?}");
+        let changed = differ(before, &state(n));
+        assert!(
+            changed.is_empty(),
+            "{runbook}: {n}: plan changed {changed:?}"
+        );
         eprintln!("{n}: {} entries unchanged", before.lines().count());
     }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn plan_of_a_half_applied_hetzner_apt_run_changes_nothing() {
+    let _turn = serial();
+    let l = lab::lab();
+    let mut args = strings(&["--lab", &l.name]);
+    for v in [
+        "cluster=pur",
+        "network=net-pur",
+        "ip_range=10.4.0.0/16",
+        "subnet=10.4.1.0/24",
+        "nodes=pur-1,pur-2,pur-3",
+        "ssh_key_name=ssh-key-pur",
+    ] {
+        args.extend(strings(&["--var", v]));
+    }
+    let nodes = strings(&["pur-1", "pur-2", "pur-3"]);
+    plan_of_half_applied_run_is_pure(l, "etcd-hetzner-apt", &args, &nodes, "applied:24");
+}
+
+#[test]
+fn plan_of_a_half_applied_binary_yaml_run_changes_nothing() {
+    let _turn = serial();
+    let l = lab::lab();
+    let inv_dir = tempfile::tempdir().unwrap();
+    let inventory = static_inventory(l, inv_dir.path());
+    let args = strings(&["--lab", &l.name, "--inventory", inventory.to_str().unwrap()]);
+    let nodes: Vec<String> = l.nodes.iter().map(|n| n.name.clone()).collect();
+    plan_of_half_applied_run_is_pure(l, "etcd-binary-yaml", &args, &nodes, "applied:20");
 }
