@@ -144,12 +144,20 @@ impl PristineDataDir {
         let d = quote(&self.options.data_dir);
         let unit = quote(&self.options.unit);
         let client = quote(&self.options.package_client_url);
+        let only_package = quote(&format!(
+            "peerURLs\":[\"{}\"]",
+            self.options.package_peer_url
+        ));
+        // The member is asked for keys only when its log has known nothing but
+        // the package's peer: a configured member does not serve plain http
+        // there, and asking it would only wait for a timeout.
         format!(
             "if [ -d {d}/member ]; then echo exists=1; else echo exists=0; fi; \
              echo wal=$(ls {d}/member/wal/*.wal 2>/dev/null | wc -l); \
-             for w in {d}/member/wal/*.wal; do [ -f \"$w\" ] && grep -aoh 'peerURLs\":\\[[^]]*\\]' \"$w\"; done 2>/dev/null | sort -u | sed 's/^/peer=/'; \
-             echo active=$(systemctl is-active {unit} 2>/dev/null); \
-             if command -v etcdctl >/dev/null && [ \"$(systemctl is-active {unit} 2>/dev/null)\" = active ]; then \
+             peers=$(for w in {d}/member/wal/*.wal; do [ -f \"$w\" ] && grep -aoh 'peerURLs\":\\[[^]]*\\]' \"$w\"; done 2>/dev/null | sort -u); \
+             printf '%s\\n' \"$peers\" | grep . | sed 's/^/peer=/'; \
+             active=$(systemctl is-active {unit} 2>/dev/null); echo active=$active; \
+             if [ \"$peers\" = {only_package} ] && [ \"$active\" = active ] && command -v etcdctl >/dev/null; then \
                k=$(ETCDCTL_API=3 etcdctl --endpoints={client} --dial-timeout=2s --command-timeout=3s get '' --prefix --keys-only --limit=1 2>/dev/null) && \
                {{ if [ -n \"$k\" ]; then echo keys=yes; else echo keys=no; fi; }} || echo keys=unknown; \
              fi"
