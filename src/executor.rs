@@ -303,6 +303,9 @@ impl Executor {
                     .into(),
             )));
         }
+        if let Err(e) = step.check() {
+            return Err(self.failed(&key, kind, &target, e));
+        }
         let started = Instant::now();
         self.reporter.started(&key, kind, &target);
         if self.mode == Mode::Apply {

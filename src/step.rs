@@ -94,6 +94,12 @@ pub trait Step: Serialize {
     fn kind(&self) -> &'static str;
     /// Where it acts: a host name, `local`, or a cloud provider name.
     fn target(&self) -> String;
+    /// Check the arguments without facts or network: runs before `prepare`
+    /// and before `intent`, so a plan made without facts still refuses bad
+    /// input. Placeholder values (see [`crate::unknown`]) must be let through.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     /// Observe facts (read-only) and decide.
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Self::Output, Self::Work>, StepError>;
     /// What the step would do to a blank target, without observing anything.

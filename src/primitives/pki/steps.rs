@@ -444,6 +444,9 @@ impl Step for GenCa {
     fn kind(&self) -> &'static str {
         "gen_ca"
     }
+    fn check(&self) -> Result<(), StepError> {
+        self.validate()
+    }
     fn target(&self) -> String {
         "local".into()
     }
@@ -522,6 +525,15 @@ fn dedup<T: Copy + PartialEq>(items: &[T]) -> Vec<T> {
     out
 }
 
+/// The values that are known now (placeholders are checked once known).
+fn known_only(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .filter(|v| !unknown::is_unknown(v))
+        .cloned()
+        .collect()
+}
+
 /// Spec of a plan made without facts: argument errors show up when applied.
 fn lenient_spec(spec: Result<Spec, StepError>, cn: &str, dns: &[String], ips: &[String]) -> Spec {
     spec.unwrap_or_else(|_| Spec {
@@ -543,6 +555,14 @@ impl Step for GenCert {
 
     fn kind(&self) -> &'static str {
         "gen_cert"
+    }
+    fn check(&self) -> Result<(), StepError> {
+        check_name("name", &self.name)?;
+        check_days("days", self.days)?;
+        check_renew(self.days, self.renew_before_days)?;
+        parse_ips("ips", &known_only(&self.ips))?;
+        check_dns("dns", &known_only(&self.dns))?;
+        Ok(())
     }
     fn target(&self) -> String {
         "local".into()
@@ -730,6 +750,14 @@ impl Step for SignCsr {
 
     fn kind(&self) -> &'static str {
         "sign_csr"
+    }
+    fn check(&self) -> Result<(), StepError> {
+        check_name("name", &self.name)?;
+        check_days("days", self.days)?;
+        check_renew(self.days, self.renew_before_days)?;
+        parse_ips("ips", &known_only(self.ips.as_deref().unwrap_or_default()))?;
+        check_dns("dns", &known_only(self.dns.as_deref().unwrap_or_default()))?;
+        Ok(())
     }
     fn target(&self) -> String {
         "local".into()
