@@ -554,28 +554,43 @@ impl EtcdClient {
         } else {
             "a client without a certificate"
         };
-        match client.get(format!("{base}/health")).send().await {
-            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Ok(Refusal {
-                endpoint: ep.url.clone(),
-                how: format!("HTTP {}", r.status().as_u16()),
-            }),
-            Ok(r) => Err(StepError::Verify(format!(
-                "{} accepted {who} (HTTP {})",
-                ep.url,
-                r.status().as_u16()
-            ))),
-            Err(e) => match alert_of(&e) {
-                Some(alert) => Ok(Refusal {
-                    endpoint: ep.url.clone(),
-                    how: format!("TLS alert: {alert}"),
-                }),
-                None => Err(StepError::Verify(format!(
-                    "{}: could not tell whether it refuses {who}: {}",
-                    ep.url,
-                    chain(&e)
-                ))),
-            },
+        // With TLS 1.3 the server rejects a client certificate after the
+        // client's handshake is done: the alert may race with the request and
+        // the connection is then merely dropped. Such an ambiguous failure is
+        // asked again; only an alert or a 401/403 counts as a refusal, and any
+        // answer that serves the request is an acceptance.
+        let mut last = String::new();
+        for attempt in 0..5u64 {
+            match client.get(format!("{base}/health")).send().await {
+                Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+                    return Ok(Refusal {
+                        endpoint: ep.url.clone(),
+                        how: format!("HTTP {}", r.status().as_u16()),
+                    })
+                }
+                Ok(r) => {
+                    return Err(StepError::Verify(format!(
+                        "{} accepted {who} (HTTP {})",
+                        ep.url,
+                        r.status().as_u16()
+                    )))
+                }
+                Err(e) => match alert_of(&e) {
+                    Some(alert) => {
+                        return Ok(Refusal {
+                            endpoint: ep.url.clone(),
+                            how: format!("TLS alert: {alert}"),
+                        })
+                    }
+                    None => last = chain(&e),
+                },
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
         }
+        Err(StepError::Verify(format!(
+            "{}: could not tell whether it refuses {who}: {last}",
+            ep.url
+        )))
     }
 }
 
