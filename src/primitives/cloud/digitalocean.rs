@@ -424,42 +424,27 @@ impl Step for DoSshKey {
                     k.name
                 )
             };
-            let out = SshKey {
+            let existing = SshKey {
                 provider: TARGET.into(),
-                name: k.name,
+                name: k.name.clone(),
                 id: k.id.to_string(),
                 fingerprint: fp,
                 private_key,
             };
-            let action = Action::noop(TARGET, format!("ssh key {}", self.name), reason);
-            return Ok(Prepared::done(vec![action], facts, out));
+            return Ok(existing.reused(&self.name, reason, facts));
         }
-        let out = SshKey {
-            provider: TARGET.into(),
-            name: self.name.clone(),
-            id: placeholder("create", &format!("{}.id", self.name)),
-            fingerprint: fp.clone(),
+        Ok(SshKey::to_create(
+            TARGET,
+            &self.name,
+            fp,
             private_key,
-        };
-        let action = Action::create(TARGET, format!("ssh key {} ({fp})", self.name));
-        Ok(Prepared::todo(vec![action], facts, out, (public_key, fp)))
+            public_key,
+            facts,
+        ))
     }
 
     fn intent(&self) -> Prepared<SshKey, (String, String)> {
-        let out = SshKey {
-            provider: TARGET.into(),
-            name: self.name.clone(),
-            id: placeholder("create", &format!("{}.id", self.name)),
-            fingerprint: placeholder("read", &format!("{}.fingerprint", self.name)),
-            private_key: None,
-        };
-        let action = Action::create(TARGET, format!("ssh key {}", self.name));
-        Prepared::todo(
-            vec![action],
-            String::new(),
-            out,
-            (String::new(), String::new()),
-        )
+        SshKey::intent(TARGET, &self.name)
     }
 
     async fn apply(

@@ -12,9 +12,11 @@ pub mod digitalocean;
 pub mod hetzner;
 pub mod http;
 
+use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::Executor;
-use crate::step::Ctx;
+use crate::step::{Ctx, Prepared};
+use crate::unknown::placeholder;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -99,6 +101,58 @@ pub struct SshKey {
     /// `host()` of servers created with this key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
+}
+
+/// The three plans of an ssh key step, the same for every provider.
+impl SshKey {
+    /// An existing key (same fingerprint) is reused: a no-op with `reason`.
+    pub(super) fn reused<W>(
+        self,
+        wanted: &str,
+        reason: String,
+        facts: String,
+    ) -> Prepared<SshKey, W> {
+        let action = Action::noop(self.provider.clone(), format!("ssh key {wanted}"), reason);
+        Prepared::done(vec![action], facts, self)
+    }
+
+    /// No key with that fingerprint: create `name` from `public_key`.
+    pub(super) fn to_create(
+        provider: &str,
+        name: &str,
+        fingerprint: String,
+        private_key: Option<String>,
+        public_key: String,
+        facts: String,
+    ) -> Prepared<SshKey, (String, String)> {
+        let out = SshKey {
+            provider: provider.into(),
+            name: name.into(),
+            id: placeholder("create", &format!("{name}.id")),
+            fingerprint: fingerprint.clone(),
+            private_key,
+        };
+        let action = Action::create(provider, format!("ssh key {name} ({fingerprint})"));
+        Prepared::todo(vec![action], facts, out, (public_key, fingerprint))
+    }
+
+    /// Planned without facts: a create whose id and fingerprint are placeholders.
+    pub(super) fn intent(provider: &str, name: &str) -> Prepared<SshKey, (String, String)> {
+        let out = SshKey {
+            provider: provider.into(),
+            name: name.into(),
+            id: placeholder("create", &format!("{name}.id")),
+            fingerprint: placeholder("read", &format!("{name}.fingerprint")),
+            private_key: None,
+        };
+        let action = Action::create(provider, format!("ssh key {name}"));
+        Prepared::todo(
+            vec![action],
+            String::new(),
+            out,
+            (String::new(), String::new()),
+        )
+    }
 }
 
 /// A reference to an ssh key in a server or droplet spec: a name (Hetzner),
