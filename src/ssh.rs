@@ -41,6 +41,32 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Exit code of coreutils `timeout` when the command ran out of time.
 const TIMEOUT_EXIT: i32 = 124;
 
+/// The lock every cairn command holds on its host while it runs. A run killed
+/// mid-command leaves that command running on the host; the next run's
+/// commands (its facts included) wait for it here instead of racing it.
+pub const HOST_LOCK: &str = "/run/lock/cairn.lock";
+
+/// How long a command waits for [`HOST_LOCK`]: the longest a command of
+/// cairn's own may run (apt installs, unpacking, downloads).
+pub const LOCK_WAIT: Duration = Duration::from_secs(900);
+
+/// Exit code and stderr marker of a command that never got [`HOST_LOCK`].
+const LOCK_BUSY_EXIT: i32 = 251;
+const LOCK_BUSY_MARK: &str = "cairn: host lock busy";
+
+/// The shell line that runs `inner` (a complete command line) holding
+/// [`HOST_LOCK`]. A host without `flock` or a writable `/run/lock` runs it
+/// unlocked. The lock's descriptor is closed for `inner`, so a daemon it
+/// starts does not keep holding the lock.
+fn locked(inner: &str, wait: Duration) -> String {
+    format!(
+        "if command -v flock >/dev/null 2>&1 && {{ command exec 9>>{HOST_LOCK}; }} 2>/dev/null; \
+         then flock -w {} 9 || {{ echo '{LOCK_BUSY_MARK}' >&2; exit {LOCK_BUSY_EXIT}; }}; fi; \
+         {inner} 9>&-",
+        wait.as_secs().max(1)
+    )
+}
+
 /// Quote `s` for a POSIX shell: `'...'` with embedded quotes escaped.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
@@ -127,6 +153,7 @@ pub struct Pool {
     dir: std::sync::OnceLock<tempfile::TempDir>,
     known_hosts: PathBuf,
     connect_timeout: Duration,
+    lock_wait: Duration,
 }
 
 impl Pool {
@@ -138,12 +165,19 @@ impl Pool {
             dir: std::sync::OnceLock::new(),
             known_hosts,
             connect_timeout: CONNECT_TIMEOUT,
+            lock_wait: LOCK_WAIT,
         }
     }
 
     /// The same pool with another connect timeout (tests, slow links).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The same pool with another wait for [`HOST_LOCK`] (tests).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
         self
     }
 
@@ -172,14 +206,18 @@ impl Pool {
         stdin: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, StepError> {
-        let line = match timeout {
-            Some(t) => format!(
-                "timeout -k 5 {} sh -c {}",
-                t.as_secs().max(1),
-                quote(command)
-            ),
-            None => command.to_string(),
-        };
+        let line = locked(
+            &match timeout {
+                Some(t) => format!(
+                    "timeout -k 5 {} sh -c {}",
+                    t.as_secs().max(1),
+                    quote(command)
+                ),
+                // A subshell of the login shell, as the command would run unlocked.
+                None => format!("(\n{command}\n)"),
+            },
+            self.lock_wait,
+        );
         let run = async {
             let conn = self.conn(host).await?;
             match run_on(&conn, host, command, &line, stdin).await {
@@ -207,11 +245,21 @@ impl Pool {
         let out = match timeout {
             // The remote `timeout` kills the command; this is the backstop for
             // a connection that stops answering altogether.
-            Some(t) => tokio::time::timeout(t + Duration::from_secs(15), run)
+            Some(t) => tokio::time::timeout(t + self.lock_wait + Duration::from_secs(15), run)
                 .await
                 .map_err(|_| timed_out(host, command, t))??,
             None => run.await?,
         };
+        if out.code == LOCK_BUSY_EXIT && out.stderr.trim_end().ends_with(LOCK_BUSY_MARK) {
+            return Err(StepError::Other(format!(
+                "{} is busy: another cairn command held {HOST_LOCK} there for {}s \
+                 (a command of a killed run still running, or another cairn run); \
+                 `{}` was not started",
+                host.name,
+                self.lock_wait.as_secs().max(1),
+                brief(command)
+            )));
+        }
         if let Some(t) = timeout {
             if out.code == TIMEOUT_EXIT {
                 return Err(timed_out(host, command, t));

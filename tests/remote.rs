@@ -144,6 +144,75 @@ async fn command_timeout_is_enforced() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// A command still running on a host — as one of a killed run keeps running
+/// after cairn dies — holds the host's cairn lock: another cairn process's
+/// commands wait for it instead of racing it, or fail naming the host when it
+/// holds the lock too long, without having run.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_wait_for_a_command_still_running_on_the_host() {
+    let w = world();
+    let f = w.dir.path().join("f");
+    let gate = w.dir.path().join("gate");
+    let made = std::process::Command::new("mkfifo").arg(&gate).status().unwrap();
+    assert!(made.success());
+
+    // The "killed run": its command started, then blocks on the gate.
+    let first = Arc::new(Pool::new(w._ws.path().join("a_known_hosts")));
+    let host = w.host();
+    let cmd = format!(
+        "echo start > {f}; read x < {gate}; echo end >> {f}",
+        f = f.display(),
+        gate = gate.display()
+    );
+    let running = {
+        let (first, host) = (first.clone(), host.clone());
+        tokio::spawn(async move { first.exec(&host, &cmd, None).await })
+    };
+    // Opening the fifo for writing returns once the command is reading it,
+    // that is once it holds the lock and has written `start`.
+    let gate_path = gate.clone();
+    let mut writer = tokio::task::spawn_blocking(move || std::fs::File::create(gate_path))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "start\n");
+
+    // A run that may wait only one second is refused, its command not run.
+    let impatient = Pool::new(w._ws.path().join("b_known_hosts"))
+        .with_lock_wait(Duration::from_secs(1));
+    let err = impatient
+        .exec(&host, &format!("echo impatient >> {}", f.display()), None)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&host.name) && msg.contains("is busy"), "{msg}");
+    assert!(msg.contains("echo impatient") && msg.contains("was not started"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "start\n");
+
+    // The resumed run: its read waits for the running command to finish.
+    let resumed = Pool::new(w._ws.path().join("c_known_hosts"));
+    let read = {
+        let host = host.clone();
+        let f = f.clone();
+        tokio::spawn(async move {
+            let out = resumed
+                .exec(&host, &format!("cat {}", f.display()), None)
+                .await;
+            resumed.close_all().await;
+            out
+        })
+    };
+    use std::io::Write;
+    writer.write_all(b"go\n").unwrap();
+    drop(writer);
+    let done = running.await.unwrap().unwrap();
+    assert_eq!(done.code, 0, "{done:?}");
+    let out = read.await.unwrap().unwrap();
+    assert_eq!(out.stdout, "start\nend\n", "the read raced the running command");
+    first.close_all().await;
+    impatient.close_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_plans_guards_and_fails_loudly() {
     let w = world();
