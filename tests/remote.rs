@@ -153,7 +153,10 @@ async fn commands_wait_for_a_command_still_running_on_the_host() {
     let w = world();
     let f = w.dir.path().join("f");
     let gate = w.dir.path().join("gate");
-    let made = std::process::Command::new("mkfifo").arg(&gate).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
     assert!(made.success());
 
     // The "killed run": its command started, then blocks on the gate.
@@ -178,15 +181,18 @@ async fn commands_wait_for_a_command_still_running_on_the_host() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "start\n");
 
     // A run that may wait only one second is refused, its command not run.
-    let impatient = Pool::new(w._ws.path().join("b_known_hosts"))
-        .with_lock_wait(Duration::from_secs(1));
+    let impatient =
+        Pool::new(w._ws.path().join("b_known_hosts")).with_lock_wait(Duration::from_secs(1));
     let err = impatient
         .exec(&host, &format!("echo impatient >> {}", f.display()), None)
         .await
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&host.name) && msg.contains("is busy"), "{msg}");
-    assert!(msg.contains("echo impatient") && msg.contains("was not started"), "{msg}");
+    assert!(
+        msg.contains("echo impatient") && msg.contains("was not started"),
+        "{msg}"
+    );
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "start\n");
 
     // The resumed run: its read waits for the running command to finish.
@@ -208,7 +214,10 @@ async fn commands_wait_for_a_command_still_running_on_the_host() {
     let done = running.await.unwrap().unwrap();
     assert_eq!(done.code, 0, "{done:?}");
     let out = read.await.unwrap().unwrap();
-    assert_eq!(out.stdout, "start\nend\n", "the read raced the running command");
+    assert_eq!(
+        out.stdout, "start\nend\n",
+        "the read raced the running command"
+    );
     first.close_all().await;
     impatient.close_all().await;
 }
