@@ -359,6 +359,11 @@ impl Executor {
             return Ok(prepared.predicted);
         }
 
+        // Only a step that changed something must reach the disk before the
+        // next one starts: a lost record of a no-op or a check just means it
+        // is looked at again on resume. Syncing a record also syncs every
+        // record written before it.
+        let durable = prepared.actions.iter().any(|a| a.kind.is_change());
         let output = match prepared.work {
             None => prepared.predicted,
             Some(work) => match self.block_on(step.apply(&self.ctx, work)) {
@@ -382,7 +387,7 @@ impl Executor {
                 actions: record.actions.clone(),
                 ms: record.ms,
             },
-            true,
+            durable,
         )
         .map_err(fail)?;
         Faults::tick(&self.faults.done, self.faults.kill_done);

@@ -1,7 +1,9 @@
 //! The append-only run journal: one JSON record per line, each line prefixed by
 //! a checksum so a truncated or corrupted journal is refused instead of trusted.
 //!
-//! A step counts as done only once its `done` record is written and synced.
+//! A step that changed something counts as done only once its `done` record is
+//! written and synced; a no-op's record reaches the disk with the next synced
+//! record (a lost one only means the step is looked at again on resume).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -148,13 +148,16 @@ impl PristineDataDir {
             "peerURLs\":[\"{}\"]",
             self.options.package_peer_url
         ));
+        // WAL segments are preallocated (64 MB, mostly zeros): NUL-separated
+        // records (`-z`) let grep skip the zeros instead of scanning them as
+        // one 64 MB line (~30 ms instead of ~200 ms per segment).
         // The member is asked for keys only when its log has known nothing but
         // the package's peer: a configured member does not serve plain http
         // there, and asking it would only wait for a timeout.
         format!(
             "if [ -d {d}/member ]; then echo exists=1; else echo exists=0; fi; \
              echo wal=$(ls {d}/member/wal/*.wal 2>/dev/null | wc -l); \
-             peers=$(for w in {d}/member/wal/*.wal; do [ -f \"$w\" ] && grep -aoh 'peerURLs\":\\[[^]]*\\]' \"$w\"; done 2>/dev/null | sort -u); \
+             peers=$(for w in {d}/member/wal/*.wal; do [ -f \"$w\" ] && LC_ALL=C grep -azoh 'peerURLs\":\\[[^]]*\\]' \"$w\"; done 2>/dev/null | tr '\\0' '\\n' | sort -u); \
              printf '%s\\n' \"$peers\" | grep . | sed 's/^/peer=/'; \
              active=$(systemctl is-active {unit} 2>/dev/null); echo active=$active; \
              if [ \"$peers\" = {only_package} ] && [ \"$active\" = active ] && command -v etcdctl >/dev/null; then \
