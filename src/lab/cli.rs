@@ -45,6 +45,11 @@ pub enum LabCommand {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// Power a node off or on, keeping its disk (fault tests).
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
     /// Build the cached base image and mirror content (once; --force rebuilds).
     Image {
         /// Rebuild even if the cache is complete (no lab may be up).
@@ -56,6 +61,31 @@ pub enum LabCommand {
     Serve {
         #[arg(long, default_value = DEFAULT_LAB)]
         name: String,
+    },
+}
+
+/// `cairn lab node ...`
+#[derive(Subcommand, Debug, Clone)]
+pub enum NodeAction {
+    /// Pull a node's plug: its network goes first (peers see silence, not a
+    /// closed connection), then every process is killed without a shutdown.
+    /// Its disk (/etc, /var/lib, host key) is kept for `poweron`.
+    Poweroff {
+        /// Node name, e.g. node-2.
+        node: String,
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+    },
+    /// Boot a powered-off node from its disk, with the same address and host
+    /// key; waits until it answers ssh with systemd running.
+    Poweron {
+        /// Node name, e.g. node-2.
+        node: String,
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+        /// Seconds to wait for the node to be ready.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
     },
 }
 
@@ -119,6 +149,33 @@ fn execute(cmd: LabCommand) -> Result<i32> {
             Ok(0)
         }
         LabCommand::Ssh { node, name, cmd } => ssh(&name, &node, &cmd),
+        LabCommand::Node {
+            action: NodeAction::Poweroff { node, name },
+        } => {
+            let t0 = Instant::now();
+            lifecycle::power_off(&name, &node)?;
+            println!(
+                "{node} of lab {name} is powered off ({:.1} s); its disk is kept",
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(0)
+        }
+        LabCommand::Node {
+            action:
+                NodeAction::Poweron {
+                    node,
+                    name,
+                    timeout,
+                },
+        } => {
+            let t0 = Instant::now();
+            let state = lifecycle::power_on(&name, &node, Duration::from_secs(timeout))?;
+            println!(
+                "{node} of lab {name} is up again ({:.1} s): {state}",
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(0)
+        }
         LabCommand::Image { force } => {
             super::prereq::check(true)?;
             let img = super::image::ensure(force)?;

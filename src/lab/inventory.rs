@@ -140,6 +140,7 @@ mod tests {
                         Vec::new()
                     },
                     host_key: Some("ssh-ed25519 AAAAkey".into()),
+                    powered_off: false,
                 },
             );
         }

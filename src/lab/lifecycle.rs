@@ -75,7 +75,8 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
     for n in rec.nodes.values() {
         let extra = n.origin == Origin::Up && !wanted.contains(&n.name);
         let running = !node::nspawn_pids(&p, &n.name, n.pid).is_empty();
-        if extra || !running {
+        // A powered-off node stays off (with its disk) unless it is extra.
+        if extra || (!running && !n.powered_off) {
             to_destroy.push((n.clone(), extra));
         }
     }
@@ -101,6 +102,7 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
                     authorized_keys: Vec::new(),
                     private: Vec::new(),
                     host_key: None,
+                    powered_off: false,
                 },
             );
         }
@@ -109,7 +111,7 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
     let mut starting: Vec<NodeRecord> = rec
         .nodes
         .values()
-        .filter(|n| n.pid.is_none())
+        .filter(|n| n.pid.is_none() && !n.powered_off)
         .cloned()
         .collect();
     let results: Vec<Result<()>> = std::thread::scope(|s| {
@@ -138,7 +140,7 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
 /// Waits for every node of `rec` in parallel; the first failure stops the
 /// others from waiting on.
 fn wait_all(rec: &LabRecord, p: &LabPaths, deadline: Instant) -> Result<Vec<NodeStatus>> {
-    let mut nodes: Vec<&NodeRecord> = rec.nodes.values().collect();
+    let mut nodes: Vec<&NodeRecord> = rec.nodes.values().filter(|n| !n.powered_off).collect();
     nodes.sort_by_key(|n| n.index);
     let failed = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<Result<String>> = std::thread::scope(|s| {
@@ -310,6 +312,7 @@ pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeIn
         authorized_keys: spec.authorized_keys.clone(),
         private: spec.private_networks.clone(),
         host_key: None,
+        powered_off: false,
     };
     rec.nodes.insert(n.name.clone(), n.clone());
     rec.save()?;
@@ -359,6 +362,63 @@ pub fn remove_node(name: &str, node_name: &str) -> Result<()> {
     rec.save()?;
     hosts::publish(&p, &rec)?;
     inventory::write(&p, &rec)
+}
+
+/// Powers node `node_name` of lab `name` off the hard way (see
+/// [`node::power_off`]): network gone, every process SIGKILLed, disk kept.
+/// A node already off stays off.
+pub fn power_off(name: &str, node_name: &str) -> Result<()> {
+    let p = paths(name);
+    let _lock = LabLock::lab(name)?;
+    let mut rec = LabRecord::load(name)?.ok_or_else(|| LabError::lab(name, "is not up"))?;
+    let n = rec
+        .nodes
+        .get(node_name)
+        .cloned()
+        .ok_or_else(|| LabError::node(name, node_name, "no such node"))?;
+    if n.powered_off {
+        return Ok(());
+    }
+    let names = LabNames::new(name);
+    // Recorded first: a power-off interrupted halfway is finished by `down`
+    // or by `poweron`, never undone by `up` recreating the node's disk.
+    if let Some(r) = rec.nodes.get_mut(node_name) {
+        r.powered_off = true;
+    }
+    rec.save()?;
+    node::power_off(&rec, &p, &all_cgroup_dirs(Some(&rec), &names), &n)?;
+    if let Some(r) = rec.nodes.get_mut(node_name) {
+        r.pid = None;
+    }
+    rec.save()
+}
+
+/// Boots the powered-off node `node_name` of lab `name` from its disk (see
+/// [`node::power_on`]) and waits, like `up`, until it answers ssh with
+/// systemd running or degraded; returns that state. A node that is running
+/// is only waited for.
+pub fn power_on(name: &str, node_name: &str, timeout: Duration) -> Result<String> {
+    let p = paths(name);
+    let _lock = LabLock::lab(name)?;
+    let mut rec = LabRecord::load(name)?.ok_or_else(|| LabError::lab(name, "is not up"))?;
+    let mut n = rec
+        .nodes
+        .get(node_name)
+        .cloned()
+        .ok_or_else(|| LabError::node(name, node_name, "no such node"))?;
+    if n.powered_off || node::nspawn_pids(&p, &n.name, n.pid).is_empty() {
+        if !n.powered_off {
+            // Stopped without `poweroff` (crashed): clear what is left first.
+            let names = LabNames::new(name);
+            node::power_off(&rec, &p, &all_cgroup_dirs(Some(&rec), &names), &n)?;
+        }
+        let booted = node::power_on(&rec, &p, &image_paths(), &mut n);
+        n.powered_off = booted.is_err();
+        rec.nodes.insert(n.name.clone(), n.clone());
+        rec.save()?;
+        booted?;
+    }
+    node::wait_ready(&rec, &p, &n, Instant::now() + timeout, None)
 }
 
 /// What the cloud emulation reports about a node.
@@ -578,6 +638,9 @@ pub fn status(name: &str) -> Result<String> {
             .map(|n| {
                 let p = &p;
                 sc.spawn(move || {
+                    if n.powered_off {
+                        return "powered off".to_string();
+                    }
                     if node::nspawn_pids(p, &n.name, n.pid).is_empty() {
                         return "stopped".to_string();
                     }
@@ -613,7 +676,7 @@ pub fn status(name: &str) -> Result<String> {
             .map(|a| format!("{}={}", a.network, a.address))
             .collect();
         s.push_str(&format!(
-            "  {:<12} {:<14} {:<28} {:<10} mem {:<9} {}{}\n",
+            "  {:<12} {:<14} {:<28} {:<11} mem {:<9} {}{}\n",
             n.name,
             n.address,
             format!("{}.{}", n.name, domain(name)),

@@ -94,8 +94,9 @@ pub fn create_node(names: &LabNames, node: &str, index: u32, address: &str) -> R
     let ns = names.node_netns(node);
     let veth = names.host_veth(index);
     ip(["netns", "add", &ns])?;
+    let mac = node_mac(address);
     ip([
-        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "address", &mac, "netns", &ns,
     ])?;
     ip(["link", "set", &veth, "master", &names.bridge(), "up"])?;
     ip([
@@ -110,6 +111,19 @@ pub fn create_node(names: &LabNames, node: &str, index: u32, address: &str) -> R
     ip(["-n", &ns, "link", "set", "eth0", "up"])?;
     ip(["-n", &ns, "link", "set", "lo", "up"])?;
     Ok(())
+}
+
+/// The MAC address of the node with IPv4 `address` on its `eth0`:
+/// `02:ca:` (locally administered) and the address's four octets. Fixed, like
+/// a real NIC's, so a node powered off and on again is reached at once
+/// through the neighbour caches of the host and the other nodes.
+pub fn node_mac(address: &str) -> String {
+    let o: Vec<u8> = address
+        .split('.')
+        .filter_map(|x| x.parse::<u8>().ok())
+        .collect();
+    let o = if o.len() == 4 { o } else { vec![0; 4] };
+    format!("02:ca:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
 /// Deletes node `node`'s veth pair and namespace and waits until the host

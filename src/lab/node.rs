@@ -39,30 +39,7 @@ pub fn create(
     img: &ImagePaths,
     n: &mut NodeRecord,
 ) -> Result<()> {
-    let names = LabNames::new(&rec.name);
-    let err = |m: String| LabError::node(&rec.name, &n.name, m);
-    net::create_node(&names, &n.name, n.index, &n.address)?;
-    for (i, att) in n.private.iter().enumerate() {
-        let net_rec = rec.private_networks.get(&att.network).ok_or_else(|| {
-            err(format!(
-                "private network {} is not in the lab record",
-                att.network
-            ))
-        })?;
-        let prefix = att
-            .cidr
-            .split_once('/')
-            .map(|(_, p)| p)
-            .ok_or_else(|| err(format!("private network cidr {} has no prefix", att.cidr)))?;
-        net::attach_private(
-            &names,
-            &n.name,
-            n.index,
-            net_rec.index,
-            &format!("eth{}", i + 1),
-            &format!("{}/{prefix}", att.address),
-        )?;
-    }
+    plug_network(rec, n)?;
 
     let d = dir(paths, &n.name);
     unmount_below(&d)?;
@@ -72,16 +49,7 @@ pub fn create(
         std::fs::create_dir_all(&p).map_err(LabError::io("create directory", &p))?;
     }
     let m = merged(paths, &n.name);
-    exec::run(
-        cmd("mount", ["-t", "overlay", "overlay", "-o"])
-            .arg(format!(
-                "lowerdir={},upperdir={},workdir={}",
-                img.rootfs.display(),
-                d.join("upper").display(),
-                d.join("work").display()
-            ))
-            .arg(&m),
-    )?;
+    mount_root(img, &d)?;
 
     let fqdn = format!("{}.{}", n.name, domain(&rec.name));
     n.host_key = Some(ssh::node_host_key(&d, &format!("root@{fqdn}"))?);
@@ -129,7 +97,59 @@ pub fn create(
         hosts::render_hosts(&with_me).as_bytes(),
         0o644,
     )?;
+    boot(rec, paths, n)
+}
 
+/// Creates node `n`'s network namespace and veth pair on the lab bridge and
+/// attaches it to its private networks.
+fn plug_network(rec: &LabRecord, n: &NodeRecord) -> Result<()> {
+    let names = LabNames::new(&rec.name);
+    let err = |m: String| LabError::node(&rec.name, &n.name, m);
+    net::create_node(&names, &n.name, n.index, &n.address)?;
+    for (i, att) in n.private.iter().enumerate() {
+        let net_rec = rec.private_networks.get(&att.network).ok_or_else(|| {
+            err(format!(
+                "private network {} is not in the lab record",
+                att.network
+            ))
+        })?;
+        let prefix = att
+            .cidr
+            .split_once('/')
+            .map(|(_, p)| p)
+            .ok_or_else(|| err(format!("private network cidr {} has no prefix", att.cidr)))?;
+        net::attach_private(
+            &names,
+            &n.name,
+            n.index,
+            net_rec.index,
+            &format!("eth{}", i + 1),
+            &format!("{}/{prefix}", att.address),
+        )?;
+    }
+    Ok(())
+}
+
+/// Mounts the node's overlay root (`upper/` over the image) on `merged/`.
+fn mount_root(img: &ImagePaths, d: &Path) -> Result<()> {
+    exec::run(
+        cmd("mount", ["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                img.rootfs.display(),
+                d.join("upper").display(),
+                d.join("work").display()
+            ))
+            .arg(d.join("merged")),
+    )?;
+    Ok(())
+}
+
+/// Launches systemd-nspawn on the node's mounted root in its own cgroups;
+/// records its pid in `n`.
+fn boot(rec: &LabRecord, paths: &LabPaths, n: &mut NodeRecord) -> Result<()> {
+    let names = LabNames::new(&rec.name);
+    let m = merged(paths, &n.name);
     let cg = cgroup::create_node(&rec.cgroups, rec.memory_cgroup.as_deref(), &n.name)?;
     let ns = names.node_netns(&n.name);
     let argv: Vec<String> = vec![
@@ -272,33 +292,7 @@ pub fn destroy(
     if !halted {
         eprintln!("cairn lab: node {node} did not halt within 20 s; killing it");
     }
-    // Whatever is left: nspawn, init, and anything in the node's cgroups.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut left: Vec<u32> = nspawns
-            .iter()
-            .chain(&inits)
-            .copied()
-            .filter(|p| process::alive(*p))
-            .collect();
-        for d in &node_cgroups {
-            left.extend(cgroup::procs(d).into_iter().filter(|p| process::alive(*p)));
-        }
-        if left.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(LabError::node(
-                rec_name,
-                node,
-                format!("processes {left:?} survive SIGKILL"),
-            ));
-        }
-        for p in &left {
-            process::signal(*p, libc::SIGKILL);
-        }
-        process::wait_gone(&left, Duration::from_millis(500));
-    }
+    kill_all(rec_name, node, &nspawns, &inits, &node_cgroups)?;
     let node_dir = dir(paths, node);
     unmount_below(&node_dir)?;
     if let Some(i) = index {
@@ -314,6 +308,106 @@ pub fn destroy(
     }
     super::image::remove_dir(&node_dir)?;
     Ok(())
+}
+
+/// SIGKILLs `pids` and everything in `node_cgroups` until nothing is left.
+fn kill_all(
+    rec_name: &str,
+    node: &str,
+    nspawns: &[u32],
+    inits: &[u32],
+    node_cgroups: &[PathBuf],
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut left: Vec<u32> = nspawns
+            .iter()
+            .chain(inits)
+            .copied()
+            .filter(|p| process::alive(*p))
+            .collect();
+        for d in node_cgroups {
+            left.extend(cgroup::procs(d).into_iter().filter(|p| process::alive(*p)));
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::node(
+                rec_name,
+                node,
+                format!("processes {left:?} survive SIGKILL"),
+            ));
+        }
+        for p in &left {
+            process::signal(*p, libc::SIGKILL);
+        }
+        process::wait_gone(&left, Duration::from_millis(500));
+    }
+}
+
+/// Pulls node `n`'s plug: first its network goes (the host end of its veth
+/// and its private-network veths are deleted, so nothing it sends afterwards
+/// reaches anyone: peers see silence, not a closed connection), then every
+/// process of the container is SIGKILLed (no shutdown), its root unmounted,
+/// its namespace and cgroups removed. Its disk stays: the overlay's `upper/`
+/// (its /etc, /var/lib, host key...) is what [`power_on`] boots again.
+pub fn power_off(
+    rec: &LabRecord,
+    paths: &LabPaths,
+    cgroup_dirs: &[PathBuf],
+    n: &NodeRecord,
+) -> Result<()> {
+    let names = LabNames::new(&rec.name);
+    let veth = names.host_veth(n.index);
+    if net::link_exists(&veth) {
+        exec::run(&mut cmd("ip", ["link", "del", &veth]))?;
+    }
+    for att in &n.private {
+        if let Some(net_rec) = rec.private_networks.get(&att.network) {
+            net::detach_private(&names, n.index, net_rec.index)?;
+        }
+    }
+    let nspawns = nspawn_pids(paths, &n.name, n.pid);
+    let inits: Vec<u32> = nspawns.iter().flat_map(|p| process::children(*p)).collect();
+    let node_cgroups: Vec<PathBuf> = cgroup_dirs.iter().map(|d| d.join(&n.name)).collect();
+    kill_all(&rec.name, &n.name, &nspawns, &inits, &node_cgroups)?;
+    unmount_below(&merged(paths, &n.name))?;
+    net::remove_node(&names, &n.name, n.index)?;
+    for c in &node_cgroups {
+        cgroup::remove_tree(c, Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
+/// Boots node `n` again from the disk [`power_off`] left: a new network
+/// namespace with the same address (and private attachments), the same
+/// overlay root (same host key, /etc, /var/lib), the lab's current
+/// /etc/hosts, fresh cgroups, systemd-nspawn. Records the pid in `n`. Does not
+/// wait for the boot.
+pub fn power_on(
+    rec: &LabRecord,
+    paths: &LabPaths,
+    img: &ImagePaths,
+    n: &mut NodeRecord,
+) -> Result<()> {
+    let d = dir(paths, &n.name);
+    if !d.join("upper").is_dir() {
+        return Err(LabError::node(
+            &rec.name,
+            &n.name,
+            format!("has no disk at {} to boot from", d.join("upper").display()),
+        ));
+    }
+    plug_network(rec, n)?;
+    unmount_below(&merged(paths, &n.name))?;
+    mount_root(img, &d)?;
+    write_atomic(
+        &merged(paths, &n.name).join("etc/hosts"),
+        hosts::render_hosts(rec).as_bytes(),
+        0o644,
+    )?;
+    boot(rec, paths, n)
 }
 
 /// Unmounts every mount at or below `dir` (deepest first).

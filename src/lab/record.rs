@@ -74,6 +74,10 @@ pub struct NodeRecord {
     /// Its host key line (`ssh-ed25519 AAAA...`), once generated.
     #[serde(default)]
     pub host_key: Option<String>,
+    /// Powered off (`cairn lab node poweroff`): no processes and no network,
+    /// its disk kept for `poweron`. `up` leaves such a node off.
+    #[serde(default)]
+    pub powered_off: bool,
 }
 
 /// A node's address on a private network.
