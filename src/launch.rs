@@ -313,9 +313,15 @@ fn execute(
             copy
         }
     };
+    // Runs share their ssh masters with the next run (see `Pool::shared`);
+    // plans pin host keys in a scratch file, so theirs stay private.
+    let ssh = match (mode, shared_ssh()) {
+        (Mode::Apply, Some((dir, persist))) => Pool::shared(known_hosts, dir, persist),
+        _ => Pool::new(known_hosts),
+    };
     let ctx = Ctx {
         workspace: p.workspace.clone(),
-        ssh: Pool::new(known_hosts),
+        ssh,
         http: reqwest::Client::new(),
         bundle: p.runbook.bundle.clone(),
         env: p.env.clone(),
@@ -809,4 +815,17 @@ fn resume_inner(
         replay.len()
     );
     finish(&p, &rt, writer, replay, force, &id)
+}
+
+/// Where and how long runs keep their ssh masters for the next run:
+/// `CAIRN_SSH_PERSIST` seconds (default 120; `0` turns sharing off).
+fn shared_ssh() -> Option<(PathBuf, std::time::Duration)> {
+    let secs = match std::env::var("CAIRN_SSH_PERSIST") {
+        Ok(v) => v.trim().parse::<u64>().unwrap_or(0),
+        Err(_) => crate::ssh::SHARED_PERSIST.as_secs(),
+    };
+    if secs == 0 {
+        return None;
+    }
+    Some((Pool::shared_dir()?, std::time::Duration::from_secs(secs)))
 }

@@ -128,10 +128,26 @@ impl Endpoint {
     }
 }
 
-/// One master connection. Dropping it asks the master to exit.
+/// One master connection. Dropping a private one asks its master to exit; a
+/// shared one (see [`Pool::shared`]) stays up for the next cairn process.
 struct Conn {
     session: Session,
+    /// Local forwards this process asked a shared master for, closed again by
+    /// [`Pool::close_all`] so reruns do not pile them up on the master.
+    opened: Mutex<Vec<(u16, String, u16)>>,
 }
+
+impl Conn {
+    fn new(session: Session) -> Self {
+        Conn {
+            session,
+            opened: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// How long a shared master waits for the next command before it exits.
+pub const SHARED_PERSIST: Duration = Duration::from_secs(120);
 
 type Slot = Arc<OnceCell<Arc<Conn>>>;
 
@@ -154,6 +170,8 @@ pub struct Pool {
     known_hosts: PathBuf,
     connect_timeout: Duration,
     lock_wait: Duration,
+    /// Masters shared across cairn processes: their folder and idle lifetime.
+    shared: Option<(PathBuf, Duration)>,
 }
 
 impl Pool {
@@ -166,7 +184,37 @@ impl Pool {
             known_hosts,
             connect_timeout: CONNECT_TIMEOUT,
             lock_wait: LOCK_WAIT,
+            shared: None,
         }
+    }
+
+    /// A pool whose masters outlive the process (`ControlPersist`) and are
+    /// reused by the next cairn run on the same hosts, like ansible's: a rerun
+    /// or a plan right after a run skips the ssh handshakes (~0.3 s per host
+    /// on a busy 2-core machine). Masters live in `dir` (created 0700; it must
+    /// be the user's own, not writable by others), one per host, user, port,
+    /// identity and known_hosts file, so host keys stay checked per
+    /// workspace; each exits after `persist` without commands. A master found
+    /// dead is replaced.
+    pub fn shared(known_hosts: PathBuf, dir: PathBuf, persist: Duration) -> Self {
+        let mut pool = Pool::new(known_hosts);
+        pool.shared = Some((dir, persist));
+        pool
+    }
+
+    /// The folder for shared masters: `$XDG_RUNTIME_DIR/cairn-ssh`, else
+    /// `/tmp/cairn-ssh-<uid>`; `None` when it cannot be made private to this
+    /// user (then each process keeps its own masters).
+    pub fn shared_dir() -> Option<PathBuf> {
+        let uid = unsafe { libc::geteuid() };
+        let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d).join("cairn-ssh"),
+            None => PathBuf::from(format!("/tmp/cairn-ssh-{uid}")),
+        };
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // Unix socket paths are limited to ~108 bytes; names below are 16.
+        (is_private_dir(&dir, uid) && dir.as_os_str().len() < 80).then_some(dir)
     }
 
     /// The same pool with another connect timeout (tests, slow links).
@@ -307,7 +355,14 @@ impl Pool {
                         )
                         .await
                     {
-                        Ok(()) => return Ok(local),
+                        Ok(()) => {
+                            conn.opened.lock().unwrap_or_else(|e| e.into_inner()).push((
+                                local.port(),
+                                rhost.to_string(),
+                                rport,
+                            ));
+                            return Ok(local);
+                        }
                         Err(e) => last = error_chain(&e),
                     }
                 }
@@ -331,6 +386,25 @@ impl Pool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        if self.shared.is_some() {
+            // Shared masters stay up; only this process's forwards go.
+            for slot in conns {
+                let Some(conn) = slot.get() else { continue };
+                let opened =
+                    std::mem::take(&mut *conn.opened.lock().unwrap_or_else(|e| e.into_inner()));
+                for (port, rhost, rport) in opened {
+                    let _ = conn
+                        .session
+                        .close_port_forward(
+                            ForwardType::Local,
+                            Socket::new("127.0.0.1", port),
+                            Socket::new(&rhost, rport),
+                        )
+                        .await;
+                }
+            }
+            return;
+        }
         for slot in conns {
             if let Some(conn) = Arc::try_unwrap(slot)
                 .ok()
@@ -405,24 +479,104 @@ impl Pool {
         if let Some(key) = &host.key {
             check_identity(key).map_err(fail)?;
         }
+        if let Some((dir, persist)) = &self.shared {
+            return self.connect_shared(host, dir, *persist, &fail).await;
+        }
         let dir = tempfile::Builder::new()
             .prefix("c")
             .tempdir_in(self.control_dir()?)
             .map_err(|e| StepError::io("creating ssh control folder", "/tmp", e))?;
         let log = dir.path().join("log");
+        // A master left behind (cairn killed before closing it) exits after
+        // 10 idle minutes; an idle one cairn still wants is reopened.
+        self.start_master(host, &dir.path().join("master"), &log, 600, &fail)
+            .await?;
+        Ok(Conn::new(Session::new_native_mux(dir)))
+    }
+
+    /// Reuse the live shared master of `host`'s endpoint, or start one.
+    async fn connect_shared(
+        &self,
+        host: &Host,
+        dir: &Path,
+        persist: Duration,
+        fail: &impl Fn(String) -> StepError,
+    ) -> Result<Conn, StepError> {
+        let name = self.master_name(host);
+        let socket = dir.join(&name);
+        // One cairn process at a time decides about this endpoint's master.
+        let lock_path = dir.join(format!("{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .map_err(|e| StepError::io("opening", &lock_path, e))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| fail(format!("waiting for the ssh master lock: {e}")))?
+            .map_err(|e| StepError::io("locking", &lock_path, e))?;
+        if socket.exists() {
+            let session = Session::resume_mux(socket.clone().into_boxed_path(), None);
+            if session.check().await.is_ok() {
+                drop(lock);
+                return Ok(Conn::new(session));
+            }
+            // Its master exited (idle, or its host went away): replace it.
+            let _ = std::fs::remove_file(&socket);
+        }
+        let log = tempfile::Builder::new()
+            .prefix(&format!("{name}.log"))
+            .tempfile_in(dir)
+            .map_err(|e| StepError::io("creating an ssh log in", dir, e))?;
+        self.start_master(host, &socket, log.path(), persist.as_secs().max(1), fail)
+            .await?;
+        drop(lock);
+        Ok(Conn::new(Session::resume_mux(
+            socket.into_boxed_path(),
+            None,
+        )))
+    }
+
+    /// The shared master's socket name for `host`: a digest of everything
+    /// that makes two connections different, host-key checking included.
+    fn master_name(&self, host: &Host) -> String {
+        use sha2::{Digest, Sha256};
+        let e = Endpoint::of(host);
+        let id = format!(
+            "{}\0{}\0{}\0{}\0{}\0{}",
+            e.user,
+            e.address,
+            e.port,
+            e.key.as_deref().unwrap_or(Path::new("")).display(),
+            e.pinned,
+            self.known_hosts.display()
+        );
+        let digest = Sha256::digest(id.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Start an `ssh -M` master for `host` listening on `socket`.
+    async fn start_master(
+        &self,
+        host: &Host,
+        socket: &Path,
+        log: &Path,
+        persist_secs: u64,
+        fail: &impl Fn(String) -> StepError,
+    ) -> Result<(), StepError> {
         let mut ssh = tokio::process::Command::new("ssh");
         ssh.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .arg("-E")
-            .arg(&log)
+            .arg(log)
             .arg("-S")
-            .arg(dir.path().join("master"))
+            .arg(socket)
             .args(["-M", "-f", "-N"])
-            // A master left behind (cairn killed before closing it) exits after
-            // 10 idle minutes; an idle one cairn still wants is reopened.
-            .args(["-o", "ControlPersist=600", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!("ControlPersist={persist_secs}"))
+            .args(["-o", "BatchMode=yes"])
             .arg("-o")
             .arg(format!(
                 "ConnectTimeout={}",
@@ -463,13 +617,11 @@ impl Pool {
             Ok(Err(e)) => return Err(fail(format!("cannot run the ssh client: {e}"))),
             Err(_) => return Err(fail(format!("no ssh session within {}s", limit.as_secs()))),
         };
-        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let log_text = std::fs::read_to_string(log).unwrap_or_default();
         if !status.success() {
             return Err(self.connect_error(host, &log_text, fail));
         }
-        Ok(Conn {
-            session: Session::new_native_mux(dir),
-        })
+        Ok(())
     }
 
     fn connect_error(
@@ -545,6 +697,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     message
+}
+
+/// A real folder (not a symlink) owned by `uid` that no one else may enter:
+/// its sockets log in to hosts as their user, so no one else may reach them.
+fn is_private_dir(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
 }
 
 fn transport(host: &Host, command: &str, e: &openssh::Error) -> StepError {
@@ -640,6 +800,25 @@ mod tests {
         let log = "@@@@\nOffending ED25519 key in /w/known_hosts:3\n  remove with:\n";
         assert_eq!(offending_file(log), Some(PathBuf::from("/w/known_hosts")));
         assert_eq!(offending_file("nothing"), None);
+    }
+
+    #[test]
+    fn shared_masters_live_only_in_a_private_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let uid = unsafe { libc::geteuid() };
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("m");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(is_private_dir(&dir, uid));
+        assert!(!is_private_dir(&dir, uid + 1), "someone else's folder");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!is_private_dir(&dir, uid), "others may enter it");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(!is_private_dir(&link, uid), "a symlink");
+        assert!(!is_private_dir(&base.path().join("absent"), uid));
     }
 
     #[test]
