@@ -19,42 +19,44 @@ async fn connection(pool: &Pool, host: &cairn::host::Host) -> String {
     out.stdout.trim().to_string()
 }
 
+/// The master sockets in `dir` (lock files aside).
+fn sockets(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none())
+        .collect()
+}
+
 /// Ask every master in `dir` to exit.
 fn exit_masters(dir: &Path) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none() {
-            let _ = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(&p)
-                .args(["-O", "exit", "unused"])
-                .output();
-        }
+    for p in sockets(dir) {
+        let _ = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&p)
+            .args(["-O", "exit", "unused"])
+            .output();
     }
 }
 
 /// SIGKILL every master in `dir`, leaving their socket files behind.
 fn kill_masters(dir: &Path) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none() {
-            let out = std::process::Command::new("ssh")
-                .arg("-S")
-                .arg(&p)
-                .args(["-O", "check", "unused"])
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stderr);
-            let pid = text
-                .split("pid=")
-                .nth(1)
-                .and_then(|t| t.split(')').next())
-                .and_then(|p| p.parse::<i32>().ok());
-            if let Some(pid) = pid {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            assert!(p.exists(), "the killed master's socket stays behind");
-        }
+    for p in sockets(dir) {
+        let out = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&p)
+            .args(["-O", "check", "unused"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        let pid = text
+            .split("pid=")
+            .nth(1)
+            .and_then(|t| t.split(')').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        let pid = pid.unwrap_or_else(|| panic!("no live master at {}: {text}", p.display()));
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(p.exists(), "the killed master's socket stays behind");
     }
 }
 
