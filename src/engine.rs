@@ -41,8 +41,22 @@ impl ModuleResolver for Resolver {
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let not_found = || Box::new(EvalAltResult::ErrorModuleNotFound(path.into(), pos));
+        let escapes = || {
+            Box::new(EvalAltResult::ErrorRuntime(
+                format!(
+                    "module path `{path}` escapes the runbook folder \
+                     (import the runbook's own modules as `./NAME`, from inside it)"
+                )
+                .into(),
+                pos,
+            ))
+        };
+        if path.starts_with('/') || path == ".." || path.starts_with("../") {
+            return Err(escapes());
+        }
         let (name, text) = if let Some(rel) = path.strip_prefix("./") {
             let rel = format!("{rel}.rhai");
+            crate::bundle::Bundle::check_path(&rel).map_err(|_| escapes())?;
             let bytes = self.runbook.bundle.read(&rel).map_err(|_| not_found())?;
             let text = String::from_utf8(bytes.to_vec()).map_err(|_| not_found())?;
             (rel, text)
