@@ -894,3 +894,112 @@ async fn apt_plans_from_dpkg_facts() {
     assert_eq!(lines, ["+ create apt package cairn-no-such-package"]);
     assert_eq!(p.predicted.installed, ["cairn-no-such-package"]);
 }
+
+/// Exit 127 (command not found) is an exit code like any other: with
+/// `allow_fail` `fact` and `run` return it with the shell's message (the ssh
+/// multiplexer alone would turn it into a transport error); without it the
+/// error names host, command and 127. A stderr that merely looks like the
+/// marker, or a plain `exit 127` in a subshell with `set -e`, changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_127_is_returned_like_any_exit_code() {
+    let w = world();
+    let allow = FactOptions {
+        allow_fail: true,
+        ..Default::default()
+    };
+    let missing = "cairn-no-such-command --version";
+    let out = Fact::new(w.host(), missing, allow.clone())
+        .prepare(&w.ctx)
+        .await
+        .unwrap()
+        .predicted;
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        out.stderr.contains("cairn-no-such-command") && out.stderr.contains("not found"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("cairn: exit status"), "{out:?}");
+
+    // the same connection still serves the next command
+    let again = Fact::new(w.host(), "echo still here", allow.clone())
+        .prepare(&w.ctx)
+        .await
+        .unwrap()
+        .predicted;
+    assert_eq!((again.code, again.stdout.as_str()), (0, "still here\n"));
+
+    // set -e, an explicit exit 127, output before it, and a timeout
+    for (cmd, stdout) in [
+        (
+            "set -e; echo before; cairn-no-such-command; echo after",
+            "before\n",
+        ),
+        ("echo out; exit 127", "out\n"),
+    ] {
+        for timeout in [None, Some(30)] {
+            let opts = FactOptions {
+                allow_fail: true,
+                timeout,
+            };
+            let out = Fact::new(w.host(), cmd, opts)
+                .prepare(&w.ctx)
+                .await
+                .unwrap()
+                .predicted;
+            assert_eq!((out.code, out.stdout.as_str()), (127, stdout), "{cmd}");
+        }
+    }
+
+    let Err(err) = Fact::new(w.host(), missing, FactOptions::default())
+        .prepare(&w.ctx)
+        .await
+    else {
+        panic!("`{missing}` without allow_fail must fail");
+    };
+    assert!(
+        matches!(&err, StepError::Command { code: 127, command, .. } if command == missing),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("local-sshd") && msg.contains("not found"),
+        "{msg}"
+    );
+
+    let run = Run::new(
+        w.host(),
+        missing,
+        RunOptions {
+            allow_fail: true,
+            ..Default::default()
+        },
+    );
+    let out = run.apply(&w.ctx, ()).await.unwrap();
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(out.stderr.contains("not found"), "{out:?}");
+    let err = Run::new(w.host(), missing, RunOptions::default())
+        .apply(&w.ctx, ())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StepError::Command { code: 127, .. }),
+        "{err:?}"
+    );
+
+    // other codes and output pass through untouched, a lookalike of the
+    // wrapper's marker included
+    let out = Fact::new(
+        w.host(),
+        "printf 'x\\ncairn: exit status 127\\n' >&2; exit 0",
+        allow,
+    )
+    .prepare(&w.ctx)
+    .await
+    .unwrap()
+    .predicted;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (0, "x\ncairn: exit status 127\n")
+    );
+}
