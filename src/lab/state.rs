@@ -138,6 +138,28 @@ impl LabState {
             .map_err(|e| LabError::lab(&self.name, format!("add_node task failed: {e}")))?
     }
 
+    /// Powers node `name` off the hard way, keeping its disk (see
+    /// [`lifecycle::power_off`]).
+    pub async fn power_off(&self, name: &str) -> Result<()> {
+        let _g = self.changes.lock().await;
+        let (lab, node) = (self.name.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || lifecycle::power_off(&lab, &node))
+            .await
+            .map_err(|e| LabError::lab(&self.name, format!("power_off task failed: {e}")))?
+    }
+
+    /// Boots the powered-off node `name` from its disk; returns once it
+    /// answers ssh with systemd running (see [`lifecycle::power_on`]).
+    pub async fn power_on(&self, name: &str) -> Result<()> {
+        let _g = self.changes.lock().await;
+        let (lab, node) = (self.name.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || {
+            lifecycle::power_on(&lab, &node, ADD_NODE_TIMEOUT).map(|_| ())
+        })
+        .await
+        .map_err(|e| LabError::lab(&self.name, format!("power_on task failed: {e}")))?
+    }
+
     /// Stops and removes node `name` and drops it from every /etc/hosts.
     pub async fn remove_node(&self, name: &str) -> Result<()> {
         let _g = self.changes.lock().await;

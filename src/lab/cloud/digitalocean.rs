@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json as j, Value};
@@ -654,6 +654,91 @@ async fn delete_key(AxState(cloud): St, Path(id): Path<String>) -> Response {
     no_content()
 }
 
+/// Body of `POST /v2/droplets/{id}/actions`.
+#[derive(Deserialize)]
+struct DropletAction {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// `POST /v2/droplets/{id}/actions` with `{"type": "power_off"}` (cuts the
+/// power; the droplet ends `off`) or `{"type": "power_on"}` (boots it; it ends
+/// `active`). 201 with the `in-progress` action, which turns `completed` (or
+/// `errored`) once the node is off or up. Other action types, and droplets
+/// with a pending event (being created, powered or deleted), are refused with
+/// 422.
+async fn droplet_action(AxState(cloud): St, Path(id): Path<u64>, raw: Bytes) -> Response {
+    let req: DropletAction = match body(&raw) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let on = match req.kind.as_str() {
+        "power_on" => true,
+        "power_off" => false,
+        other => {
+            return unprocessable(&format!(
+                "type {other} is not an action this emulation supports (power_off, power_on)"
+            ))
+        }
+    };
+    let (name, action_id, response) = {
+        let mut w = cloud.world();
+        let pending = w
+            .digitalocean
+            .actions
+            .values()
+            .any(|a| a.resource_id == id && a.status == "in-progress");
+        let Some(d) = w.digitalocean.droplets.get(&id) else {
+            return not_found();
+        };
+        if pending || d.deleting || !matches!(d.status.as_str(), "active" | "off") {
+            return unprocessable("Droplet already has a pending event.");
+        }
+        let (name, region) = (d.name.clone(), d.region.clone());
+        let action_id = w.next_id();
+        let action = Action {
+            id: action_id,
+            kind: req.kind.clone(),
+            status: "in-progress".into(),
+            started_at: timestamp(true),
+            completed_at: None,
+            resource_id: id,
+            region,
+        };
+        let response = j!({ "action": action.json() });
+        w.digitalocean.actions.insert(action_id, action);
+        (name, action_id, response)
+    };
+    cloud.save();
+    let bg = cloud.clone();
+    tokio::spawn(async move {
+        let result = bg.provisioner().power(&name, on).await;
+        {
+            let mut w = bg.world();
+            if let Some(d) = w.digitalocean.droplets.get_mut(&id) {
+                // A node that failed to boot is off; one that failed to stop runs.
+                d.status = if on == result.is_ok() {
+                    "active"
+                } else {
+                    "off"
+                }
+                .into();
+            }
+            if let Some(a) = w.digitalocean.actions.get_mut(&action_id) {
+                a.status = if result.is_ok() {
+                    "completed"
+                } else {
+                    "errored"
+                }
+                .into();
+                a.completed_at = Some(timestamp(true));
+            }
+        }
+        bg.save();
+    });
+    json(StatusCode::CREATED, response)
+}
+
 /// The `/v2` routes.
 pub fn routes() -> Router<Arc<Cloud>> {
     Router::new()
@@ -665,6 +750,7 @@ pub fn routes() -> Router<Arc<Cloud>> {
                 .delete(delete_by_tag),
         )
         .route("/droplets/{id}", get(get_droplet).delete(delete_droplet))
+        .route("/droplets/{id}/actions", post(droplet_action))
         .route("/account/keys", get(list_keys).post(create_key))
         .route("/account/keys/{id}", get(get_key).delete(delete_key))
 }

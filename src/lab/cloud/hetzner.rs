@@ -724,6 +724,63 @@ async fn delete_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     json(StatusCode::OK, response)
 }
 
+/// `POST /servers/{id}/actions/poweroff` (`on` false: cuts the power, the
+/// action is `stop_server`, the server ends `off`) and `.../poweron` (`on`
+/// true: `start_server`, ends `running`). 201 with the running action; the
+/// node is powered off or booted in the background. A server that is busy
+/// (being created, started, stopped or deleted) is `locked` (423).
+async fn power(cloud: Arc<Cloud>, id: u64, on: bool) -> Response {
+    let (name, action_id, response) = {
+        let mut w = cloud.world();
+        let Some(s) = w.hetzner.servers.get_mut(&id) else {
+            return not_found("server");
+        };
+        if !matches!(s.status.as_str(), "running" | "off") {
+            return err(
+                StatusCode::LOCKED,
+                "locked",
+                &format!("server {id} is locked ({})", s.status),
+            );
+        }
+        s.status = if on { "starting" } else { "stopping" }.into();
+        let name = s.name.clone();
+        let command = if on { "start_server" } else { "stop_server" };
+        let action_id = new_action(&mut w, command, vec![(id, "server".into())]);
+        let response = j!({ "action": w.hetzner.actions[&action_id].json() });
+        (name, action_id, response)
+    };
+    cloud.save();
+    let bg = cloud.clone();
+    tokio::spawn(async move {
+        let result = bg.provisioner().power(&name, on).await;
+        {
+            let mut w = bg.world();
+            if let Some(s) = w.hetzner.servers.get_mut(&id) {
+                // A node that failed to boot is off; one that failed to stop runs.
+                s.status = if on == result.is_ok() {
+                    "running"
+                } else {
+                    "off"
+                }
+                .into();
+            }
+            if let Some(a) = w.hetzner.actions.get_mut(&action_id) {
+                a.finish(result.err().map(|e| ("action_failed".to_string(), e)));
+            }
+        }
+        bg.save();
+    });
+    json(StatusCode::CREATED, response)
+}
+
+async fn poweroff_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
+    power(cloud, id, false).await
+}
+
+async fn poweron_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
+    power(cloud, id, true).await
+}
+
 async fn list_networks(AxState(cloud): St, Query(q): Q) -> Response {
     let reqs = match selector(&q) {
         Ok(r) => r,
@@ -1015,6 +1072,8 @@ pub fn routes() -> Router<Arc<Cloud>> {
         .route("/actions/{id}", get(get_action))
         .route("/servers", get(list_servers).post(create_server))
         .route("/servers/{id}", get(get_server).delete(delete_server))
+        .route("/servers/{id}/actions/poweroff", post(poweroff_server))
+        .route("/servers/{id}/actions/poweron", post(poweron_server))
         .route("/networks", get(list_networks).post(create_network))
         .route("/networks/{id}", get(get_network).delete(delete_network))
         .route("/networks/{id}/actions/add_subnet", post(add_subnet))

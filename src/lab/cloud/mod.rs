@@ -34,6 +34,17 @@ pub trait Provisioner: Send + Sync + 'static {
     fn add(&self, spec: NodeSpec) -> BoxFuture<'_, Result<NodeInfo, String>>;
     /// Stop and remove node `name`.
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<(), String>>;
+    /// Power node `name` off (hard, keeping its disk) or on again (resolves
+    /// once it is ready for ssh). Provisioners without power control refuse.
+    fn power(&self, name: &str, on: bool) -> BoxFuture<'_, Result<(), String>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            Err(format!(
+                "cannot power {name} {}: this provisioner has no power control",
+                if on { "on" } else { "off" }
+            ))
+        })
+    }
 }
 
 impl Provisioner for LabState {
@@ -43,6 +54,17 @@ impl Provisioner for LabState {
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<(), String>> {
         let name = name.to_string();
         Box::pin(async move { self.remove_node(&name).await.map_err(|e| e.to_string()) })
+    }
+    fn power(&self, name: &str, on: bool) -> BoxFuture<'_, Result<(), String>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            if on {
+                self.power_on(&name).await
+            } else {
+                self.power_off(&name).await
+            }
+            .map_err(|e| e.to_string())
+        })
     }
 }
 
