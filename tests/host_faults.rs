@@ -266,6 +266,15 @@ fn node_powered_off_mid_run_fails_fast_then_resumes() {
         .find(|r| r.trim_start().starts_with("node-2 "))
         .unwrap();
     assert!(row.contains("powered off"), "{status}");
+    // `up` repairs a lab but leaves a powered-off node off (and its disk).
+    lab::cairn_lab(&["up", "--nodes", "3", "--name", &l.name]);
+    let status = text(&lab::cairn_lab(&["status", "--name", &l.name]));
+    assert!(
+        status
+            .lines()
+            .any(|r| r.trim_start().starts_with("node-2 ") && r.contains("powered off")),
+        "{status}"
+    );
 
     lab::cairn_lab(&["node", "poweron", "node-2", "--name", &l.name]);
     // Its disk survived: the release it downloaded before the power-off.
