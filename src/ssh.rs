@@ -715,6 +715,20 @@ fn transport(host: &Host, command: &str, e: &openssh::Error) -> StepError {
     }
 }
 
+/// The connection broke while `command` ran: the host may have run it, in
+/// part or in full, so the caller must not count it as not started.
+fn lost(host: &Host, command: &str, e: &openssh::Error) -> StepError {
+    StepError::Transport {
+        host: host.name.clone(),
+        command: brief(command),
+        message: format!(
+            "{}: the connection was lost while the command ran (host down, network \
+             cut or its sshd gone), so it may have run there, in part or in full",
+            error_chain(e)
+        ),
+    }
+}
+
 fn timed_out(host: &Host, command: &str, t: Duration) -> StepError {
     StepError::Timeout {
         what: format!("`{}` on {}", brief(command), host.name),
@@ -754,7 +768,7 @@ async fn run_on(
         Ok::<_, std::io::Error>(())
     };
     let (fed, output) = tokio::join!(feed, child.wait_with_output());
-    let output = output.map_err(|e| RunError::Failed(transport(host, command, &e)))?;
+    let output = output.map_err(|e| RunError::Failed(lost(host, command, &e)))?;
     // A command that exits before reading its input fails here (broken pipe);
     // the input itself is never part of the message.
     if let Err(e) = fed {

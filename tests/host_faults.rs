@@ -465,6 +465,11 @@ fn ssh_connection_cut_mid_step() {
         out.contains("echo started >> /root/cut/log && cat /root/cut/gate"),
         "the error does not name the command:\n{out}"
     );
+    assert!(
+        error.contains("the connection was lost while the command ran")
+            && error.contains("it may have run there"),
+        "{error}"
+    );
 
     let j = only_journal(w);
     let failed = failures(&j);
