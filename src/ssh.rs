@@ -58,11 +58,17 @@ const LOCK_BUSY_MARK: &str = "cairn: host lock busy";
 /// [`HOST_LOCK`]. A host without `flock` or a writable `/run/lock` runs it
 /// unlocked. The lock's descriptor is closed for `inner`, so a daemon it
 /// starts does not keep holding the lock.
-fn locked(inner: &str, wait: Duration) -> String {
+///
+/// Exit status 127 ("command not found") comes back as exit 0 plus `marker`
+/// on a last stderr line: openssh's mux client would otherwise report it as
+/// an error of its own and drop the connection. [`Pool::exec_with`] turns the
+/// marker back into 127.
+fn locked(inner: &str, wait: Duration, marker: &str) -> String {
     format!(
         "if command -v flock >/dev/null 2>&1 && {{ command exec 9>>{HOST_LOCK}; }} 2>/dev/null; \
          then flock -w {} 9 || {{ echo '{LOCK_BUSY_MARK}' >&2; exit {LOCK_BUSY_EXIT}; }}; fi; \
-         {inner} 9>&-",
+         {inner} 9>&-; c=$?; \
+         if [ $c -eq 127 ]; then printf '\\n%s\\n' '{marker}' >&2; exit 0; fi; exit $c",
         wait.as_secs().max(1)
     )
 }
@@ -172,6 +178,9 @@ pub struct Pool {
     lock_wait: Duration,
     /// Masters shared across cairn processes: their folder and idle lifetime.
     shared: Option<(PathBuf, Duration)>,
+    /// Stands for exit status 127 on stderr (see [`locked`]); random, so no
+    /// command's output can fake it.
+    exit_127: String,
 }
 
 impl Pool {
@@ -185,6 +194,7 @@ impl Pool {
             connect_timeout: CONNECT_TIMEOUT,
             lock_wait: LOCK_WAIT,
             shared: None,
+            exit_127: format!("cairn: exit status 127 ({:016x})", rand::random::<u64>()),
         }
     }
 
@@ -265,6 +275,7 @@ impl Pool {
                 None => format!("(\n{command}\n)"),
             },
             self.lock_wait,
+            &self.exit_127,
         );
         let run = async {
             let conn = self.conn(host).await?;
@@ -298,6 +309,13 @@ impl Pool {
                 .map_err(|_| timed_out(host, command, t))??,
             None => run.await?,
         };
+        let mut out = out;
+        if out.code == 0 {
+            if let Some(stderr) = out.stderr.strip_suffix(&format!("\n{}\n", self.exit_127)) {
+                out.stderr = stderr.to_string();
+                out.code = 127;
+            }
+        }
         if out.code == LOCK_BUSY_EXIT && out.stderr.trim_end().ends_with(LOCK_BUSY_MARK) {
             return Err(StepError::Other(format!(
                 "{} is busy: another cairn command held {HOST_LOCK} there for {}s \

@@ -900,6 +900,16 @@ async fn apt_plans_from_dpkg_facts() {
 /// multiplexer alone would turn it into a transport error); without it the
 /// error names host, command and 127. A stderr that merely looks like the
 /// marker, or a plain `exit 127` in a subshell with `set -e`, changes nothing.
+/// `$SSH_CONNECTION` of the pool's connection to the test sshd.
+async fn connection_of(w: &World) -> String {
+    let out = w
+        .ctx
+        .ssh
+        .exec(&w.host(), "echo $SSH_CONNECTION", None)
+        .await;
+    out.unwrap().stdout
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_127_is_returned_like_any_exit_code() {
     let w = world();
@@ -928,6 +938,18 @@ async fn exit_127_is_returned_like_any_exit_code() {
         .unwrap()
         .predicted;
     assert_eq!((again.code, again.stdout.as_str()), (0, "still here\n"));
+
+    // Every primitive's commands get it, not only fact and run: the pool
+    // itself returns 127 as an exit code and keeps its connection.
+    let before = connection_of(&w).await;
+    let raw = w.ctx.ssh.exec(&w.host(), missing, None).await.unwrap();
+    assert_eq!(raw.code, 127, "{raw:?}");
+    assert!(!raw.stderr.contains("cairn: exit status"), "{raw:?}");
+    assert_eq!(
+        connection_of(&w).await,
+        before,
+        "the connection was dropped"
+    );
 
     // set -e, an explicit exit 127, output before it, and a timeout
     for (cmd, stdout) in [

@@ -134,49 +134,6 @@ fn command_error(host: &Host, cmd: &str, out: &CommandResult) -> StepError {
     }
 }
 
-/// Runs `cmd` on `host` and returns its exit status as it is, 127 ("command
-/// not found") included: the ssh multiplexer reports a remote 127 as an error
-/// of its own, so the command runs in a subshell that turns 127 into exit 0
-/// plus a marker line on stderr (with a random nonce, so no output can fake
-/// it), and the marker is turned back into 127 here. Transport errors and
-/// timeouts name `cmd`, not the wrapper.
-async fn exec_kept(
-    ctx: &Ctx,
-    host: &Host,
-    cmd: &str,
-    stdin: Option<&[u8]>,
-    secs: Option<u64>,
-) -> Result<CommandResult, StepError> {
-    let marker = format!("cairn: exit status 127 ({:016x})", rand::random::<u64>());
-    let wrapped = format!(
-        "(\n{cmd}\n); c=$?; if [ $c -eq 127 ]; then printf '\\n%s\\n' '{marker}' >&2; exit 0; fi; exit $c"
-    );
-    let mut out = ctx
-        .ssh
-        .exec_with(host, &wrapped, stdin, timeout(secs))
-        .await
-        .map_err(|e| match e {
-            StepError::Transport { host, message, .. } => StepError::Transport {
-                host,
-                command: brief(cmd),
-                message,
-            },
-            StepError::Timeout { seconds, .. } => StepError::Timeout {
-                what: format!("`{}` on {}", brief(cmd), host.name),
-                seconds,
-            },
-            StepError::Other(message) => StepError::Other(message.replace(&wrapped, cmd)),
-            other => other,
-        })?;
-    if out.code == 0 {
-        if let Some(stderr) = out.stderr.strip_suffix(&format!("\n{marker}\n")) {
-            out.stderr = stderr.to_string();
-            out.code = 127;
-        }
-    }
-    Ok(out)
-}
-
 fn timeout(secs: Option<u64>) -> Option<Duration> {
     secs.map(Duration::from_secs)
 }
@@ -267,14 +224,15 @@ impl Step for Run {
     }
     async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
         let o = &self.options;
-        let out = exec_kept(
-            ctx,
-            &self.host,
-            &self.cmd,
-            o.stdin.as_deref().map(str::as_bytes),
-            o.timeout,
-        )
-        .await?;
+        let out = ctx
+            .ssh
+            .exec_with(
+                &self.host,
+                &self.cmd,
+                o.stdin.as_deref().map(str::as_bytes),
+                timeout(o.timeout),
+            )
+            .await?;
         if out.code != 0 && !o.allow_fail {
             return Err(command_error(&self.host, &self.cmd, &out));
         }
@@ -329,7 +287,10 @@ impl Step for Fact {
         self.host.name.clone()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CommandResult, ()>, StepError> {
-        let out = exec_kept(ctx, &self.host, &self.cmd, None, self.options.timeout).await?;
+        let out = ctx
+            .ssh
+            .exec_with(&self.host, &self.cmd, None, timeout(self.options.timeout))
+            .await?;
         if out.code != 0 && !self.options.allow_fail {
             return Err(command_error(&self.host, &self.cmd, &out));
         }
