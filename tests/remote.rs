@@ -763,6 +763,69 @@ async fn unpack_extracts_once_when_told_what_it_creates() {
     assert!(err.to_string().contains("did not create"), "{err}");
 }
 
+/// `creates` only appears once the whole archive is in place: an extraction
+/// that fails part-way (here a truncated archive, as a cut-off download or a
+/// full disk would leave) leaves no `creates` for the next run to skip on, and
+/// no staging folder behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn unpack_puts_creates_in_place_last() {
+    let w = world();
+    let src = w.path("src/etcd-v3.5.1/bin");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(format!("{src}/etcd"), "etcd\n").unwrap();
+    // Incompressible, so truncating the .tar.gz cuts into this file.
+    let big: Vec<u8> = (0..1_000_000).map(|_| rand::random::<u8>()).collect();
+    std::fs::write(format!("{src}/zz-etcdutl"), &big).unwrap();
+    let archive = w.path("etcd.tar.gz");
+    let pack = || {
+        // `creates` first in the archive, as etcd's tarball has `etcd` before `etcdutl`.
+        let status = std::process::Command::new("tar")
+            .args(["-czf", &archive, "-C", &w.path("src")])
+            .args(["etcd-v3.5.1/bin/etcd", "etcd-v3.5.1/bin/zz-etcdutl"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    pack();
+    let full = std::fs::read(&archive).unwrap();
+    std::fs::write(&archive, &full[..full.len() / 2]).unwrap();
+
+    let dest = w.path("opt/etcd");
+    let creates = format!("{dest}/bin/etcd");
+    let step = Unpack {
+        host: w.host(),
+        args: UnpackArgs {
+            archive: archive.clone(),
+            dest: dest.clone(),
+            strip: Some(1),
+            creates: Some(creates.clone()),
+        },
+    };
+    let p = step.prepare(&w.ctx).await.unwrap();
+    let err = step.apply(&w.ctx, p.work.unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("unpack"), "{err}");
+    assert!(
+        !Path::new(&creates).exists(),
+        "{creates} exists after a failed extraction: the next run would skip it"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cairn-unpack"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // With the whole archive, the next run extracts everything.
+    pack();
+    let (actions, _) = converge(&step, &w.ctx).await;
+    assert_eq!(kinds(&actions), [ActionKind::Create]);
+    assert_eq!(std::fs::read_to_string(&creates).unwrap(), "etcd\n");
+    assert_eq!(
+        std::fs::read(format!("{dest}/bin/zz-etcdutl")).unwrap(),
+        big
+    );
+}
+
 /// The Rhai functions, through the real binary: plan, run, plan again.
 #[test]
 fn a_runbook_drives_the_remote_primitives() {

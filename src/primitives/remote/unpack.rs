@@ -16,7 +16,9 @@ pub(super) const DOC: &str = "\
 /// folder, created if missing, required), `strip` (int: leading path
 /// components to drop, like tar's `--strip-components`), `creates` (path the
 /// archive produces: the step is a no-op when it exists, and it must exist
-/// afterwards). Without `creates` the archive is extracted on every run.
+/// afterwards; put in place last, so a cut-off run never leaves it behind a
+/// half-extracted archive). Without `creates` the archive is extracted on
+/// every run.
 /// Files get the archive's modes; owners are not taken from the archive.
 /// Returns a `FileResult` for `dest`.
 ///
@@ -54,6 +56,19 @@ struct UnpackFacts {
 }
 
 impl Unpack {
+    /// `creates` relative to `dest`, when it lies inside it.
+    fn creates_inside_dest(&self) -> Option<String> {
+        let creates = self.args.creates.as_deref()?;
+        let dest = self.args.dest.trim_end_matches('/');
+        let rel = creates.strip_prefix(dest)?.strip_prefix('/')?;
+        let rel = rel.trim_end_matches('/');
+        let plain = !rel.is_empty()
+            && rel
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        plain.then(|| rel.to_string())
+    }
+
     fn check(&self) -> Result<(), StepError> {
         put::check_path("archive", &self.args.archive)?;
         put::check_path("dest", &self.args.dest)?;
@@ -170,11 +185,34 @@ impl Step for Unpack {
                 )
             })
             .unwrap_or_default();
-        let script = format!(
-            "set -e\nmkdir -p -- {d}\ntar -xzf {arch} -C {d} --no-same-owner{strip}\n{verify}",
-            d = quote(&a.dest),
-            arch = quote(&a.archive),
-        );
+        let d = quote(&a.dest);
+        let arch = quote(&a.archive);
+        let script = match self.creates_inside_dest() {
+            // `creates` must only exist once everything is in place, or a run
+            // interrupted mid-extraction (killed, host powered off) would
+            // leave a half-written archive that the next run skips. So: extract
+            // into a staging folder in `dest` (same file system), copy the
+            // rest over (replacing running binaries' files, not writing into
+            // them), and move `creates` into place last.
+            Some(rel) => {
+                let rel = quote(&rel);
+                format!(
+                    "set -e\nmkdir -p -- {d}\n\
+                     rm -rf {d}/.cairn-unpack.*\n\
+                     t=$(mktemp -d {d}/.cairn-unpack.XXXXXX)\n\
+                     trap 'rm -rf \"$t\" \"$t.last\"' EXIT\n\
+                     tar -xzf {arch} -C \"$t\" --no-same-owner{strip}\n\
+                     if [ -e \"$t\"/{rel} ] || [ -L \"$t\"/{rel} ]; then mv \"$t\"/{rel} \"$t.last\"; fi\n\
+                     (cd \"$t\" && find . -mindepth 1 -maxdepth 1 -exec cp -a --remove-destination {{}} {d}/ \\;)\n\
+                     if [ -e \"$t.last\" ] || [ -L \"$t.last\" ]; then \
+                       mkdir -p \"$(dirname {d}/{rel})\" && rm -rf {d}/{rel} && mv \"$t.last\" {d}/{rel}; fi\n\
+                     {verify}"
+                )
+            }
+            None => format!(
+                "set -e\nmkdir -p -- {d}\ntar -xzf {arch} -C {d} --no-same-owner{strip}\n{verify}"
+            ),
+        };
         let out = ctx
             .ssh
             .exec_with(&self.host, &script, None, Some(Duration::from_secs(900)))
