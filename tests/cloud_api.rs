@@ -658,6 +658,86 @@ async fn hetzner_survives_429_503_and_a_dropped_create_without_duplicates() {
     assert_eq!(adds, vec!["add node-1", "add node-2", "add node-3"]);
 }
 
+/// The emulation's fault counters.
+async fn injected(lab: &Lab) -> Value {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/_cairn/faults", lab.base))
+        .bearer_auth(DTOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["faults"].clone()
+}
+
+/// 500 and 502 answers, a create whose answer comes after the client's
+/// timeout, and creates and reads whose answers are not JSON (all after the
+/// effect where there is one): every server is made exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hetzner_survives_5xx_timeouts_and_malformed_answers_without_duplicates() {
+    let lab = Lab::start().await;
+    let mut ctx = lab.ctx();
+    ctx.env.insert("CAIRN_CLOUD_TIMEOUT".into(), "1".into());
+    run(&ctx, &network_spec()).await.unwrap();
+    run(&ctx, &key_spec()).await.unwrap();
+
+    lab.faults(json!({"fail_next": 1, "status": 500, "only": "POST /v1/servers"}))
+        .await;
+    run(&ctx, &server_spec("node-1")).await.unwrap();
+    lab.faults(json!({"fail_next": 2, "status": 502, "only": "GET /v1/servers"}))
+        .await;
+    run(&ctx, &server_spec("node-2")).await.unwrap();
+    // node-3 is made at once, but its answer would come 10 s later: the
+    // client gives up after its 1 s timeout and finds the server by name
+    lab.faults(json!({"slow_next": 1, "delay_ms": 10_000, "only": "POST /v1/servers"}))
+        .await;
+    let started = std::time::Instant::now();
+    let (_, s3) = run(&ctx, &server_spec("node-3")).await.unwrap();
+    assert_eq!(s3.status, "running");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "waited {:?} for an answer instead of timing out",
+        started.elapsed()
+    );
+    // node-4's create is answered with a body cut short, then a read too
+    lab.faults(json!({"garble_next": 1, "only": "POST /v1/servers"}))
+        .await;
+    run(&ctx, &server_spec("node-4")).await.unwrap();
+    lab.faults(json!({"garble_next": 1, "only": "GET /v1/servers"}))
+        .await;
+    let (lines, _) = run(&ctx, &server_spec("node-4")).await.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("= ok"), "{lines:?}");
+
+    let f = injected(&lab).await;
+    assert_eq!(
+        (&f["failed"], &f["slowed"], &f["garbled"]),
+        (&json!(3), &json!(1), &json!(2)),
+        "{f}"
+    );
+    let all = lab.hcloud().servers(Some(SELECTOR)).await.unwrap();
+    let mut names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, vec!["node-1", "node-2", "node-3", "node-4"]);
+    let adds: Vec<String> = lab
+        .recorder
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("add"))
+        .collect();
+    assert_eq!(
+        adds,
+        vec!["add node-1", "add node-2", "add node-3", "add node-4"]
+    );
+
+    // A timeout that is not a number is refused, naming the setting.
+    ctx.env.insert("CAIRN_CLOUD_TIMEOUT".into(), "soon".into());
+    let err = run(&ctx, &server_spec("node-5")).await.unwrap_err();
+    assert!(err.to_string().contains("CAIRN_CLOUD_TIMEOUT"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_tokens_are_refused_and_never_shown() {
     let lab = Lab::start().await;

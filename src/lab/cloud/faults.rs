@@ -8,7 +8,11 @@
 //! default 1, and reset headers); every request is delayed by M ms; the
 //! answers of the next K successful changing requests (POST, PUT, DELETE) are
 //! dropped after their effect happened (the connection is cut instead of
-//! answering). `only` restricts all of it to requests whose `METHOD /path`
+//! answering); with `"slow_next": N`, only the next N requests are delayed,
+//! by `delay_ms` after their effect (a client timing out on an answer that
+//! comes too late); the answers of the next `"garble_next": G` successful
+//! requests are replaced, after their effect, by a body that is not JSON.
+//! `only` restricts all of it to requests whose `METHOD /path`
 //! starts with it. `GET` shows the faults and counts of what was injected;
 //! `DELETE` clears them.
 
@@ -47,6 +51,18 @@ pub struct Faults {
     /// `Retry-After` seconds of injected 429s (default 1).
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// Delay only the next N answers, by `delay_ms`, after their effect.
+    #[serde(default)]
+    pub slow_next: u32,
+    /// Replace the next N successful answers by a body that is not JSON.
+    #[serde(default)]
+    pub garble_next: u32,
+    /// Answers delayed by `slow_next` so far (read-only).
+    #[serde(default)]
+    pub slowed: u32,
+    /// Answers garbled so far (read-only).
+    #[serde(default)]
+    pub garbled: u32,
     /// Requests failed so far (read-only).
     #[serde(default)]
     pub failed: u32,
@@ -105,15 +121,29 @@ fn token_matches(presented: Option<&str>, expected: &str) -> bool {
 }
 
 enum Decision {
-    Pass { drop: bool },
-    Fail { status: u16, retry_after: u64 },
+    Pass {
+        drop: bool,
+        /// Delay the answer after the effect by this many ms.
+        late_ms: u64,
+        garble: bool,
+    },
+    Fail {
+        status: u16,
+        retry_after: u64,
+    },
 }
+
+const PASS: Decision = Decision::Pass {
+    drop: false,
+    late_ms: 0,
+    garble: false,
+};
 
 fn decide(f: &mut Faults, method: &Method, path: &str) -> (Decision, u64) {
     let line = format!("{method} {path}");
     let applies = f.only.as_deref().is_none_or(|o| line.starts_with(o));
     if !applies {
-        return (Decision::Pass { drop: false }, 0);
+        return (PASS, 0);
     }
     if f.fail_next > 0 {
         f.fail_next -= 1;
@@ -122,14 +152,33 @@ fn decide(f: &mut Faults, method: &Method, path: &str) -> (Decision, u64) {
             status: f.status.unwrap_or(429),
             retry_after: f.retry_after.unwrap_or(1),
         };
-        return (d, f.delay_ms);
+        return (d, if f.slow_next > 0 { 0 } else { f.delay_ms });
     }
     let changing = matches!(*method, Method::POST | Method::PUT | Method::DELETE);
+    let late_ms = if f.slow_next > 0 {
+        f.slow_next -= 1;
+        f.slowed += 1;
+        let late = f.delay_ms;
+        if f.slow_next == 0 {
+            // the delay belonged to those N requests only
+            f.delay_ms = 0;
+        }
+        late
+    } else {
+        0
+    };
+    let before = if late_ms > 0 || f.slow_next > 0 {
+        0
+    } else {
+        f.delay_ms
+    };
     (
         Decision::Pass {
             drop: changing && f.drop_after_effect > 0,
+            late_ms,
+            garble: f.garble_next > 0,
         },
-        f.delay_ms,
+        before,
     )
 }
 
@@ -218,13 +267,26 @@ pub async fn guard(State(cloud): State<Arc<Cloud>>, req: Request, next: Next) ->
                     ),
                 }
             }
-            Decision::Pass { drop } => {
+            Decision::Pass {
+                drop,
+                late_ms,
+                garble,
+            } => {
                 let r = next.run(req).await;
+                if late_ms > 0 {
+                    // The effect happened; the answer comes too late.
+                    tokio::time::sleep(Duration::from_millis(late_ms)).await;
+                }
                 if drop && r.status().is_success() {
                     let mut f = cloud.faults.lock().unwrap_or_else(|e| e.into_inner());
                     f.drop_after_effect = f.drop_after_effect.saturating_sub(1);
                     f.dropped += 1;
                     drop_body(r)
+                } else if garble && r.status().is_success() {
+                    let mut f = cloud.faults.lock().unwrap_or_else(|e| e.into_inner());
+                    f.garble_next = f.garble_next.saturating_sub(1);
+                    f.garbled += 1;
+                    garble_body(r)
                 } else {
                     r
                 }
@@ -246,6 +308,13 @@ fn drop_body(resp: Response) -> Response {
         Err::<Bytes, std::io::Error>(std::io::Error::other("answer dropped by fault injection"))
     });
     Response::from_parts(parts, Body::from_stream(failing))
+}
+
+/// The answer with its JSON body cut short: a proxy's or a truncated answer.
+fn garble_body(resp: Response) -> Response {
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Body::from("{\"server\": {\"id\": 4"))
 }
 
 async fn set(State(cloud): State<Arc<Cloud>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -281,6 +350,8 @@ async fn set(State(cloud): State<Arc<Cloud>>, headers: HeaderMap, body: Bytes) -
     let mut f = cloud.faults.lock().unwrap_or_else(|e| e.into_inner());
     wanted.failed = f.failed;
     wanted.dropped = f.dropped;
+    wanted.slowed = f.slowed;
+    wanted.garbled = f.garbled;
     *f = wanted;
     json(StatusCode::OK, j!({ "faults": *f }))
 }
@@ -341,7 +412,7 @@ mod tests {
         };
         assert!(matches!(
             decide(&mut f, &Method::GET, "/v1/servers").0,
-            Decision::Pass { drop: false }
+            Decision::Pass { drop: false, .. }
         ));
         assert!(matches!(
             decide(&mut f, &Method::POST, "/v1/servers").0,
@@ -349,9 +420,39 @@ mod tests {
         ));
         assert!(matches!(
             decide(&mut f, &Method::POST, "/v1/servers").0,
-            Decision::Pass { drop: true }
+            Decision::Pass { drop: true, .. }
         ));
         assert_eq!(f.failed, 1);
+    }
+
+    #[test]
+    fn slow_and_garbled_answers_come_after_the_effect_and_only_n_times() {
+        let mut f = Faults {
+            slow_next: 1,
+            delay_ms: 900,
+            garble_next: 1,
+            ..Faults::default()
+        };
+        // the first: answered late (no delay before the effect) and garbled
+        let (d, before) = decide(&mut f, &Method::POST, "/v1/servers");
+        assert_eq!(before, 0);
+        assert!(matches!(
+            d,
+            Decision::Pass {
+                late_ms: 900,
+                garble: true,
+                ..
+            }
+        ));
+        assert_eq!(f.slowed, 1);
+        // the next: on time (garble_next is spent by the middleware, once a
+        // successful answer was garbled)
+        let (d, before) = decide(&mut f, &Method::GET, "/v1/servers");
+        assert_eq!(before, 0, "the delay was for the slow request only");
+        assert!(matches!(d, Decision::Pass { late_ms: 0, .. }));
+        // without slow_next, delay_ms delays every request before it is handled
+        f.delay_ms = 300;
+        assert_eq!(decide(&mut f, &Method::GET, "/v1/servers").1, 300);
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub fn local_path(ctx: &Ctx, file: &str) -> PathBuf {
     }
 }
 
+/// Seconds one cloud API request may take before it is retried (default 30).
+pub const TIMEOUT_VAR: &str = "CAIRN_CLOUD_TIMEOUT";
+
 /// How long and how often to retry.
 #[derive(Clone, Copy, Debug)]
 pub struct Retry {
@@ -265,7 +268,22 @@ impl Api {
             .env(provider.endpoint_var())
             .filter(|e| !e.is_empty())
             .unwrap_or(provider.default_endpoint());
-        Api::new(provider, endpoint, token, ctx.http.clone())
+        let mut retry = Retry::default();
+        if let Some(t) = ctx.env(TIMEOUT_VAR).filter(|t| !t.is_empty()) {
+            let secs = t
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| {
+                    StepError::invalid(
+                        TIMEOUT_VAR,
+                        format!("`{t}` is not a number of seconds (1 or more)"),
+                    )
+                })?;
+            retry.request_timeout = Duration::from_secs(secs);
+        }
+        Ok(Api::new(provider, endpoint, token, ctx.http.clone())?.with_retry(retry))
     }
 
     /// An API at `endpoint` (e.g. `http://10.0.0.1:8080/v1`).
@@ -377,6 +395,16 @@ impl Api {
             match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
                 Err(_) if status >= 500 => Value::Null,
+                // A success whose answer is cut short or mangled (a proxy, a
+                // truncated body): the server may have acted on it, so it is
+                // treated like a lost answer (a create looks for its object).
+                Err(e) if (200..300).contains(&status) => {
+                    return Attempt::Retry {
+                        hint: None,
+                        ambiguous: true,
+                        why: format!("status {status} but the answer is not JSON: {e}"),
+                    }
+                }
                 Err(e) => {
                     return Attempt::Fail(StepError::Api {
                         service: self.provider.name().into(),
