@@ -814,6 +814,52 @@ fn droplet_spec(name: &str) -> DoDroplet {
     .unwrap()
 }
 
+/// DigitalOcean's creates under the same faults: a 502, a create answered
+/// after the client's timeout, a create and a read answered with a body that
+/// is not JSON: each droplet is made exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digitalocean_survives_5xx_timeouts_and_malformed_answers_without_duplicates() {
+    let lab = Lab::start().await;
+    let mut ctx = lab.ctx();
+    ctx.env.insert("CAIRN_CLOUD_TIMEOUT".into(), "1".into());
+    let faults = [
+        json!({"fail_next": 1, "status": 502, "only": "POST /v2/droplets"}),
+        json!({"slow_next": 1, "delay_ms": 10_000, "only": "POST /v2/droplets"}),
+        json!({"garble_next": 1, "only": "POST /v2/droplets"}),
+        json!({"garble_next": 1, "only": "GET /v2/droplets"}),
+    ];
+    for (i, fault) in faults.into_iter().enumerate() {
+        lab.faults(fault).await;
+        let started = std::time::Instant::now();
+        let (_, d) = run(&ctx, &droplet_spec(&format!("etcd-{}", i + 1)))
+            .await
+            .unwrap();
+        assert_eq!(d.status, "active");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "etcd-{}: waited {:?} instead of timing out",
+            i + 1,
+            started.elapsed()
+        );
+    }
+    let f = injected(&lab).await;
+    assert_eq!(
+        (&f["failed"], &f["slowed"], &f["garbled"]),
+        (&json!(1), &json!(1), &json!(2)),
+        "{f}"
+    );
+    let adds: Vec<String> = lab
+        .recorder
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("add"))
+        .collect();
+    assert_eq!(
+        adds,
+        vec!["add etcd-1", "add etcd-2", "add etcd-3", "add etcd-4"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digitalocean_droplets_tagged_etcd() {
     let lab = Lab::start().await;
