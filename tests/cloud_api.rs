@@ -336,7 +336,8 @@ impl Lab {
         r.json().await.unwrap()
     }
 
-    async fn fault_counts(&self) -> (u64, u64) {
+    /// The emulation's faults and counts of what it injected.
+    async fn injected(&self) -> Value {
         let v: Value = reqwest::Client::new()
             .get(format!("{}/_cairn/faults", self.base))
             .bearer_auth(DTOKEN)
@@ -346,9 +347,14 @@ impl Lab {
             .json()
             .await
             .unwrap();
+        v["faults"].clone()
+    }
+
+    async fn fault_counts(&self) -> (u64, u64) {
+        let f = self.injected().await;
         (
-            v["faults"]["failed"].as_u64().unwrap(),
-            v["faults"]["dropped"].as_u64().unwrap(),
+            f["failed"].as_u64().unwrap(),
+            f["dropped"].as_u64().unwrap(),
         )
     }
 
@@ -658,20 +664,6 @@ async fn hetzner_survives_429_503_and_a_dropped_create_without_duplicates() {
     assert_eq!(adds, vec!["add node-1", "add node-2", "add node-3"]);
 }
 
-/// The emulation's fault counters.
-async fn injected(lab: &Lab) -> Value {
-    let v: Value = reqwest::Client::new()
-        .get(format!("{}/_cairn/faults", lab.base))
-        .bearer_auth(DTOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["faults"].clone()
-}
-
 /// 500 and 502 answers, a create whose answer comes after the client's
 /// timeout, and creates and reads whose answers are not JSON (all after the
 /// effect where there is one): every server is made exactly once.
@@ -711,7 +703,7 @@ async fn hetzner_survives_5xx_timeouts_and_malformed_answers_without_duplicates(
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("= ok"), "{lines:?}");
 
-    let f = injected(&lab).await;
+    let f = lab.injected().await;
     assert_eq!(
         (&f["failed"], &f["slowed"], &f["garbled"]),
         (&json!(3), &json!(1), &json!(2)),
@@ -842,7 +834,7 @@ async fn digitalocean_survives_5xx_timeouts_and_malformed_answers_without_duplic
             started.elapsed()
         );
     }
-    let f = injected(&lab).await;
+    let f = lab.injected().await;
     assert_eq!(
         (&f["failed"], &f["slowed"], &f["garbled"]),
         (&json!(1), &json!(1), &json!(2)),
