@@ -336,6 +336,12 @@ impl Lab {
         r.json().await.unwrap()
     }
 
+    /// The node provisioner's calls starting with `prefix` (`add`, `remove`).
+    fn calls(&self, prefix: &str) -> Vec<String> {
+        let calls = self.recorder.calls().into_iter();
+        calls.filter(|c| c.starts_with(prefix)).collect()
+    }
+
     /// The emulation's faults and counts of what it injected.
     async fn injected(&self) -> Value {
         let v: Value = reqwest::Client::new()
@@ -655,12 +661,7 @@ async fn hetzner_survives_429_503_and_a_dropped_create_without_duplicates() {
     let mut names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
     names.sort();
     assert_eq!(names, vec!["node-1", "node-2", "node-3"]);
-    let adds: Vec<String> = lab
-        .recorder
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("add"))
-        .collect();
+    let adds = lab.calls("add");
     assert_eq!(adds, vec!["add node-1", "add node-2", "add node-3"]);
 }
 
@@ -713,12 +714,7 @@ async fn hetzner_survives_5xx_timeouts_and_malformed_answers_without_duplicates(
     let mut names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
     names.sort();
     assert_eq!(names, vec!["node-1", "node-2", "node-3", "node-4"]);
-    let adds: Vec<String> = lab
-        .recorder
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("add"))
-        .collect();
+    let adds = lab.calls("add");
     assert_eq!(
         adds,
         vec!["add node-1", "add node-2", "add node-3", "add node-4"]
@@ -840,12 +836,7 @@ async fn digitalocean_survives_5xx_timeouts_and_malformed_answers_without_duplic
         (&json!(1), &json!(1), &json!(2)),
         "{f}"
     );
-    let adds: Vec<String> = lab
-        .recorder
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("add"))
-        .collect();
+    let adds = lab.calls("add");
     assert_eq!(
         adds,
         vec!["add etcd-1", "add etcd-2", "add etcd-3", "add etcd-4"]
