@@ -620,12 +620,7 @@ async fn hetzner_network_key_and_three_servers_then_rerun_adopts() {
     let (lines, r) = run(&ctx, &again).await.unwrap();
     assert_eq!(lines, vec!["= ok server node-1 (does not exist)"]);
     assert_eq!(r.count, 0);
-    let removes: Vec<String> = lab
-        .recorder
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("remove"))
-        .collect();
+    let removes = lab.calls("remove");
     assert_eq!(
         removes,
         vec![
