@@ -150,6 +150,7 @@ fn prepare(
 ) -> Result<Prepared, Failure> {
     let runbook = Arc::new(Runbook::load(&req.runbook)?);
     let mut env = process_env();
+    ssh_persist(&env).map_err(Failure)?;
     let mut inventory = req.inventory.clone();
     if let Some(lab) = &req.lab {
         let (inv, env_file) = lab_files(lab);
@@ -315,7 +316,7 @@ fn execute(
     };
     // Runs share their ssh masters with the next run (see `Pool::shared`);
     // plans pin host keys in a scratch file, so theirs stay private.
-    let ssh = match (mode, shared_ssh()) {
+    let ssh = match (mode, shared_ssh(&p.env)) {
         (Mode::Apply, Some((dir, persist))) => Pool::shared(known_hosts, dir, persist),
         _ => Pool::new(known_hosts),
     };
@@ -817,15 +818,24 @@ fn resume_inner(
     finish(&p, &rt, writer, replay, force, &id)
 }
 
-/// Where and how long runs keep their ssh masters for the next run:
+/// How long runs keep their ssh masters for the next run:
 /// `CAIRN_SSH_PERSIST` seconds (default 120; `0` turns sharing off).
-fn shared_ssh() -> Option<(PathBuf, std::time::Duration)> {
-    let secs = match std::env::var("CAIRN_SSH_PERSIST") {
-        Ok(v) => v.trim().parse::<u64>().unwrap_or(0),
-        Err(_) => crate::ssh::SHARED_PERSIST.as_secs(),
-    };
-    if secs == 0 {
-        return None;
+fn ssh_persist(env: &BTreeMap<String, String>) -> Result<u64, String> {
+    match env.get("CAIRN_SSH_PERSIST") {
+        None => Ok(crate::ssh::SHARED_PERSIST.as_secs()),
+        Some(v) => v.trim().parse::<u64>().map_err(|_| {
+            format!(
+                "error: CAIRN_SSH_PERSIST=`{v}` is not a number of seconds \
+                 (how long ssh connections wait for the next run; 0 closes them at exit)"
+            )
+        }),
     }
-    Some((Pool::shared_dir()?, std::time::Duration::from_secs(secs)))
+}
+
+/// Where and how long runs keep their ssh masters (checked in `prepare`).
+fn shared_ssh(env: &BTreeMap<String, String>) -> Option<(PathBuf, std::time::Duration)> {
+    match ssh_persist(env) {
+        Ok(0) | Err(_) => None,
+        Ok(secs) => Some((Pool::shared_dir()?, std::time::Duration::from_secs(secs))),
+    }
 }

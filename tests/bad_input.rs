@@ -7,6 +7,7 @@
 //! - `modes` (optional): `PATH MODE` lines applied after copying (git keeps
 //!   no modes but the executable bit);
 //! - `args`: the command line, one argument per line, run in the workspace;
+//! - `env` (optional): `KEY=VALUE` lines set for the command;
 //! - `stderr`: the exact error cairn must print (exit code 1), and `stdout`
 //!   what it prints on stdout (absent: nothing). Run ids, run times and the
 //!   workspace's path read `RUN_ID`, `T` and `$WS` there.
@@ -197,8 +198,11 @@ fn check_case(case: &Path, bless: bool) -> Option<String> {
     let args_text = std::fs::read_to_string(case.join("args"))
         .unwrap_or_else(|e| panic!("{name}: read args: {e}"));
     let args: Vec<&str> = args_text.lines().collect();
+    // optional `env`: `KEY=VALUE` lines set for the command
+    let env_text = std::fs::read_to_string(case.join("env")).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env_text.lines().filter_map(|l| l.split_once('=')).collect();
     let before = snapshot(ws);
-    let out = cairn(ws, &args, &[]);
+    let out = cairn(ws, &args, &env);
     let after = snapshot(ws);
     let stderr = normalise(&String::from_utf8_lossy(&out.stderr), ws);
     let stdout = normalise(&String::from_utf8_lossy(&out.stdout), ws);
@@ -247,7 +251,7 @@ fn check_case(case: &Path, bless: bool) -> Option<String> {
         let mut plan_args = args.clone();
         plan_args[0] = "plan";
         let before = snapshot(ws);
-        let plan = cairn(ws, &plan_args, &[]);
+        let plan = cairn(ws, &plan_args, &env);
         let plan_diff = tree_diff(&before, &snapshot(ws));
         let plan_err = String::from_utf8_lossy(&plan.stderr).into_owned();
         if plan.status.code() != Some(1) {
