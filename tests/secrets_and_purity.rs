@@ -473,17 +473,17 @@ const STATE: &str =
     "find /etc /var/lib /opt /usr/local -xdev -printf '%p %y %m %u:%g %s %l\\n' | sort; \
      find /etc /var/lib /opt /usr/local -xdev -type f -print0 | sort -z | xargs -0 sha256sum";
 
-/// Waits until no apt or dpkg runs on `node` (one a killed run started may
-/// still be finishing), then for a quiet moment.
+/// Waits until a command a killed run left running on `node` (an apt
+/// install, say) has finished: every cairn command holds the node's cairn
+/// lock while it runs, so taking that lock waits for it.
 fn settle(l: &lab::LabHandle, node: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(120) {
-        let busy = ssh_ok(l, node, "pgrep -x 'apt-get|dpkg|apt' || true");
-        if busy.trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let cmd = "flock -w 300 /run/lock/cairn.lock true";
+    let out = lab::cairn_lab(&["ssh", "--name", &l.name, node, "--", cmd]);
+    assert!(
+        out.status.success(),
+        "{node}: the killed run's command still held the cairn lock after 300 s: {}",
+        text(&out)
+    );
 }
 
 /// What the lab's cloud emulations hold: every Hetzner server, network and
@@ -587,7 +587,6 @@ fn plan_of_half_applied_run_is_pure(
     for n in &nodes {
         settle(l, n);
     }
-    std::thread::sleep(Duration::from_secs(2));
     // half applied: what the nodes have of etcd so far
     let done: Vec<String> = nodes
         .iter()
