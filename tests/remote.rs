@@ -710,6 +710,23 @@ async fn download_is_verified_before_it_is_installed() {
     assert!(!out.changed);
 }
 
+/// `unpack` of an etcd-like `archive` into `opt/etcd` (first path component
+/// stripped), told it creates `bin/etcd`: (step, dest, creates).
+fn unpack_etcd(w: &World, archive: &str) -> (Unpack, String, String) {
+    let dest = w.path("opt/etcd");
+    let creates = format!("{dest}/bin/etcd");
+    let step = Unpack {
+        host: w.host(),
+        args: UnpackArgs {
+            archive: archive.to_string(),
+            dest: dest.clone(),
+            strip: Some(1),
+            creates: Some(creates.clone()),
+        },
+    };
+    (step, dest, creates)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unpack_extracts_once_when_told_what_it_creates() {
     let w = world();
@@ -723,17 +740,7 @@ async fn unpack_extracts_once_when_told_what_it_creates() {
         .unwrap();
     assert!(status.success());
 
-    let dest = w.path("opt/etcd");
-    let creates = format!("{dest}/bin/etcd");
-    let step = Unpack {
-        host: w.host(),
-        args: UnpackArgs {
-            archive: archive.clone(),
-            dest: dest.clone(),
-            strip: Some(1),
-            creates: Some(creates.clone()),
-        },
-    };
+    let (step, _, creates) = unpack_etcd(&w, &archive);
     assert_eq!(kinds(&step.intent().actions), [ActionKind::Create]);
     let (actions, out) = converge(&step, &w.ctx).await;
     assert_eq!(kinds(&actions), [ActionKind::Create]);
@@ -790,17 +797,7 @@ async fn unpack_puts_creates_in_place_last() {
     let full = std::fs::read(&archive).unwrap();
     std::fs::write(&archive, &full[..full.len() / 2]).unwrap();
 
-    let dest = w.path("opt/etcd");
-    let creates = format!("{dest}/bin/etcd");
-    let step = Unpack {
-        host: w.host(),
-        args: UnpackArgs {
-            archive: archive.clone(),
-            dest: dest.clone(),
-            strip: Some(1),
-            creates: Some(creates.clone()),
-        },
-    };
+    let (step, dest, creates) = unpack_etcd(&w, &archive);
     let p = step.prepare(&w.ctx).await.unwrap();
     let err = step.apply(&w.ctx, p.work.unwrap()).await.unwrap_err();
     assert!(err.to_string().contains("unpack"), "{err}");
