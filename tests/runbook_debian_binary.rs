@@ -95,10 +95,11 @@ fn plan_run_rerun_kill_resume() {
     for expect in [
         "read `curl -fsSL http://",
         "> run `useradd --system --user-group --home-dir /var/lib/etcd",
-        "+ create dir /etc/ssl/etcd (0750 etcd:etcd)",
+        "+ create dir /etc/ssl/etcd (0750 root:etcd)",
         "+ create file /etc/ssl/etcd/openssl.cnf",
         "+subjectAltName = IP:",
-        "> run `umask 077 && openssl genrsa -out /etc/ssl/etcd/etcd.key.new 2048",
+        "> run `sh -c 'umask 077 && rm -f -- \"$1.new\" && openssl genrsa -out",
+        "sh /etc/ssl/etcd/etcd.key 2048`",
         "> run `openssl req -new -key /etc/ssl/etcd/etcd.key -subj /CN=node-1",
         "+ create CA certificate etcd-cluster-ca",
         "+ create certificate etcd-cluster-node-3 from CSR",
@@ -254,4 +255,122 @@ fn plan_run_rerun_kill_resume() {
         "{}",
         changes(&again)
     );
+}
+
+/// Issue 12, defects 1 and 5, on the runbook that gives the etcd account
+/// folders of its own: links the etcd account plants (or planted under the
+/// old layout, where `/etc/ssl/etcd` was etcd's) are never followed by a
+/// rerun as root, and no output or journal shows what they point to.
+#[test]
+fn links_planted_by_the_etcd_account_are_never_followed() {
+    let l = lab::start(&lab::unique_name("dbin-links"), 1);
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    let one = ["--var", "nodes=1"];
+    let run = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", changes(&run));
+    let n = "node-1";
+    let as_etcd = |cmd: &str| l.ssh(n, &format!("runuser -u etcd -- sh -c '{cmd}'"));
+
+    // The key's folder is root's now: etcd cannot plant anything in it.
+    assert_eq!(
+        l.ssh_ok(n, "stat -c '%U:%G %a' /etc/ssl/etcd").trim(),
+        "root:etcd 750"
+    );
+    let planted = as_etcd("ln -s /etc/shadow /etc/ssl/etcd/etcd.csr");
+    assert!(
+        !planted.status.success(),
+        "etcd planted a link in /etc/ssl/etcd"
+    );
+
+    // Root's secret, root's folder, and the old layout (etcd's ssl folder)
+    // with links in it; the data dir swapped for a link to a root folder.
+    l.ssh_ok(
+        n,
+        "printf 'CAIRN-SECRET-CANARY\\n' > /etc/cairn-secret && chmod 600 /etc/cairn-secret \
+         && mkdir -m 755 /etc/cairn-victim && chown etcd:etcd /etc/ssl/etcd",
+    );
+    for cmd in [
+        "rm -f /etc/ssl/etcd/openssl.cnf && ln -s /etc/cairn-secret /etc/ssl/etcd/openssl.cnf",
+        "rm -f /etc/ssl/etcd/etcd.key && ln -s /etc/cairn-victim/key /etc/ssl/etcd/etcd.key",
+        "ln -s /etc/cairn-victim/new-key /etc/ssl/etcd/etcd.key.new",
+        "mv /opt/etcd/data /opt/etcd/data.moved && ln -s /etc/cairn-victim /opt/etcd/data",
+    ] {
+        let out = as_etcd(cmd);
+        assert!(out.status.success(), "{cmd}: {}", text(&out));
+    }
+    let before = l.ssh_ok(
+        n,
+        "stat -c '%n %U:%G %a' /etc/cairn-secret /etc/cairn-victim && ls -A /etc/cairn-victim",
+    );
+
+    let plan = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
+    let p = text(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{p}");
+    assert!(
+        p.contains("replace symlink → /etc/cairn-secret"),
+        "the plan does not say the link is replaced:\n{p}"
+    );
+    assert!(
+        p.contains("/opt/etcd/data on node-1 is a symlink (owner etcd) to /etc/cairn-victim"),
+        "{p}"
+    );
+    let rerun = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let r = text(&rerun);
+    assert_eq!(rerun.status.code(), Some(1), "{r}");
+    assert!(r.contains("/opt/etcd/data on node-1 is a symlink"), "{r}");
+
+    let after = l.ssh_ok(
+        n,
+        "stat -c '%n %U:%G %a' /etc/cairn-secret /etc/cairn-victim && ls -A /etc/cairn-victim",
+    );
+    assert_eq!(
+        before, after,
+        "a root file or folder was changed through a link"
+    );
+    assert_eq!(
+        before.lines().count(),
+        2,
+        "nothing was made in the victim folder: {before}"
+    );
+    assert_eq!(
+        l.ssh_ok(n, "cat /etc/cairn-secret"),
+        "CAIRN-SECRET-CANARY\n"
+    );
+    // The rerun repaired what it writes: the folder is root's again, the
+    // links are replaced by files of its own.
+    assert_eq!(
+        l.ssh_ok(
+            n,
+            "stat -c '%n %F %U:%G %a' /etc/ssl/etcd /etc/ssl/etcd/openssl.cnf /etc/ssl/etcd/etcd.key"
+        ),
+        "/etc/ssl/etcd directory root:etcd 750\n\
+         /etc/ssl/etcd/openssl.cnf regular file root:root 644\n\
+         /etc/ssl/etcd/etcd.key regular file etcd:etcd 600\n"
+    );
+    // No output and no journal holds the secret.
+    let mut journals = String::new();
+    for e in walk(&w.join(".cairn")) {
+        journals.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap()));
+    }
+    for (what, t) in [("plan", &p), ("run", &r), ("workspace", &journals)] {
+        assert!(
+            !t.contains("CAIRN-SECRET-CANARY"),
+            "{what} shows the secret"
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
