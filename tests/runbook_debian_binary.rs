@@ -284,7 +284,7 @@ fn links_planted_by_the_etcd_account_are_never_followed() {
     );
 
     // Root's secret, root's folder, and the old layout (etcd's ssl folder)
-    // with links in it; the data dir swapped for a link to a root folder.
+    // with links in it.
     l.ssh_ok(
         n,
         "printf 'CAIRN-SECRET-CANARY\\n' > /etc/cairn-secret && chmod 600 /etc/cairn-secret \
@@ -294,51 +294,36 @@ fn links_planted_by_the_etcd_account_are_never_followed() {
         "rm -f /etc/ssl/etcd/openssl.cnf && ln -s /etc/cairn-secret /etc/ssl/etcd/openssl.cnf",
         "rm -f /etc/ssl/etcd/etcd.key && ln -s /etc/cairn-victim/key /etc/ssl/etcd/etcd.key",
         "ln -s /etc/cairn-victim/new-key /etc/ssl/etcd/etcd.key.new",
-        "mv /opt/etcd/data /opt/etcd/data.moved && ln -s /etc/cairn-victim /opt/etcd/data",
     ] {
         let out = as_etcd(cmd);
         assert!(out.status.success(), "{cmd}: {}", text(&out));
     }
-    let before = l.ssh_ok(
-        n,
-        "stat -c '%n %U:%G %a' /etc/cairn-secret /etc/cairn-victim && ls -A /etc/cairn-victim",
-    );
+    let victims =
+        "stat -c '%n %U:%G %a' /etc/cairn-secret /etc/cairn-victim && ls -A /etc/cairn-victim";
+    let before = l.ssh_ok(n, victims);
+    assert_eq!(before.lines().count(), 2, "{before}");
 
+    // The plan says each link is replaced and reads none of them; the run
+    // replaces them and makes the folder root's again.
     let plan = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
     let p = text(&plan);
-    assert_eq!(plan.status.code(), Some(1), "{p}");
+    assert_eq!(plan.status.code(), Some(2), "{p}");
     assert!(
         p.contains("replace symlink → /etc/cairn-secret"),
         "the plan does not say the link is replaced:\n{p}"
     );
-    assert!(
-        p.contains("/opt/etcd/data on node-1 is a symlink (owner etcd) to /etc/cairn-victim"),
-        "{p}"
-    );
     let rerun = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
     let r = text(&rerun);
-    assert_eq!(rerun.status.code(), Some(1), "{r}");
-    assert!(r.contains("/opt/etcd/data on node-1 is a symlink"), "{r}");
-
-    let after = l.ssh_ok(
-        n,
-        "stat -c '%n %U:%G %a' /etc/cairn-secret /etc/cairn-victim && ls -A /etc/cairn-victim",
-    );
+    assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert_eq!(
-        before, after,
+        l.ssh_ok(n, victims),
+        before,
         "a root file or folder was changed through a link"
-    );
-    assert_eq!(
-        before.lines().count(),
-        2,
-        "nothing was made in the victim folder: {before}"
     );
     assert_eq!(
         l.ssh_ok(n, "cat /etc/cairn-secret"),
         "CAIRN-SECRET-CANARY\n"
     );
-    // The rerun repaired what it writes: the folder is root's again, the
-    // links are replaced by files of its own.
     assert_eq!(
         l.ssh_ok(
             n,
@@ -348,12 +333,39 @@ fn links_planted_by_the_etcd_account_are_never_followed() {
          /etc/ssl/etcd/openssl.cnf regular file root:root 644\n\
          /etc/ssl/etcd/etcd.key regular file etcd:etcd 600\n"
     );
+
+    // etcd's own folder: the data dir swapped for a link to a root folder.
+    // Plan and run refuse it, naming it; the folder it points to is untouched.
+    let out =
+        as_etcd("mv /opt/etcd/data /opt/etcd/data.moved && ln -s /etc/cairn-victim /opt/etcd/data");
+    assert!(out.status.success(), "{}", text(&out));
+    let refused = "/opt/etcd/data on node-1 is a symlink (owner etcd) to /etc/cairn-victim";
+    let plan2 = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
+    let p2 = text(&plan2);
+    assert_eq!(plan2.status.code(), Some(1), "{p2}");
+    assert!(p2.contains(refused), "{p2}");
+    let rerun2 = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let r2 = text(&rerun2);
+    assert_eq!(rerun2.status.code(), Some(1), "{r2}");
+    assert!(r2.contains(refused), "{r2}");
+    assert_eq!(
+        l.ssh_ok(n, victims),
+        before,
+        "a root folder was changed through a link"
+    );
+
     // No output and no journal holds the secret.
     let mut journals = String::new();
     for e in walk(&w.join(".cairn")) {
         journals.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap()));
     }
-    for (what, t) in [("plan", &p), ("run", &r), ("workspace", &journals)] {
+    for (what, t) in [
+        ("plan", &p),
+        ("run", &r),
+        ("plan", &p2),
+        ("run", &r2),
+        ("workspace", &journals),
+    ] {
         assert!(
             !t.contains("CAIRN-SECRET-CANARY"),
             "{what} shows the secret"
