@@ -93,7 +93,7 @@ fn plan_run_rerun_kill_resume() {
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
-        "read `curl -fsSL http://",
+        "read `curl -fsSL -- http://",
         "> run `useradd --system --user-group --home-dir /var/lib/etcd",
         "+ create dir /etc/ssl/etcd (0750 root:etcd)",
         "+ create file /etc/ssl/etcd/openssl.cnf",
