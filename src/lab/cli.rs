@@ -197,8 +197,7 @@ fn execute(cmd: LabCommand) -> Result<i32> {
 fn ssh(lab: &str, node: &str, cmd: &[String]) -> Result<i32> {
     let rec = LabRecord::load(lab)?.ok_or_else(|| LabError::lab(lab, "is not up"))?;
     let n = rec
-        .nodes
-        .get(node)
+        .find_node(node)
         .ok_or_else(|| LabError::node(lab, node, "no such node"))?;
     let options: &[&str] = if cmd.is_empty() { &["-t"] } else { &[] };
     let mut c = super::ssh::command_with(&paths(lab), &n.address, options);

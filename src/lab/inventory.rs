@@ -76,6 +76,10 @@ pub fn env_entries(paths: &LabPaths, rec: &LabRecord) -> Vec<(String, String)> {
         ("HCLOUD_ENDPOINT".into(), format!("{cloud}/v1")),
         ("HCLOUD_TOKEN".into(), rec.hcloud_token.clone()),
         ("DIGITALOCEAN_ENDPOINT".into(), format!("{cloud}/v2")),
+        // DigitalOcean's own clients take the base without `/v2` and add it
+        // to every path: pydo's `Client(token, endpoint=...)`, doctl's
+        // `--api-url` (which reads this variable).
+        ("DIGITALOCEAN_API_URL".into(), cloud.clone()),
         (
             "DIGITALOCEAN_ACCESS_TOKEN".into(),
             rec.digitalocean_token.clone(),
@@ -179,6 +183,7 @@ mod tests {
         assert_eq!(env["CAIRN_RELEASE_MIRROR"], "http://10.200.3.1:7480");
         assert_eq!(env["HCLOUD_ENDPOINT"], "http://10.200.3.1:7481/v1");
         assert_eq!(env["DIGITALOCEAN_ENDPOINT"], "http://10.200.3.1:7481/v2");
+        assert_eq!(env["DIGITALOCEAN_API_URL"], "http://10.200.3.1:7481");
         assert_eq!(env["CAIRN_LAB_DOMAIN"], "demo.lab");
     }
 
