@@ -710,14 +710,15 @@ pub fn status(name: &str) -> Result<String> {
             .collect();
         s.push_str(&format!(
             "  {:<12} {:<14} {:<28} {:<11} mem {:<9} {}{}\n",
-            n.name,
+            rec.host_name_of(n),
             n.address,
-            format!("{}.{}", n.name, domain(name)),
+            format!("{}.{}", n.hostname(), domain(name)),
             st,
             mem,
             match n.origin {
-                Origin::Up => "lab",
-                Origin::Cloud => "cloud",
+                Origin::Up => "lab".to_string(),
+                Origin::Cloud if n.hostname() != n.name => format!("cloud node {}", n.name),
+                Origin::Cloud => "cloud".to_string(),
             },
             if private.is_empty() {
                 String::new()

@@ -866,33 +866,52 @@ fn allocate(subnet: &str, used: &[&str]) -> Option<String> {
         .find(|a| !used.contains(&a.as_str()))
 }
 
+/// `DELETE /servers/{id}`: 200 with the `delete_server` action, answered
+/// once the server's host is gone (so the server is gone from every listing
+/// by then, and its action finished). If the host cannot be removed, the
+/// server stays as it was and the action ends `error`, naming why.
 async fn delete_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
-    let (name, action_id, response) = {
+    let (node, before, action_id) = {
         let mut w = cloud.world();
         let Some(s) = w.hetzner.servers.get_mut(&id) else {
             return not_found("server");
         };
-        s.status = "deleting".into();
-        let name = s.node();
+        if s.status == "deleting" {
+            return err(
+                StatusCode::LOCKED,
+                "locked",
+                &format!("server {id} is locked (deleting)"),
+            );
+        }
+        let before = std::mem::replace(&mut s.status, "deleting".into());
+        let node = s.node();
         let action_id = new_action(&mut w, "delete_server", vec![(id, "server".into())]);
-        let response = j!({ "action": w.hetzner.actions[&action_id].json() });
-        (name, action_id, response)
+        (node, before, action_id)
     };
     cloud.save();
-    let bg = cloud.clone();
-    tokio::spawn(async move {
-        let result = bg.provisioner().remove(&name).await;
-        {
-            let mut w = bg.world();
-            if result.is_ok() {
+    let result = cloud.provisioner().remove(&node).await;
+    let response = {
+        let mut w = cloud.world();
+        match &result {
+            Ok(()) => {
                 w.hetzner.servers.remove(&id);
             }
-            if let Some(a) = w.hetzner.actions.get_mut(&action_id) {
-                a.finish(result.err().map(|e| ("action_failed".to_string(), e)));
+            Err(_) => {
+                if let Some(s) = w.hetzner.servers.get_mut(&id) {
+                    s.status = before;
+                }
             }
         }
-        bg.save();
-    });
+        let failure = result.err().map(|e| ("action_failed".to_string(), e));
+        match w.hetzner.actions.get_mut(&action_id) {
+            Some(a) => {
+                a.finish(failure);
+                j!({ "action": a.json() })
+            }
+            None => j!({}),
+        }
+    };
+    cloud.save();
     json(StatusCode::OK, response)
 }
 
