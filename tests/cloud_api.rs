@@ -273,7 +273,10 @@ impl Provisioner for Recorder {
         let name = name.to_string();
         Box::pin(async move {
             let hostname = self.hostname(&name);
-            self.calls.lock().unwrap().push(format!("remove {hostname}"));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("remove {hostname}"));
             Ok(())
         })
     }

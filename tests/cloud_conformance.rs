@@ -76,11 +76,16 @@ fn with_lab_env(mut cmd: Command, l: &lab::LabHandle) -> Command {
 fn run_python(script: &str, extra: &[(&str, &str)]) -> String {
     let l = the_lab();
     let mut cmd = with_lab_env(Command::new(python()), l);
-    cmd.arg(conformance_dir().join(script)).envs(extra.iter().copied());
+    cmd.arg(conformance_dir().join(script))
+        .envs(extra.iter().copied());
     let out = cmd.output().expect("python runs");
     let all = text(&out);
     eprintln!("{script}:\n{all}");
-    assert!(out.status.success(), "{script} failed ({}):\n{all}", out.status);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{all}",
+        out.status
+    );
     all
 }
 
@@ -140,7 +145,9 @@ fn hcloud_cli_runs_tutorial_000_verbatim() {
     let ssh = home.path().join(".ssh");
     std::fs::create_dir_all(&ssh).unwrap();
     let keygen = Command::new("ssh-keygen")
-        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "tutorial", "-f"])
+        .args([
+            "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "tutorial", "-f",
+        ])
         .arg(ssh.join("id_rsa"))
         .output()
         .unwrap();
@@ -149,10 +156,16 @@ fn hcloud_cli_runs_tutorial_000_verbatim() {
     let mut cmd = with_lab_env(Command::new("zsh"), l);
     cmd.arg(conformance_dir().join("tutorial-000.zsh"))
         .env("HOME", home.path());
-    let out = cmd.output().expect("zsh runs (tests/conformance/setup.sh installs it)");
+    let out = cmd
+        .output()
+        .expect("zsh runs (tests/conformance/setup.sh installs it)");
     let all = text(&out);
     eprintln!("{all}");
-    assert!(out.status.success(), "the tutorial's commands failed ({}):\n{all}", out.status);
+    assert!(
+        out.status.success(),
+        "the tutorial's commands failed ({}):\n{all}",
+        out.status
+    );
 
     // network, subnet (its action waited for), key, three servers
     for line in [
@@ -179,7 +192,10 @@ fn hcloud_cli_runs_tutorial_000_verbatim() {
         let external = line.rsplit(' ').next().unwrap().to_string();
         assert!(external.starts_with("10.200."), "{line}");
         externals.push(external);
-        assert!(all.contains(&format!("ssh {node} {node}\n")), "no ssh to {node} in:\n{all}");
+        assert!(
+            all.contains(&format!("ssh {node} {node}\n")),
+            "no ssh to {node} in:\n{all}"
+        );
     }
     externals.sort();
     externals.dedup();
@@ -191,7 +207,10 @@ fn hcloud_cli_runs_tutorial_000_verbatim() {
         "no initial cluster in:\n{all}"
     );
     // sorted by name, descending
-    assert!(all.contains("node-3\nnode-2\nnode-1\n"), "no sorted list in:\n{all}");
+    assert!(
+        all.contains("node-3\nnode-2\nnode-1\n"),
+        "no sorted list in:\n{all}"
+    );
     // deleted: nothing left
     let left = all
         .split("== left\n")

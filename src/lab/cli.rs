@@ -169,8 +169,11 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 },
         } => {
             let t0 = Instant::now();
-            let state =
-                lifecycle::power_on(&name, &node_key(&name, &node)?, Duration::from_secs(timeout))?;
+            let state = lifecycle::power_on(
+                &name,
+                &node_key(&name, &node)?,
+                Duration::from_secs(timeout),
+            )?;
             println!(
                 "{node} of lab {name} is up again ({:.1} s): {state}",
                 t0.elapsed().as_secs_f64()

@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json as j, Value};
@@ -839,7 +839,10 @@ pub fn routes() -> Router<Arc<Cloud>> {
             "/droplets/{id}/actions",
             get(list_droplet_actions).post(droplet_action),
         )
-        .route("/droplets/{id}/actions/{action_id}", get(get_droplet_action))
+        .route(
+            "/droplets/{id}/actions/{action_id}",
+            get(get_droplet_action),
+        )
         .route("/account/keys", get(list_keys).post(create_key))
         .route("/account/keys/{id}", get(get_key).delete(delete_key))
 }

@@ -19,10 +19,7 @@ pub async fn unknown(req: Request) -> Response {
 
 fn not_implemented(api: Api, method: &Method, path: &str) -> Response {
     let message = format!("{method} {path} is not implemented by the lab's emulation");
-    match api {
-        Api::Hetzner => error(api, StatusCode::NOT_FOUND, "not_found", &message),
-        Api::DigitalOcean => error(api, StatusCode::NOT_FOUND, "not_found", &message),
-    }
+    error(api, StatusCode::NOT_FOUND, "not_found", &message)
 }
 
 /// `resp` if it already is a JSON answer; otherwise (the router's own
@@ -58,7 +55,6 @@ pub async fn shaped(api: Api, method: &Method, path: &str, resp: Response) -> Re
     match (api, status.is_client_error()) {
         (Api::Hetzner, true) => error(api, StatusCode::BAD_REQUEST, "invalid_input", &message),
         (Api::DigitalOcean, true) => error(api, StatusCode::BAD_REQUEST, "bad_request", &message),
-        (Api::Hetzner, false) => error(api, status, "server_error", &message),
-        (Api::DigitalOcean, false) => error(api, status, "server_error", &message),
+        (_, false) => error(api, status, "server_error", &message),
     }
 }

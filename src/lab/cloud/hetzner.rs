@@ -162,15 +162,11 @@ fn new_action(w: &mut super::World, command: &str, resources: Vec<(u64, String)>
     id
 }
 
-fn location(
-    name: &str,
-) -> Option<&'static (&'static str, &'static str, &'static str, &'static str, &'static str)> {
-    LOCATIONS.iter().find(|l| l.0 == name)
-}
-
 fn server_json(s: &Server) -> Value {
     let type_index = Kind::ServerType.by_name(&s.server_type);
-    let (_, _, _, disk, _) = type_index.map(|i| SERVER_TYPES[i]).unwrap_or(("", 0, 0, 0, ""));
+    let (_, _, _, disk, _) = type_index
+        .map(|i| SERVER_TYPES[i])
+        .unwrap_or(("", 0, 0, 0, ""));
     j!({
         "id": s.id,
         "name": s.name,
@@ -562,7 +558,7 @@ fn catalog_page(kind: Kind, key: &str, q: &Listing) -> Response {
                 || (q.get("type").is_none_or(|t| v["type"] == t)
                     && q.get("architecture").is_none_or(|a| v["architecture"] == a)
                     && q.all("status").iter().all(|s| v["status"] == *s)
-                    && reqs.is_empty())
+                    && matches(&reqs, &BTreeMap::new()))
         })
         .collect();
     page(key, items, q, &["id", "name"])
@@ -786,7 +782,8 @@ async fn create_server(AxState(cloud): St, raw: Bytes) -> Response {
         let response_server = server_json(&server);
         w.hetzner.servers.insert(id, server);
         let action_id = new_action(&mut w, "create_server", vec![(id, "server".into())]);
-        let next_id = start.then(|| new_action(&mut w, "start_server", vec![(id, "server".into())]));
+        let next_id =
+            start.then(|| new_action(&mut w, "start_server", vec![(id, "server".into())]));
         let action = w.hetzner.actions[&action_id].json();
         let next: Vec<Value> = next_id
             .iter()

@@ -137,9 +137,7 @@ pub fn datacenter_json(i: usize) -> Value {
 /// A server type, with a price in every location.
 pub fn server_type_json(i: usize) -> Value {
     let (name, cores, memory, disk, cpu) = SERVER_TYPES[i];
-    let price = |per_hour: f64| {
-        j!({"net": format!("{per_hour:.10}"), "gross": format!("{:.10}", per_hour * 1.19)})
-    };
+    let price = |per_hour: f64| j!({"net": format!("{per_hour:.10}"), "gross": format!("{:.10}", per_hour * 1.19)});
     let hourly = 0.001 * f64::from(cores) + 0.0005 * f64::from(memory);
     j!({
         "id": Kind::ServerType.id(i), "name": name, "description": name.to_uppercase(),
@@ -189,7 +187,10 @@ mod tests {
         // an image id is not a server type id, and the other way round
         assert_eq!(Kind::Image.resolve(&j!(id)), None);
         assert_eq!(Kind::ServerType.resolve(&j!(Kind::Image.id(0))), None);
-        assert_eq!(Kind::Datacenter.resolve(&j!("ash-dc1")), Kind::Location.by_name("ash"));
+        assert_eq!(
+            Kind::Datacenter.resolve(&j!("ash-dc1")),
+            Kind::Location.by_name("ash")
+        );
         assert_eq!(Kind::Location.json(3)["network_zone"], "us-east");
     }
 }

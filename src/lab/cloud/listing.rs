@@ -182,7 +182,12 @@ mod tests {
 
     #[test]
     fn repeated_keys_are_kept_and_sorts_apply_in_order() {
-        let l = listing(&[("id", "3"), ("id", "1"), ("sort", "name:desc"), ("sort", "id")]);
+        let l = listing(&[
+            ("id", "3"),
+            ("id", "1"),
+            ("sort", "name:desc"),
+            ("sort", "id"),
+        ]);
         assert_eq!(l.all("id"), ["3", "1"]);
         let mut items = vec![
             json!({"id": 2, "name": "a"}),
@@ -211,6 +216,12 @@ mod tests {
             "http://h/v1/servers?page=3&per_page=2&label_selector=a%3Db"
         );
         assert!(listing(&[("page", "0")]).window(1, 25, 50).is_err());
-        assert_eq!(listing(&[("per_page", "500")]).window(1, 25, 50).unwrap().per_page, 50);
+        assert_eq!(
+            listing(&[("per_page", "500")])
+                .window(1, 25, 50)
+                .unwrap()
+                .per_page,
+            50
+        );
     }
 }
