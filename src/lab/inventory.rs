@@ -216,16 +216,16 @@ mod tests {
         assert!(rec.find_node("twin").is_none(), "twin names two nodes");
         let text = crate::lab::hosts::render_hosts(&rec);
         assert!(
-            text.contains("10.200.3.21\ttwin.demo.lab twin hc-7.demo.lab hc-7\n"),
+            text.contains("10.200.3.20\ttwin.demo.lab twin hc-7.demo.lab hc-7\n"),
             "{text}"
         );
         assert!(
-            text.contains("10.200.3.22\ttwin.demo.lab twin do-9.demo.lab do-9\n"),
+            text.contains("10.200.3.21\ttwin.demo.lab twin do-9.demo.lab do-9\n"),
             "{text}"
         );
         let kh = crate::lab::hosts::render_known_hosts(&rec);
         assert!(
-            kh.contains("solo,solo.demo.lab,hc-8,hc-8.demo.lab,10.200.3.23 "),
+            kh.contains("solo,solo.demo.lab,hc-8,hc-8.demo.lab,10.200.3.22 "),
             "{kh}"
         );
     }
