@@ -17,7 +17,6 @@ import sys
 
 import requests
 from hcloud import APIException, Client
-from hcloud.datacenters import Datacenter
 from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.networks import NetworkSubnet
@@ -67,7 +66,7 @@ assert client.datacenters.get_by_id(dc.id).name == "ash-dc1"
 cpx11 = client.server_types.get_by_name("cpx11")
 assert cpx11 is not None and cpx11.cores == 2 and cpx11.architecture == "x86", cpx11
 assert client.server_types.get_by_id(cpx11.id).name == "cpx11"
-assert cpx11.id in dc.server_types.available, dc.server_types
+assert cpx11.id in [t.id for t in dc.server_types.available], dc.server_types
 image = client.images.get_by_name_and_architecture("debian-12", "x86")
 assert image is not None and image.os_flavor == "debian", image
 assert client.images.get_by_id(image.id).name == "debian-12"
@@ -133,7 +132,7 @@ b = client.servers.create(
     name=f"{PREFIX}-b",
     server_type=ServerType(id=cpx11.id),
     image=Image(id=image.id),
-    datacenter=Datacenter(id=dc.id),
+    location=Location(id=ash.id),
     start_after_create=False,
     labels={"conf": PREFIX, "role": "b"},
 )
@@ -154,18 +153,22 @@ sa = client.servers.get_by_id(a.server.id)
 sb = client.servers.get_by_id(b.server.id)
 assert sa.status == "running", sa.status
 assert sb.status == "off", f"start_after_create false: status {sb.status}"
-assert sa.server_type.name == "cpx11" and sa.datacenter.location.name == "ash", sa
-assert sb.datacenter.name == "ash-dc1" and sb.image.name == "debian-12", sb
+assert sa.server_type.name == "cpx11" and sa.location.name == "ash", sa
+assert sb.location.id == ash.id and sb.image.name == "debian-12", sb
+assert raw("GET", f"/servers/{sb.id}").json()["server"]["datacenter"]["name"] == "ash-dc1"
+assert sb.server_type.name == "cpx11", sb
 assert sa.public_net.ipv4.ip, sa.public_net
 assert [p.ip for p in sa.private_net] == ["10.1.1.2"], sa.private_net
 ok("servers created by names and by ids; start_after_create false stays off; root_password only without keys")
 
 # ---- listing, sort, pagination ------------------------------------------
-names = [s.name for s in client.servers.get_all(label_selector=f"conf={PREFIX}", sort=["name:desc"])]
-assert names == [f"{PREFIX}-b", f"{PREFIX}-a"], names
+names = [s.name for s in client.servers.get_all(label_selector=f"conf={PREFIX}")]
+assert names == [f"{PREFIX}-a", f"{PREFIX}-b"], names
+r = raw("GET", f"/servers?label_selector=conf%3D{PREFIX}&sort=name:desc")
+assert [x["name"] for x in r.json()["servers"]] == [f"{PREFIX}-b", f"{PREFIX}-a"], r.text
 names = [s.name for s in client.servers.get_all(label_selector=f"conf={PREFIX},role=a")]
 assert names == [f"{PREFIX}-a"], names
-page = client.servers.get_list(label_selector=f"conf={PREFIX}", page=1, per_page=1, sort=["id:asc"])
+page = client.servers.get_list(label_selector=f"conf={PREFIX}", page=1, per_page=1)
 p = page.meta.pagination
 assert (p.page, p.per_page, p.next_page, p.last_page, p.total_entries) == (1, 1, 2, 2, 2), vars(p)
 assert [s.name for s in page.servers] == [f"{PREFIX}-a"], page.servers

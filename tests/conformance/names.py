@@ -13,11 +13,30 @@ from hcloud import Client as HClient
 from hcloud.images import Image
 from hcloud.server_types import ServerType
 from pydo import Client as DoClient
+from azure.core.pipeline.policies import HeadersPolicy
 
 hc = HClient(token=os.environ["HCLOUD_TOKEN"], api_endpoint=os.environ["HCLOUD_ENDPOINT"], poll_interval=0.5, poll_max_retries=400)
-do = DoClient(token=os.environ["DIGITALOCEAN_ACCESS_TOKEN"], endpoint=os.environ["DIGITALOCEAN_API_URL"])
+
 NAME = "twin"
 TAG = "conf-names"
+
+
+class PlainHttpAllowed(HeadersPolicy):
+    """pydo authenticates through azure-core, which refuses to send a bearer
+    token to a URL that is not https (`ServiceRequestError: Bearer token
+    authentication is not permitted for non-TLS protected (non-https)
+    URLs`). The lab serves plain http on its own bridge, so requests carry
+    azure-core's documented per-request option `enforce_https=False`; this
+    policy (run before the authentication policy) sets it for every
+    request of the client."""
+
+    def on_request(self, request):
+        super().on_request(request)
+        request.context["enforce_https"] = False
+
+
+def do_client(token):
+    return DoClient(token=token, endpoint=os.environ["DIGITALOCEAN_API_URL"], headers_policy=PlainHttpAllowed())
 
 
 def ok(what):
@@ -39,6 +58,7 @@ def droplet_ip(d):
     return next(n["ip_address"] for n in d["networks"]["v4"] if n["type"] == "public")
 
 
+do = do_client(os.environ["DIGITALOCEAN_ACCESS_TOKEN"])
 server = hc.servers.create(name=NAME, server_type=ServerType(name="cx22"), image=Image(name="debian-12"))
 droplets = []
 for _ in range(2):

@@ -59,8 +59,9 @@ echo $ETCD_INITIAL_CLUSTER
 # end verbatim
 
 echo "== list"
-hcloud server list -o columns=name,status,ipv4,private_net,datacenter,labels
-hcloud server list --sort name:desc -o noheader -o columns=name
+hcloud server list --selector cluster=cluster-1 -o columns=name,status,ipv4,private_net,datacenter,labels
+echo "== sorted"
+hcloud server list --selector cluster=cluster-1 --sort name:desc -o noheader -o columns=name
 
 echo "== cleanup"
 for node in ${NODES}; do
@@ -69,5 +70,7 @@ done
 hcloud network delete ${NETWORK_NAME}
 hcloud ssh-key delete ssh-key-1
 echo "== left"
-hcloud server list -o noheader -o columns=name
+hcloud server list --selector cluster=cluster-1 -o noheader -o columns=name
+hcloud network list -o noheader -o columns=name | grep -x network-1 || true
+hcloud ssh-key list -o noheader -o columns=name | grep -x ssh-key-1 || true
 echo "== done"

@@ -182,7 +182,10 @@ fn server_json(s: &Server) -> Value {
             "network": net, "ip": ip, "alias_ips": [], "mac_address": mac(s.id, *net)
         })).collect::<Vec<_>>(),
         "server_type": type_index.map(catalog::server_type_json),
+        // `datacenter` for older clients (hcloud-go 1.x, the CLI of Debian
+        // 12), `location` as the current reference has it.
         "datacenter": Kind::Location.by_name(&s.location).map(catalog::datacenter_json),
+        "location": Kind::Location.by_name(&s.location).map(catalog::location_json),
         "image": Kind::Image.by_name(&s.image).map(catalog::image_json),
         "iso": null,
         "rescue_enabled": false,
