@@ -268,7 +268,8 @@ impl ClaimHosts {
 
 impl Step for ClaimHosts {
     type Output = ClaimResult;
-    type Work = Vec<bool>;
+    /// Which hosts get a record written, and the result once they have.
+    type Work = (Vec<bool>, ClaimResult);
 
     fn kind(&self) -> &'static str {
         "claim_hosts"
@@ -287,7 +288,7 @@ impl Step for ClaimHosts {
         crate::primitives::pki::check_name("ca", &self.ca)
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<ClaimResult, Vec<bool>>, StepError> {
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<ClaimResult, Self::Work>, StepError> {
         let ca = self.ca_identity(ctx)?;
         let script = fact_script();
         let answers =
@@ -339,13 +340,13 @@ impl Step for ClaimHosts {
             .map(|v| matches!(v, Verdict::Record | Verdict::Adopt(_)))
             .collect();
         Ok(if work.iter().any(|w| *w) {
-            Prepared::todo(actions, facts, output, work)
+            Prepared::todo(actions, facts, output.clone(), (work, output))
         } else {
             Prepared::done(actions, facts, output)
         })
     }
 
-    fn intent(&self) -> Prepared<ClaimResult, Vec<bool>> {
+    fn intent(&self) -> Prepared<ClaimResult, Self::Work> {
         let actions = self
             .hosts
             .iter()
@@ -354,16 +355,20 @@ impl Step for ClaimHosts {
                     .because("unless the host is owned by another cluster or CA (then refused)")
             })
             .collect();
-        let verdicts = vec![Verdict::Record; self.hosts.len()];
+        let output = self.result(&vec![Verdict::Record; self.hosts.len()]);
         Prepared::todo(
             actions,
             String::new(),
-            self.result(&verdicts),
-            vec![true; self.hosts.len()],
+            output.clone(),
+            (vec![true; self.hosts.len()], output),
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, work: Vec<bool>) -> Result<ClaimResult, StepError> {
+    async fn apply(
+        &self,
+        ctx: &Ctx,
+        (work, done): Self::Work,
+    ) -> Result<ClaimResult, StepError> {
         let Some(ca) = self.ca_identity(ctx)? else {
             return Err(StepError::Pending {
                 what: format!("the workspace's CA `{}`", self.ca),
@@ -396,16 +401,7 @@ impl Step for ClaimHosts {
                 });
             }
         }
-        // what prepare decided, now done
-        let mut result = ClaimResult {
-            recorded: targets.iter().map(|h| h.name.clone()).collect(),
-            adopted: vec![],
-            changed: !targets.is_empty(),
-        };
-        if self.adopt {
-            result.adopted = result.recorded.clone();
-        }
-        Ok(result)
+        Ok(done)
     }
 }
 
