@@ -13,7 +13,8 @@
 //! environment values, URLs and template values for every shipped runbook
 //! (plans change nothing: every node's /etc, /usr/local and /opt must be
 //! byte-identical afterwards); the lock attacks of a local non-root user;
-//! then one converged etcd-debian-binary cluster (the runbook whose folders
+//! a symlinked or readable local workspace; then one converged
+//! etcd-debian-binary cluster (the runbook whose folders
 //! belong to the `etcd` account) reused for symlinks planted by `etcd` at
 //! every path the runbook writes or chowns, planned and rerun as root; last,
 //! a second workspace on the same hosts (refused, then adopted).
@@ -852,7 +853,69 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         &format!("pkill -P {holder}; kill {holder}; rm -f /run/lock/cairn.lock; true"),
     );
 
-    // ---- 3. A converged cluster, then symlinks planted by the etcd account ----
+    // ---- 3. The local workspace: a symlinked pki/, a readable .cairn/ ----
+    let ws_link = dir.join("linked");
+    let shared = dir.join("shared-pki");
+    std::fs::create_dir_all(ws_link.join(".cairn")).unwrap();
+    std::fs::create_dir(&shared).unwrap();
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    };
+    let set_mode = |p: &Path, m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set_mode(&ws_link.join(".cairn"), 0o700);
+    set_mode(&shared, 0o755);
+    std::os::unix::fs::symlink(&shared, ws_link.join(".cairn/pki")).unwrap();
+    let mut run_yaml = strings(&[
+        "run",
+        "etcd-binary-yaml",
+        "--inventory",
+        l.inventory.to_str().unwrap(),
+    ]);
+    run_yaml.extend(lab_args.iter().cloned());
+    let out = cairn(&ws_link, &run_yaml, &[]);
+    let mut verdict = c.judge(&out, &["is a symlink"]);
+    if out.status.code() != Some(1) {
+        verdict = Err(format!(
+            "a run with a symlinked pki/ was not refused: {}",
+            lab_tail(&text(&out))
+        ));
+    } else if mode(&shared) != 0o755 || std::fs::read_dir(&shared).unwrap().next().is_some() {
+        verdict = Err(format!(
+            "the linked folder was changed: mode {:o}",
+            mode(&shared)
+        ));
+    } else if !text(&out).contains("mkdir -m 0700") {
+        verdict = Err(format!(
+            "the refusal does not say how to fix it: {}",
+            lab_tail(&text(&out))
+        ));
+    }
+    c.record(
+        "workspace: .cairn/pki is a symlink to a shared folder (run)",
+        verdict,
+    );
+    std::fs::remove_file(ws_link.join(".cairn/pki")).unwrap();
+    set_mode(&ws_link.join(".cairn"), 0o755);
+    let mut plan_yaml = run_yaml.clone();
+    plan_yaml[0] = "plan".into();
+    let out = cairn(&ws_link, &plan_yaml, &[]);
+    let mut verdict = c.judge(&out, &["chmod 0700"]);
+    if out.status.code() != Some(1) || mode(&ws_link.join(".cairn")) != 0o755 {
+        verdict = Err(format!(
+            "a plan with a 0755 .cairn/ was not refused, or the mode changed: {}",
+            lab_tail(&text(&out))
+        ));
+    }
+    c.record(
+        "workspace: .cairn is 0755 (plan refused with the chmod to apply)",
+        verdict,
+    );
+
+    // ---- 4. A converged cluster, then symlinks planted by the etcd account ----
     let ws_a = dir.join("a");
     std::fs::create_dir(&ws_a).unwrap();
     let mut run_a = strings(&[
@@ -950,7 +1013,30 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         let after = snapshots(l);
         let changed = changed_outside(l, &before, &after, DEBIAN_BINARY_PATHS);
         for (n, (path, _)) in l.nodes.iter().zip(round) {
-            let mut verdict = c.judge(&out, &["symlink", "link"]);
+            // this node's failures (`node-1 ✗ step failed ...`), if any
+            let failed: Vec<&str> = run_text
+                .lines()
+                .filter(|x| x.trim_start().starts_with(&format!("{} ✗", n.name)))
+                .collect();
+            let mut verdict = match c.judge(&out, &["symlink", "link"]) {
+                Err(_) if out.status.code() == Some(1) && failed.is_empty() => {
+                    Ok("done (another host failed)".into())
+                }
+                Err(_) if out.status.code() == Some(1) => {
+                    if failed
+                        .iter()
+                        .any(|x| x.contains("symlink") || x.contains("link"))
+                    {
+                        Ok(format!("refused: {}", failed[0].trim()))
+                    } else {
+                        Err(format!(
+                            "failed without naming the link: {}",
+                            failed.join(" | ")
+                        ))
+                    }
+                }
+                other => other,
+            };
             let here: Vec<&String> = changed
                 .iter()
                 .filter(|p| p.starts_with(&format!("{}:", n.name)))
@@ -978,7 +1064,7 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         assert_eq!(out.status.code(), Some(0), "repair run: {}", text(&out));
     }
 
-    // ---- 4. A second workspace on the same hosts (defect 7) ----
+    // ---- 5. A second workspace on the same hosts (defect 7) ----
     let ws_b = dir.join("b");
     std::fs::create_dir(&ws_b).unwrap();
     let mut run_b = run_a.clone();

@@ -364,11 +364,7 @@ impl Step for ClaimHosts {
         )
     }
 
-    async fn apply(
-        &self,
-        ctx: &Ctx,
-        (work, done): Self::Work,
-    ) -> Result<ClaimResult, StepError> {
+    async fn apply(&self, ctx: &Ctx, (work, done): Self::Work) -> Result<ClaimResult, StepError> {
         let Some(ca) = self.ca_identity(ctx)? else {
             return Err(StepError::Pending {
                 what: format!("the workspace's CA `{}`", self.ca),
