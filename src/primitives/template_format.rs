@@ -121,7 +121,7 @@ impl Format {
         if self.line_based() {
             if let Some(c) = value.chars().find(|c| is_line_break(*c)) {
                 return Err(format!(
-                    "a value holding {} cannot go into a {self} file: it would start a line of its own",
+                    "a value holding {} cannot go into this `{self}` file: it would start a line of its own",
                     describe(c)
                 ));
             }
@@ -135,7 +135,7 @@ impl Format {
             Format::Cnf => {
                 if value.contains(',') {
                     return Err(
-                        "a value holding `,` cannot go into a cnf file: it would start another list item"
+                        "a value holding `,` cannot go into this `cnf` file: it would start another list item"
                             .into(),
                     );
                 }
