@@ -127,7 +127,14 @@ pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
         ))
     })?;
     let mut seen = std::collections::BTreeSet::new();
-    for h in &inv.hosts {
+    for (i, h) in inv.hosts.iter().enumerate() {
+        h.check().map_err(|e| {
+            Failure(format!(
+                "error: inventory {}: [[hosts]] entry {}: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
         if !seen.insert(h.name.as_str()) {
             return Err(Failure(format!(
                 "error: inventory {}: host name `{}` appears twice",

@@ -480,8 +480,8 @@ const STATE: &str =
 /// install, say) has finished: every cairn command holds the node's cairn
 /// lock while it runs, so taking that lock waits for it.
 fn settle(l: &lab::LabHandle, node: &str) {
-    let cmd = "flock -w 300 /run/lock/cairn.lock true";
-    let out = lab::cairn_lab(&["ssh", "--name", &l.name, node, "--", cmd]);
+    let cmd = format!("flock -w 300 {} true", cairn::ssh::HOST_LOCK);
+    let out = lab::cairn_lab(&["ssh", "--name", &l.name, node, "--", &cmd]);
     assert!(
         out.status.success(),
         "{node}: the killed run's command still held the cairn lock after 300 s: {}",
