@@ -15,11 +15,11 @@
 //! cannot be the recorded one: an owned host is refused then too.
 
 use crate::action::Action;
+use crate::cmd::quote;
 use crate::error::StepError;
 use crate::executor::Executor;
 use crate::host::Host;
 use crate::primitives::pki::{parse_pem, Cert};
-use crate::ssh::quote;
 use crate::step::{fingerprint, Ctx, Prepared, Step};
 use rhai::{EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};

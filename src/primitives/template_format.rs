@@ -131,7 +131,7 @@ impl Format {
             Format::Yaml => yaml_inside_double_quotes(value),
             Format::Env => backslash(value, &['\\', '"', '$', '`']),
             Format::Unit => backslash(value, &['\\', '"']).replace('%', "%%"),
-            Format::Shell => crate::ssh::quote(value),
+            Format::Shell => crate::cmd::quote(value),
             Format::Cnf => {
                 if value.contains(',') {
                     return Err(
