@@ -989,10 +989,31 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         .ssh_ok(&l.nodes[0].name, "grep '^root:' /etc/shadow")
         .trim()
         .to_string();
+    // on the current layout the etcd account cannot plant anything in the ssl folder
+    let tried = l.ssh(
+        &l.nodes[0].name,
+        "setpriv --reuid=etcd --regid=etcd --init-groups ln -s /etc/cairn-canary /etc/ssl/etcd/planted",
+    );
+    c.record(
+        "etcd's link into /etc/ssl/etcd (the runbook's folder for the member's key)",
+        if tried.status.success() {
+            Err("the etcd account can write into /etc/ssl/etcd".into())
+        } else {
+            Ok(format!(
+                "the folder is root's: {}",
+                String::from_utf8_lossy(&tried.stderr).trim()
+            ))
+        },
+    );
     for round in plants.chunks(l.nodes.len()) {
         let before = snapshots(l);
         let mut planted = Vec::new();
         for (n, (path, how)) in l.nodes.iter().zip(round) {
+            // the ssl folder is root's now; a node set up by the runbook's
+            // earlier version had it owned by etcd, who planted links then
+            if path.starts_with("/etc/ssl/etcd/") {
+                l.ssh_ok(&n.name, "chown etcd:etcd /etc/ssl/etcd");
+            }
             l.ssh_ok(
                 &n.name,
                 &format!("setpriv --reuid=etcd --regid=etcd --init-groups sh -c '{how}'"),
@@ -1057,7 +1078,8 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
             l.ssh_ok(
                 &n.name,
                 "cd /opt/etcd && for d in data wal; do if [ -d $d.real ]; then rm -rf $d && mv $d.real $d; fi; done; \
-                 for f in /etc/ssl/etcd/*; do [ -L \"$f\" ] && rm -f \"$f\"; done; rm -f /etc/ssl/etcd/etcd.key.new; true",
+                 for f in /etc/ssl/etcd/*; do [ -L \"$f\" ] && rm -f \"$f\"; done; rm -f /etc/ssl/etcd/etcd.key.new; \
+                 chown root:etcd /etc/ssl/etcd; true",
             );
         }
         let out = cairn(&ws_a, &run_a, &[]);
