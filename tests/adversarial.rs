@@ -853,6 +853,26 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         &format!("pkill -P {holder}; kill {holder}; rm -f /run/lock/cairn.lock; true"),
     );
 
+    // the lock itself is out of a non-root user's reach
+    let exists = l.ssh(node, "test -d /run/cairn").status.success();
+    let tried = l.ssh(
+        node,
+        "setpriv --reuid=65534 --regid=65534 --clear-groups flock -n /run/cairn/lock true",
+    );
+    c.record(
+        "lock: nobody takes the host lock in /run/cairn",
+        if !exists {
+            Err("no /run/cairn on the node after a plan".into())
+        } else if tried.status.success() {
+            Err("a non-root user took the host lock".into())
+        } else {
+            Ok(format!(
+                "out of reach: {}",
+                String::from_utf8_lossy(&tried.stderr).trim()
+            ))
+        },
+    );
+
     // ---- 3. The local workspace: a symlinked pki/, a readable .cairn/ ----
     let ws_link = dir.join("linked");
     let shared = dir.join("shared-pki");
