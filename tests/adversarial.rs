@@ -1059,24 +1059,21 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
                 .lines()
                 .filter(|x| x.trim_start().starts_with(&format!("{} ✗", n.name)))
                 .collect();
-            let mut verdict = match c.judge(&out, &["symlink", "link"]) {
-                Err(_) if out.status.code() == Some(1) && failed.is_empty() => {
-                    Ok("done (another host failed)".into())
-                }
-                Err(_) if out.status.code() == Some(1) => {
-                    if failed
-                        .iter()
-                        .any(|x| x.contains("symlink") || x.contains("link"))
-                    {
-                        Ok(format!("refused: {}", failed[0].trim()))
-                    } else {
-                        Err(format!(
-                            "failed without naming the link: {}",
-                            failed.join(" | ")
-                        ))
-                    }
-                }
-                other => other,
+            let judged = c.judge(&out, &["symlink", "link"]);
+            let mut verdict = if run_text.contains(&c.canary) || out.status.code() != Some(1) {
+                judged
+            } else if failed.is_empty() {
+                Ok("done (another host failed)".into())
+            } else if failed
+                .iter()
+                .any(|x| x.contains("symlink") || x.contains("link"))
+            {
+                Ok(format!("refused: {}", failed[0].trim()))
+            } else {
+                Err(format!(
+                    "failed without naming the link: {}",
+                    failed.join(" | ")
+                ))
             };
             let here: Vec<&String> = changed
                 .iter()
