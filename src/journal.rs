@@ -215,6 +215,7 @@ impl Journal {
                 output,
                 kind,
                 target,
+                actions,
                 ..
             } = r
             {
@@ -225,6 +226,7 @@ impl Journal {
                         output: output.clone(),
                         kind: kind.clone(),
                         target: target.clone(),
+                        changed: actions.iter().any(|a| a.kind.is_change()),
                     },
                 );
             }
@@ -232,12 +234,27 @@ impl Journal {
         done
     }
 
-    /// How many times each key was recorded done (a resume must never re-execute one).
+    /// How many times each key was recorded done (a resume runs checks and
+    /// steps that changed nothing again, see [`Journal::changed_counts`]).
     pub fn done_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for r in &self.records {
             if let Record::Done { key, .. } = r {
                 *counts.entry(key.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// How many times each key was recorded done with a change (a resume
+    /// must never redo one).
+    pub fn changed_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in &self.records {
+            if let Record::Done { key, actions, .. } = r {
+                if actions.iter().any(|a| a.kind.is_change()) {
+                    *counts.entry(key.clone()).or_insert(0) += 1;
+                }
             }
         }
         counts
@@ -251,6 +268,9 @@ pub struct DoneStep {
     pub output: serde_json::Value,
     pub kind: String,
     pub target: String,
+    /// Whether the step changed something (only such steps are replayed on
+    /// resume; checks and reads run again).
+    pub changed: bool,
 }
 
 #[cfg(test)]
