@@ -22,7 +22,7 @@
 //! On resume only steps that were journaled done *with a change* are replayed;
 //! checks, reads and no-ops run again against the hosts.
 
-use crate::action::Action;
+use crate::action::{Action, ActionKind};
 use crate::error::StepError;
 use crate::journal::{DoneStep, JournalWriter, Record};
 use crate::report::Reporter;
@@ -469,17 +469,16 @@ impl Executor {
         {
             let intent = step.intent();
             if changes(&intent.actions) {
-                record.actions = intent
-                    .actions
-                    .iter()
-                    .map(|a| self.redact_action(a))
-                    .collect();
-                let why = format!(
-                    "now {}; may change after the changes planned before it on {}",
-                    describe(&prepared.actions),
-                    record.target
-                );
-                note(&mut record.actions, &why);
+                // What it found now, as the possible change it is.
+                for a in record.actions.iter_mut().filter(|a| a.kind == ActionKind::Noop) {
+                    a.kind = ActionKind::Change;
+                    a.diff = None;
+                    a.reason = Some(format!(
+                        "ok now{}; may change after the changes planned before it on {}",
+                        a.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+                        record.target
+                    ));
+                }
                 record.intent = true;
                 predicted = intent.predicted;
             }
@@ -599,24 +598,6 @@ fn note(actions: &mut [Action], why: &str) {
             });
         }
     }
-}
-
-/// What a step found, briefly: `ok`, `verify` or its actions' verbs.
-fn describe(actions: &[Action]) -> String {
-    let mut verbs: Vec<&str> = actions
-        .iter()
-        .map(|a| {
-            if a.kind.is_change() {
-                "changes"
-            } else if a.kind == crate::action::ActionKind::Verify {
-                "verify"
-            } else {
-                "ok"
-            }
-        })
-        .collect();
-    verbs.dedup();
-    verbs.join(", ")
 }
 
 /// How a freshly planned step differs from the saved plan's, if it does.
