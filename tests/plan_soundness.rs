@@ -106,6 +106,20 @@ impl Matrix {
         self.inventory = Some(path);
     }
 
+    /// Deletes the workspace's certificates and keys whose name contains `part`.
+    fn delete_pki(&self, part: &str) {
+        let dir = self.ws.path().join(".cairn/pki");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap().to_string_lossy().contains(part) {
+                std::fs::remove_file(&p).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no pki file in {} contains {part}", dir.display());
+    }
+
     /// A run killed at `point` (`applied:N`): leaves the targets half-applied.
     fn kill(&self, point: &str) {
         let out = self.cairn("run", &[], Some(point));
@@ -276,5 +290,94 @@ fn binary_yaml() {
     m.set("cluster", "renamed-2");
     m.kill("applied:8");
     m.scenario("half-applied by a kill (applied:8)");
+    m.finish();
+}
+
+#[test]
+fn debian_binary() {
+    let mut m = Matrix::new("etcd-debian-binary", "ps-dbin", 3, &[]);
+    m.scenario("fresh");
+    m.scenario("converged");
+    m.set("heartbeat_interval", "700");
+    m.scenario("parameter changes only options.env (heartbeat)");
+    m.ssh("node-2", "echo '# drift' >> /etc/etcd/options.env");
+    m.scenario("drifted options.env on node-2");
+    m.ssh("node-3", "systemctl stop etcd");
+    m.scenario("stopped member node-3");
+    m.edit_inventory(inventory_fqdn("node-1", "etcd-a.lab"));
+    m.scenario("inventory fqdn changes node-1's SANs");
+    m.set("cluster", "renamed-1");
+    m.scenario("parameter re-issues every cert (cluster)");
+    m.set("cluster", "renamed-2");
+    m.kill("applied:8");
+    m.scenario("half-applied by a kill (applied:8)");
+    m.finish();
+}
+
+#[test]
+fn static_pods() {
+    let mut m = Matrix::new(
+        "etcd-static-pods",
+        "ps-spods",
+        3,
+        &[("kubelet", "lab-standin"), ("etcd_version", "v3.5.1")],
+    );
+    m.scenario("fresh");
+    m.scenario("converged");
+    m.set("image_registry", "registry.example.org");
+    m.scenario("parameter changes only the manifest (image_registry)");
+    m.ssh("node-2", "echo '# drift' >> /etc/kubernetes/manifests/etcd.yaml");
+    m.scenario("drifted manifest on node-2");
+    m.ssh("node-3", "systemctl stop etcd-static-pod");
+    m.scenario("stopped member node-3");
+    m.delete_pki("node-1");
+    m.scenario("node-1's certificates deleted from the workspace");
+    m.set("cluster", "renamed-1");
+    m.scenario("parameter re-issues every cert (cluster)");
+    m.set("cluster", "renamed-2");
+    m.kill("applied:8");
+    m.scenario("half-applied by a kill (applied:8)");
+    m.finish();
+}
+
+#[test]
+fn hetzner_apt() {
+    let mut m = Matrix::new("etcd-hetzner-apt", "ps-hapt", 0, &[]);
+    m.scenario("fresh");
+    m.scenario("converged");
+    m.ssh("node-2", "echo '# drift' >> /etc/default/etcd");
+    m.scenario("drifted /etc/default/etcd on node-2");
+    m.ssh("node-3", "systemctl stop etcd");
+    m.scenario("stopped member node-3");
+    m.delete_pki("node-1");
+    m.scenario("node-1's certificates deleted from the workspace");
+    m.ssh("node-1", "rm /etc/etcd/peer.crt");
+    m.scenario("a certificate removed on node-1");
+    m.set("key", "p256");
+    m.scenario("parameter re-issues every cert (key)");
+    m.set("key", "rsa2048");
+    m.kill("applied:6");
+    m.scenario("half-applied by a kill (applied:6)");
+    m.finish();
+}
+
+#[test]
+fn do_discovery() {
+    let mut m = Matrix::new("etcd-do-discovery", "ps-dodisc", 0, &[]);
+    m.scenario("fresh");
+    m.scenario("converged");
+    m.ssh("etcd-server-1", "echo '# drift' >> /etc/etcd/discovery.env");
+    m.scenario("drifted discovery.env on etcd-server-1");
+    m.ssh("etcd-server-2", "systemctl stop etcd");
+    m.scenario("stopped member etcd-server-2");
+    m.delete_pki("-server");
+    m.scenario("the server certificate deleted from the workspace");
+    m.ssh("etcd-server-0", "rm /etc/etcd/peer.pem");
+    m.scenario("a certificate removed on etcd-server-0");
+    m.set("cluster", "renamed-1");
+    m.scenario("parameter re-issues every cert (cluster)");
+    m.set("cluster", "renamed-2");
+    m.kill("applied:6");
+    m.scenario("half-applied by a kill (applied:6)");
     m.finish();
 }
