@@ -358,6 +358,11 @@ impl Executor {
             .map_err(fail)?;
         }
         let mut from_intent = from_intent;
+        // A read on a host the plan changes before it would see the state
+        // before those changes: what it reads is not known until they are made.
+        if self.mode == Mode::Plan && !from_intent && self.changes_planned_on(&target) {
+            from_intent = !step.intent().actions.iter().any(|a| a.kind.is_change());
+        }
         let prepared = if from_intent {
             Ok(step.intent())
         } else {
@@ -459,23 +464,25 @@ impl Executor {
                 note(&mut record.actions, &why);
             }
         } else if self.mode == Mode::Plan
-            && record.target != "local"
             && !changes(&record.actions)
-            && self
-                .changing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&record.target)
+            && self.changes_planned_on(&record.target)
         {
             let intent = step.intent();
             if changes(&intent.actions) {
                 // What it found now, as the possible change it is.
-                for a in record.actions.iter_mut().filter(|a| a.kind == ActionKind::Noop) {
+                for a in record
+                    .actions
+                    .iter_mut()
+                    .filter(|a| a.kind == ActionKind::Noop)
+                {
                     a.kind = ActionKind::Change;
                     a.diff = None;
                     a.reason = Some(format!(
                         "ok now{}; may change after the changes planned before it on {}",
-                        a.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+                        a.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default(),
                         record.target
                     ));
                 }
@@ -510,6 +517,18 @@ impl Executor {
             Ok(unsettled) => unsettled,
             Err(_) => predicted,
         }
+    }
+
+    /// Whether the plan changes something on `target` before the current step
+    /// (the operator's own machine, `local`, only through values: its steps
+    /// are files named by their arguments).
+    fn changes_planned_on(&self, target: &str) -> bool {
+        target != "local"
+            && self
+                .changing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(target)
     }
 
     /// With an approved plan: whether this step's actions are covered by it.

@@ -184,11 +184,23 @@ impl Matrix {
             self.rows.len()
         );
         for (name, planned, ran, v) in &self.rows {
-            eprintln!("  {name:<48} plan {planned:>3} ≥ run {ran:>3}  violations {}", v.len());
+            eprintln!(
+                "  {name:<48} plan {planned:>3} ≥ run {ran:>3}  violations {}",
+                v.len()
+            );
         }
-        assert!(self.rows.len() >= 8, "{}: only {} scenarios", self.runbook, self.rows.len());
+        assert!(
+            self.rows.len() >= 8,
+            "{}: only {} scenarios",
+            self.runbook,
+            self.rows.len()
+        );
         let all: Vec<&String> = self.rows.iter().flat_map(|r| &r.3).collect();
-        assert!(all.is_empty(), "{}: {total} violations:\n{all:#?}", self.runbook);
+        assert!(
+            all.is_empty(),
+            "{}: {total} violations:\n{all:#?}",
+            self.runbook
+        );
     }
 }
 
@@ -249,7 +261,9 @@ fn compare(plan: &Value, journal: &Journal) -> (usize, usize, Vec<String>) {
         }
     }
     if planned < ran {
-        violations.push(format!("the plan counts {planned} changes, the run made {ran}"));
+        violations.push(format!(
+            "the plan counts {planned} changes, the run made {ran}"
+        ));
     }
     (planned, ran, violations)
 }
@@ -326,7 +340,10 @@ fn static_pods() {
     m.scenario("converged");
     m.set("image_registry", "registry.example.org");
     m.scenario("parameter changes only the manifest (image_registry)");
-    m.ssh("node-2", "echo '# drift' >> /etc/kubernetes/manifests/etcd.yaml");
+    m.ssh(
+        "node-2",
+        "echo '# drift' >> /etc/kubernetes/manifests/etcd.yaml",
+    );
     m.scenario("drifted manifest on node-2");
     m.ssh("node-3", "systemctl stop etcd-static-pod");
     m.scenario("stopped member node-3");
