@@ -19,8 +19,9 @@
 //!   actions against it before applying them and stops before the first one
 //!   not approved.
 //!
-//! On resume only steps that were journaled done *with a change* are replayed;
-//! checks, reads and no-ops run again against the hosts.
+//! On resume, steps that may change something and were journaled done are
+//! replayed; checks and reads (steps whose intent changes nothing) run again
+//! against the hosts.
 
 use crate::action::{Action, ActionKind};
 use crate::error::StepError;
@@ -299,9 +300,11 @@ impl Executor {
             script_error(msg)
         };
 
-        // Resume: a step done before with a change is replayed, never executed
-        // again. Checks, reads and no-ops run again: what they saw may be gone.
-        if let Some(done) = self.replay.get(&key).filter(|d| d.changed) {
+        // Resume: a step done before is replayed, never executed again, unless
+        // it only reads or checks (its intent changes nothing): verification
+        // is never replayed, what it saw may be gone.
+        let reads_only = || !step.intent().actions.iter().any(|a| a.kind.is_change());
+        if let Some(done) = self.replay.get(&key).filter(|_| !reads_only()) {
             if done.args == args || !self.force {
                 if done.args != args {
                     return Err(script_error(format!(

@@ -215,7 +215,6 @@ impl Journal {
                 output,
                 kind,
                 target,
-                actions,
                 ..
             } = r
             {
@@ -226,7 +225,6 @@ impl Journal {
                         output: output.clone(),
                         kind: kind.clone(),
                         target: target.clone(),
-                        changed: actions.iter().any(|a| a.kind.is_change()),
                     },
                 );
             }
@@ -235,7 +233,7 @@ impl Journal {
     }
 
     /// How many times each key was recorded done (a resume runs checks and
-    /// steps that changed nothing again, see [`Journal::changed_counts`]).
+    /// reads again, see [`Journal::changed_counts`]).
     pub fn done_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for r in &self.records {
@@ -268,9 +266,6 @@ pub struct DoneStep {
     pub output: serde_json::Value,
     pub kind: String,
     pub target: String,
-    /// Whether the step changed something (only such steps are replayed on
-    /// resume; checks and reads run again).
-    pub changed: bool,
 }
 
 #[cfg(test)]
