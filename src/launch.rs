@@ -127,7 +127,14 @@ pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
         ))
     })?;
     let mut seen = std::collections::BTreeSet::new();
-    for h in &inv.hosts {
+    for (i, h) in inv.hosts.iter().enumerate() {
+        h.check().map_err(|e| {
+            Failure(format!(
+                "error: inventory {}: [[hosts]] entry {}: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
         if !seen.insert(h.name.as_str()) {
             return Err(Failure(format!(
                 "error: inventory {}: host name `{}` appears twice",
@@ -202,6 +209,11 @@ fn prepare(
     if let Err(e) = engine.compile_with_scope(&scope, &runbook.script) {
         return Err(Failure(render_parse(&e, "main.rhai", &sources(&runbook))));
     }
+    let workspace =
+        Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()));
+    workspace
+        .check_private_dirs()
+        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))?;
     let secrets = Secrets::default();
     for (k, v) in &env {
         if is_secret_env(k) {
@@ -222,9 +234,7 @@ fn prepare(
         },
         env,
         secrets,
-        workspace: Workspace::new(
-            std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()),
-        ),
+        workspace,
         lab: req.lab.clone(),
     })
 }
@@ -497,7 +507,9 @@ fn ensure_workspace(ws: &Workspace) -> Result<(), Failure> {
         .recursive(true)
         .mode(0o700)
         .create(ws.root())
-        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))
+        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))?;
+    ws.check_private_dirs()
+        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))
 }
 
 /// `cairn run`.
