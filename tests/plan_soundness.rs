@@ -299,6 +299,8 @@ fn binary_yaml() {
     m.scenario("stopped member node-3");
     m.edit_inventory(inventory_fqdn("node-1", "etcd-a.lab"));
     m.scenario("inventory fqdn changes node-1's SANs");
+    // a new CA for hosts that recorded the old one as their owner
+    m.set("adopt", "true");
     m.set("cluster", "renamed-1");
     m.scenario("parameter re-issues every cert (cluster)");
     m.set("cluster", "renamed-2");
@@ -320,6 +322,8 @@ fn debian_binary() {
     m.scenario("stopped member node-3");
     m.edit_inventory(inventory_fqdn("node-1", "etcd-a.lab"));
     m.scenario("inventory fqdn changes node-1's SANs");
+    // a new CA for hosts that recorded the old one as their owner
+    m.set("adopt", "true");
     m.set("cluster", "renamed-1");
     m.scenario("parameter re-issues every cert (cluster)");
     m.set("cluster", "renamed-2");
@@ -349,6 +353,8 @@ fn static_pods() {
     m.scenario("stopped member node-3");
     m.delete_pki("node-1");
     m.scenario("node-1's certificates deleted from the workspace");
+    // a new CA for hosts that recorded the old one as their owner
+    m.set("adopt", "true");
     m.set("cluster", "renamed-1");
     m.scenario("parameter re-issues every cert (cluster)");
     m.set("cluster", "renamed-2");
@@ -370,6 +376,8 @@ fn hetzner_apt() {
     m.scenario("node-1's certificates deleted from the workspace");
     m.ssh("node-1", "rm /etc/etcd/peer.crt");
     m.scenario("a certificate removed on node-1");
+    // a new CA for hosts that recorded the old one as their owner
+    m.set("adopt", "true");
     m.set("key", "p256");
     m.scenario("parameter re-issues every cert (key)");
     m.set("key", "rsa2048");
@@ -391,6 +399,8 @@ fn do_discovery() {
     m.scenario("the server certificate deleted from the workspace");
     m.ssh("etcd-server-0", "rm /etc/etcd/peer.pem");
     m.scenario("a certificate removed on etcd-server-0");
+    // a new CA for hosts that recorded the old one as their owner
+    m.set("adopt", "true");
     m.set("cluster", "renamed-1");
     m.scenario("parameter re-issues every cert (cluster)");
     m.set("cluster", "renamed-2");

@@ -66,6 +66,10 @@ pub struct ClaimHosts {
     pub cluster: String,
     /// Workspace name of the CA (`gen_ca`'s `name`).
     pub ca: String,
+    /// The CA handle's fingerprint, as the script holds it: unknown in a plan
+    /// while the CA is made or re-issued, so the claim is then planned from
+    /// intent (its record will change) instead of from the CA still on disk.
+    pub ca_fingerprint: String,
     pub adopt: bool,
     /// The runbook making the claim (recorded, not compared).
     pub runbook: String,
@@ -436,6 +440,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                     ClaimHosts {
                         hosts: a.hosts,
                         cluster: a.cluster,
+                        ca_fingerprint: a.ca.fingerprint,
                         ca: a.ca.name,
                         adopt: a.adopt,
                         runbook,
