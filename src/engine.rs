@@ -398,17 +398,45 @@ fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, B
     }
     match failures.len() {
         0 => Ok(out),
-        1 => Err(failures.remove(0).1),
+        1 => {
+            let (name, e) = failures.remove(0);
+            let msg = crate::diagnostic::message_of(&e);
+            if msg.contains(name.as_str()) {
+                Err(e)
+            } else {
+                Err(with_message(e, format!("on {name}: {msg}")))
+            }
+        }
         n => {
             let lines: Vec<String> = failures
                 .iter()
                 .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
                 .collect();
-            Err(script_error(format!(
-                "{n} of {} hosts failed:\n{}",
-                names.len(),
-                lines.join("\n")
-            )))
+            // shown at the first failed host's failing call, inside the closure
+            let (_, first) = failures.remove(0);
+            Err(with_message(
+                first,
+                format!("{n} of {} hosts failed:\n{}", names.len(), lines.join("\n")),
+            ))
         }
+    }
+}
+
+/// `err` with its innermost message replaced by `message`, keeping where it
+/// happened (the failing call) and the calls that led there.
+fn with_message(err: Box<EvalAltResult>, message: String) -> Box<EvalAltResult> {
+    match *err {
+        EvalAltResult::ErrorInFunctionCall(f, src, inner, pos) => Box::new(
+            EvalAltResult::ErrorInFunctionCall(f, src, with_message(inner, message), pos),
+        ),
+        EvalAltResult::ErrorInModule(m, inner, pos) => Box::new(EvalAltResult::ErrorInModule(
+            m,
+            with_message(inner, message),
+            pos,
+        )),
+        other => Box::new(EvalAltResult::ErrorRuntime(
+            message.into(),
+            other.position(),
+        )),
     }
 }

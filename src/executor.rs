@@ -90,8 +90,8 @@ pub struct Executor {
 /// SIGKILLs the process right after the N-th step is journaled done;
 /// `CAIRN_FAULT_KILL=applied:N` right after the N-th step's work is applied but
 /// before it is journaled (a kill inside a step). `CAIRN_FAULT_WAIT=N:FIFO`
-/// waits after the N-th step is journaled done until the test writes to (and
-/// closes) the named pipe FIFO: a run held between steps, for tests of what
+/// waits after the N-th step is journaled done until the test writes a byte
+/// to the named pipe FIFO: a run held between steps, for tests of what
 /// happens meanwhile (a second run, a signal).
 #[derive(Default)]
 struct Faults {
@@ -133,8 +133,17 @@ impl Faults {
     fn wait_after_done(&self, n: usize) {
         if let Some((at, fifo)) = &self.wait_done {
             if *at == n {
-                // blocks until a writer opens the pipe, then until it closes it
-                let _ = std::fs::read(fifo);
+                // blocks until the test writes a byte to the pipe; a signal
+                // meanwhile does not end the wait
+                let Ok(mut file) = std::fs::File::open(fifo) else {
+                    return;
+                };
+                loop {
+                    match std::io::Read::read(&mut file, &mut [0u8; 1]) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        _ => break,
+                    }
+                }
             }
         }
     }

@@ -85,6 +85,14 @@ impl Ws {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Held open for reading and writing (which never blocks) until cairn
+        // ends: cairn's open never blocks, its read waits for our byte, and
+        // a byte written before cairn opens the pipe stays in it.
+        let gate = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
         let wait = format!("{n}:{}", fifo.display());
         let mut env = env.to_vec();
         env.push(("CAIRN_FAULT_WAIT", &wait));
@@ -98,7 +106,7 @@ impl Ws {
             stdout: BufReader::new(child.stdout.take().unwrap()),
             stderr: BufReader::new(child.stderr.take().unwrap()),
             child,
-            fifo,
+            gate,
             seen: String::new(),
         }
     }
@@ -133,7 +141,7 @@ struct Held {
     child: Child,
     stdout: BufReader<ChildStdout>,
     stderr: BufReader<ChildStderr>,
-    fifo: PathBuf,
+    gate: std::fs::File,
     seen: String,
 }
 
@@ -164,19 +172,27 @@ impl Held {
         assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
     }
     /// Let it go on (it waits for a writer on the pipe) and wait for its end.
-    fn release(self) -> Output {
-        std::fs::write(&self.fifo, b"go").unwrap();
+    fn release(mut self) -> Output {
+        std::io::Write::write_all(&mut self.gate, b"go").unwrap();
         self.finish()
     }
-    fn finish(mut self) -> Output {
-        let status = self.child.wait().unwrap();
+    fn finish(self) -> Output {
+        let Held {
+            mut child,
+            mut stdout,
+            mut stderr,
+            gate,
+            seen,
+        } = self;
+        let status = child.wait().unwrap();
+        drop(gate);
         let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
         let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut self.stderr, &mut err);
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
         Output {
             status,
-            stdout: format!("{}{rest}", self.seen).into_bytes(),
+            stdout: format!("{seen}{rest}").into_bytes(),
             stderr: err.into_bytes(),
         }
     }
@@ -277,7 +293,7 @@ fn sigterm_and_sighup_interrupt_a_run_as_ctrl_c_does() {
     for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
         let ws = Ws::new(4);
         let mut run = ws.held(&["run", "rb"], 1, &[]);
-        run.stdout_until("Run ");
+        run.stdout_until("f/0.txt");
         run.signal(sig);
         run.stderr_until(&format!(
             "interrupt ({name}): stopping after the steps under way"
@@ -316,7 +332,7 @@ fn scratch_folders_go_on_a_forced_exit_and_a_killed_process_s_on_the_next_start(
     let ws = Ws::new(3);
     // a second SIGTERM quits at once, scratch folder removed
     let mut run = ws.held(&["run", "rb"], 1, &[]);
-    run.stdout_until("Run ");
+    run.stdout_until("f/0.txt");
     run.signal(libc::SIGTERM);
     run.stderr_until("interrupt (SIGTERM)");
     assert_eq!(ws.scratch_folders().len(), 1, "the run has one");
@@ -460,20 +476,16 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_cuts_off_the_torn_record_and_resume_finishes_the_run() {
-    let ws = Ws::new(0);
-    // 40 files of 3 kB: each done record carries a diff of its file, so the
-    // journal outgrows 64 kB; the files themselves land outside the tmpfs.
-    ws.write(
-        "rb/main.rhai",
-        "for i in 0..40 { local_file(#{ path: `f/${i}.txt`, content: `${i}\n`.pad(3000, \"x\") + \"\\n\" }); }\n",
-    );
+    // 60 steps of about 650 bytes of journal each outgrow a 16 kB tmpfs;
+    // the files themselves land outside it.
+    let ws = Ws::new(60);
     std::fs::create_dir_all(ws.path().join(".cairn")).unwrap();
     std::fs::set_permissions(
         ws.path().join(".cairn"),
         std::fs::Permissions::from_mode(0o700),
     )
     .unwrap();
-    let disk = Tmpfs::mount(&ws.path().join(".cairn/runs"), "64k");
+    let disk = Tmpfs::mount(&ws.path().join(".cairn/runs"), "16k");
     let out = ws.cairn(&["run", "rb"], &[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -490,15 +502,15 @@ fn a_full_disk_cuts_off_the_torn_record_and_resume_finishes_the_run() {
     assert_ne!(j.status(), Some(cairn::journal::RunStatus::Succeeded));
     let done_before = j.done_counts().len();
     assert!(
-        done_before > 0 && done_before < 40,
+        done_before > 0 && done_before < 60,
         "the disk filled mid-run: {done_before}"
     );
     disk.resize("1m");
     let resumed = ws.cairn(&["resume"], &[]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    assert_each_step_done_once(&run, 40);
-    for i in 0..40 {
+    assert_each_step_done_once(&run, 60);
+    for i in 0..60 {
         let f = std::fs::read_to_string(ws.path().join(format!(".cairn/files/f/{i}.txt"))).unwrap();
-        assert_eq!(f.len(), 3001, "f/{i}.txt");
+        assert_eq!(f, format!("file {i} of 2"));
     }
 }
