@@ -13,8 +13,9 @@
 //!   workspace's path read `RUN_ID`, `T` and `$WS` there.
 //!
 //! The workspace is compared byte for byte (and mode for mode) before and
-//! after. A `run` that fails at run time leaves only its journal, which must
-//! record no step as done and end `failed`; the same command as a `plan`
+//! after. A `run` that fails at run time leaves only its journal (and the
+//! workspace lock file, `.cairn/lock`), which must record no step as done
+//! and end `failed`; the same command as a `plan`
 //! must fail with the same error and leave the workspace untouched.
 //! `CAIRN_BLESS=1` writes `stdout`/`stderr` files from the actual output
 //! instead of comparing (review the diff before committing).
@@ -237,8 +238,10 @@ fn check_case(case: &Path, bless: bool) -> Option<String> {
                 }
             }
         }
+        // the run's journal, and the workspace lock a run holds while it runs
         let made_by_run = |p: &str| {
             p == ".cairn"
+                || p == ".cairn/lock"
                 || p == ".cairn/runs"
                 || journals.iter().any(|j| j.starts_with(p) || j == p)
         };
