@@ -258,7 +258,7 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
 
     // hosts() / hosts(group) / hosts(#{ allow_empty }) / hosts(group, #{ allow_empty }):
     // an empty selection is an error unless `allow_empty: true`.
-    crate::params::register(engine);
+    crate::params::register(engine, &inputs.declared);
     let all = Arc::new(inputs.hosts.clone());
     let any = inputs.any_group;
     let a = all.clone();

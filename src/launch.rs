@@ -435,21 +435,26 @@ fn watch_interrupts(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) -> Re
     Ok(())
 }
 
-/// A stand-in value for parameter `name` in `cairn check`: its default, else
-/// a placeholder of its type (numbers and booleans cannot be unknown: their
-/// smallest allowed value).
+/// A stand-in value for parameter `name` in `cairn check`: its default, except
+/// that secrets and text without a value (no default, or `""`) are
+/// placeholders (unknown); numbers and booleans without a default cannot be
+/// unknown and take their first choice or smallest value.
 fn check_value(name: &str, p: &crate::manifest::Param) -> toml::Value {
     use crate::manifest::ParamType;
-    if let Some(d) = &p.default {
-        return d.clone();
-    }
-    if let Some(c) = p.choices.as_ref().and_then(|c| c.first()) {
-        return c.clone();
-    }
     let unknown = toml::Value::String(crate::unknown::placeholder(
         "run",
         &format!("params.{name}"),
     ));
+    if let Some(c) = p.choices.as_ref().and_then(|c| c.first()) {
+        return p.default.clone().unwrap_or_else(|| c.clone());
+    }
+    match &p.default {
+        // "" is how manifests say "not given": unknown here
+        Some(toml::Value::String(d)) if d.is_empty() => return unknown,
+        _ if p.kind == ParamType::Secret => return unknown,
+        Some(d) => return d.clone(),
+        None => {}
+    }
     match p.kind {
         ParamType::Int => toml::Value::Integer(p.min.unwrap_or(1)),
         ParamType::Bool => toml::Value::Boolean(false),

@@ -46,7 +46,14 @@ impl Params {
 }
 
 /// Register the `Params` type: property and index access, `in`, `keys`.
-pub fn register(engine: &mut Engine) {
+/// `declared` get a getter each, so no built-in property (every value has a
+/// `tag`) shadows a parameter of that name; other names reach the indexer,
+/// which refuses them.
+pub fn register(engine: &mut Engine, declared: &[String]) {
+    for name in declared.iter().map(String::as_str).chain(["tag"]) {
+        let n = name.to_string();
+        engine.register_get(name, move |p: &mut Params| p.get(&n));
+    }
     engine
         .register_type_with_name::<Params>("Params")
         .register_indexer_get(|p: &mut Params, name: ImmutableString| p.get(&name))
