@@ -404,7 +404,7 @@ fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, B
             if msg.contains(name.as_str()) {
                 Err(e)
             } else {
-                Err(with_message(e, format!("on {name}: {msg}")))
+                Err(with_message(*e, format!("on {name}: {msg}")))
             }
         }
         n => {
@@ -415,7 +415,7 @@ fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, B
             // shown at the first failed host's failing call, inside the closure
             let (_, first) = failures.remove(0);
             Err(with_message(
-                first,
+                *first,
                 format!("{n} of {} hosts failed:\n{}", names.len(), lines.join("\n")),
             ))
         }
@@ -424,14 +424,14 @@ fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, B
 
 /// `err` with its innermost message replaced by `message`, keeping where it
 /// happened (the failing call) and the calls that led there.
-fn with_message(err: Box<EvalAltResult>, message: String) -> Box<EvalAltResult> {
-    match *err {
+fn with_message(err: EvalAltResult, message: String) -> Box<EvalAltResult> {
+    match err {
         EvalAltResult::ErrorInFunctionCall(f, src, inner, pos) => Box::new(
-            EvalAltResult::ErrorInFunctionCall(f, src, with_message(inner, message), pos),
+            EvalAltResult::ErrorInFunctionCall(f, src, with_message(*inner, message), pos),
         ),
         EvalAltResult::ErrorInModule(m, inner, pos) => Box::new(EvalAltResult::ErrorInModule(
             m,
-            with_message(inner, message),
+            with_message(*inner, message),
             pos,
         )),
         other => Box::new(EvalAltResult::ErrorRuntime(

@@ -363,17 +363,8 @@ fn killed_run() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
     type Damage = fn(&[u8]) -> Vec<u8>;
-    let cases: [(&str, Damage, &str); 6] = [
-        (
-            "truncated mid-record",
-            |b| b[..b.len() - 20].to_vec(),
-            "is corrupted at line 6: the last record is cut off (truncated file)",
-        ),
-        (
-            "last newline lost",
-            |b| b[..b.len() - 1].to_vec(),
-            "is corrupted at line 6: the last record is cut off (truncated file)",
-        ),
+    // (a last record cut off is not corruption: see the test after this one)
+    let cases: [(&str, Damage, &str); 4] = [
         (
             "a byte changed in a done record",
             |b| {
@@ -447,6 +438,55 @@ fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
                 format!("file {i}")
             );
         }
+    }
+}
+
+/// A record that was not written whole (a full disk, a crash mid-write) is
+/// the last line without its newline: resume cuts it off, says so, and goes
+/// on from the last whole record; no step is done twice.
+#[test]
+fn resume_cuts_off_a_torn_last_record_and_continues_from_the_last_whole_one() {
+    type Damage = fn(&[u8]) -> Vec<u8>;
+    let cases: [(&str, Damage); 2] = [
+        ("truncated mid-record", |b| b[..b.len() - 20].to_vec()),
+        ("last newline lost", |b| b[..b.len() - 1].to_vec()),
+    ];
+    for (what, damage) in cases {
+        let (tmp, journal) = killed_run();
+        let ws = tmp.path();
+        let good = std::fs::read(&journal).unwrap();
+        let torn = damage(&good);
+        let whole = torn.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        std::fs::write(&journal, &torn).unwrap();
+        let listed = cairn(ws, &["runs"], &[]);
+        assert!(
+            text(&listed).contains(" failed "),
+            "{what}: {}",
+            text(&listed)
+        );
+        let out = cairn(ws, &["resume"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "cut off its last record ({} bytes), which was not written whole; continuing from the last whole record.",
+                torn.len() - whole
+            )),
+            "{what}: {stdout}"
+        );
+        let after = std::fs::read(&journal).unwrap();
+        assert_eq!(
+            &after[..whole],
+            &torn[..whole],
+            "{what}: whole records kept"
+        );
+        let j = cairn::journal::Journal::read(&journal).unwrap();
+        assert_eq!(j.torn, None);
+        assert_eq!(j.status(), Some(cairn::journal::RunStatus::Succeeded));
+        for (key, n) in j.done_counts() {
+            assert_eq!(n, 1, "{what}: {key} done {n} times");
+        }
+        assert_eq!(j.done_counts().len(), 6, "{what}");
     }
 }
 
