@@ -722,12 +722,15 @@ fn bad_input_against_lab_hosts_changes_no_node() {
                 text(&out)
             ));
         }
-        // only the failed run's journal may be new in the workspace
+        // only the failed run's journal (and the workspace lock) may be new
         let diff: Vec<String> = tree_diff(&before, &snapshot(ws))
             .into_iter()
             .filter(|d| {
                 !d.strip_prefix("new: ").is_some_and(|p| {
-                    p == ".cairn" || p == ".cairn/runs" || p.starts_with(".cairn/runs/")
+                    p == ".cairn"
+                        || p == ".cairn/lock"
+                        || p == ".cairn/runs"
+                        || p.starts_with(".cairn/runs/")
                 })
             })
             .collect();
