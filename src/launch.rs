@@ -130,7 +130,14 @@ pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
         ))
     })?;
     let mut seen = std::collections::BTreeSet::new();
-    for h in &inv.hosts {
+    for (i, h) in inv.hosts.iter().enumerate() {
+        h.check().map_err(|e| {
+            Failure(format!(
+                "error: inventory {}: [[hosts]] entry {}: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
         if !seen.insert(h.name.as_str()) {
             return Err(Failure(format!(
                 "error: inventory {}: host name `{}` appears twice",
@@ -212,6 +219,11 @@ fn prepare(
         .into_iter()
         .map(String::from)
         .collect();
+    let workspace =
+        Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()));
+    workspace
+        .check_private_dirs()
+        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))?;
     let secrets = Secrets::default();
     for (k, v) in &env {
         if is_secret_env(k) {
@@ -234,9 +246,7 @@ fn prepare(
         },
         env,
         secrets,
-        workspace: Workspace::new(
-            std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()),
-        ),
+        workspace,
         lab: req.lab.clone(),
     })
 }
@@ -286,6 +296,8 @@ struct Pass {
     replay: BTreeMap<String, crate::journal::DoneStep>,
     force: bool,
     reporter: Arc<Reporter>,
+    /// `run --plan`: the approved steps every change is checked against.
+    approved: Option<BTreeMap<String, StepRecord>>,
 }
 
 impl Pass {
@@ -297,6 +309,7 @@ impl Pass {
             replay: BTreeMap::new(),
             force: false,
             reporter,
+            approved: None,
         }
     }
 }
@@ -314,6 +327,7 @@ fn execute(
         replay,
         force,
         reporter,
+        approved,
     } = pass;
     // Plans must leave the workspace untouched: host keys seen while planning
     // go to a scratch copy of known_hosts.
@@ -361,6 +375,7 @@ fn execute(
         secrets: p.secrets.clone(),
         reporter,
         cancel: cancel.clone(),
+        approved,
     }));
     let engine = build_engine(&exec, &p.runbook, &p.inputs);
     let sources = sources(&p.runbook);
@@ -460,7 +475,8 @@ fn check_value(name: &str, p: &crate::manifest::Param) -> toml::Value {
         ParamType::Bool => toml::Value::Boolean(false),
         ParamType::List => toml::Value::Array(vec![unknown]),
         ParamType::Map => toml::Value::Table(toml::Table::new()),
-        ParamType::String | ParamType::Ip | ParamType::Cidr | ParamType::Secret => unknown,
+        // text of any kind (string, ip, cidr, hostname, path, url, ...)
+        _ => unknown,
     }
 }
 
@@ -620,7 +636,9 @@ fn ensure_workspace(ws: &Workspace) -> Result<(), Failure> {
         .recursive(true)
         .mode(0o700)
         .create(ws.root())
-        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))
+        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))?;
+    ws.check_private_dirs()
+        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))
 }
 
 /// `cairn run`.
@@ -634,7 +652,13 @@ pub fn run(req: &Request) -> i32 {
     }
 }
 
-fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Result<(), Failure> {
+/// Refuse a saved plan made for other inputs or targets before anything runs;
+/// hand back its steps, which the run then checks every change against.
+fn check_approved(
+    p: &Prepared,
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+) -> Result<BTreeMap<String, StepRecord>, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure(format!("error: cannot read plan {}: {e}", path.display())))?;
     let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
@@ -695,7 +719,11 @@ fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Re
         }
     }
     if drifts.is_empty() {
-        Ok(())
+        Ok(saved
+            .steps
+            .into_iter()
+            .map(|s| (s.key.clone(), s))
+            .collect())
     } else {
         Err(refuse(format!(
             "the targets changed since it was made:\n  {}",
@@ -707,9 +735,10 @@ fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Re
 fn run_inner(req: &Request) -> Result<i32, Failure> {
     let p = prepare(req, BTreeMap::new())?;
     let rt = runtime()?;
-    if let Some(path) = &req.approved_plan {
-        check_approved(&p, &rt, path)?;
-    }
+    let approved = match &req.approved_plan {
+        Some(path) => Some(check_approved(&p, &rt, path)?),
+        None => None,
+    };
     ensure_workspace(&p.workspace)?;
     let _lock = WorkspaceLock::acquire(&p.workspace)?;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -747,7 +776,15 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
         "Run {id}: {} {}",
         p.runbook.manifest.name, p.runbook.manifest.version
     );
-    finish(&p, &rt, journal, BTreeMap::new(), false, &id, cancel)
+    finish(
+        &p,
+        &rt,
+        journal,
+        (BTreeMap::new(), false),
+        approved,
+        &id,
+        cancel,
+    )
 }
 
 /// The error for a journal that cannot take another record: what happened
@@ -766,8 +803,8 @@ fn finish(
     p: &Prepared,
     rt: &tokio::runtime::Runtime,
     journal: JournalWriter,
-    replay: BTreeMap<String, crate::journal::DoneStep>,
-    force: bool,
+    (replay, force): (BTreeMap<String, crate::journal::DoneStep>, bool),
+    approved: Option<BTreeMap<String, StepRecord>>,
     id: &str,
     cancel: Arc<AtomicBool>,
 ) -> Result<i32, Failure> {
@@ -789,6 +826,7 @@ fn finish(
         replay,
         force,
         reporter,
+        approved,
     };
     let out = execute(p, pass, rt, cancel);
     progress.abort();
@@ -1052,7 +1090,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
         now_version,
         replay.len()
     );
-    finish(&p, &rt, writer, replay, r.force, &id, cancel)
+    finish(&p, &rt, writer, (replay, r.force), None, &id, cancel)
 }
 
 /// How long runs keep their ssh masters for the next run:
