@@ -76,7 +76,8 @@ pub fn show(spec: &str) -> i32 {
     exit::OK
 }
 
-/// Compile every script of a runbook and validate its manifest.
+/// Compile every script of a runbook, validate its manifest, and run the
+/// script with placeholders and no network (see [`crate::launch::check_offline`]).
 pub fn check(spec: &str) -> i32 {
     let rb = match Runbook::load(spec) {
         Ok(rb) => rb,
@@ -85,11 +86,15 @@ pub fn check(spec: &str) -> i32 {
             return exit::ERROR;
         }
     };
-    match check_runbook(&rb) {
-        Ok(n) => {
+    let checked = check_runbook(&rb).and_then(|n| {
+        let label = format!("{} {}", rb.manifest.name, rb.manifest.version);
+        crate::launch::check_offline(rb).map(|steps| (label, n, steps))
+    });
+    match checked {
+        Ok((label, n, steps)) => {
             println!(
-                "{} {}: manifest ok, {n} scripts compile",
-                rb.manifest.name, rb.manifest.version
+                "{label}: manifest ok, {n} scripts compile, \
+                 the script runs with placeholder hosts and parameters ({steps} steps planned)"
             );
             exit::OK
         }

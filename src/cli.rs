@@ -67,12 +67,17 @@ pub enum Command {
     Resume {
         /// The run (default: the last one that did not succeed).
         run_id: Option<String>,
-        /// Resume even though the runbook changed since the run started.
+        /// Resume even though the runbook changed since the run started
+        /// (the journal records the version it continued with).
         #[arg(long)]
         force: bool,
-        /// Give secret parameters again (they are never journaled).
+        /// Give a secret parameter again (secrets are never journaled). Only
+        /// secrets: a run keeps the values it started with.
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// Read secret parameters from a TOML file (only secrets, as --var).
+        #[arg(long = "vars", value_name = "FILE")]
+        vars_files: Vec<PathBuf>,
     },
     /// List runs with their status; `runs show ID` lists a run's steps.
     Runs {
@@ -159,7 +164,16 @@ pub fn main() -> i32 {
             run_id,
             force,
             vars,
-        } => launch::resume(&state, run_id.as_deref(), force, vars),
+            vars_files,
+        } => launch::resume(
+            &state,
+            &launch::ResumeRequest {
+                id: run_id,
+                force,
+                vars,
+                vars_files,
+            },
+        ),
         Command::Runs { show } => match show {
             None => crate::runs::list(&state),
             Some(RunsCommand::Show { id }) => crate::runs::show(&state, &id),

@@ -82,7 +82,12 @@ pub fn render_eval(err: &EvalAltResult, main: &str, sources: &Sources) -> String
     loop {
         match cur {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
-                chain.push((format!("in call to `{name}`"), source.clone(), *pos));
+                let what = if name.starts_with("anon$") {
+                    "in the closure passed".to_string()
+                } else {
+                    format!("in call to `{name}`")
+                };
+                chain.push((what, source.clone(), *pos));
                 if !src.is_empty() {
                     source = src.clone();
                 }

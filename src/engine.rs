@@ -26,6 +26,74 @@ pub struct ScriptInputs {
     pub params: BTreeMap<String, toml::Value>,
     /// Names of parameters whose values are secret.
     pub secret_params: Vec<String>,
+    /// Every parameter the manifest declares (reading another is an error).
+    pub declared: Vec<String>,
+    /// `cairn check`: the hosts are placeholders that stand for any group.
+    pub any_group: bool,
+}
+
+/// Options of `hosts(...)`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsOptions {
+    /// An empty selection is fine (default: an error).
+    #[serde(default)]
+    allow_empty: bool,
+}
+
+/// The hosts of `group` (all hosts: `None`); empty is an error unless allowed.
+fn select_hosts(
+    all: &[Host],
+    group: Option<&str>,
+    any_group: bool,
+    options: Map,
+) -> Result<Array, Box<EvalAltResult>> {
+    let call = match group {
+        Some(g) => format!("hosts({g:?})"),
+        None => "hosts()".to_string(),
+    };
+    let options: HostsOptions = crate::args::parse(&call, options)?;
+    let picked: Array = all
+        .iter()
+        .filter(|h| match group {
+            Some(g) => any_group || h.groups.iter().any(|x| x == g),
+            None => true,
+        })
+        .cloned()
+        .map(Dynamic::from)
+        .collect();
+    if picked.is_empty() && !options.allow_empty {
+        let why = match group {
+            _ if all.is_empty() => {
+                "the inventory has no hosts (give --inventory FILE or --lab)".to_string()
+            }
+            Some(g) => {
+                let mut groups: Vec<&str> = all
+                    .iter()
+                    .flat_map(|h| h.groups.iter().map(String::as_str))
+                    .collect();
+                groups.sort();
+                groups.dedup();
+                format!(
+                    "no host of the inventory is in group `{g}` (its groups: {})",
+                    if groups.is_empty() {
+                        "none".to_string()
+                    } else {
+                        groups.join(", ")
+                    }
+                )
+            }
+            None => unreachable!("all hosts are picked"),
+        };
+        let allow = match group {
+            Some(g) => format!("hosts({g:?}, #{{ allow_empty: true }})"),
+            None => "hosts(#{ allow_empty: true })".to_string(),
+        };
+        return Err(script_error(format!(
+            "{call} selects no host: {why}; if that is fine, say so with {allow}"
+        )));
+    }
+    Ok(picked)
 }
 
 struct Resolver {
@@ -188,18 +256,24 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
         .register_fn("reveal", |s: &mut Secret| s.0.to_string());
 
-    // hosts() / hosts(group)
-    let all = inputs.hosts.clone();
-    engine.register_fn("hosts", move || -> Array {
-        all.iter().cloned().map(Dynamic::from).collect()
+    // hosts() / hosts(group) / hosts(#{ allow_empty }) / hosts(group, #{ allow_empty }):
+    // an empty selection is an error unless `allow_empty: true`.
+    crate::params::register(engine, &inputs.declared);
+    let all = Arc::new(inputs.hosts.clone());
+    let any = inputs.any_group;
+    let a = all.clone();
+    engine.register_fn("hosts", move || select_hosts(&a, None, any, Map::new()));
+    let a = all.clone();
+    engine.register_fn("hosts", move |options: Map| {
+        select_hosts(&a, None, any, options)
     });
-    let all = inputs.hosts.clone();
-    engine.register_fn("hosts", move |group: &str| -> Array {
-        all.iter()
-            .filter(|h| h.groups.iter().any(|g| g == group))
-            .cloned()
-            .map(Dynamic::from)
-            .collect()
+    let a = all.clone();
+    engine.register_fn("hosts", move |group: &str| {
+        select_hosts(&a, Some(group), any, Map::new())
+    });
+    let a = all.clone();
+    engine.register_fn("hosts", move |group: &str, options: Map| {
+        select_hosts(&a, Some(group), any, options)
     });
     // host(#{name, address, ...}): a host from values (e.g. a created server)
     engine.register_fn("host", |args: Map| -> Result<Host, Box<EvalAltResult>> {
@@ -327,17 +401,45 @@ fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, B
     }
     match failures.len() {
         0 => Ok(out),
-        1 => Err(failures.remove(0).1),
+        1 => {
+            let (name, e) = failures.remove(0);
+            let msg = crate::diagnostic::message_of(&e);
+            if msg.contains(name.as_str()) {
+                Err(e)
+            } else {
+                Err(with_message(*e, format!("on {name}: {msg}")))
+            }
+        }
         n => {
             let lines: Vec<String> = failures
                 .iter()
                 .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
                 .collect();
-            Err(script_error(format!(
-                "{n} of {} hosts failed:\n{}",
-                names.len(),
-                lines.join("\n")
-            )))
+            // shown at the first failed host's failing call, inside the closure
+            let (_, first) = failures.remove(0);
+            Err(with_message(
+                *first,
+                format!("{n} of {} hosts failed:\n{}", names.len(), lines.join("\n")),
+            ))
         }
+    }
+}
+
+/// `err` with its innermost message replaced by `message`, keeping where it
+/// happened (the failing call) and the calls that led there.
+fn with_message(err: EvalAltResult, message: String) -> Box<EvalAltResult> {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(f, src, inner, pos) => Box::new(
+            EvalAltResult::ErrorInFunctionCall(f, src, with_message(*inner, message), pos),
+        ),
+        EvalAltResult::ErrorInModule(m, inner, pos) => Box::new(EvalAltResult::ErrorInModule(
+            m,
+            with_message(*inner, message),
+            pos,
+        )),
+        other => Box::new(EvalAltResult::ErrorRuntime(
+            message.into(),
+            other.position(),
+        )),
     }
 }

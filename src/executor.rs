@@ -115,11 +115,15 @@ pub struct Executor {
 /// Fault injection for cairn's own kill/resume tests: `CAIRN_FAULT_KILL=done:N`
 /// SIGKILLs the process right after the N-th step is journaled done;
 /// `CAIRN_FAULT_KILL=applied:N` right after the N-th step's work is applied but
-/// before it is journaled (a kill inside a step).
+/// before it is journaled (a kill inside a step). `CAIRN_FAULT_WAIT=N:FIFO`
+/// waits after the N-th step is journaled done until the test writes a byte
+/// to the named pipe FIFO: a run held between steps, for tests of what
+/// happens meanwhile (a second run, a signal).
 #[derive(Default)]
 struct Faults {
     kill_done: Option<usize>,
     kill_applied: Option<usize>,
+    wait_done: Option<(usize, std::path::PathBuf)>,
     done: std::sync::atomic::AtomicUsize,
     applied: std::sync::atomic::AtomicUsize,
 }
@@ -136,14 +140,36 @@ impl Faults {
                 _ => {}
             }
         }
+        let wait = std::env::var("CAIRN_FAULT_WAIT").unwrap_or_default();
+        if let Some((n, fifo)) = wait.split_once(':') {
+            f.wait_done = n.parse().ok().map(|n| (n, fifo.into()));
+        }
         f
     }
-    fn tick(counter: &std::sync::atomic::AtomicUsize, at: Option<usize>) {
+    fn tick(counter: &std::sync::atomic::AtomicUsize, at: Option<usize>) -> usize {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         if at == Some(n) {
             // SAFETY: raising a signal on our own process.
             unsafe {
                 libc::raise(libc::SIGKILL);
+            }
+        }
+        n
+    }
+    fn wait_after_done(&self, n: usize) {
+        if let Some((at, fifo)) = &self.wait_done {
+            if *at == n {
+                // blocks until the test writes a byte to the pipe; a signal
+                // meanwhile does not end the wait
+                let Ok(mut file) = std::fs::File::open(fifo) else {
+                    return;
+                };
+                loop {
+                    match std::io::Read::read(&mut file, &mut [0u8; 1]) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        _ => break,
+                    }
+                }
             }
         }
     }
@@ -246,9 +272,13 @@ impl Executor {
         let record: Record = serde_json::from_value(self.secrets.redact_json(value))
             .map_err(|e| StepError::Other(e.to_string()))?;
         let path = journal.path().to_path_buf();
-        journal
-            .append(&record, durable)
-            .map_err(|e| StepError::io("writing journal", path, e))
+        journal.append(&record, durable).map_err(|e| {
+            StepError::Other(format!(
+                "cannot write journal {}: {e}; the record was cut off, so the journal ends \
+                 with its last whole record: free space there, then `cairn resume` continues from it",
+                path.display()
+            ))
+        })
     }
 
     fn next_key(&self, call: &NativeCallContext) -> String {
@@ -445,8 +475,9 @@ impl Executor {
             durable,
         )
         .map_err(fail)?;
-        Faults::tick(&self.faults.done, self.faults.kill_done);
+        let n = Faults::tick(&self.faults.done, self.faults.kill_done);
         self.reporter.step(&record);
+        self.faults.wait_after_done(n);
         self.push(record);
         Ok(output)
     }

@@ -4,6 +4,14 @@
 //! A step that changed something counts as done only once its `done` record is
 //! written and synced; a no-op's record reaches the disk with the next synced
 //! record (a lost one only means the step is looked at again on resume).
+//!
+//! A record that could not be written whole (a full disk, a crash mid-write)
+//! is a *torn tail*: the last line, without its newline. Nothing after it was
+//! ever written, so it is cut off — by the writer as soon as the write fails,
+//! else when the journal is next opened for writing — and the run continues
+//! from the last whole record (that step is simply done again). A damaged line
+//! anywhere else, or a whole last line whose checksum does not match, is
+//! corruption: refused, never trusted.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,6 +53,13 @@ pub struct RunHeader {
     pub cairn_version: String,
 }
 
+/// A runbook's version and content digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunbookVersion {
+    pub version: String,
+    pub content_hash: String,
+}
+
 /// One journal record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
@@ -78,6 +93,11 @@ pub enum Record {
     Resume {
         at: String,
         forced: bool,
+        /// The runbook version and content digest the resume ran with, when
+        /// `--force` resumed with a changed runbook (the header keeps the
+        /// original's); parameter values never change on resume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runbook: Option<RunbookVersion>,
     },
     /// The run ended.
     End {
@@ -112,26 +132,64 @@ fn checksum(json: &str) -> String {
 pub struct JournalWriter {
     file: File,
     path: PathBuf,
+    cut_off: u64,
+}
+
+/// The length of `bytes` up to and including its last newline: the whole records.
+fn whole_len(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i as u64 + 1)
+        .unwrap_or(0)
 }
 
 impl JournalWriter {
-    /// Create a new journal (fails if it exists) or open one to append to.
+    /// Create a journal or open one to append to. A torn tail (see the module
+    /// documentation) is cut off first; [`JournalWriter::cut_off`] says how
+    /// many bytes that removed.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(JournalWriter {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let mut w = JournalWriter {
             file,
             path: path.to_path_buf(),
-        })
+            cut_off: 0,
+        };
+        let len = w.file.metadata()?.len();
+        let whole = whole_len(&std::fs::read(path)?);
+        if whole < len {
+            w.file.set_len(whole)?;
+            w.file.sync_data()?;
+            w.cut_off = len - whole;
+        }
+        Ok(w)
+    }
+
+    /// Bytes of a torn last record that `open` cut off (0: none).
+    pub fn cut_off(&self) -> u64 {
+        self.cut_off
     }
 
     /// Append a record in one write; `durable` syncs it to disk before returning.
+    /// A record that cannot be written whole (a full disk) is cut off again
+    /// before the error is returned, so the journal still ends with a whole record.
     pub fn append(&mut self, record: &Record, durable: bool) -> std::io::Result<()> {
         let json = serde_json::to_string(record).map_err(std::io::Error::other)?;
         let line = format!("{} {json}\n", checksum(&json));
-        self.file.write_all(line.as_bytes())?;
+        let before = self.file.metadata()?.len();
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            // Shrinking a file needs no space; if even that fails, the next
+            // `open` cuts the torn record off.
+            let _ = self.file.set_len(before);
+            return Err(e);
+        }
         if durable {
             self.file.sync_data()?;
         }
@@ -147,7 +205,11 @@ impl JournalWriter {
 #[derive(Clone, Debug)]
 pub struct Journal {
     pub header: RunHeader,
+    /// The whole records.
     pub records: Vec<Record>,
+    /// A torn last record, not counted: its line number and length in bytes.
+    /// It is cut off when the journal is next opened for writing.
+    pub torn: Option<(usize, usize)>,
 }
 
 impl Journal {
@@ -162,15 +224,11 @@ impl Journal {
             line,
             problem,
         };
-        if !text.is_empty() && !text.ends_with('\n') {
-            let line = text.lines().count();
-            return Err(corrupt(
-                line,
-                "the last record is cut off (truncated file)".into(),
-            ));
-        }
+        let whole = whole_len(text.as_bytes()) as usize;
+        let torn =
+            (whole < text.len()).then(|| (text[..whole].lines().count() + 1, text.len() - whole));
         let mut records = Vec::new();
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in text[..whole].lines().enumerate() {
             let (sum, json) = line
                 .split_once(' ')
                 .ok_or_else(|| corrupt(i + 1, "no checksum".into()))?;
@@ -189,10 +247,15 @@ impl Journal {
                 })
             }
         };
-        Ok(Journal { header, records })
+        Ok(Journal {
+            header,
+            records,
+            torn,
+        })
     }
 
     /// How the run ended, if it did (the last `end` after the last resume).
+    /// A run whose last record is torn failed: it could not write its journal.
     pub fn status(&self) -> Option<RunStatus> {
         let mut status = None;
         for r in &self.records {
@@ -202,7 +265,28 @@ impl Journal {
                 _ => {}
             }
         }
-        status
+        match status {
+            None if self.torn.is_some() => Some(RunStatus::Failed),
+            s => s,
+        }
+    }
+
+    /// The runbook version and content digest the run last ran with: the
+    /// header's, or those of the last forced resume with a changed runbook.
+    pub fn runbook(&self) -> RunbookVersion {
+        let mut v = RunbookVersion {
+            version: self.header.version.clone(),
+            content_hash: self.header.content_hash.clone(),
+        };
+        for r in &self.records {
+            if let Record::Resume {
+                runbook: Some(now), ..
+            } = r
+            {
+                v = now.clone();
+            }
+        }
+        v
     }
 
     /// Done steps by key (the last record wins).
@@ -321,10 +405,30 @@ mod tests {
             err.contains("corrupted at line 2: checksum mismatch"),
             "{err}"
         );
+        // (a whole last line with a bad checksum: corruption, not a torn write)
+    }
 
-        // truncate mid-record
-        std::fs::write(&path, &bytes[..n - 10]).unwrap();
-        let err = Journal::read(&path).unwrap_err().to_string();
-        assert!(err.contains("truncated"), "{err}");
+    #[test]
+    fn a_torn_last_record_is_not_counted_and_is_cut_off_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut w = JournalWriter::open(&path).unwrap();
+        w.append(&Record::Run(header()), true).unwrap();
+        drop(w);
+        let whole = std::fs::read(&path).unwrap();
+        // half of a second record, as a full disk leaves it
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"1a2b3c4d {\"t\":\"done\",\"key\":\"m");
+        std::fs::write(&path, &torn).unwrap();
+        let j = Journal::read(&path).unwrap();
+        assert_eq!(j.records.len(), 1);
+        assert_eq!(j.torn, Some((2, torn.len() - whole.len())));
+        assert_eq!(j.status(), Some(RunStatus::Failed));
+        // reading changed nothing; opening to write cuts the torn record off
+        assert_eq!(std::fs::read(&path).unwrap(), torn);
+        let w = JournalWriter::open(&path).unwrap();
+        assert_eq!(w.cut_off(), (torn.len() - whole.len()) as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        assert_eq!(Journal::read(&path).unwrap().torn, None);
     }
 }

@@ -5,10 +5,13 @@ use crate::diagnostic::{render_eval, render_parse, Sources};
 use crate::engine::{build_engine, params_map, ScriptInputs};
 use crate::executor::{drift_of, Executor, ExecutorSetup, Mode, StepRecord};
 use crate::host::Host;
-use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus};
+use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus, RunbookVersion};
+use crate::lock::WorkspaceLock;
 use crate::manifest::{resolve, Inputs};
+use crate::params::Params;
 use crate::report::{summarize, Reporter};
 use crate::runbook::{stdlib_modules, Runbook};
+use crate::scratch::Scratch;
 use crate::secrets::Secrets;
 use crate::ssh::Pool;
 use crate::step::Ctx;
@@ -209,6 +212,13 @@ fn prepare(
     if let Err(e) = engine.compile_with_scope(&scope, &runbook.script) {
         return Err(Failure(render_parse(&e, "main.rhai", &sources(&runbook))));
     }
+    let declared = runbook
+        .manifest
+        .params
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect();
     let workspace =
         Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()));
     workspace
@@ -231,6 +241,8 @@ fn prepare(
             hosts,
             params: values.values,
             secret_params: values.secret,
+            declared,
+            any_group: false,
         },
         env,
         secrets,
@@ -319,11 +331,23 @@ fn execute(
     } = pass;
     // Plans must leave the workspace untouched: host keys seen while planning
     // go to a scratch copy of known_hosts.
-    let scratch = tempfile_dir();
+    let scratch = match Scratch::new() {
+        Ok(s) => s,
+        Err(e) => {
+            return Outcome {
+                steps: Vec::new(),
+                error: Some(format!(
+                    "error: cannot create a scratch folder in {}: {e}",
+                    std::env::temp_dir().display()
+                )),
+                interrupted: false,
+            }
+        }
+    };
     let known_hosts = match mode {
         Mode::Apply => p.workspace.known_hosts(),
         _ => {
-            let copy = scratch.join("known_hosts");
+            let copy = scratch.path().join("known_hosts");
             let _ = std::fs::copy(p.workspace.known_hosts(), &copy);
             copy
         }
@@ -357,7 +381,10 @@ fn execute(
     let sources = sources(&p.runbook);
     let script_name = "main.rhai";
     let mut scope = rhai::Scope::new();
-    scope.push("params", params_map(&p.inputs, &p.secrets));
+    scope.push(
+        "params",
+        Params::new(params_map(&p.inputs, &p.secrets), p.inputs.declared.clone()),
+    );
     let error = match engine.compile_with_scope(&scope, &p.runbook.script) {
         Err(e) => Some(render_parse(&e, script_name, &sources)),
         Ok(mut ast) => {
@@ -369,22 +396,12 @@ fn execute(
         }
     };
     rt.block_on(exec.ctx().ssh.close_all());
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     Outcome {
         steps: exec.steps(),
         error,
         interrupted: cancel.load(Ordering::SeqCst),
     }
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cairn-plan-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let _ = std::fs::create_dir_all(&dir);
-    dir
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -395,18 +412,124 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(Failure::from)
 }
 
-/// First Ctrl-C: stop between steps. Second: exit at once (the journal is
-/// consistent at every record, so resume still works).
-fn watch_ctrl_c(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) {
+/// The name of the next of these signals to arrive.
+async fn next_signal(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+    hup: &mut tokio::signal::unix::Signal,
+) -> &'static str {
+    tokio::select! {
+        _ = int.recv() => "Ctrl-C",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+/// First Ctrl-C, SIGTERM (a CI cancel, `kill`) or SIGHUP (a closed
+/// terminal): stop between steps, so the run ends "interrupted". Second: exit
+/// at once (the journal is consistent at every record, so resume still works),
+/// removing this process's scratch folders first. The handlers are in place
+/// when this returns.
+fn watch_interrupts(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) -> Result<(), Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _enter = rt.enter();
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     rt.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.store(true, Ordering::SeqCst);
-            eprintln!("\ninterrupt: stopping after the steps under way (Ctrl-C again to quit now)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(exit::INTERRUPTED);
-            }
-        }
+        let first = next_signal(&mut int, &mut term, &mut hup).await;
+        cancel.store(true, Ordering::SeqCst);
+        eprintln!(
+            "\ninterrupt ({first}): stopping after the steps under way (Ctrl-C or SIGTERM again to quit now)"
+        );
+        let second = next_signal(&mut int, &mut term, &mut hup).await;
+        eprintln!("interrupt ({second}): quitting now");
+        crate::scratch::remove_own();
+        std::process::exit(exit::INTERRUPTED);
     });
+    Ok(())
+}
+
+/// A stand-in value for parameter `name` in `cairn check`: its default, except
+/// that secrets and text without a value (no default, or `""`) are
+/// placeholders (unknown); numbers and booleans without a default cannot be
+/// unknown and take their first choice or smallest value.
+fn check_value(name: &str, p: &crate::manifest::Param) -> toml::Value {
+    use crate::manifest::ParamType;
+    let unknown = toml::Value::String(crate::unknown::placeholder(
+        "run",
+        &format!("params.{name}"),
+    ));
+    if let Some(c) = p.choices.as_ref().and_then(|c| c.first()) {
+        return p.default.clone().unwrap_or_else(|| c.clone());
+    }
+    match &p.default {
+        // "" is how manifests say "not given": unknown here
+        Some(toml::Value::String(d)) if d.is_empty() => return unknown,
+        _ if p.kind == ParamType::Secret => return unknown,
+        Some(d) => return d.clone(),
+        None => {}
+    }
+    match p.kind {
+        ParamType::Int => toml::Value::Integer(p.min.unwrap_or(1)),
+        ParamType::Bool => toml::Value::Boolean(false),
+        ParamType::List => toml::Value::Array(vec![unknown]),
+        ParamType::Map => toml::Value::Table(toml::Table::new()),
+        // text of any kind (string, ip, cidr, hostname, path, url, ...)
+        _ => unknown,
+    }
+}
+
+/// `cairn check`: run the script once with no network and nothing known —
+/// placeholder hosts (standing for any group), placeholder parameters, no
+/// environment, a scratch workspace — as an offline plan does. It catches what
+/// a plan would catch except facts: unknown option keys, wrong argument types,
+/// unknown functions, missing imports, undefined parameters and template
+/// variables. Returns the number of steps planned, or the rendered error.
+pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
+    let scratch =
+        Scratch::new().map_err(|e| format!("error: cannot create a scratch folder: {e}\n"))?;
+    let m = &runbook.manifest;
+    let params = m
+        .params
+        .iter()
+        .map(|(name, p)| (name.clone(), check_value(name, p)))
+        .collect();
+    let secret_params = m
+        .params
+        .iter()
+        .filter(|(_, p)| p.kind == crate::manifest::ParamType::Secret)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let hosts = (1..=3)
+        .map(|i| {
+            let name = format!("host-{i}");
+            let address = crate::unknown::placeholder("run", &format!("{name}.address"));
+            Host::new(name, address)
+        })
+        .collect();
+    let p = Prepared {
+        inputs: ScriptInputs {
+            hosts,
+            params,
+            secret_params,
+            declared: m.params.names().into_iter().map(String::from).collect(),
+            any_group: true,
+        },
+        runbook: Arc::new(runbook),
+        env: BTreeMap::new(),
+        secrets: Secrets::default(),
+        workspace: Workspace::new(scratch.path().join("workspace")),
+        lab: None,
+    };
+    let rt = runtime().map_err(|f| f.0)?;
+    let reporter = Arc::new(Reporter::quiet());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let out = execute(&p, Pass::plan(Mode::Offline, reporter), &rt, cancel);
+    match out.error {
+        Some(e) => Err(ensure_nl(&e)),
+        None => Ok(out.steps.len()),
+    }
 }
 
 /// `cairn plan`: exit 0 when nothing would change, 2 when something would.
@@ -432,7 +555,13 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
     let p = prepare(req, BTreeMap::new())?;
     let rt = runtime()?;
     let cancel = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(&rt, cancel.clone());
+    watch_interrupts(&rt, cancel.clone())?;
+    if let Some(holder) = crate::lock::holder(&p.workspace) {
+        eprintln!(
+            "note: a run is in progress in this workspace ({holder}); this plan shows the targets \
+             as they are now, while that run changes them"
+        );
+    }
     let reporter = Arc::new(if req.json {
         Reporter::new(false, false, Box::new(std::io::stderr()))
     } else {
@@ -611,6 +740,9 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
         None => None,
     };
     ensure_workspace(&p.workspace)?;
+    let _lock = WorkspaceLock::acquire(&p.workspace)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    watch_interrupts(&rt, cancel.clone())?;
     let id = new_run_id();
     let header = RunHeader {
         id: id.clone(),
@@ -624,24 +756,47 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
         started_at: now_rfc3339(),
         cairn_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let path = p.workspace.runs_dir().join(&id).join("journal.jsonl");
+    let dir = p.workspace.runs_dir().join(&id);
+    let path = dir.join("journal.jsonl");
     let mut journal = JournalWriter::open(&path).map_err(|e| {
         Failure(format!(
             "error: cannot create journal {}: {e}",
             path.display()
         ))
     })?;
-    journal.append(&Record::Run(header), true).map_err(|e| {
-        Failure(format!(
-            "error: cannot write journal {}: {e}",
+    if let Err(e) = journal.append(&Record::Run(header), true) {
+        // a run without its header cannot be resumed: leave nothing behind
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(Failure(format!(
+            "error: cannot write journal {}: {e}; nothing was run (free space there and run again)",
             path.display()
-        ))
-    })?;
+        )));
+    }
     println!(
         "Run {id}: {} {}",
         p.runbook.manifest.name, p.runbook.manifest.version
     );
-    finish(&p, &rt, journal, (BTreeMap::new(), false), approved, &id)
+    finish(
+        &p,
+        &rt,
+        journal,
+        (BTreeMap::new(), false),
+        approved,
+        &id,
+        cancel,
+    )
+}
+
+/// The error for a journal that cannot take another record: what happened
+/// and what to do.
+fn journal_full(path: &Path, id: &str, e: &std::io::Error) -> Failure {
+    Failure(format!(
+        "error: cannot write journal {}: {e}\n\
+         The run stopped. A record that could not be written whole was cut off, so the journal \
+         ends with its last whole record: free space there, then `cairn resume {id}` continues \
+         from it.",
+        path.display()
+    ))
 }
 
 fn finish(
@@ -651,9 +806,8 @@ fn finish(
     (replay, force): (BTreeMap<String, crate::journal::DoneStep>, bool),
     approved: Option<BTreeMap<String, StepRecord>>,
     id: &str,
+    cancel: Arc<AtomicBool>,
 ) -> Result<i32, Failure> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(rt, cancel.clone());
     let started = Instant::now();
     let jpath = journal.path().to_path_buf();
     let reporter = Arc::new(Reporter::stdout(true));
@@ -681,26 +835,22 @@ fn finish(
         (Some(_), true) => RunStatus::Interrupted,
         (Some(_), false) => RunStatus::Failed,
     };
-    let mut journal = JournalWriter::open(&jpath).map_err(|e| {
-        Failure(format!(
-            "error: cannot write journal {}: {e}",
-            jpath.display()
-        ))
-    })?;
-    journal
-        .append(
+    // Re-opening cuts off a record a full disk left torn.
+    let ended = JournalWriter::open(&jpath).and_then(|mut journal| {
+        journal.append(
             &Record::End {
                 status,
                 at: now_rfc3339(),
             },
             true,
         )
-        .map_err(|e| {
-            Failure(format!(
-                "error: cannot write journal {}: {e}",
-                jpath.display()
-            ))
-        })?;
+    });
+    if let Err(e) = ended {
+        if let Some(err) = &out.error {
+            eprint!("{}", ensure_nl(err));
+        }
+        return Err(journal_full(&jpath, id, &e));
+    }
     let summary = summarize(&out.steps);
     let secs = started.elapsed().as_secs_f64();
     match status {
@@ -759,9 +909,22 @@ pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), F
     )))
 }
 
+/// What `cairn resume` was given.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeRequest {
+    /// The run (default: the last one that did not succeed).
+    pub id: Option<String>,
+    /// Resume even though the runbook changed since.
+    pub force: bool,
+    /// `--var NAME=VALUE`: secret parameters only.
+    pub vars: Vec<(String, String)>,
+    /// `--vars FILE`: secret parameters only.
+    pub vars_files: Vec<PathBuf>,
+}
+
 /// `cairn resume [ID]`.
-pub fn resume(state_dir: &Path, id: Option<&str>, force: bool, vars: Vec<(String, String)>) -> i32 {
-    match resume_inner(state_dir, id, force, vars) {
+pub fn resume(state_dir: &Path, r: &ResumeRequest) -> i32 {
+    match resume_inner(state_dir, r) {
         Ok(code) => code,
         Err(Failure(msg)) => {
             eprint!("{}", ensure_nl(&msg));
@@ -770,14 +933,55 @@ pub fn resume(state_dir: &Path, id: Option<&str>, force: bool, vars: Vec<(String
     }
 }
 
-fn resume_inner(
-    state_dir: &Path,
-    id: Option<&str>,
-    force: bool,
-    vars: Vec<(String, String)>,
-) -> Result<i32, Failure> {
+/// A resume continues a run with the values it started with: only secret
+/// parameters (never journaled) may be given again.
+fn only_secrets(
+    p: &Prepared,
+    r: &ResumeRequest,
+    id: &str,
+    runbook: &str,
+    spec: &str,
+) -> Result<(), Failure> {
+    let mut names: Vec<(String, String)> = r
+        .vars
+        .iter()
+        .map(|(k, _)| (k.clone(), "--var".to_string()))
+        .collect();
+    for path in &r.vars_files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure(format!(
+                "error: cannot read vars file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            Failure(format!(
+                "error: vars file {} is not valid TOML: {}",
+                path.display(),
+                crate::manifest::toml_message(&text, &e)
+            ))
+        })?;
+        for k in table.keys() {
+            names.push((k.clone(), format!("--vars {}", path.display())));
+        }
+    }
+    for (name, origin) in names {
+        if !p.inputs.secret_params.contains(&name) {
+            return Err(Failure(format!(
+                "error: `{name}` ({origin}) is not a secret parameter of {runbook}: `cairn resume` \
+                 takes only secret parameters (they are never journaled); run {id} continues \
+                 with the values it started with. For other values start a new run: \
+                 `cairn run {spec} --var {name}=...`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
     let ws = Workspace::new(state_dir);
-    let (id, path) = find_run(&ws, id)?;
+    let (id, path) = find_run(&ws, r.id.as_deref())?;
+    // Everything is checked before the workspace is locked or written.
     let journal = Journal::read(&path)?;
     if journal.status() == Some(RunStatus::Succeeded) {
         return Err(Failure(format!(
@@ -793,7 +997,8 @@ fn resume_inner(
         .collect();
     let req = Request {
         runbook: h.source.clone(),
-        vars,
+        vars: r.vars.clone(),
+        vars_files: r.vars_files.clone(),
         inventory: h.inventory.clone(),
         lab: h.lab.clone(),
         state_dir: state_dir.to_path_buf(),
@@ -806,45 +1011,86 @@ fn resume_inner(
         )));
     }
     let p = prepare(&req, params)?;
+    let spec = h.source.strip_prefix("builtin:").unwrap_or(&h.source);
+    only_secrets(&p, r, &id, &h.runbook, spec)?;
+    let was = journal.runbook();
     let now_hash = p.runbook.content_hash();
     let now_version = p.runbook.manifest.version.to_string();
-    if (now_hash != h.content_hash || now_version != h.version) && !force {
+    let changed = now_hash != was.content_hash || now_version != was.version;
+    if changed && !r.force {
         return Err(Failure(format!(
             "error: cannot resume run {id}: runbook {} changed since the run started \
              (version {} -> {now_version}, content {} -> {now_hash}); \
              resume with --force to replay the done steps anyway and continue with the new runbook",
-            h.runbook, h.version, h.content_hash
+            h.runbook, was.version, was.content_hash
+        )));
+    }
+    // The environment may give a parameter a value the run did not have; a
+    // changed runbook (--force) may add parameters, which take their defaults.
+    let now = public_params(&p.inputs);
+    let differs = |k: &String| match (h.params.get(k), now.get(k)) {
+        (Some(a), Some(b)) => a != b,
+        (None, Some(_)) => !changed,
+        (Some(_), None) => !changed,
+        (None, None) => false,
+    };
+    if let Some(name) = now.keys().chain(h.params.keys()).find(|k| differs(k)) {
+        let shown =
+            |v: Option<&serde_json::Value>| v.map_or("no value".to_string(), |v| v.to_string());
+        return Err(Failure(format!(
+            "error: cannot resume run {id}: parameter `{name}` would be {} now but the run \
+             started with {} (from the environment?); a resume keeps the run's values: \
+             restore the environment, or start a new run with `cairn run`",
+            shown(now.get(name)),
+            shown(h.params.get(name)),
         )));
     }
     let rt = runtime()?;
+    let _lock = WorkspaceLock::acquire(&ws)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    watch_interrupts(&rt, cancel.clone())?;
+    // Read again under the lock: what another writer did before is replayed.
+    let journal = Journal::read(&path)?;
+    if journal.status() == Some(RunStatus::Succeeded) {
+        return Err(Failure(format!(
+            "error: run {id} already succeeded; nothing to resume (start a new one with `cairn run`)"
+        )));
+    }
     let mut writer = JournalWriter::open(&path).map_err(|e| {
         Failure(format!(
             "error: cannot open journal {}: {e}",
             path.display()
         ))
     })?;
+    if writer.cut_off() > 0 {
+        println!(
+            "Journal {}: cut off its last record ({} bytes), which was not written whole; \
+             continuing from the last whole record.",
+            path.display(),
+            writer.cut_off()
+        );
+    }
     writer
         .append(
             &Record::Resume {
                 at: now_rfc3339(),
-                forced: force,
+                forced: r.force,
+                runbook: changed.then(|| RunbookVersion {
+                    version: now_version.clone(),
+                    content_hash: now_hash.clone(),
+                }),
             },
             true,
         )
-        .map_err(|e| {
-            Failure(format!(
-                "error: cannot write journal {}: {e}",
-                path.display()
-            ))
-        })?;
+        .map_err(|e| journal_full(&path, &id, &e))?;
     let replay = journal.done_steps();
     println!(
         "Resuming run {id}: {} {} ({} steps done before)",
         h.runbook,
-        h.version,
+        now_version,
         replay.len()
     );
-    finish(&p, &rt, writer, (replay, force), None, &id)
+    finish(&p, &rt, writer, (replay, r.force), None, &id, cancel)
 }
 
 /// How long runs keep their ssh masters for the next run:

@@ -91,9 +91,17 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
                 target,
                 error,
             } => println!("  FAIL  {target:<12} {kind:<12} {key}: {error}"),
-            Record::Resume { at, forced } => {
+            Record::Resume {
+                at,
+                forced,
+                runbook,
+            } => {
+                let with = match runbook {
+                    Some(v) => format!(" with runbook {} ({})", v.version, v.content_hash),
+                    None => String::new(),
+                };
                 println!(
-                    "  -- resumed at {at}{}",
+                    "  -- resumed at {at}{}{with}",
                     if *forced { " (forced)" } else { "" }
                 )
             }

@@ -96,6 +96,10 @@ impl Workspace {
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }
+    /// The workspace lock (see [`crate::lock`]).
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
     /// Files a runbook fetched or produced for the operator (e.g. discovered member lists).
     pub fn files_dir(&self) -> PathBuf {
         self.root.join("files")

@@ -13,8 +13,9 @@
 //!   workspace's path read `RUN_ID`, `T` and `$WS` there.
 //!
 //! The workspace is compared byte for byte (and mode for mode) before and
-//! after. A `run` that fails at run time leaves only its journal, which must
-//! record no step as done and end `failed`; the same command as a `plan`
+//! after. A `run` that fails at run time leaves only its journal (and the
+//! workspace lock file, `.cairn/lock`), which must record no step as done
+//! and end `failed`; the same command as a `plan`
 //! must fail with the same error and leave the workspace untouched.
 //! `CAIRN_BLESS=1` writes `stdout`/`stderr` files from the actual output
 //! instead of comparing (review the diff before committing).
@@ -237,8 +238,10 @@ fn check_case(case: &Path, bless: bool) -> Option<String> {
                 }
             }
         }
+        // the run's journal, and the workspace lock a run holds while it runs
         let made_by_run = |p: &str| {
             p == ".cairn"
+                || p == ".cairn/lock"
                 || p == ".cairn/runs"
                 || journals.iter().any(|j| j.starts_with(p) || j == p)
         };
@@ -360,17 +363,8 @@ fn killed_run() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
     type Damage = fn(&[u8]) -> Vec<u8>;
-    let cases: [(&str, Damage, &str); 6] = [
-        (
-            "truncated mid-record",
-            |b| b[..b.len() - 20].to_vec(),
-            "is corrupted at line 6: the last record is cut off (truncated file)",
-        ),
-        (
-            "last newline lost",
-            |b| b[..b.len() - 1].to_vec(),
-            "is corrupted at line 6: the last record is cut off (truncated file)",
-        ),
+    // (a last record cut off is not corruption: see the test after this one)
+    let cases: [(&str, Damage, &str); 4] = [
         (
             "a byte changed in a done record",
             |b| {
@@ -444,6 +438,55 @@ fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
                 format!("file {i}")
             );
         }
+    }
+}
+
+/// A record that was not written whole (a full disk, a crash mid-write) is
+/// the last line without its newline: resume cuts it off, says so, and goes
+/// on from the last whole record; no step is done twice.
+#[test]
+fn resume_cuts_off_a_torn_last_record_and_continues_from_the_last_whole_one() {
+    type Damage = fn(&[u8]) -> Vec<u8>;
+    let cases: [(&str, Damage); 2] = [
+        ("truncated mid-record", |b| b[..b.len() - 20].to_vec()),
+        ("last newline lost", |b| b[..b.len() - 1].to_vec()),
+    ];
+    for (what, damage) in cases {
+        let (tmp, journal) = killed_run();
+        let ws = tmp.path();
+        let good = std::fs::read(&journal).unwrap();
+        let torn = damage(&good);
+        let whole = torn.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        std::fs::write(&journal, &torn).unwrap();
+        let listed = cairn(ws, &["runs"], &[]);
+        assert!(
+            text(&listed).contains(" failed "),
+            "{what}: {}",
+            text(&listed)
+        );
+        let out = cairn(ws, &["resume"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "cut off its last record ({} bytes), which was not written whole; continuing from the last whole record.",
+                torn.len() - whole
+            )),
+            "{what}: {stdout}"
+        );
+        let after = std::fs::read(&journal).unwrap();
+        assert_eq!(
+            &after[..whole],
+            &torn[..whole],
+            "{what}: whole records kept"
+        );
+        let j = cairn::journal::Journal::read(&journal).unwrap();
+        assert_eq!(j.torn, None);
+        assert_eq!(j.status(), Some(cairn::journal::RunStatus::Succeeded));
+        for (key, n) in j.done_counts() {
+            assert_eq!(n, 1, "{what}: {key} done {n} times");
+        }
+        assert_eq!(j.done_counts().len(), 6, "{what}");
     }
 }
 
@@ -679,12 +722,15 @@ fn bad_input_against_lab_hosts_changes_no_node() {
                 text(&out)
             ));
         }
-        // only the failed run's journal may be new in the workspace
+        // only the failed run's journal (and the workspace lock) may be new
         let diff: Vec<String> = tree_diff(&before, &snapshot(ws))
             .into_iter()
             .filter(|d| {
                 !d.strip_prefix("new: ").is_some_and(|p| {
-                    p == ".cairn" || p == ".cairn/runs" || p.starts_with(".cairn/runs/")
+                    p == ".cairn"
+                        || p == ".cairn/lock"
+                        || p == ".cairn/runs"
+                        || p.starts_with(".cairn/runs/")
                 })
             })
             .collect();

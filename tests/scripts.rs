@@ -23,6 +23,9 @@ fn every_example_and_shipped_runbook_checks() {
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let n = cairn::catalog::check_runbook(&rb).unwrap_or_else(|e| panic!("{e}"));
         assert!(n > cairn::runbook::stdlib_modules().len());
+        // `cairn check` also runs the script offline, with placeholders
+        let steps = cairn::launch::check_offline(rb).unwrap_or_else(|e| panic!("{e}"));
+        assert!(steps > 0, "{}: no step planned", dir.display());
         assert!(
             dir.join("README.md").exists(),
             "{} has no README.md",
