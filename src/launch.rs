@@ -7,7 +7,7 @@ use crate::executor::{drift_of, Executor, ExecutorSetup, Mode, StepRecord};
 use crate::host::Host;
 use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus};
 use crate::manifest::{resolve, Inputs};
-use crate::report::{summarize, Reporter};
+use crate::report::{summarize, PlanView, Reporter};
 use crate::runbook::{stdlib_modules, Runbook};
 use crate::secrets::Secrets;
 use crate::ssh::Pool;
@@ -46,6 +46,8 @@ pub struct Request {
     pub save_plan: Option<PathBuf>,
     /// `run --plan FILE`
     pub approved_plan: Option<PathBuf>,
+    /// `plan --show-unchanged` (or `-v`): list every `= ok` line.
+    pub show_unchanged: bool,
 }
 
 /// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
@@ -104,39 +106,9 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, Failure> {
         .collect())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InventoryFile {
-    #[serde(default)]
-    hosts: Vec<Host>,
-}
-
-/// Read an inventory file: `[[hosts]]` tables.
+/// Read an inventory file (see [`crate::inventory::read`]).
 pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure(format!(
-            "error: cannot read inventory {}: {e}",
-            path.display()
-        ))
-    })?;
-    let inv: InventoryFile = toml::from_str(&text).map_err(|e| {
-        Failure(format!(
-            "error: inventory {}: {}",
-            path.display(),
-            crate::manifest::toml_message(&text, &e)
-        ))
-    })?;
-    let mut seen = std::collections::BTreeSet::new();
-    for h in &inv.hosts {
-        if !seen.insert(h.name.as_str()) {
-            return Err(Failure(format!(
-                "error: inventory {}: host name `{}` appears twice",
-                path.display(),
-                h.name
-            )));
-        }
-    }
-    Ok(inv.hosts)
+    crate::inventory::read(path)
 }
 
 fn lab_files(name: &str) -> (PathBuf, PathBuf) {
@@ -424,7 +396,9 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
         Reporter::stdout(false)
     });
     let mode = if offline { Mode::Offline } else { Mode::Plan };
+    let progress = reporter.tick(rt.handle());
     let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
+    progress.abort();
     if let Some(err) = out.error {
         return Err(Failure(err));
     }
@@ -453,7 +427,11 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
             p.runbook.manifest.version,
             if offline { " (offline)" } else { "" }
         );
-        print!("{}", reporter.plan_text(&out.steps));
+        let view = PlanView {
+            show_unchanged: req.show_unchanged,
+            hosts: p.inputs.hosts.iter().map(|h| h.name.clone()).collect(),
+        };
+        print!("{}", reporter.plan_text(&view));
         if let Some(path) = &req.save_plan {
             println!(
                 "Saved to {}; apply exactly this with `cairn run {} --plan {}`.",
@@ -629,21 +607,13 @@ fn finish(
     let started = Instant::now();
     let jpath = journal.path().to_path_buf();
     let reporter = Arc::new(Reporter::stdout(true));
-    let ticker = reporter.clone();
-    let progress = rt.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            ticker.progress();
-        }
-    });
+    let progress = reporter.tick(rt.handle());
     let pass = Pass {
         mode: Mode::Apply,
         journal: Some(journal),
         replay,
         force,
-        reporter,
+        reporter: reporter.clone(),
     };
     let out = execute(p, pass, rt, cancel);
     progress.abort();
@@ -663,6 +633,7 @@ fn finish(
             &Record::End {
                 status,
                 at: now_rfc3339(),
+                error: out.error.clone(),
             },
             true,
         )
@@ -680,9 +651,11 @@ fn finish(
                 "\nRun {id} succeeded in {secs:.1}s: {} created, {} changed, {} deleted, {} ran, {} unchanged, {} verified.",
                 summary.create, summary.change, summary.delete, summary.run, summary.unchanged, summary.verify
             );
+            print!("{}", reporter.warnings_text());
             Ok(exit::OK)
         }
         RunStatus::Interrupted => {
+            print!("{}", reporter.warnings_text());
             eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
             eprintln!(
                 "Run {id} interrupted after {secs:.1}s; continue it with `cairn resume {id}`."
@@ -690,6 +663,7 @@ fn finish(
             Ok(exit::INTERRUPTED)
         }
         RunStatus::Failed => {
+            print!("{}", reporter.warnings_text());
             eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
             eprintln!("Run {id} failed after {secs:.1}s; fix the cause, then `cairn resume {id}`.");
             Ok(exit::ERROR)

@@ -108,14 +108,11 @@ impl Run {
     }
 }
 
-/// A command shortened for plan lines.
+/// A command on one line for plan lines, journals and errors: runs of
+/// whitespace (line breaks, indentation) become one space; never cut, so a
+/// plan shows every path and guard the command has.
 fn brief(cmd: &str) -> String {
-    let one_line = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= 120 {
-        one_line
-    } else {
-        format!("{}...", one_line.chars().take(117).collect::<String>())
-    }
+    cmd.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Which guard of a `run` holds, if any.
