@@ -267,6 +267,11 @@ mod tests {
              cairn plan mine --lab a\n  cairn plan mine --lab\n"
         );
         let none = next_steps("mine", &[]);
-        assert!(none.contains("No lab is up: start one with `cairn lab up`, then `cairn plan mine --lab`"), "{none}");
+        assert!(
+            none.contains(
+                "No lab is up: start one with `cairn lab up`, then `cairn plan mine --lab`"
+            ),
+            "{none}"
+        );
     }
 }

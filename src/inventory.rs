@@ -39,8 +39,7 @@ fn resolve_key(key: &Path, folder: &Path) -> PathBuf {
 /// What is wrong with a host's fields, if anything.
 fn problem(h: &Host) -> Option<String> {
     let bad_name = h.name.is_empty()
-        || h
-            .name
+        || h.name
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/');
     if bad_name {

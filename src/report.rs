@@ -171,9 +171,9 @@ fn scope_host(scope: &str) -> &str {
 /// Entries in a stable order: top-level entries stay where they are; each run
 /// of entries from parallel branches between them is grouped per branch, in
 /// host order (a stable sort, so each branch keeps its own sequence).
-fn stable_order(entries: Vec<&Entry>, hosts: &[String]) -> Vec<&Entry> {
+fn stable_order<'a>(entries: Vec<&'a Entry>, hosts: &[String]) -> Vec<&'a Entry> {
     let mut out = Vec::with_capacity(entries.len());
-    let mut branch: Vec<&Entry> = Vec::new();
+    let mut branch: Vec<&'a Entry> = Vec::new();
     for e in entries {
         if e.scope().is_empty() {
             branch.sort_by(|a, b| order(scope_host(a.scope()), scope_host(b.scope()), hosts));
@@ -469,7 +469,9 @@ impl Reporter {
                             }
                         }
                     }
-                    Entry::Print { scope, text } if section_of(scope) == *section => {
+                    Entry::Print { scope, text }
+                        if section_of(scope.as_str()) == section.as_str() =>
+                    {
                         for l in text.lines() {
                             lines.push_str(&format!("  | {l}\n"));
                         }
@@ -477,7 +479,9 @@ impl Reporter {
                             lines.push_str("  |\n");
                         }
                     }
-                    Entry::Warn { scope, text } if section_of(scope) == *section => {
+                    Entry::Warn { scope, text }
+                        if section_of(scope.as_str()) == section.as_str() =>
+                    {
                         lines.push_str(&format!("  ! warning: {text}\n"));
                     }
                     _ => {}

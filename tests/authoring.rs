@@ -105,7 +105,7 @@ fn inventory_check_prints_every_field_with_the_key_relative_to_the_file() {
     );
 
     // the library agrees: the key is found from the file's folder, wherever cairn runs
-    let hosts = cairn::launch::read_inventory(&inv).unwrap();
+    let hosts = cairn::launch::read_inventory(&inv).unwrap_or_else(|e| panic!("{}", e.0));
     assert_eq!(hosts[0].key.as_deref(), Some(key.as_path()));
     assert!(hosts[0].key.as_deref().unwrap().exists());
 
@@ -160,7 +160,7 @@ fn days_until_a_certificate_expires_and_warn_in_the_summary() {
     book(
         d.path(),
         "dates",
-        r#"let ca = gen_ca(#{ name: "soon", cn: "soon", key: "p256", days: 20 });
+        r#"let ca = gen_ca(#{ name: "soon", cn: "soon", key: "p256", days: 20, renew_before_days: 5 });
 let t = now();
 assert(t.add_days(1) > t && t.add_days(1) - t == 86400, "arithmetic");
 assert(days_until(t.add_days(3)) == 2 || days_until(t.add_days(3)) == 3, "days_until(Timestamp)");
@@ -176,10 +176,7 @@ if is_known(ca.not_after) {
     assert_eq!(run.status.code(), Some(0), "{}", all(&run));
     let out = stdout(&run);
     // a certificate of 20 days has 19 whole days left a moment later
-    assert!(
-        out.contains("\nsoon has 19 days left\n"),
-        "{out}"
-    );
+    assert!(out.contains("\nsoon has 19 days left\n"), "{out}");
     assert!(
         out.contains("\n! warning: CA soon expires in 19 days\n"),
         "{out}"
@@ -212,7 +209,11 @@ if is_known(ca.not_after) {
 #[test]
 fn bad_dates_are_errors_at_their_line() {
     let d = tempfile::tempdir().unwrap();
-    book(d.path(), "baddate", "let x = 1;\nlet left = days_until(\"next tuesday\");\n");
+    book(
+        d.path(),
+        "baddate",
+        "let x = 1;\nlet left = days_until(\"next tuesday\");\n",
+    );
     let o = cairn(d.path(), &["plan", "baddate"]);
     assert_eq!(o.status.code(), Some(1), "{}", all(&o));
     let e = stderr(&o);

@@ -101,7 +101,11 @@ fn mask(text: &str, ws: &Path) -> String {
     let text = replace_spans(&text, "RUN_ID", |s| shape(s, "99999999-999999-ffff"));
     let text = replace_spans(&text, "TIME", |s| shape(s, "9999-99-99 99:99:99 UTC"));
     let text = replace_spans(&text, "(N ms)", |s| {
-        let digits = s.strip_prefix('(')?.bytes().take_while(u8::is_ascii_digit).count();
+        let digits = s
+            .strip_prefix('(')?
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
         (digits > 0 && s[1 + digits..].starts_with(" ms)")).then_some(digits + 5)
     });
     replace_spans(&text, "after Ts", |s| {
@@ -308,10 +312,7 @@ for h in hosts() {
     assert_eq!(none.status.code(), Some(1));
     assert_eq!(
         stderr(&none),
-        format!(
-            "error: no runs in {}/.cairn/runs\n",
-            empty.path().display()
-        )
+        format!("error: no runs in {}/.cairn/runs\n", empty.path().display())
     );
 }
 
@@ -337,7 +338,9 @@ print(seen.stdout);
     let progress = r
         .find("… still running: fact on node-2 (5 s)\n")
         .unwrap_or_else(|| panic!("no progress line:\n{r}"));
-    let done = r.find("node-2         = ok read `sleep 7; echo slept`").unwrap();
+    let done = r
+        .find("node-2         = ok read `sleep 7; echo slept`")
+        .unwrap();
     assert!(progress < done, "{r}");
     assert_eq!(r.matches("still running").count(), 1, "{r}");
 
@@ -380,7 +383,10 @@ fn example_parallel_hosts_prints_each_kernel() {
     let plan = cairn(ws.path(), &["plan", example, "--lab", &l.name]);
     assert_eq!(plan.status.code(), Some(0), "{}", all(&plan));
     let p = stdout(&plan);
-    assert!(p.starts_with("Plan for example-parallel-hosts 0.1.0\n"), "{p}");
+    assert!(
+        p.starts_with("Plan for example-parallel-hosts 0.1.0\n"),
+        "{p}"
+    );
     let kernel = l.ssh_ok("node-1", "uname -r");
     assert!(
         p.contains(&format!("local:\n  | node-1: kernel {}\n", kernel.trim())),

@@ -416,7 +416,11 @@ fn plan_run_verify_rerun() {
         .join(",");
 
     // 1. plans on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(w, &[standin("plan", &l), vec!["--show-unchanged"]].concat(), &[]);
+    let plan = cairn(
+        w,
+        &[standin("plan", &l), vec!["--show-unchanged"]].concat(),
+        &[],
+    );
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
