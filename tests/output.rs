@@ -190,7 +190,7 @@ print("golden plan");
 let ca = gen_ca(#{ name: "golden-ca", cn: "golden-ca", key: "p256", days: 3650 });
 on(hosts(), |h| {
     dir(h, #{ path: "/root/golden" });
-    file(h, #{ path: "/root/golden/motd", content: `managed by cairn on ${h.name}\nline two\n`, mode: "0644" });
+    file(h, #{ path: "/root/golden/motd", content: `managed by cairn on ${h.name}` + "\nline two\n", mode: "0644" });
     run(h, "echo 'a command this long was cut at 120 characters in plans before, which hid the file it writes' > /root/golden/long-command-output",
         #{ creates: "/root/golden/long-command-output" });
     let seen = fact(h, "cat /root/golden/motd", #{ allow_fail: true });
@@ -244,7 +244,7 @@ fn golden_plans_with_and_without_changes() {
     golden("plan-no-change.txt", &mask(&text, w));
     assert!(!text.contains("= ok"), "{text}");
 
-    // --show-unchanged and -v list every action of the plan, each once
+    // --show-unchanged and -v list every action of the plan (as often as it occurs)
     let json = cairn(w, &[&["plan", "golden", "--json"][..], &inv].concat());
     let saved: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let mut lines = Vec::new();
@@ -260,10 +260,16 @@ fn golden_plans_with_and_without_changes() {
         assert_eq!(full.status.code(), Some(0), "{}", all(&full));
         let t = stdout(&full);
         for line in &lines {
-            assert_eq!(t.matches(line.as_str()).count(), 1, "{flag}: {line}\n{t}");
+            let times = lines.iter().filter(|l| *l == line).count();
+            assert_eq!(
+                t.matches(line.as_str()).count(),
+                times,
+                "{flag}: {line}\n{t}"
+            );
         }
         assert!(t.contains("  = ok run `echo 'a command this long was cut at 120 characters in plans before, which hid the file it writes' > /root/golden/long-command-output` (/root/golden/long-command-output exists)\n"), "{t}");
-        assert!(t.ends_with("No changes.\nPlan: 0 to create, 0 to change, 0 to delete, 0 to run, 13 unchanged, 0 to verify.\n"), "{t}");
+        assert!(t.ends_with("No changes.\nPlan: 0 to create, 0 to change, 0 to delete, 0 to run, 13 unchanged, 0 to verify.\n\
+             1 warning:\n  node-1: node-1 has no second disk\n"), "{t}");
     }
 }
 
@@ -310,10 +316,7 @@ for h in hosts() {
     let empty = tempfile::tempdir().unwrap();
     let none = cairn(empty.path(), &["runs", "show", "last"]);
     assert_eq!(none.status.code(), Some(1));
-    assert_eq!(
-        stderr(&none),
-        format!("error: no runs in {}/.cairn/runs\n", empty.path().display())
-    );
+    assert_eq!(stderr(&none), "error: no runs in .cairn/runs\n");
 }
 
 #[test]
@@ -370,6 +373,11 @@ fn example_parallel_hosts_prints_each_kernel() {
     assert_eq!(run.status.code(), Some(0), "{}", all(&run));
     let r = stdout(&run);
     for n in &l.nodes {
+        // a real line break at the end of /etc/motd, not a backslash and an n
+        assert_eq!(
+            l.ssh_ok(&n.name, "cat /etc/motd"),
+            format!("managed by cairn ({})\n", n.name)
+        );
         let kernel = l.ssh_ok(&n.name, "uname -r");
         let kernel = kernel.trim();
         assert!(!kernel.is_empty());
