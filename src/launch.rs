@@ -400,6 +400,8 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
     let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
     progress.abort();
     if let Some(err) = out.error {
+        // what the script printed before it failed, as a run would show it
+        print!("{}", reporter.held_output());
         return Err(Failure(err));
     }
     let summary = summarize(&out.steps);

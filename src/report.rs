@@ -364,22 +364,25 @@ impl Reporter {
             scope: scope.to_string(),
             text: text.to_string(),
         });
-        if self.hold {
-            return;
+        if !self.hold {
+            self.print(&print_lines(scope, text));
         }
-        if scope.is_empty() {
-            self.print(&format!("{text}\n"));
-            return;
+    }
+
+    /// The `print()` and `warn()` lines held for a plan, as a run shows them:
+    /// for a plan that fails before its text is shown.
+    pub fn held_output(&self) -> String {
+        if !self.hold {
+            return String::new();
         }
-        let section = section_of(scope);
-        let mut lines = String::new();
-        for l in text.lines() {
-            lines.push_str(&format!("{section:<14} | {l}\n"));
-        }
-        if text.is_empty() {
-            lines.push_str(&format!("{section:<14} |\n"));
-        }
-        self.print(&lines);
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .map(|e| match e {
+                Entry::Print { scope, text } => print_lines(scope, text),
+                Entry::Warn { scope, text } => warn_line(scope, text, ("", "")),
+                Entry::Step { .. } => String::new(),
+            })
+            .collect()
     }
 
     /// A script's `warn(text)` in `scope`: shown now (runs) or in its plan
@@ -395,12 +398,7 @@ impl Reporter {
             } else {
                 ("", "")
             };
-            let host = if scope.is_empty() {
-                String::new()
-            } else {
-                format!("{:<14} ", section_of(scope))
-            };
-            self.print(&format!("{host}{on}! warning: {text}{off}\n"));
+            self.print(&warn_line(scope, text, (on, off)));
         }
     }
 
@@ -537,6 +535,33 @@ impl Reporter {
         }
         line
     }
+}
+
+/// A `print()` in a run: at top level as it is; inside `on(...)` each line
+/// marked with its host, `node-1         | text`.
+fn print_lines(scope: &str, text: &str) -> String {
+    if scope.is_empty() {
+        return format!("{text}\n");
+    }
+    let section = section_of(scope);
+    let mut lines = String::new();
+    for l in text.lines() {
+        lines.push_str(&format!("{section:<14} | {l}\n"));
+    }
+    if text.is_empty() {
+        lines.push_str(&format!("{section:<14} |\n"));
+    }
+    lines
+}
+
+/// A `warn()` in a run: `! warning: text`, after its host inside `on(...)`.
+fn warn_line(scope: &str, text: &str, (on, off): (&str, &str)) -> String {
+    let host = if scope.is_empty() {
+        String::new()
+    } else {
+        format!("{:<14} ", section_of(scope))
+    };
+    format!("{host}{on}! warning: {text}{off}\n")
 }
 
 /// `3 unchanged` or `3 unchanged, 1 to verify`.
