@@ -199,7 +199,10 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
     });
     // host(#{name, address, ...}): a host from values (e.g. a created server)
     engine.register_fn("host", |args: Map| -> Result<Host, Box<EvalAltResult>> {
-        crate::args::parse("host", args)
+        let host: Host = crate::args::parse("host", args)?;
+        host.check()
+            .map_err(|e| format!("host: bad arguments: {e}"))?;
+        Ok(host)
     });
 
     // env(name): a variable of cairn's environment (lab env file overlaid), or ()

@@ -69,6 +69,33 @@ impl Host {
             host_keys: HostKeys::User,
         }
     }
+    /// Check the values that become names and addresses on hosts (in
+    /// commands, configs, certificates): `Err` names the field and the value.
+    pub fn check(&self) -> Result<(), String> {
+        use crate::value_kind::{address, host_label, hostname};
+        host_label(&self.name).map_err(|e| format!("name: {e}"))?;
+        address(&self.address).map_err(|e| format!("address: {e}"))?;
+        if let Some(a) = &self.private_address {
+            address(a).map_err(|e| format!("private_address: {e}"))?;
+        }
+        if let Some(f) = &self.fqdn {
+            hostname(f).map_err(|e| format!("fqdn: {e}"))?;
+        }
+        if self.user.is_empty()
+            || self.user.starts_with('-')
+            || !self
+                .user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "user: `{}` is not a user name",
+                self.user.escape_default()
+            ));
+        }
+        Ok(())
+    }
+
     /// The private address if there is one, else the public one.
     pub fn internal_address(&self) -> &str {
         self.private_address.as_deref().unwrap_or(&self.address)

@@ -79,6 +79,14 @@ pub fn read(path: &Path) -> Result<Vec<Host>, Failure> {
     for spanned in inv.hosts {
         let line = line_of(&text, spanned.span().start);
         let mut h = spanned.into_inner();
+        // names and addresses become parts of commands, configs and certificates
+        if let Err(e) = h.check() {
+            return Err(Failure(format!(
+                "error: inventory {}: line {line}: [[hosts]] entry {}: {e}",
+                path.display(),
+                hosts.len() + 1
+            )));
+        }
         if let Some(why) = problem(&h) {
             return Err(Failure(format!(
                 "error: inventory {}: line {line}: {why}",

@@ -174,6 +174,11 @@ fn prepare(
     if let Err(e) = engine.compile_with_scope(&scope, &runbook.script) {
         return Err(Failure(render_parse(&e, "main.rhai", &sources(&runbook))));
     }
+    let workspace =
+        Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()));
+    workspace
+        .check_private_dirs()
+        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))?;
     let secrets = Secrets::default();
     for (k, v) in &env {
         if is_secret_env(k) {
@@ -194,9 +199,7 @@ fn prepare(
         },
         env,
         secrets,
-        workspace: Workspace::new(
-            std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()),
-        ),
+        workspace,
         lab: req.lab.clone(),
     })
 }
@@ -472,7 +475,9 @@ fn ensure_workspace(ws: &Workspace) -> Result<(), Failure> {
         .recursive(true)
         .mode(0o700)
         .create(ws.root())
-        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))
+        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))?;
+    ws.check_private_dirs()
+        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))
 }
 
 /// `cairn run`.

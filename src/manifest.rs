@@ -35,6 +35,18 @@ pub enum ParamType {
     Cidr,
     /// A string that is never printed, logged or journaled.
     Secret,
+    /// A host name (RFC 1123 labels: letters, digits, `-`, dots between).
+    Hostname,
+    /// A systemd unit name (`etcd`, `etcd@a.service`).
+    Unit,
+    /// An absolute path on a host, without `..`, control characters or
+    /// shell-special characters.
+    Path,
+    /// A release version (`3.5.1`, `v3.5.9`, `3.6.0-rc.1`).
+    Version,
+    /// An http(s) URL with a host and nothing a shell or a URL parser reads
+    /// differently (no spaces, quotes, `$`, backquotes or control characters).
+    Url,
 }
 
 impl fmt::Display for ParamType {
@@ -48,6 +60,11 @@ impl fmt::Display for ParamType {
             ParamType::Ip => "ip",
             ParamType::Cidr => "cidr",
             ParamType::Secret => "secret",
+            ParamType::Hostname => "hostname",
+            ParamType::Unit => "unit",
+            ParamType::Path => "path",
+            ParamType::Url => "url",
+            ParamType::Version => "version",
         };
         f.write_str(s)
     }
@@ -310,6 +327,11 @@ fn check_kind(kind: ParamType, items: Option<ParamType>, v: &toml::Value) -> Res
     let got = || format!("{} `{}`", v.type_str(), v);
     match (kind, v) {
         (ParamType::String | ParamType::Secret, toml::Value::String(_)) => Ok(()),
+        (ParamType::Hostname, toml::Value::String(s)) => crate::value_kind::hostname(s),
+        (ParamType::Unit, toml::Value::String(s)) => crate::value_kind::unit(s),
+        (ParamType::Path, toml::Value::String(s)) => crate::value_kind::path(s),
+        (ParamType::Url, toml::Value::String(s)) => crate::value_kind::url(s),
+        (ParamType::Version, toml::Value::String(s)) => crate::value_kind::version(s),
         (ParamType::Int, toml::Value::Integer(_)) => Ok(()),
         (ParamType::Bool, toml::Value::Boolean(_)) => Ok(()),
         (ParamType::Map, toml::Value::Table(_)) => Ok(()),
@@ -335,7 +357,7 @@ fn check_kind(kind: ParamType, items: Option<ParamType>, v: &toml::Value) -> Res
 
 fn article(k: ParamType) -> &'static str {
     match k {
-        ParamType::Int | ParamType::Ip => "an",
+        ParamType::Int | ParamType::Ip | ParamType::Url => "an",
         _ => "a",
     }
 }

@@ -41,47 +41,48 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Exit code of coreutils `timeout` when the command ran out of time.
 const TIMEOUT_EXIT: i32 = 124;
 
-/// The lock every cairn command holds on its host while it runs. A run killed
-/// mid-command leaves that command running on the host; the next run's
-/// commands (its facts included) wait for it here instead of racing it.
-pub const HOST_LOCK: &str = "/run/lock/cairn.lock";
+pub use crate::cmd::quote;
+pub use crate::host_lock::{HOST_LOCK, HOST_LOCK_DIR};
 
-/// How long a command waits for [`HOST_LOCK`]: the longest a command of
-/// cairn's own may run (apt installs, unpacking, downloads).
+/// How long a command waits for the host lock ([`crate::host_lock`]): the
+/// longest a command of cairn's own may run (apt installs, unpacking, downloads).
 pub const LOCK_WAIT: Duration = Duration::from_secs(900);
 
-/// Exit code and stderr marker of a command that never got [`HOST_LOCK`].
-const LOCK_BUSY_EXIT: i32 = 251;
-const LOCK_BUSY_MARK: &str = "cairn: host lock busy";
+/// How long one attempt waits for the host lock before cairn says it waits.
+const LOCK_SLICE: Duration = Duration::from_secs(10);
 
-/// The shell line that runs `inner` (a complete command line) holding
-/// [`HOST_LOCK`]. A host without `flock` or a writable `/run/lock` runs it
-/// unlocked. The lock's descriptor is closed for `inner`, so a daemon it
-/// starts does not keep holding the lock.
+/// The shell line that runs `inner` (a complete command line), holding the
+/// host lock when `lock` names its folder (see [`crate::host_lock::wrap`]).
 ///
 /// Exit status 127 ("command not found") comes back as exit 0 plus `marker`
 /// on a last stderr line: openssh's mux client would otherwise report it as
 /// an error of its own and drop the connection. [`Pool::exec_with`] turns the
 /// marker back into 127.
-fn locked(inner: &str, wait: Duration, marker: &str) -> String {
-    format!(
-        "if command -v flock >/dev/null 2>&1 && {{ command exec 9>>{HOST_LOCK}; }} 2>/dev/null; \
-         then flock -w {} 9 || {{ echo '{LOCK_BUSY_MARK}' >&2; exit {LOCK_BUSY_EXIT}; }}; fi; \
-         {inner} 9>&-; c=$?; \
-         if [ $c -eq 127 ]; then printf '\\n%s\\n' '{marker}' >&2; exit 0; fi; exit $c",
-        wait.as_secs().max(1)
-    )
+fn locked(inner: &str, lock: Option<(&str, Duration, &str)>, marker: &str) -> String {
+    let run = format!(
+        "{inner} 9>&-; c=$?; \
+         if [ $c -eq 127 ]; then printf '\\n%s\\n' '{marker}' >&2; exit 0; fi; exit $c"
+    );
+    match lock {
+        Some((dir, wait, holder)) => crate::host_lock::wrap(&run, dir, wait, holder),
+        None => run,
+    }
 }
 
-/// Quote `s` for a POSIX shell: `'...'` with embedded quotes escaped.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+/// The program a command line starts, for the lock holder's description
+/// (never an assignment, which could hold a value).
+fn program_of(command: &str) -> String {
+    let word = command.split_whitespace().next().unwrap_or("");
+    if word.is_empty()
+        || word.len() > 40
+        || !word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
     {
-        return s.to_string();
+        "(script)".into()
+    } else {
+        word.into()
     }
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Shorten `text` for an error message, keeping its end (where the cause usually is).
@@ -138,6 +139,9 @@ impl Endpoint {
 /// shared one (see [`Pool::shared`]) stays up for the next cairn process.
 struct Conn {
     session: Session,
+    /// The host lock's folder is ready (see [`crate::host_lock`]); else
+    /// commands run unlocked (a non-root user, a host without `flock`).
+    locking: bool,
     /// Local forwards this process asked a shared master for, closed again by
     /// [`Pool::close_all`] so reruns do not pile them up on the master.
     opened: Mutex<Vec<(u16, String, u16)>>,
@@ -147,6 +151,7 @@ impl Conn {
     fn new(session: Session) -> Self {
         Conn {
             session,
+            locking: false,
             opened: Mutex::new(Vec::new()),
         }
     }
@@ -176,6 +181,8 @@ pub struct Pool {
     known_hosts: PathBuf,
     connect_timeout: Duration,
     lock_wait: Duration,
+    /// The host lock's folder on every host.
+    lock_dir: String,
     /// Masters shared across cairn processes: their folder and idle lifetime.
     shared: Option<(PathBuf, Duration)>,
     /// Stands for exit status 127 on stderr (see [`locked`]); random, so no
@@ -193,6 +200,7 @@ impl Pool {
             known_hosts,
             connect_timeout: CONNECT_TIMEOUT,
             lock_wait: LOCK_WAIT,
+            lock_dir: HOST_LOCK_DIR.into(),
             shared: None,
             exit_127: format!("cairn: exit status 127 ({:016x})", rand::random::<u64>()),
         }
@@ -239,6 +247,13 @@ impl Pool {
         self
     }
 
+    /// The same pool with the host lock in another root-only folder (tests:
+    /// `dir` must be absolute, in a folder only root may write to).
+    pub fn with_lock_dir(mut self, dir: &str) -> Self {
+        self.lock_dir = dir.into();
+        self
+    }
+
     /// The workspace known_hosts file this pool pins host keys in.
     pub fn known_hosts(&self) -> &Path {
         &self.known_hosts
@@ -264,67 +279,59 @@ impl Pool {
         stdin: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, StepError> {
-        let line = locked(
-            &match timeout {
-                Some(t) => format!(
-                    "timeout -k 5 {} sh -c {}",
-                    t.as_secs().max(1),
-                    quote(command)
-                ),
-                // A subshell of the login shell, as the command would run unlocked.
-                None => format!("(\n{command}\n)"),
-            },
-            self.lock_wait,
-            &self.exit_127,
-        );
-        let run = async {
-            let conn = self.conn(host).await?;
-            match run_on(&conn, host, command, &line, stdin).await {
-                Ok(out) => Ok(out),
-                Err(RunError::NotStarted(e)) => {
-                    // The master is gone (host rebooted, connection dropped):
-                    // the command never started, so reconnect and try once more.
-                    self.forget(host, &conn);
-                    let conn = self.conn(host).await?;
-                    match run_on(&conn, host, command, &line, stdin).await {
-                        Ok(out) => Ok(out),
-                        Err(RunError::NotStarted(_)) => Err(transport(host, command, &e)),
-                        Err(RunError::Failed(e)) => {
-                            self.forget(host, &conn);
-                            Err(e)
-                        }
-                    }
-                }
-                Err(RunError::Failed(e)) => {
-                    self.forget(host, &conn);
-                    Err(e)
-                }
+        let inner = match timeout {
+            Some(t) => format!(
+                "timeout -k 5 {} sh -c {}",
+                t.as_secs().max(1),
+                quote(command)
+            ),
+            // A subshell of the login shell, as the command would run unlocked.
+            None => format!("(\n{command}\n)"),
+        };
+        let holder = crate::host_lock::holder(&program_of(command));
+        let started = std::time::Instant::now();
+        let mut out = loop {
+            // Wait for the lock in slices, to say who holds it while waiting.
+            let left = self.lock_wait.saturating_sub(started.elapsed());
+            let slice = left.min(LOCK_SLICE).max(Duration::from_secs(1));
+            let attempt = self.attempt(host, command, &inner, stdin, slice, &holder);
+            let out = match timeout {
+                // The remote `timeout` kills the command; this is the backstop
+                // for a connection that stops answering altogether.
+                Some(t) => tokio::time::timeout(t + slice + Duration::from_secs(15), attempt)
+                    .await
+                    .map_err(|_| timed_out(host, command, t))??,
+                None => attempt.await?,
+            };
+            let Some(who) = (out.code == crate::host_lock::BUSY_EXIT)
+                .then(|| crate::host_lock::busy_holder(&out.stderr))
+                .flatten()
+            else {
+                break out;
+            };
+            let waited = started.elapsed().as_secs();
+            if started.elapsed() + Duration::from_millis(500) >= self.lock_wait {
+                return Err(StepError::Other(format!(
+                    "{} is busy: the cairn host lock {}/{} there was held for {waited}s by {who} \
+                     (a command of a killed run still running, or another cairn run); \
+                     `{}` was not started",
+                    host.name,
+                    self.lock_dir,
+                    crate::host_lock::LOCK_FILE,
+                    brief(command)
+                )));
             }
+            eprintln!(
+                "{}: waiting for the cairn host lock, held by {who}; waited {waited}s of {}s",
+                host.name,
+                self.lock_wait.as_secs()
+            );
         };
-        let out = match timeout {
-            // The remote `timeout` kills the command; this is the backstop for
-            // a connection that stops answering altogether.
-            Some(t) => tokio::time::timeout(t + self.lock_wait + Duration::from_secs(15), run)
-                .await
-                .map_err(|_| timed_out(host, command, t))??,
-            None => run.await?,
-        };
-        let mut out = out;
         if out.code == 0 {
             if let Some(stderr) = out.stderr.strip_suffix(&format!("\n{}\n", self.exit_127)) {
                 out.stderr = stderr.to_string();
                 out.code = 127;
             }
-        }
-        if out.code == LOCK_BUSY_EXIT && out.stderr.trim_end().ends_with(LOCK_BUSY_MARK) {
-            return Err(StepError::Other(format!(
-                "{} is busy: another cairn command held {HOST_LOCK} there for {}s \
-                 (a command of a killed run still running, or another cairn run); \
-                 `{}` was not started",
-                host.name,
-                self.lock_wait.as_secs().max(1),
-                brief(command)
-            )));
         }
         if let Some(t) = timeout {
             if out.code == TIMEOUT_EXIT {
@@ -332,6 +339,47 @@ impl Pool {
             }
         }
         Ok(out)
+    }
+
+    /// One try at running `inner` for `command` under the host lock (waiting
+    /// `wait` for it), reconnecting once if the connection was found gone.
+    async fn attempt(
+        &self,
+        host: &Host,
+        command: &str,
+        inner: &str,
+        stdin: Option<&[u8]>,
+        wait: Duration,
+        holder: &str,
+    ) -> Result<CommandOutput, StepError> {
+        let line = |conn: &Conn| {
+            let lock = conn
+                .locking
+                .then_some((self.lock_dir.as_str(), wait, holder));
+            locked(inner, lock, &self.exit_127)
+        };
+        let conn = self.conn(host).await?;
+        match run_on(&conn, host, command, &line(&conn), stdin).await {
+            Ok(out) => Ok(out),
+            Err(RunError::NotStarted(e)) => {
+                // The master is gone (host rebooted, connection dropped):
+                // the command never started, so reconnect and try once more.
+                self.forget(host, &conn);
+                let conn = self.conn(host).await?;
+                match run_on(&conn, host, command, &line(&conn), stdin).await {
+                    Ok(out) => Ok(out),
+                    Err(RunError::NotStarted(_)) => Err(transport(host, command, &e)),
+                    Err(RunError::Failed(e)) => {
+                        self.forget(host, &conn);
+                        Err(e)
+                    }
+                }
+            }
+            Err(RunError::Failed(e)) => {
+                self.forget(host, &conn);
+                Err(e)
+            }
+        }
     }
 
     /// A local TCP port on 127.0.0.1 forwarded over `host`'s connection to
@@ -442,9 +490,41 @@ impl Pool {
             map.entry(Endpoint::of(host)).or_default().clone()
         };
         let conn = slot
-            .get_or_try_init(|| async { self.connect(host).await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                let mut conn = self.connect(host).await?;
+                conn.locking = self.prepare_lock(&conn, host).await?;
+                Ok::<_, StepError>(Arc::new(conn))
+            })
             .await?;
         Ok(conn.clone())
+    }
+
+    /// Make the host lock's folder safe on a new connection (see
+    /// [`crate::host_lock::setup_script`]); whether commands can lock.
+    async fn prepare_lock(&self, conn: &Conn, host: &Host) -> Result<bool, StepError> {
+        let script = crate::host_lock::setup_script(&self.lock_dir);
+        let what = format!("prepare the host lock {}", self.lock_dir);
+        let out = match run_on(conn, host, &what, &script, None).await {
+            Ok(out) => out,
+            Err(RunError::NotStarted(e)) => return Err(transport(host, &what, &e)),
+            Err(RunError::Failed(e)) => return Err(e),
+        };
+        match out.stdout.trim() {
+            "locking" => {
+                for line in out.stderr.lines().filter(|l| l.starts_with("cairn: ")) {
+                    tracing::warn!(host = %host.name, "{line}");
+                    eprintln!("warning: {}: {line} (repaired)", host.name);
+                }
+                Ok(true)
+            }
+            "unlocked" => Ok(false),
+            _ => Err(StepError::Command {
+                host: host.name.clone(),
+                command: what,
+                code: out.code,
+                stderr: tail(&out.stderr, 1000),
+            }),
+        }
     }
 
     /// Drop a broken connection so the next command reconnects.
@@ -788,8 +868,10 @@ async fn run_on(
     let (fed, output) = tokio::join!(feed, child.wait_with_output());
     let output = output.map_err(|e| RunError::Failed(lost(host, command, &e)))?;
     // A command that exits before reading its input fails here (broken pipe);
-    // the input itself is never part of the message.
-    if let Err(e) = fed {
+    // the input itself is never part of the message. One that never got the
+    // host lock never read it: that is no failure.
+    let busy = output.status.code() == Some(crate::host_lock::BUSY_EXIT);
+    if let (Err(e), false) = (fed, busy) {
         return Err(RunError::Failed(StepError::Transport {
             host: host.name.clone(),
             command: brief(command),
@@ -809,23 +891,6 @@ async fn run_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_the_shell() {
-        assert_eq!(quote("/etc/default/etcd"), "/etc/default/etcd");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf %s {}", quote("x'$(echo no)`y` \"z\"")))
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "x'$(echo no)`y` \"z\""
-        );
-    }
 
     #[test]
     fn offending_known_hosts_file_is_found() {

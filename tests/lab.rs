@@ -305,6 +305,7 @@ fn cloud_nodes_join_with_keys_private_network_and_names() {
                 name: "cloud-a".into(),
                 authorized_keys: vec![pubkey.clone()],
                 private_networks: vec![private("10.1.1.2")],
+                ..Default::default()
             })
             .await
             .expect("add cloud-a");
@@ -313,6 +314,7 @@ fn cloud_nodes_join_with_keys_private_network_and_names() {
                 name: "cloud-b".into(),
                 authorized_keys: vec![pubkey.clone()],
                 private_networks: vec![private("10.1.1.3")],
+                ..Default::default()
             })
             .await
             .expect("add cloud-b");

@@ -1085,3 +1085,325 @@ async fn exit_127_is_returned_like_any_exit_code() {
         (0, "x\ncairn: exit status 127\n")
     );
 }
+
+// ---- Defects of issue 12: links planted by another account, values that
+// ---- would be code, and the host lock. The test sshd's host is this
+// ---- machine, so "another account" is `nobody`.
+
+const NOBODY: u32 = 65534;
+
+fn own_by_nobody(path: &Path) {
+    std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.uid(), m.mode() & 0o7777)
+}
+
+/// Defect 1: a folder owned by another account holds a link where `dir`
+/// wants a folder. Following it (as `stat -L` + `chown` did) gave that
+/// account the folder the link points to. `dir` refuses it, names the link,
+/// and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn dir_never_follows_a_link_planted_where_a_folder_belongs() {
+    let w = world();
+    let victim = w.dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = w.dir.path().join("opt-etcd");
+    std::fs::create_dir(&service).unwrap();
+    own_by_nobody(&service);
+    let data = service.join("data");
+    std::os::unix::fs::symlink(&victim, &data).unwrap();
+    own_by_nobody(&data);
+
+    let mut step = dir_step(w.host(), &data.to_string_lossy(), "0700");
+    step.args.owner = Some("nobody".into());
+    let err = step.prepare(&w.ctx).await.err().expect("a link is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("is a symlink") && msg.contains(&victim.display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(owner_and_mode(&victim), (0, 0o755), "the link was followed");
+    assert!(std::fs::symlink_metadata(&data).unwrap().is_symlink());
+
+    // A real folder in a folder of another account is fine: made and set
+    // without following anything.
+    std::fs::remove_file(&data).unwrap();
+    let (_, out) = converge(&step, &w.ctx).await;
+    assert!(out.created);
+    assert_eq!(owner_and_mode(&data), (NOBODY, 0o700));
+    assert_eq!(owner_and_mode(&victim), (0, 0o755));
+}
+
+/// Defect 5: a link at a file's path pointing at a secret file. The plan's
+/// diff showed the secret's content (read through the link); now the plan
+/// says the link is replaced, never reads through it, and the write puts a
+/// new file in its place, leaving the secret as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_at_a_file_path_is_replaced_and_never_read_through() {
+    let w = world();
+    let secret = w.dir.path().join("shadow");
+    std::fs::write(&secret, "root:$6$SECRETHASH:19000::::::\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let etc = w.dir.path().join("etc-etcd");
+    std::fs::create_dir(&etc).unwrap();
+    own_by_nobody(&etc);
+    let conf = etc.join("etcd.conf");
+    std::os::unix::fs::symlink(&secret, &conf).unwrap();
+    own_by_nobody(&conf);
+
+    let mut step = file(w.host(), &conf.to_string_lossy(), "name: n1\n");
+    step.args.owner = Some("nobody".into());
+    let p = step.prepare(&w.ctx).await.unwrap();
+    let shown = format!("{:?}", p.actions);
+    assert!(!shown.contains("SECRETHASH"), "{shown}");
+    assert_eq!(kinds(&p.actions), [ActionKind::Change]);
+    assert_eq!(
+        p.actions[0].reason.as_deref(),
+        Some(format!("replace symlink → {}", secret.display()).as_str())
+    );
+    step.apply(&w.ctx, p.work.unwrap()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "root:$6$SECRETHASH:19000::::::\n"
+    );
+    assert_eq!(owner_and_mode(&secret), (0, 0o600), "the link was followed");
+    assert!(!std::fs::symlink_metadata(&conf).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "name: n1\n");
+    assert_eq!(owner_and_mode(&conf), (NOBODY, 0o644));
+    // nothing left behind in the folder
+    let names: Vec<_> = std::fs::read_dir(&etc)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["etcd.conf"]);
+
+    // A hard link to the secret (the other account could make one where
+    // hard links are not protected) is hashed, never shown.
+    std::fs::remove_file(&conf).unwrap();
+    std::fs::hard_link(&secret, &conf).unwrap();
+    let p = step.prepare(&w.ctx).await.unwrap();
+    let shown = format!("{:?}", p.actions);
+    assert!(!shown.contains("SECRETHASH"), "{shown}");
+}
+
+/// A folder on the way that another account may change could be swapped
+/// for a link between the check and the write: writing below it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_below_a_folder_another_account_controls_are_refused() {
+    let w = world();
+    let theirs = w.dir.path().join("theirs");
+    std::fs::create_dir_all(theirs.join("sub")).unwrap();
+    own_by_nobody(&theirs);
+    let target = theirs.join("sub/app.conf");
+    let err = file(w.host(), &target.to_string_lossy(), "x\n")
+        .prepare(&w.ctx)
+        .await
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("is below {}", theirs.display())) && msg.contains("uid 65534"),
+        "{msg}"
+    );
+    assert!(!target.exists());
+}
+
+/// Defect 2, runbook side: `run(h, [argv])` and `fact(h, [argv])` pass each
+/// item as one argument, in plans and runs, whatever it holds.
+#[test]
+fn argument_lists_never_become_code() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("target");
+    std::fs::create_dir_all(&root).unwrap();
+    // Injected commands would run in root's home folder (the login's).
+    let name = format!("cairn-argv-injected-{}", std::process::id());
+    let marker = Path::new("/root").join(&name);
+    let _ = std::fs::remove_file(&marker);
+    let rb = work.path().join("rb");
+    std::fs::create_dir_all(&rb).unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        "name = \"argv\"\nversion = \"1.0.0\"\ndescription = \"argv\"\n\
+         [params.v]\ntype = \"string\"\nhelp = \"a value\"\nrequired = true\n",
+    )
+    .unwrap();
+    let script = format!(
+        r#"
+let h = host(#{{ name: "local-sshd", address: "127.0.0.1", port: {port}, key: "{key}", host_keys: "workspace" }});
+let seen = fact(h, ["printf", "[%s]", params.v]).stdout;
+run(h, ["touch", "--", `{root}/${{params.v}}`], #{{ unless: ["test", "-e", `{root}/${{params.v}}`] }});
+print(`seen: ${{seen}}`);
+"#,
+        port = sshd.port,
+        key = sshd.client_key().display(),
+        root = root.display(),
+    );
+    std::fs::write(rb.join("main.rhai"), script).unwrap();
+    let m = &name;
+    for hostile in [
+        format!("x;touch {m};:"),
+        format!("$(touch {m})"),
+        format!("`touch {m}`"),
+        format!("x'; touch {m}; '"),
+        format!("a\ntouch {m}\n"),
+    ] {
+        for cmd in ["plan", "run"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+                .current_dir(work.path())
+                .args([cmd, "rb", "--var", &format!("v={hostile}")])
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                matches!(out.status.code(), Some(0 | 2)),
+                "{cmd} {hostile:?}: {text}"
+            );
+            assert!(!marker.exists(), "{cmd} with {hostile:?} ran it: {text}");
+            assert!(text.contains(&format!("seen: [{hostile}]")), "{text}");
+        }
+        assert!(root.join(&hostile).exists(), "one file named {hostile:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn argument_lists_are_checked_before_they_run() {
+    use cairn::primitives::remote::run::argv_line;
+    assert_eq!(
+        argv_line(["echo".to_string(), "a b".into(), "$(x)".into()]).unwrap(),
+        "echo 'a b' '$(x)'"
+    );
+    assert!(argv_line(Vec::<String>::new()).is_err());
+    assert!(argv_line(["echo".to_string(), "a\0b".into()]).is_err());
+}
+
+/// Defect 4: the host lock was a world-writable `/run/lock` file any local
+/// account could hold (stalling every cairn command for 15 minutes) or
+/// replace with a link. It lives in root's own folder now, which no other
+/// account can enter.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_other_account_can_reach_the_host_lock() {
+    let w = world();
+    w.ctx.ssh.exec(&w.host(), "true", None).await.unwrap();
+    let lock = Path::new(cairn::ssh::HOST_LOCK);
+    let folder = lock.parent().unwrap();
+    assert_eq!(owner_and_mode(folder), (0, 0o700), "{}", folder.display());
+    assert_eq!(owner_and_mode(lock), (0, 0o600));
+    // `nobody` can neither open the lock (to hold it) nor create it.
+    let hold = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "flock", "-n"])
+        .arg(lock)
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(
+        !hold.status.success(),
+        "nobody could take the host lock {}",
+        lock.display()
+    );
+    w.ctx.ssh.close_all().await;
+}
+
+/// The lock's folder is made safe whatever was planted there first: a link
+/// (to a folder another account could then reach), a folder of another
+/// account, a wide mode, a link as the lock file. Nothing the links point to
+/// is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lock_folder_is_repaired_and_links_are_never_followed() {
+    let w = world();
+    let dir = format!("/run/cairn-test-{}", std::process::id());
+    let lock_dir = Path::new(&dir);
+    let elsewhere = w.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let nologin = w.dir.path().join("nologin");
+
+    // 1. a link where the folder belongs
+    std::os::unix::fs::symlink(&elsewhere, lock_dir).unwrap();
+    let pool = Pool::new(w._ws.path().join("kh1")).with_lock_dir(&dir);
+    pool.exec(&w.host(), "true", None).await.unwrap();
+    pool.close_all().await;
+    assert!(!std::fs::symlink_metadata(lock_dir).unwrap().is_symlink());
+    assert_eq!(owner_and_mode(lock_dir), (0, 0o700));
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "written through the link"
+    );
+
+    // 2. a folder another account owns, wide open, its lock file a link
+    std::fs::remove_dir_all(lock_dir).unwrap();
+    std::fs::create_dir(lock_dir).unwrap();
+    std::fs::set_permissions(lock_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    own_by_nobody(lock_dir);
+    std::os::unix::fs::symlink(&nologin, lock_dir.join("lock")).unwrap();
+    own_by_nobody(&lock_dir.join("lock"));
+    let pool = Pool::new(w._ws.path().join("kh2")).with_lock_dir(&dir);
+    let out = pool.exec(&w.host(), "echo ran", None).await.unwrap();
+    pool.close_all().await;
+    assert_eq!(out.stdout, "ran\n");
+    assert_eq!(owner_and_mode(lock_dir), (0, 0o700));
+    assert_eq!(owner_and_mode(&lock_dir.join("lock")), (0, 0o600));
+    assert!(
+        !nologin.exists(),
+        "the lock was opened through a planted link"
+    );
+    std::fs::remove_dir_all(lock_dir).unwrap();
+}
+
+/// A command that cannot get the lock in time names who holds it: the
+/// holder's pid on the host, its program, the cairn process and since when.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_lock_names_its_holder() {
+    let w = world();
+    let dir = format!("/run/cairn-test-busy-{}", std::process::id());
+    let gate = w.dir.path().join("gate");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap()
+        .success());
+    let holder = Arc::new(Pool::new(w._ws.path().join("kh1")).with_lock_dir(&dir));
+    let host = w.host();
+    let cmd = format!("cat {}", gate.display());
+    let running = {
+        let (holder, host) = (holder.clone(), host.clone());
+        tokio::spawn(async move { holder.exec(&host, &cmd, None).await })
+    };
+    let gate_path = gate.clone();
+    let mut writer = tokio::task::spawn_blocking(move || std::fs::File::create(gate_path))
+        .await
+        .unwrap()
+        .unwrap();
+    let waiting = Pool::new(w._ws.path().join("kh2"))
+        .with_lock_dir(&dir)
+        .with_lock_wait(Duration::from_secs(1));
+    let err = waiting.exec(&host, "echo late", None).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("was held for")
+            && msg.contains("by pid ")
+            && msg.contains("command `cat` of cairn pid ")
+            && msg.contains(&format!("pid {}", std::process::id()))
+            && msg.contains("since "),
+        "{msg}"
+    );
+    assert!(msg.contains("`echo late` was not started"), "{msg}");
+    use std::io::Write;
+    writer.write_all(b"go\n").unwrap();
+    drop(writer);
+    running.await.unwrap().unwrap();
+    holder.close_all().await;
+    waiting.close_all().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

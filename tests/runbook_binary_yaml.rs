@@ -100,10 +100,10 @@ fn plan_run_verify_rerun() {
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
-        format!("= ok read `curl -fsSL {mirror}/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS`"),
+        format!("= ok read `curl -fsSL -- {mirror}/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS`"),
         format!("+ create file /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz)"),
         "+ create unpack /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz into /opt/etcd/etcd-v3.5.1-linux-amd64".into(),
-        "> run `install -m 0755 -o root -g root /opt/etcd/etcd-v3.5.1-linux-amd64/etcd".into(),
+        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.1-linux-amd64/etcd".into(),
         "> run `useradd --system".into(),
         "+ create dir /var/lib/etcd (0700 etcd:etcd)".into(),
         "+ create CA certificate etcd-cluster-1-etcd-ca".into(),

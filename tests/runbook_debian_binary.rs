@@ -93,12 +93,13 @@ fn plan_run_rerun_kill_resume() {
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
-        "read `curl -fsSL http://",
+        "read `curl -fsSL -- http://",
         "> run `useradd --system --user-group --home-dir /var/lib/etcd",
-        "+ create dir /etc/ssl/etcd (0750 etcd:etcd)",
+        "+ create dir /etc/ssl/etcd (0750 root:etcd)",
         "+ create file /etc/ssl/etcd/openssl.cnf",
         "+subjectAltName = IP:",
-        "> run `umask 077 && openssl genrsa -out /etc/ssl/etcd/etcd.key.new 2048",
+        "> run `sh -c 'umask 077 && rm -f -- \"$1.new\" && openssl genrsa -out",
+        "sh /etc/ssl/etcd/etcd.key 2048`",
         "> run `openssl req -new -key /etc/ssl/etcd/etcd.key -subj /CN=node-1",
         "+ create CA certificate etcd-cluster-ca",
         "+ create certificate etcd-cluster-node-3 from CSR",
@@ -254,4 +255,134 @@ fn plan_run_rerun_kill_resume() {
         "{}",
         changes(&again)
     );
+}
+
+/// Issue 12, defects 1 and 5, on the runbook that gives the etcd account
+/// folders of its own: links the etcd account plants (or planted under the
+/// old layout, where `/etc/ssl/etcd` was etcd's) are never followed by a
+/// rerun as root, and no output or journal shows what they point to.
+#[test]
+fn links_planted_by_the_etcd_account_are_never_followed() {
+    let l = lab::start(&lab::unique_name("dbin-links"), 1);
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    let one = ["--var", "nodes=1"];
+    let run = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", changes(&run));
+    let n = "node-1";
+    let as_etcd = |cmd: &str| l.ssh(n, &format!("runuser -u etcd -- sh -c '{cmd}'"));
+
+    // The key's folder is root's now: etcd cannot plant anything in it.
+    assert_eq!(
+        l.ssh_ok(n, "stat -c '%U:%G %a' /etc/ssl/etcd").trim(),
+        "root:etcd 750"
+    );
+    let planted = as_etcd("ln -s /etc/shadow /etc/ssl/etcd/etcd.csr");
+    assert!(
+        !planted.status.success(),
+        "etcd planted a link in /etc/ssl/etcd"
+    );
+
+    // Root's secret, root's folder, and the old layout (etcd's ssl folder)
+    // with links in it.
+    l.ssh_ok(
+        n,
+        "printf 'CAIRN-SECRET-CANARY\\n' > /etc/cairn-secret && chmod 600 /etc/cairn-secret \
+         && mkdir -m 755 /etc/cairn-victim && chown etcd:etcd /etc/ssl/etcd",
+    );
+    for cmd in [
+        "rm -f /etc/ssl/etcd/openssl.cnf && ln -s /etc/cairn-secret /etc/ssl/etcd/openssl.cnf",
+        "rm -f /etc/ssl/etcd/etcd.key && ln -s /etc/cairn-victim/key /etc/ssl/etcd/etcd.key",
+        "ln -s /etc/cairn-victim/new-key /etc/ssl/etcd/etcd.key.new",
+    ] {
+        let out = as_etcd(cmd);
+        assert!(out.status.success(), "{cmd}: {}", text(&out));
+    }
+    let victims =
+        "stat -c '%n %U:%G %a' /etc/cairn-secret /etc/cairn-victim && ls -A /etc/cairn-victim";
+    let before = l.ssh_ok(n, victims);
+    assert_eq!(before.lines().count(), 2, "{before}");
+
+    // The plan says each link is replaced and reads none of them; the run
+    // replaces them and makes the folder root's again.
+    let plan = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
+    let p = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{p}");
+    assert!(
+        p.contains("replace symlink → /etc/cairn-secret"),
+        "the plan does not say the link is replaced:\n{p}"
+    );
+    let rerun = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let r = text(&rerun);
+    assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
+    assert_eq!(
+        l.ssh_ok(n, victims),
+        before,
+        "a root file or folder was changed through a link"
+    );
+    assert_eq!(
+        l.ssh_ok(n, "cat /etc/cairn-secret"),
+        "CAIRN-SECRET-CANARY\n"
+    );
+    assert_eq!(
+        l.ssh_ok(
+            n,
+            "stat -c '%n %F %U:%G %a' /etc/ssl/etcd /etc/ssl/etcd/openssl.cnf /etc/ssl/etcd/etcd.key"
+        ),
+        "/etc/ssl/etcd directory root:etcd 750\n\
+         /etc/ssl/etcd/openssl.cnf regular file root:root 644\n\
+         /etc/ssl/etcd/etcd.key regular file etcd:etcd 600\n"
+    );
+
+    // etcd's own folder: the data dir swapped for a link to a root folder.
+    // Plan and run refuse it, naming it; the folder it points to is untouched.
+    let out =
+        as_etcd("mv /opt/etcd/data /opt/etcd/data.moved && ln -s /etc/cairn-victim /opt/etcd/data");
+    assert!(out.status.success(), "{}", text(&out));
+    let refused = "/opt/etcd/data on node-1 is a symlink (owner etcd) to /etc/cairn-victim";
+    let plan2 = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
+    let p2 = text(&plan2);
+    assert_eq!(plan2.status.code(), Some(1), "{p2}");
+    assert!(p2.contains(refused), "{p2}");
+    let rerun2 = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let r2 = text(&rerun2);
+    assert_eq!(rerun2.status.code(), Some(1), "{r2}");
+    assert!(r2.contains(refused), "{r2}");
+    assert_eq!(
+        l.ssh_ok(n, victims),
+        before,
+        "a root folder was changed through a link"
+    );
+
+    // No output and no journal holds the secret.
+    let mut journals = String::new();
+    for e in walk(&w.join(".cairn")) {
+        journals.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap()));
+    }
+    for (what, t) in [
+        ("plan", &p),
+        ("run", &r),
+        ("plan", &p2),
+        ("run", &r2),
+        ("workspace", &journals),
+    ] {
+        assert!(
+            !t.contains("CAIRN-SECRET-CANARY"),
+            "{what} shows the secret"
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

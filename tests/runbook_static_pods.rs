@@ -425,7 +425,7 @@ fn plan_run_verify_rerun() {
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
         "kubelet = lab-standin: no kubelet or container runtime".to_string(),
-        format!("= ok read `curl -fsSL {mirror}/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS`"),
+        format!("= ok read `curl -fsSL -- {mirror}/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS`"),
         "= ok run `sed -i '/^[^#].*[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab`".into(),
         "+ create file /etc/modules-load.d/k8s.conf (0644 root:root)".into(),
         "+br_netfilter".into(),
@@ -434,7 +434,7 @@ fn plan_run_verify_rerun() {
         "+ create file /etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf".into(),
         "+ExecStart=/usr/bin/kubelet --address=127.0.0.1 --pod-manifest-path=/etc/kubernetes/manifests".into(),
         format!("+ create file /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz)"),
-        "> run `install -m 0755 -o root -g root /opt/etcd/etcd-v3.5.1-linux-amd64/etcd /opt/etcd/etcd-v3.5.1-linux-amd64/etcdctl".into(),
+        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.1-linux-amd64/etcd /opt/etcd/etcd-v3.5.1-linux-amd64/etcdctl /usr/local/bin/`".into(),
         "+ create CA certificate external-etcd-etcd-ca".into(),
         "(CN=etcd-ca; CA; rsa2048; 3650 days; self-signed)".into(),
         "(CN=kube-apiserver-etcd-client, O=system:masters; usage client; rsa2048; 365 days; signed by external-etcd-etcd-ca)".into(),
@@ -473,7 +473,7 @@ fn plan_run_verify_rerun() {
     for expect in [
         "> run `modprobe overlay; modprobe br_netfilter`",
         "> run `sysctl --system`",
-        "> run `curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.27/deb/Release.key",
+        "> run `curl -fsSL -o /etc/apt/keyrings/kubernetes-apt-keyring.asc -- https://pkgs.k8s.io/core:/stable:/v1.27/deb/Release.key",
         "+deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.27/deb /",
         "+ create apt package containerd",
         "+ create apt package kubelet",

@@ -412,7 +412,10 @@ fn plans_of_shipped_runbooks_never_upload_a_ca_key() {
         let tmp = tempfile::tempdir().unwrap();
         let mut args = [&["plan", rb, "--json"][..], &lab, vars].concat();
         if !rb.contains("hetzner") && !rb.contains("-do-") {
-            args.extend(["--inventory", inventory]);
+            // the static nodes may be claimed by another test's workspace
+            // (a half-applied run of the purity tests): this plan is about
+            // what gets uploaded, so it takes them over (a plan changes nothing)
+            args.extend(["--inventory", inventory, "--var", "adopt=true"]);
         }
         let out = cairn(tmp.path(), &args, &[]);
         ok(&out, rb, 2);
@@ -477,8 +480,8 @@ const STATE: &str =
 /// install, say) has finished: every cairn command holds the node's cairn
 /// lock while it runs, so taking that lock waits for it.
 fn settle(l: &lab::LabHandle, node: &str) {
-    let cmd = "flock -w 300 /run/lock/cairn.lock true";
-    let out = lab::cairn_lab(&["ssh", "--name", &l.name, node, "--", cmd]);
+    let cmd = format!("flock -w 300 {} true", cairn::ssh::HOST_LOCK);
+    let out = lab::cairn_lab(&["ssh", "--name", &l.name, node, "--", &cmd]);
     assert!(
         out.status.success(),
         "{node}: the killed run's command still held the cairn lock after 300 s: {}",

@@ -153,7 +153,7 @@ fn execute(cmd: LabCommand) -> Result<i32> {
             action: NodeAction::Poweroff { node, name },
         } => {
             let t0 = Instant::now();
-            lifecycle::power_off(&name, &node)?;
+            lifecycle::power_off(&name, &node_key(&name, &node)?)?;
             println!(
                 "{node} of lab {name} is powered off ({:.1} s); its disk is kept",
                 t0.elapsed().as_secs_f64()
@@ -169,7 +169,11 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 },
         } => {
             let t0 = Instant::now();
-            let state = lifecycle::power_on(&name, &node, Duration::from_secs(timeout))?;
+            let state = lifecycle::power_on(
+                &name,
+                &node_key(&name, &node)?,
+                Duration::from_secs(timeout),
+            )?;
             println!(
                 "{node} of lab {name} is up again ({:.1} s): {state}",
                 t0.elapsed().as_secs_f64()
@@ -194,11 +198,20 @@ fn execute(cmd: LabCommand) -> Result<i32> {
     }
 }
 
+/// The name of the node `node` refers to (a node name, or a host name as
+/// the inventory lists it); `node` itself if there is none, for the callee
+/// to refuse.
+fn node_key(lab: &str, node: &str) -> Result<String> {
+    let rec = LabRecord::load(lab)?.ok_or_else(|| LabError::lab(lab, "is not up"))?;
+    Ok(rec
+        .find_node(node)
+        .map_or_else(|| node.to_string(), |n| n.name.clone()))
+}
+
 fn ssh(lab: &str, node: &str, cmd: &[String]) -> Result<i32> {
     let rec = LabRecord::load(lab)?.ok_or_else(|| LabError::lab(lab, "is not up"))?;
     let n = rec
-        .nodes
-        .get(node)
+        .find_node(node)
         .ok_or_else(|| LabError::node(lab, node, "no such node"))?;
     let options: &[&str] = if cmd.is_empty() { &["-t"] } else { &[] };
     let mut c = super::ssh::command_with(&paths(lab), &n.address, options);

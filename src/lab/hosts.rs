@@ -19,7 +19,12 @@ pub fn render_hosts(rec: &LabRecord) -> String {
     let mut nodes: Vec<_> = rec.nodes.values().collect();
     nodes.sort_by_key(|n| n.index);
     for n in nodes {
-        s.push_str(&format!("{}\t{}.{d} {}\n", n.address, n.name, n.name));
+        let h = n.hostname();
+        s.push_str(&format!("{}\t{h}.{d} {h}", n.address));
+        if h != n.name {
+            s.push_str(&format!(" {}.{d} {}", n.name, n.name));
+        }
+        s.push('\n');
     }
     s
 }
@@ -32,9 +37,14 @@ pub fn render_known_hosts(rec: &LabRecord) -> String {
     nodes
         .iter()
         .filter_map(|n| {
-            n.host_key
-                .as_ref()
-                .map(|k| format!("{},{}.{d},{} {k}\n", n.name, n.name, n.address))
+            n.host_key.as_ref().map(|k| {
+                let h = n.hostname();
+                let mut names = format!("{h},{h}.{d}");
+                if h != n.name {
+                    names.push_str(&format!(",{},{}.{d}", n.name, n.name));
+                }
+                format!("{names},{} {k}\n", n.address)
+            })
         })
         .collect()
 }

@@ -23,8 +23,8 @@ pub fn hosts(paths: &LabPaths, rec: &LabRecord) -> Vec<Host> {
     nodes
         .into_iter()
         .map(|n| {
-            let mut h = Host::new(&n.name, &n.address);
-            h.fqdn = Some(format!("{}.{d}", n.name));
+            let mut h = Host::new(rec.host_name_of(n), &n.address);
+            h.fqdn = Some(format!("{}.{d}", n.hostname()));
             h.private_address = n.private.first().map(|p| p.address.clone());
             h.key = Some(paths.key.clone());
             h.host_keys = HostKeys::Workspace;
@@ -76,6 +76,10 @@ pub fn env_entries(paths: &LabPaths, rec: &LabRecord) -> Vec<(String, String)> {
         ("HCLOUD_ENDPOINT".into(), format!("{cloud}/v1")),
         ("HCLOUD_TOKEN".into(), rec.hcloud_token.clone()),
         ("DIGITALOCEAN_ENDPOINT".into(), format!("{cloud}/v2")),
+        // DigitalOcean's own clients take the base without `/v2` and add it
+        // to every path: pydo's `Client(token, endpoint=...)`, doctl's
+        // `--api-url` (which reads this variable).
+        ("DIGITALOCEAN_API_URL".into(), cloud.clone()),
         (
             "DIGITALOCEAN_ACCESS_TOKEN".into(),
             rec.digitalocean_token.clone(),
@@ -140,6 +144,7 @@ mod tests {
                         Vec::new()
                     },
                     host_key: Some("ssh-ed25519 AAAAkey".into()),
+                    hostname: None,
                     powered_off: false,
                 },
             );
@@ -179,7 +184,50 @@ mod tests {
         assert_eq!(env["CAIRN_RELEASE_MIRROR"], "http://10.200.3.1:7480");
         assert_eq!(env["HCLOUD_ENDPOINT"], "http://10.200.3.1:7481/v1");
         assert_eq!(env["DIGITALOCEAN_ENDPOINT"], "http://10.200.3.1:7481/v2");
+        assert_eq!(env["DIGITALOCEAN_API_URL"], "http://10.200.3.1:7481");
         assert_eq!(env["CAIRN_LAB_DOMAIN"], "demo.lab");
+    }
+
+    #[test]
+    fn cloud_nodes_go_by_hostname_unless_another_node_shares_it() {
+        let mut rec = record();
+        let web = rec.nodes["web"].clone();
+        for (i, (name, hostname)) in [("hc-7", "twin"), ("do-9", "twin"), ("hc-8", "solo")]
+            .into_iter()
+            .enumerate()
+        {
+            let mut n = web.clone();
+            n.name = name.into();
+            n.hostname = Some(hostname.into());
+            n.index = 10 + i as u32;
+            n.address = crate::lab::naming::node_address(3, n.index);
+            rec.nodes.insert(name.into(), n);
+        }
+        let p = crate::lab::paths("demo");
+        let names: Vec<String> = hosts(&p, &rec).into_iter().map(|h| h.name).collect();
+        assert_eq!(names, ["node-1", "web", "hc-7", "do-9", "solo"]);
+        let fqdns: Vec<String> = hosts(&p, &rec).into_iter().filter_map(|h| h.fqdn).collect();
+        assert_eq!(
+            fqdns[2..],
+            ["twin.demo.lab", "twin.demo.lab", "solo.demo.lab"]
+        );
+        assert_eq!(rec.find_node("solo").map(|n| n.name.as_str()), Some("hc-8"));
+        assert_eq!(rec.find_node("hc-8").map(|n| n.name.as_str()), Some("hc-8"));
+        assert!(rec.find_node("twin").is_none(), "twin names two nodes");
+        let text = crate::lab::hosts::render_hosts(&rec);
+        assert!(
+            text.contains("10.200.3.20\ttwin.demo.lab twin hc-7.demo.lab hc-7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.200.3.21\ttwin.demo.lab twin do-9.demo.lab do-9\n"),
+            "{text}"
+        );
+        let kh = crate::lab::hosts::render_known_hosts(&rec);
+        assert!(
+            kh.contains("solo,solo.demo.lab,hc-8,hc-8.demo.lab,10.200.3.22 "),
+            "{kh}"
+        );
     }
 
     #[test]

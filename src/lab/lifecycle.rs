@@ -11,7 +11,7 @@ use super::firewall;
 use super::hosts;
 use super::image;
 use super::inventory;
-use super::naming::{self, check_lab_name, check_node_name, domain, LabNames};
+use super::naming::{self, check_hostname, check_lab_name, check_node_name, domain, LabNames};
 use super::net;
 use super::node;
 use super::paths::{image_paths, paths, LabPaths};
@@ -102,6 +102,7 @@ pub fn up(name: &str, nodes: u32, timeout: Duration) -> Result<Vec<NodeStatus>> 
                     authorized_keys: Vec::new(),
                     private: Vec::new(),
                     host_key: None,
+                    hostname: None,
                     powered_off: false,
                 },
             );
@@ -168,7 +169,7 @@ fn wait_all(rec: &LabRecord, p: &LabPaths, deadline: Instant) -> Result<Vec<Node
             Ok(state) => out.push(NodeStatus {
                 name: n.name.clone(),
                 address: n.address.clone(),
-                fqdn: format!("{}.{}", n.name, domain(&rec.name)),
+                fqdn: format!("{}.{}", n.hostname(), domain(&rec.name)),
                 state,
             }),
             Err(LabError::Cancelled) => {}
@@ -268,6 +269,9 @@ fn destroy_node(rec: &LabRecord, p: &LabPaths, n: &NodeRecord) -> Result<()> {
 /// networks, makes every node resolve it, and waits until it is ready.
 pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeInfo> {
     check_node_name(&spec.name)?;
+    if let Some(h) = &spec.hostname {
+        check_hostname(h)?;
+    }
     super::limits::ensure()?;
     let p = paths(name);
     let _lock = LabLock::lab(name)?;
@@ -312,6 +316,7 @@ pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeIn
         authorized_keys: spec.authorized_keys.clone(),
         private: spec.private_networks.clone(),
         host_key: None,
+        hostname: spec.hostname.clone().filter(|h| *h != spec.name),
         powered_off: false,
     };
     rec.nodes.insert(n.name.clone(), n.clone());
@@ -324,7 +329,38 @@ pub fn add_node(name: &str, spec: &NodeSpec, timeout: Duration) -> Result<NodeIn
     hosts::publish(&p, &rec)?;
     inventory::write(&p, &rec)?;
     node::wait_ready(&rec, &p, &n, Instant::now() + timeout, None)?;
+    if let Some(password) = &spec.root_password {
+        set_root_password(name, &p, &n, password)?;
+    }
     Ok(info(&rec, &n))
+}
+
+/// Sets root's password on node `n` with `chpasswd`, the password on its
+/// stdin (never on a command line).
+fn set_root_password(lab: &str, p: &LabPaths, n: &NodeRecord, password: &str) -> Result<()> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut c = super::ssh::command(p, &n.address);
+    c.arg("chpasswd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let failed = |m: String| LabError::node(lab, &n.name, format!("setting root's password: {m}"));
+    let mut child = c.spawn().map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(format!("root:{password}\n").as_bytes())
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !out.status.success() {
+        return Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_private(lab: &str, att: &PrivateAttachment) -> Result<()> {
@@ -425,13 +461,14 @@ pub fn power_on(name: &str, node_name: &str, timeout: Duration) -> Result<String
 pub fn info(rec: &LabRecord, n: &NodeRecord) -> NodeInfo {
     NodeInfo {
         name: n.name.clone(),
+        hostname: n.hostname().to_string(),
         address: n.address.clone(),
         private: n
             .private
             .iter()
             .map(|a| (a.network.clone(), a.address.clone()))
             .collect(),
-        fqdn: format!("{}.{}", n.name, domain(&rec.name)),
+        fqdn: format!("{}.{}", n.hostname(), domain(&rec.name)),
     }
 }
 
@@ -677,14 +714,15 @@ pub fn status(name: &str) -> Result<String> {
             .collect();
         s.push_str(&format!(
             "  {:<12} {:<14} {:<28} {:<11} mem {:<9} {}{}\n",
-            n.name,
+            rec.host_name_of(n),
             n.address,
-            format!("{}.{}", n.name, domain(name)),
+            format!("{}.{}", n.hostname(), domain(name)),
             st,
             mem,
             match n.origin {
-                Origin::Up => "lab",
-                Origin::Cloud => "cloud",
+                Origin::Up => "lab".to_string(),
+                Origin::Cloud if n.hostname() != n.name => format!("cloud node {}", n.name),
+                Origin::Cloud => "cloud".to_string(),
             },
             if private.is_empty() {
                 String::new()

@@ -31,6 +31,30 @@ pub fn check_node_name(name: &str) -> Result<()> {
     check_label("node name", name, 40)
 }
 
+/// Checks a hostname a cloud object gives its node: 1-253 characters,
+/// dot-separated labels of `[A-Za-z0-9-]` (1-63 each, no `-` at either
+/// end). It goes into `/etc/hostname`, `/etc/hosts` and known_hosts.
+pub fn check_hostname(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::Invalid {
+            what: "hostname",
+            value: name.into(),
+            message: "must be dot-separated labels of a-z, A-Z, 0-9 and `-`".into(),
+        })
+    }
+}
+
 fn check_label(what: &'static str, name: &str, max: usize) -> Result<()> {
     let bad = |message: &str| LabError::Invalid {
         what,

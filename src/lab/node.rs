@@ -51,7 +51,7 @@ pub fn create(
     let m = merged(paths, &n.name);
     mount_root(img, &d)?;
 
-    let fqdn = format!("{}.{}", n.name, domain(&rec.name));
+    let fqdn = format!("{}.{}", n.hostname(), domain(&rec.name));
     n.host_key = Some(ssh::node_host_key(&d, &format!("root@{fqdn}"))?);
     for f in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] {
         let to = m.join("etc/ssh").join(f);
@@ -71,7 +71,7 @@ pub fn create(
     )?;
     write_atomic(
         &m.join("etc/hostname"),
-        format!("{}\n", n.name).as_bytes(),
+        format!("{}\n", n.hostname()).as_bytes(),
         0o644,
     )?;
     let machine_id = hex::encode(rand::random::<[u8; 16]>());

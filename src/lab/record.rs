@@ -74,6 +74,10 @@ pub struct NodeRecord {
     /// Its host key line (`ssh-ed25519 AAAA...`), once generated.
     #[serde(default)]
     pub host_key: Option<String>,
+    /// The name it calls itself and is resolved by, when not `name` (cloud
+    /// nodes: the server's or droplet's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// Powered off (`cairn lab node poweroff`): no processes and no network,
     /// its disk kept for `poweron`. `up` leaves such a node off.
     #[serde(default)]
@@ -98,7 +102,38 @@ pub struct PrivateNetwork {
     pub cidr: String,
 }
 
+impl NodeRecord {
+    /// The name the node calls itself: its hostname, else its name.
+    pub fn hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(&self.name)
+    }
+}
+
 impl LabRecord {
+    /// The name the inventory and `cairn lab ssh` give node `n`: its hostname
+    /// when no other node has the same one (and no other node is named so),
+    /// else its own name, which is unique.
+    pub fn host_name_of(&self, n: &NodeRecord) -> String {
+        let h = n.hostname();
+        let shared = self
+            .nodes
+            .values()
+            .any(|o| o.name != n.name && (o.hostname() == h || o.name == h));
+        if shared {
+            n.name.clone()
+        } else {
+            h.to_string()
+        }
+    }
+
+    /// The node `name` refers to: a node's name, or a host name
+    /// ([`LabRecord::host_name_of`]).
+    pub fn find_node(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes
+            .get(name)
+            .or_else(|| self.nodes.values().find(|n| self.host_name_of(n) == name))
+    }
+
     /// The lab's bridge address.
     pub fn gateway(&self) -> String {
         naming::gateway(self.subnet)

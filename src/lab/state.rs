@@ -16,25 +16,49 @@ use std::time::Duration;
 pub const ADD_NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A node the cloud emulation wants.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct NodeSpec {
-    /// Node (host) name: `[a-z][a-z0-9-]*`, unique in the lab.
+    /// Node name: `[a-z][a-z0-9-]*`, unique in the lab (cloud emulations name
+    /// it after the object's id: `hc-<id>`, `do-<id>`).
     pub name: String,
+    /// The name the node calls itself and is resolved by (a server's or
+    /// droplet's name; several nodes may share one). Default: `name`.
+    pub hostname: Option<String>,
     /// ssh public keys (`ssh-ed25519 AAAA... comment`) root accepts, besides the lab key.
     pub authorized_keys: Vec<String>,
     /// Private networks to attach to, as `eth1`, `eth2`, ... in this order.
     pub private_networks: Vec<PrivateAttachment>,
+    /// root's password, set once the node is up (a server made without ssh
+    /// keys). Never printed.
+    pub root_password: Option<String>,
+}
+
+impl std::fmt::Debug for NodeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSpec")
+            .field("name", &self.name)
+            .field("hostname", &self.hostname)
+            .field("authorized_keys", &self.authorized_keys)
+            .field("private_networks", &self.private_networks)
+            .field(
+                "root_password",
+                &self.root_password.as_ref().map(|_| "(secret)"),
+            )
+            .finish()
+    }
 }
 
 /// A node as the cloud emulation reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
     pub name: String,
+    /// The name it calls itself (a cloud object's name; `name` otherwise).
+    pub hostname: String,
     /// Public address on the lab bridge.
     pub address: String,
     /// `(network id, address)` per private network.
     pub private: Vec<(String, String)>,
-    /// `<name>.<lab>.lab`.
+    /// `<hostname>.<lab>.lab`.
     pub fqdn: String,
 }
 

@@ -9,6 +9,7 @@
 //! never on whether an install step reported a change.
 
 use crate::action::Action;
+use crate::cmd::Cmd;
 use crate::error::StepError;
 use crate::executor::Executor;
 use crate::host::Host;
@@ -267,10 +268,7 @@ impl Step for PristineDataDir {
     }
 
     async fn apply(&self, ctx: &Ctx, facts: DataDirFacts) -> Result<DataDirResult, StepError> {
-        let d = quote(&self.options.data_dir);
         let backup = self.backup_path();
-        let b = quote(&backup);
-        let unit = quote(&self.options.unit);
         // Re-check under the same rule right before acting (facts may have moved).
         let out = ctx.ssh.exec(&self.host, &self.script(), None).await?;
         let now = parse_facts(&out.stdout);
@@ -280,7 +278,19 @@ impl Step for PristineDataDir {
                 self.host.name, self.options.data_dir, now.peer_urls
             )));
         }
-        let cmd = format!("systemctl stop {unit} && rm -rf {b} && mv {d} {b}");
+        // `rm -rf` removes a link at the backup path, never what it points
+        // to; `mv -T` renames onto the path itself, never into a folder a
+        // link there points to.
+        let d = &self.options.data_dir;
+        let cmd = [
+            Cmd::new("systemctl")
+                .arg("stop")
+                .operands([self.options.unit.as_str()]),
+            Cmd::new("rm").arg("-rf").operands([backup.as_str()]),
+            Cmd::new("mv").args(["-f", "-T"]).operands([d, &backup]),
+        ]
+        .map(|c| c.to_string())
+        .join(" && ");
         let out = ctx.ssh.exec(&self.host, &cmd, None).await?;
         if out.code != 0 {
             return Err(StepError::Command {

@@ -9,12 +9,20 @@
 //!
 //! Whitespace: `trim_blocks` is on (the newline after a `{% ... %}` tag is
 //! removed, as in Ansible) and a template's final newline is kept.
+//!
+//! Escaping: every printed value is escaped for the format of the file it
+//! lands in (YAML, env file, systemd unit, shell, OpenSSL config, or plain
+//! lines), chosen by the template's name or a `{# format: ... #}` first line;
+//! a value that cannot be written safely (a line break in a line-based file)
+//! is refused, naming the template, line and variable. See
+//! [`super::template_format`].
 
+use super::template_format::Format;
 use crate::bundle::Bundle;
 use crate::error::StepError;
 use crate::executor::{script_error, Executor};
 use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use rhai::{Dynamic, FuncRegistration, Map};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,10 +30,84 @@ use std::sync::Arc;
 /// Name of templates given as text (`render_str`).
 const INLINE: &str = "<string>";
 
-fn environment(bundle: Option<Arc<Bundle>>) -> Environment<'static> {
+/// The format of the template `name`: declared on its first line, else by its name.
+fn format_of(name: &str, source: Option<&str>) -> Format {
+    source
+        .and_then(|s| Format::declared(s).ok().flatten())
+        .unwrap_or_else(|| Format::of_name(name))
+}
+
+/// Print `value` escaped for the template's format (see [`Format`]).
+fn write_value(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    if value.is_safe() {
+        return write!(out, "{value}").map_err(minijinja::Error::from);
+    }
+    let format = match state.auto_escape() {
+        AutoEscape::Custom(name) => Format::from_name(name).unwrap_or(Format::Line),
+        _ => Format::Line,
+    };
+    let escaped = escape_value(format, value)?;
+    out.write_str(&escaped).map_err(minijinja::Error::from)
+}
+
+/// `value` as text escaped for `format`; YAML prints booleans and none as YAML does.
+fn escape_value(format: Format, value: &minijinja::Value) -> Result<String, minijinja::Error> {
+    let text = match (format, value.kind()) {
+        (Format::Yaml, minijinja::value::ValueKind::Bool) => {
+            if value.is_true() { "true" } else { "false" }.to_string()
+        }
+        (Format::Yaml, minijinja::value::ValueKind::None) => "null".to_string(),
+        _ => value.to_string(),
+    };
+    format
+        .escape(&text)
+        .map_err(|why| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, why))
+}
+
+/// The explicit filters `yaml`, `env`, `unit`, `shell`, `cnf`: the value
+/// escaped for that format, marked safe (not escaped again).
+fn add_format_filters(env: &mut Environment<'static>) {
+    for format in [
+        Format::Yaml,
+        Format::Env,
+        Format::Unit,
+        Format::Shell,
+        Format::Cnf,
+    ] {
+        env.add_filter(
+            format.name(),
+            move |value: minijinja::Value| -> Result<minijinja::Value, minijinja::Error> {
+                escape_value(format, &value).map(minijinja::Value::from_safe_string)
+            },
+        );
+    }
+}
+
+fn environment(bundle: Option<Arc<Bundle>>, inline: Option<Format>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_debug(true);
+    env.set_formatter(write_value);
+    add_format_filters(&mut env);
+    let sources = bundle.clone();
+    env.set_auto_escape_callback(move |name| {
+        let format = match (&sources, inline) {
+            (_, Some(format)) if name == INLINE => format,
+            (Some(b), _) => {
+                let source = b
+                    .files()
+                    .get(std::path::Path::new(name))
+                    .and_then(|bytes| std::str::from_utf8(bytes).ok());
+                format_of(name, source)
+            }
+            (None, _) => Format::of_name(name),
+        };
+        AutoEscape::Custom(format.name().into())
+    });
     if let Ok(syntax) = SyntaxConfig::builder()
         .trim_blocks(true)
         .keep_trailing_newline(true)
@@ -125,7 +207,18 @@ pub fn render(
             format!("no template `{path}` in runbook {}", bundle.origin),
         )
     })?;
-    let env = environment(Some(bundle.clone()));
+    if let Some(source) = bundle
+        .files()
+        .get(std::path::Path::new(path))
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    {
+        Format::declared(source).map_err(|why| StepError::Template {
+            name: path.to_string(),
+            line: 1,
+            message: why,
+        })?;
+    }
+    let env = environment(Some(bundle.clone()), None);
     let template = env
         .get_template(path)
         .map_err(|e| template_error(&e, path))?;
@@ -137,7 +230,14 @@ pub fn render(
 /// Render template text with `vars`. `{% include %}` is not available (there is
 /// no folder to include from).
 pub fn render_str(text: &str, vars: &serde_json::Value) -> Result<String, StepError> {
-    let env = environment(None);
+    let format = Format::declared(text)
+        .map_err(|why| StepError::Template {
+            name: INLINE.to_string(),
+            line: 1,
+            message: why,
+        })?
+        .unwrap_or(Format::Line);
+    let env = environment(None, Some(format));
     let template = env
         .template_from_named_str(INLINE, text)
         .map_err(|e| template_error(&e, INLINE))?;
@@ -227,6 +327,14 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// `{% include %}` / `{% import %}` other files of the runbook (`./x` is relative to",
             "/// the including template). Built-in filters include `join`, `indent`, `default`,",
             "/// `upper`, `lower`, `replace`, `trim`. `trim_blocks` is on; the final newline is kept.",
+            "///",
+            "/// Every printed value is escaped for the file's format, from its name or a first line",
+            "/// `{# format: yaml #}`: `*.yaml` (write `key: \"{{ v }}\"`; quotes, `\\` and line breaks",
+            "/// escaped), `*.env` / `*.default` (write `KEY=\"{{ v }}\"`; `\"` `$` `` ` `` `\\` escaped),",
+            "/// systemd units (`*.service`, ...), `*.sh` (one shell word), `*.cnf`; in every",
+            "/// line-based format (all but yaml and `text`) a value with a line break is refused, naming",
+            "/// the template, line and variable. `{{ v | safe }}` prints a value as is; the filters",
+            "/// `yaml`, `env`, `unit`, `shell`, `cnf` escape for one format explicitly.",
         ])
         .register_into_engine(
             engine,
@@ -385,6 +493,122 @@ ETCD_LISTEN_PEER_URLS=https://{{ peer_ip }}:2380
             err.contains("templates/inner.j2 line 3: undefined value"),
             "{err}"
         );
+    }
+
+    /// The token of defect 3: a quote and line breaks that tried to add keys.
+    const HOSTILE_TOKEN: &str = "tok\"\nenable-pprof: true\nenable-v2: true\nx: \"";
+
+    #[test]
+    fn a_yaml_value_cannot_add_keys() {
+        let b = bundle(&[(
+            "templates/etcd.conf.j2",
+            "{#- format: yaml -#}\n# etcd\nname: \"{{ name }}\"\ninitial-cluster-token: \"{{ token }}\"\nimage: {{ name }}\n",
+        )]);
+        let out = render(
+            &b,
+            "templates/etcd.conf.j2",
+            &json!({"name": "n\\1", "token": HOSTILE_TOKEN}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "# etcd\nname: \"n\\\\1\"\n\
+             initial-cluster-token: \"tok\\\"\\nenable-pprof: true\\nenable-v2: true\\nx: \\\"\"\n\
+             image: n\\\\1\n"
+        );
+        let keys: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+            .collect();
+        assert_eq!(keys, ["name", "initial-cluster-token", "image"]);
+        // by name too, and booleans as YAML writes them
+        let b = bundle(&[("t/x.yaml.j2", "a: {{ t }}\nb: {{ f }}\n")]);
+        let out = render(&b, "t/x.yaml.j2", &json!({"t": "a\nb: c", "f": true})).unwrap();
+        assert_eq!(out, "a: a\\nb: c\nb: true\n");
+    }
+
+    #[test]
+    fn a_line_break_in_a_line_based_file_is_refused_naming_the_variable() {
+        for (name, text) in [
+            (
+                "templates/options.env.j2",
+                "ETCD_NAME=\"{{ name }}\"\nETCD_INITIAL_CLUSTER_TOKEN=\"{{ token }}\"\n",
+            ),
+            (
+                "templates/etcd.default.j2",
+                "A=\"x\"\nETCD_INITIAL_CLUSTER_TOKEN=\"{{ token }}\"\n",
+            ),
+            (
+                "templates/etcd-members.j2",
+                "{#- format: env -#}\nA=1\nETCD_INITIAL_CLUSTER_TOKEN=\"{{ token }}\"\n",
+            ),
+            (
+                "templates/etcd.service.j2",
+                "[Service]\nEnvironment=\"T={{ token }}\"\n",
+            ),
+            ("templates/run.sh.j2", "#!/bin/sh\nx\n# {{ token }}\n"),
+            ("templates/openssl.cnf.j2", "[a]\nb = {{ token }}\n"),
+            ("templates/kubernetes.list.j2", "deb\ndeb {{ token }} /\n"),
+        ] {
+            let b = bundle(&[(name, text)]);
+            let err = render(&b, name, &json!({"name": "n1", "token": HOSTILE_TOKEN}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("template {name} line ")), "{err}");
+            assert!(err.contains("a line break (\\n)"), "{name}: {err}");
+            assert!(err.contains("(in `token`)"), "{name}: {err}");
+            assert!(!err.contains("pprof"), "never the value: {err}");
+        }
+        // inline templates are line-based too
+        let err = render_str("A={{ token }}", &json!({"token": HOSTILE_TOKEN}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("(in `token`)"), "{err}");
+    }
+
+    #[test]
+    fn env_unit_and_shell_values_stay_one_value() {
+        let v = json!({"v": "a\"b $(touch /tmp/x) `id` \\ 5%", "w": "node-1"});
+        let b = bundle(&[
+            ("templates/o.env.j2", "K=\"{{ v }}\"\nN=\"{{ w }}\"\n"),
+            (
+                "templates/u.service.j2",
+                "[Service]\nEnvironment=\"K={{ v }}\"\n",
+            ),
+            ("templates/s.sh.j2", "echo {{ v }} {{ w }}\n"),
+            ("templates/raw.j2", "{# format: text #}\n{{ v }}\n"),
+        ]);
+        assert_eq!(
+            render(&b, "templates/o.env.j2", &v).unwrap(),
+            "K=\"a\\\"b \\$(touch /tmp/x) \\`id\\` \\\\ 5%\"\nN=\"node-1\"\n"
+        );
+        assert_eq!(
+            render(&b, "templates/u.service.j2", &v).unwrap(),
+            "[Service]\nEnvironment=\"K=a\\\"b $(touch /tmp/x) `id` \\\\ 5%%\"\n"
+        );
+        assert_eq!(
+            render(&b, "templates/s.sh.j2", &v).unwrap(),
+            "echo 'a\"b $(touch /tmp/x) `id` \\ 5%' node-1\n"
+        );
+        assert_eq!(
+            render(&b, "templates/raw.j2", &v).unwrap(),
+            "a\"b $(touch /tmp/x) `id` \\ 5%\n"
+        );
+        // explicit filters and `safe`
+        let out = render_str(
+            "{# format: text #}\n{{ v | shell }} {{ v | env }} {{ w | safe }}",
+            &v,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "'a\"b $(touch /tmp/x) `id` \\ 5%' a\\\"b \\$(touch /tmp/x) \\`id\\` \\\\ 5% node-1"
+        );
+        let err = render_str("{# format: xml #}\n", &v)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown template format `xml`"), "{err}");
     }
 
     #[test]

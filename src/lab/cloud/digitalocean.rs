@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json as j, Value};
@@ -83,6 +83,28 @@ pub struct Droplet {
     /// Being deleted (its node is being removed).
     #[serde(default)]
     pub deleting: bool,
+    /// The lab node behind it: `do-<id>` (its hostname is the droplet's
+    /// name). Empty in state saved before nodes were named by id: then the
+    /// node is named like the droplet.
+    #[serde(default)]
+    pub node: String,
+}
+
+impl Droplet {
+    /// The lab node behind this droplet.
+    pub fn node(&self) -> String {
+        if self.node.is_empty() {
+            self.name.clone()
+        } else {
+            self.node.clone()
+        }
+    }
+}
+
+/// The lab node behind droplet `id`: named after the id, so that droplets
+/// (which may share a name) and servers never share a host.
+pub fn node_name(id: u64) -> String {
+    format!("do-{id}")
 }
 
 /// An ssh key.
@@ -300,12 +322,58 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// `GET /v2/actions/{id}`.
 async fn get_action(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     let w = cloud.world();
     match w.digitalocean.actions.get(&id) {
         Some(a) => json(StatusCode::OK, j!({ "action": a.json() })),
         None => not_found(),
     }
+}
+
+/// `GET /v2/droplets/{id}/actions/{action_id}`: an action of that droplet.
+async fn get_droplet_action(
+    AxState(cloud): St,
+    Path((id, action_id)): Path<(u64, u64)>,
+) -> Response {
+    let w = cloud.world();
+    match w
+        .digitalocean
+        .actions
+        .get(&action_id)
+        .filter(|a| a.resource_id == id)
+    {
+        Some(a) => json(StatusCode::OK, j!({ "action": a.json() })),
+        None => not_found(),
+    }
+}
+
+/// `GET /v2/droplets/{id}/actions`: the droplet's actions, newest first.
+async fn list_droplet_actions(
+    AxState(cloud): St,
+    Path(id): Path<u64>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Response {
+    let w = cloud.world();
+    if !w.digitalocean.droplets.contains_key(&id) {
+        return not_found();
+    }
+    let items = w
+        .digitalocean
+        .actions
+        .values()
+        .rev()
+        .filter(|a| a.resource_id == id)
+        .map(Action::json)
+        .collect();
+    page(
+        "actions",
+        items,
+        &q,
+        &headers,
+        &format!("/v2/droplets/{id}/actions"),
+    )
 }
 
 async fn list_droplets(AxState(cloud): St, Query(q): Q, headers: HeaderMap) -> Response {
@@ -458,6 +526,7 @@ async fn create_droplet(AxState(cloud): St, headers: HeaderMap, raw: Bytes) -> R
             private: private.clone(),
             authorized_keys: keys.clone(),
             deleting: false,
+            node: node_name(id),
         };
         let response = droplet_json(&droplet);
         w.digitalocean.droplets.insert(id, droplet);
@@ -475,7 +544,9 @@ async fn create_droplet(AxState(cloud): St, headers: HeaderMap, raw: Bytes) -> R
             },
         );
         let spec = NodeSpec {
-            name: req.name.clone(),
+            name: node_name(id),
+            hostname: Some(req.name.clone()),
+            root_password: None,
             authorized_keys: keys,
             private_networks: vec![PrivateAttachment {
                 network: format!("do-vpc-{vpc}"),
@@ -519,10 +590,12 @@ async fn create_droplet(AxState(cloud): St, headers: HeaderMap, raw: Bytes) -> R
     json(StatusCode::ACCEPTED, response)
 }
 
-/// Mark droplets as being deleted and remove their nodes in the background;
-/// they disappear once their nodes are gone.
-fn remove_droplets(cloud: &Arc<Cloud>, ids: Vec<u64>) {
-    let names: Vec<(u64, String)> = {
+/// Removes the nodes of droplets `ids`, one after another, and then the
+/// droplets: when this answers, they are gone from every listing and their
+/// hosts are gone. A droplet whose node cannot be removed stays listed (as
+/// it was), and the answer is an error naming it.
+async fn remove_droplets(cloud: &Arc<Cloud>, ids: Vec<u64>) -> Result<(), Response> {
+    let nodes: Vec<(u64, String)> = {
         let mut w = cloud.world();
         ids.iter()
             .filter_map(|id| {
@@ -531,41 +604,51 @@ fn remove_droplets(cloud: &Arc<Cloud>, ids: Vec<u64>) {
                     return None;
                 }
                 d.deleting = true;
-                Some((*id, d.name.clone()))
+                Some((*id, d.node()))
             })
             .collect()
     };
-    cloud.save();
-    for (id, name) in names {
-        let bg = cloud.clone();
-        tokio::spawn(async move {
-            let result = bg.provisioner().remove(&name).await;
-            {
-                let mut w = bg.world();
-                match result {
-                    Ok(()) => {
-                        w.digitalocean.droplets.remove(&id);
-                    }
-                    Err(_) => {
-                        if let Some(d) = w.digitalocean.droplets.get_mut(&id) {
-                            d.deleting = false;
-                        }
-                    }
-                }
+    let mut failed = Vec::new();
+    for (id, node) in nodes {
+        let result = cloud.provisioner().remove(&node).await;
+        let mut w = cloud.world();
+        match result {
+            Ok(()) => {
+                w.digitalocean.droplets.remove(&id);
             }
-            bg.save();
-        });
+            Err(e) => {
+                if let Some(d) = w.digitalocean.droplets.get_mut(&id) {
+                    d.deleting = false;
+                }
+                failed.push(format!("droplet {id}: {e}"));
+            }
+        }
+    }
+    cloud.save();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            &format!("could not delete {}", failed.join("; ")),
+        ))
     }
 }
 
+/// `DELETE /v2/droplets/{id}`: 204 once the droplet and its host are gone.
 async fn delete_droplet(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     if !cloud.world().digitalocean.droplets.contains_key(&id) {
         return not_found();
     }
-    remove_droplets(&cloud, vec![id]);
-    no_content()
+    match remove_droplets(&cloud, vec![id]).await {
+        Ok(()) => no_content(),
+        Err(e) => e,
+    }
 }
 
+/// `DELETE /v2/droplets?tag_name=TAG`: 204 once every droplet with the tag
+/// and its host are gone (none: 204 too).
 async fn delete_by_tag(AxState(cloud): St, Query(q): Q) -> Response {
     let Some(tag) = q.get("tag_name") else {
         return unprocessable("tag_name is required to delete droplets by tag");
@@ -578,8 +661,10 @@ async fn delete_by_tag(AxState(cloud): St, Query(q): Q) -> Response {
         .filter(|d| d.tags.contains(tag))
         .map(|d| d.id)
         .collect();
-    remove_droplets(&cloud, ids);
-    no_content()
+    match remove_droplets(&cloud, ids).await {
+        Ok(()) => no_content(),
+        Err(e) => e,
+    }
 }
 
 async fn list_keys(AxState(cloud): St, Query(q): Q, headers: HeaderMap) -> Response {
@@ -694,7 +779,7 @@ async fn droplet_action(AxState(cloud): St, Path(id): Path<u64>, raw: Bytes) -> 
         if pending || d.deleting || !matches!(d.status.as_str(), "active" | "off") {
             return unprocessable("Droplet already has a pending event.");
         }
-        let (name, region) = (d.name.clone(), d.region.clone());
+        let (name, region) = (d.node(), d.region.clone());
         let action_id = w.next_id();
         let action = Action {
             id: action_id,
@@ -750,7 +835,14 @@ pub fn routes() -> Router<Arc<Cloud>> {
                 .delete(delete_by_tag),
         )
         .route("/droplets/{id}", get(get_droplet).delete(delete_droplet))
-        .route("/droplets/{id}/actions", post(droplet_action))
+        .route(
+            "/droplets/{id}/actions",
+            get(list_droplet_actions).post(droplet_action),
+        )
+        .route(
+            "/droplets/{id}/actions/{action_id}",
+            get(get_droplet_action),
+        )
         .route("/account/keys", get(list_keys).post(create_key))
         .route("/account/keys/{id}", get(get_key).delete(delete_key))
 }

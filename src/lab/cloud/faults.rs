@@ -79,7 +79,8 @@ pub enum Api {
 }
 
 impl Api {
-    fn of(path: &str) -> Api {
+    /// The emulation that answers `path` (`/v2...`: DigitalOcean).
+    pub fn of(path: &str) -> Api {
         if path.starts_with("/v2") {
             Api::DigitalOcean
         } else {
@@ -272,7 +273,7 @@ pub async fn guard(State(cloud): State<Arc<Cloud>>, req: Request, next: Next) ->
                 late_ms,
                 garble,
             } => {
-                let r = next.run(req).await;
+                let r = super::fallback::shaped(api, &method, &path, next.run(req).await).await;
                 if late_ms > 0 {
                     // The effect happened; the answer comes too late.
                     tokio::time::sleep(Duration::from_millis(late_ms)).await;

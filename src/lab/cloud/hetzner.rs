@@ -10,54 +10,22 @@
 #![allow(clippy::result_large_err)]
 
 use super::faults::{error, Api};
+use super::hetzner_catalog::{self as catalog, Kind};
+use super::listing::Listing;
 use super::{json, no_content, timestamp, Cloud};
 use crate::lab::{NodeSpec, PrivateAttachment};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State as AxState};
-use axum::http::StatusCode;
+use axum::extract::{Path, State as AxState};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json as j, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Locations and their network zones.
-pub const LOCATIONS: &[(&str, &str, &str, &str)] = &[
-    ("fsn1", "fsn1-dc14", "eu-central", "Falkenstein"),
-    ("nbg1", "nbg1-dc3", "eu-central", "Nuremberg"),
-    ("hel1", "hel1-dc2", "eu-central", "Helsinki"),
-    ("ash", "ash-dc1", "us-east", "Ashburn, VA"),
-    ("hil", "hil-dc1", "us-west", "Hillsboro, OR"),
-    ("sin", "sin-dc1", "ap-southeast", "Singapore"),
-];
-
-/// Server types: name, cores, memory (GB), disk (GB), cpu type.
-pub const SERVER_TYPES: &[(&str, u32, u32, u32, &str)] = &[
-    ("cx22", 2, 4, 40, "shared"),
-    ("cx32", 4, 8, 80, "shared"),
-    ("cx42", 8, 16, 160, "shared"),
-    ("cx52", 16, 32, 320, "shared"),
-    ("cpx11", 2, 2, 40, "shared"),
-    ("cpx21", 3, 4, 80, "shared"),
-    ("cpx31", 4, 8, 160, "shared"),
-    ("cpx41", 8, 16, 240, "shared"),
-    ("cpx51", 16, 32, 360, "shared"),
-    ("cax11", 2, 4, 40, "shared"),
-    ("ccx13", 2, 8, 80, "dedicated"),
-];
-
-/// Images: name, os flavor, os version.
-pub const IMAGES: &[(&str, &str, &str)] = &[
-    ("ubuntu-20.04", "ubuntu", "20.04"),
-    ("ubuntu-22.04", "ubuntu", "22.04"),
-    ("ubuntu-24.04", "ubuntu", "24.04"),
-    ("debian-11", "debian", "11"),
-    ("debian-12", "debian", "12"),
-    ("rocky-9", "rocky", "9"),
-    ("fedora-41", "fedora", "41"),
-];
+pub use super::hetzner_catalog::{IMAGES, LOCATIONS, SERVER_TYPES};
 
 /// The Hetzner part of the emulation's state.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -85,6 +53,29 @@ pub struct Server {
     pub private: Vec<(u64, String)>,
     /// Public keys the node accepts.
     pub authorized_keys: Vec<String>,
+    /// The lab node behind it: `hc-<id>` (its hostname is the server's
+    /// name). Empty in state saved before nodes were named by id: then the
+    /// node is named like the server.
+    #[serde(default)]
+    pub node: String,
+}
+
+impl Server {
+    /// The lab node behind this server.
+    pub fn node(&self) -> String {
+        if self.node.is_empty() {
+            self.name.clone()
+        } else {
+            self.node.clone()
+        }
+    }
+}
+
+/// The lab node behind server `id`: named after the id, never after the
+/// server's name, so that a droplet or another server with the same name
+/// never shares (or deletes) its host.
+pub fn node_name(id: u64) -> String {
+    format!("hc-{id}")
 }
 
 /// A network.
@@ -171,24 +162,11 @@ fn new_action(w: &mut super::World, command: &str, resources: Vec<(u64, String)>
     id
 }
 
-fn location(
-    name: &str,
-) -> Option<&'static (&'static str, &'static str, &'static str, &'static str)> {
-    LOCATIONS.iter().find(|l| l.0 == name)
-}
-
 fn server_json(s: &Server) -> Value {
-    let (loc, dc, zone, city) = location(&s.location).copied().unwrap_or(("", "", "", ""));
-    let (_, cores, memory, disk, cpu) = SERVER_TYPES
-        .iter()
-        .find(|t| t.0 == s.server_type)
-        .copied()
-        .unwrap_or(("", 0, 0, 0, "shared"));
-    let (_, flavor, version) = IMAGES
-        .iter()
-        .find(|i| i.0 == s.image)
-        .copied()
-        .unwrap_or(("", "", ""));
+    let type_index = Kind::ServerType.by_name(&s.server_type);
+    let (_, _, _, disk, _) = type_index
+        .map(|i| SERVER_TYPES[i])
+        .unwrap_or(("", 0, 0, 0, ""));
     j!({
         "id": s.id,
         "name": s.name,
@@ -203,31 +181,12 @@ fn server_json(s: &Server) -> Value {
         "private_net": s.private.iter().map(|(net, ip)| j!({
             "network": net, "ip": ip, "alias_ips": [], "mac_address": mac(s.id, *net)
         })).collect::<Vec<_>>(),
-        "server_type": {
-            "id": SERVER_TYPES.iter().position(|t| t.0 == s.server_type).map(|i| i + 1).unwrap_or(0),
-            "name": s.server_type, "description": s.server_type.to_uppercase(),
-            "cores": cores, "memory": memory, "disk": disk, "deprecated": false,
-            "prices": [], "storage_type": "local", "cpu_type": cpu, "architecture": "x86"
-        },
-        "datacenter": {
-            "id": LOCATIONS.iter().position(|l| l.0 == s.location).map(|i| i + 1).unwrap_or(0),
-            "name": dc, "description": format!("{city} DC"),
-            "location": {
-                "id": LOCATIONS.iter().position(|l| l.0 == s.location).map(|i| i + 1).unwrap_or(0),
-                "name": loc, "description": city, "country": "", "city": city,
-                "latitude": 0.0, "longitude": 0.0, "network_zone": zone
-            },
-            "server_types": {"supported": [], "available": [], "available_for_migration": []}
-        },
-        "image": {
-            "id": IMAGES.iter().position(|i| i.0 == s.image).map(|i| i + 1).unwrap_or(0),
-            "type": "system", "status": "available", "name": s.image,
-            "description": s.image, "image_size": null, "disk_size": 5,
-            "created": "2024-01-01T00:00:00+00:00", "created_from": null, "bound_to": null,
-            "os_flavor": flavor, "os_version": version, "rapid_deploy": true,
-            "protection": {"delete": false}, "deprecated": null, "deleted": null,
-            "labels": {}, "architecture": "x86"
-        },
+        "server_type": type_index.map(catalog::server_type_json),
+        // `datacenter` for older clients (hcloud-go 1.x, the CLI of Debian
+        // 12), `location` as the current reference has it.
+        "datacenter": Kind::Location.by_name(&s.location).map(catalog::datacenter_json),
+        "location": Kind::Location.by_name(&s.location).map(catalog::location_json),
+        "image": Kind::Image.by_name(&s.image).map(catalog::image_json),
         "iso": null,
         "rescue_enabled": false,
         "locked": false,
@@ -369,7 +328,7 @@ pub fn matches(reqs: &[Requirement], labels: &BTreeMap<String, String>) -> bool 
 
 // ----- handlers -----
 
-type Q = Query<HashMap<String, String>>;
+type Q = Listing;
 type St = AxState<Arc<Cloud>>;
 
 fn err(status: StatusCode, code: &str, message: &str) -> Response {
@@ -398,46 +357,71 @@ fn body(bytes: &Bytes) -> Result<Value, Response> {
     })
 }
 
-/// A page of `items` with `meta.pagination` (default 25 per page, at most 50).
-fn page(key: &str, items: Vec<Value>, q: &HashMap<String, String>) -> Response {
-    let num = |k: &str, d: u64| q.get(k).map(|v| v.parse::<u64>().ok()).unwrap_or(Some(d));
-    let (Some(page), Some(per_page)) = (num("page", 1), num("per_page", 25)) else {
-        return invalid("page and per_page must be positive integers");
-    };
-    if page == 0 || per_page == 0 {
-        return invalid("page and per_page must be positive integers");
+/// A page of `items` sorted by the request's `sort` (fields of `sortable`),
+/// with `meta.pagination` (default 25 per page, at most 50) and a `Link`
+/// header naming the previous, next and last pages, as the reference's
+/// "Pagination" section shows them.
+fn page(key: &str, mut items: Vec<Value>, q: &Listing, sortable: &[&str]) -> Response {
+    if let Err(e) = q.sort(&mut items, sortable) {
+        return invalid(&format!("invalid input in field 'sort': {e}"));
     }
-    let per_page = per_page.min(50);
-    let total = items.len() as u64;
-    let last = total.div_ceil(per_page).max(1);
+    let w = match q.window(items.len() as u64, 25, 50) {
+        Ok(w) => w,
+        Err(e) => return invalid(&format!("invalid input: {e}")),
+    };
     let slice: Vec<Value> = items
         .into_iter()
-        .skip(((page - 1) * per_page) as usize)
-        .take(per_page as usize)
+        .skip(((w.page - 1) * w.per_page) as usize)
+        .take(w.per_page as usize)
         .collect();
-    json(
+    let mut links = Vec::new();
+    if w.page > 1 {
+        links.push(format!(
+            "<{}>; rel=\"prev\"",
+            q.page_url(w.page - 1, w.per_page)
+        ));
+    }
+    if w.page < w.last_page {
+        links.push(format!(
+            "<{}>; rel=\"next\"",
+            q.page_url(w.page + 1, w.per_page)
+        ));
+    }
+    links.push(format!(
+        "<{}>; rel=\"last\"",
+        q.page_url(w.last_page, w.per_page)
+    ));
+    let mut resp = json(
         StatusCode::OK,
         j!({
             key: slice,
             "meta": {"pagination": {
-                "page": page,
-                "per_page": per_page,
-                "previous_page": (page > 1).then(|| page - 1),
-                "next_page": (page < last).then(|| page + 1),
-                "last_page": last,
-                "total_entries": total
+                "page": w.page,
+                "per_page": w.per_page,
+                "previous_page": (w.page > 1).then(|| w.page - 1),
+                "next_page": (w.page < w.last_page).then(|| w.page + 1),
+                "last_page": w.last_page,
+                "total_entries": w.total
             }}
         }),
-    )
+    );
+    if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {
+        resp.headers_mut().insert("link", v);
+    }
+    resp
 }
 
-fn selector(q: &HashMap<String, String>) -> Result<Vec<Requirement>, Response> {
+fn selector(q: &Listing) -> Result<Vec<Requirement>, Response> {
     match q.get("label_selector") {
         None => Ok(Vec::new()),
         Some(s) => parse_selector(s).map_err(|e| invalid(&format!("invalid label_selector: {e}"))),
     }
 }
 
+/// Fields actions sort by.
+const ACTION_SORTS: &[&str] = &["id", "command", "status", "progress", "started", "finished"];
+
+/// `GET /actions/{id}`.
 async fn get_action(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     let w = cloud.world();
     match w.hetzner.actions.get(&id) {
@@ -446,22 +430,174 @@ async fn get_action(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     }
 }
 
-async fn list_servers(AxState(cloud): St, Query(q): Q) -> Response {
+/// The actions with the request's `id`s (required, as in the reference
+/// since the listing of every action was removed) and `status`es.
+fn actions_page(cloud: &Cloud, q: &Listing, resource: Option<(u64, &str)>) -> Response {
+    let mut ids = Vec::new();
+    for v in q.all("id") {
+        match v.parse::<u64>() {
+            Ok(id) => ids.push(id),
+            Err(_) => return invalid(&format!("invalid input in field 'id': `{v}` is not an ID")),
+        }
+    }
+    if resource.is_none() && ids.is_empty() {
+        return invalid("invalid input in field 'id': give the actions' IDs (id=1&id=2)");
+    }
+    let statuses = q.all("status");
+    if let Some(s) = statuses
+        .iter()
+        .find(|s| !matches!(**s, "running" | "success" | "error"))
+    {
+        return invalid(&format!(
+            "invalid input in field 'status': `{s}` (running, success or error)"
+        ));
+    }
+    let w = cloud.world();
+    let items = w
+        .hetzner
+        .actions
+        .values()
+        .filter(|a| ids.is_empty() || ids.contains(&a.id))
+        .filter(|a| statuses.is_empty() || statuses.contains(&a.status.as_str()))
+        .filter(|a| {
+            resource.is_none_or(|(id, kind)| a.resources.iter().any(|(i, k)| *i == id && k == kind))
+        })
+        .map(Action::json)
+        .collect();
+    page("actions", items, q, ACTION_SORTS)
+}
+
+/// `GET /actions?id=..&id=..[&status=..][&sort=..]`.
+async fn list_actions(AxState(cloud): St, q: Q) -> Response {
+    actions_page(&cloud, &q, None)
+}
+
+/// `GET /{servers|networks}/{id}/actions`: the resource's actions.
+async fn resource_actions(cloud: &Cloud, kind: &str, id: u64, q: &Listing) -> Response {
+    let exists = {
+        let w = cloud.world();
+        match kind {
+            "server" => w.hetzner.servers.contains_key(&id),
+            _ => w.hetzner.networks.contains_key(&id),
+        }
+    };
+    if !exists {
+        return not_found(kind);
+    }
+    actions_page(cloud, q, Some((id, kind)))
+}
+
+/// `GET /{servers|networks}/{id}/actions/{action_id}` and
+/// `GET /{servers|networks}/actions/{action_id}`: one action of that kind
+/// of resource (of that resource, when `id` is given).
+fn resource_action(cloud: &Cloud, kind: &str, id: Option<u64>, action_id: u64) -> Response {
+    let w = cloud.world();
+    match w.hetzner.actions.get(&action_id).filter(|a| {
+        a.resources
+            .iter()
+            .any(|(i, k)| k == kind && id.is_none_or(|id| id == *i))
+    }) {
+        Some(a) => json(StatusCode::OK, j!({ "action": a.json() })),
+        None => not_found("action"),
+    }
+}
+
+async fn server_actions(AxState(cloud): St, Path(id): Path<u64>, q: Q) -> Response {
+    resource_actions(&cloud, "server", id, &q).await
+}
+
+async fn server_action(AxState(cloud): St, Path((id, action)): Path<(u64, u64)>) -> Response {
+    resource_action(&cloud, "server", Some(id), action)
+}
+
+async fn any_server_action(AxState(cloud): St, Path(action): Path<u64>) -> Response {
+    resource_action(&cloud, "server", None, action)
+}
+
+async fn network_actions(AxState(cloud): St, Path(id): Path<u64>, q: Q) -> Response {
+    resource_actions(&cloud, "network", id, &q).await
+}
+
+async fn network_action(AxState(cloud): St, Path((id, action)): Path<(u64, u64)>) -> Response {
+    resource_action(&cloud, "network", Some(id), action)
+}
+
+async fn any_network_action(AxState(cloud): St, Path(action): Path<u64>) -> Response {
+    resource_action(&cloud, "network", None, action)
+}
+
+/// `GET /servers[?name=][&status=][&label_selector=][&sort=]`.
+async fn list_servers(AxState(cloud): St, q: Q) -> Response {
     let reqs = match selector(&q) {
         Ok(r) => r,
         Err(e) => return e,
     };
+    let statuses = q.all("status");
     let w = cloud.world();
     let items = w
         .hetzner
         .servers
         .values()
-        .filter(|s| q.get("name").is_none_or(|n| &s.name == n))
-        .filter(|s| q.get("status").is_none_or(|st| &s.status == st))
+        .filter(|s| q.get("name").is_none_or(|n| s.name == n))
+        .filter(|s| statuses.is_empty() || statuses.contains(&s.status.as_str()))
         .filter(|s| matches(&reqs, &s.labels))
         .map(server_json)
         .collect();
-    page("servers", items, &q)
+    page("servers", items, &q, &["id", "name", "created"])
+}
+
+/// `GET /{locations|datacenters|server_types|images}[?name=]`: the catalog.
+fn catalog_page(kind: Kind, key: &str, q: &Listing) -> Response {
+    let reqs = match selector(q) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let items = kind
+        .all()
+        .into_iter()
+        .filter(|v| q.get("name").is_none_or(|n| v["name"] == n))
+        .filter(|v| {
+            kind != Kind::Image
+                || (q.get("type").is_none_or(|t| v["type"] == t)
+                    && q.get("architecture").is_none_or(|a| v["architecture"] == a)
+                    && q.all("status").iter().all(|s| v["status"] == *s)
+                    && matches(&reqs, &BTreeMap::new()))
+        })
+        .collect();
+    page(key, items, q, &["id", "name"])
+}
+
+/// `GET /{kind}/{id}`: one catalog entry.
+fn catalog_entry(kind: Kind, key: &str, id: u64) -> Response {
+    match kind.by_id(id) {
+        Some(i) => json(StatusCode::OK, j!({ key: kind.json(i) })),
+        None => not_found(key),
+    }
+}
+
+async fn list_locations(q: Q) -> Response {
+    catalog_page(Kind::Location, "locations", &q)
+}
+async fn get_location(Path(id): Path<u64>) -> Response {
+    catalog_entry(Kind::Location, "location", id)
+}
+async fn list_datacenters(q: Q) -> Response {
+    catalog_page(Kind::Datacenter, "datacenters", &q)
+}
+async fn get_datacenter(Path(id): Path<u64>) -> Response {
+    catalog_entry(Kind::Datacenter, "datacenter", id)
+}
+async fn list_server_types(q: Q) -> Response {
+    catalog_page(Kind::ServerType, "server_types", &q)
+}
+async fn get_server_type(Path(id): Path<u64>) -> Response {
+    catalog_entry(Kind::ServerType, "server_type", id)
+}
+async fn list_images(q: Q) -> Response {
+    catalog_page(Kind::Image, "images", &q)
+}
+async fn get_image(Path(id): Path<u64>) -> Response {
+    catalog_entry(Kind::Image, "image", id)
 }
 
 async fn get_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
@@ -472,22 +608,26 @@ async fn get_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     }
 }
 
-/// Parsed `POST /servers` body.
+/// Parsed `POST /servers` body. `server_type`, `image`, `location`,
+/// `datacenter` and each of `ssh_keys` are an ID or a name (IDs as numbers
+/// or as strings of digits), as the reference allows.
 #[derive(Deserialize)]
 struct CreateServer {
     name: String,
     server_type: Value,
     image: Value,
     #[serde(default)]
-    location: Option<String>,
+    location: Option<Value>,
     #[serde(default)]
-    datacenter: Option<String>,
+    datacenter: Option<Value>,
     #[serde(default)]
     ssh_keys: Vec<Value>,
     #[serde(default)]
     networks: Vec<u64>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    start_after_create: Option<bool>,
 }
 
 fn as_name(v: &Value) -> String {
@@ -509,6 +649,33 @@ fn valid_hostname(name: &str) -> bool {
         })
 }
 
+/// A root password as the API hands out when no ssh key is given.
+fn root_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Resolves `v` ("ID or name") in the catalog, or answers which field named
+/// what that does not exist.
+fn resolve(kind: Kind, field: &str, v: &Value) -> Result<usize, Response> {
+    kind.resolve(v).ok_or_else(|| {
+        invalid(&format!(
+            "invalid input in field '{field}': {} {} not found",
+            field.replace('_', " "),
+            as_name(v)
+        ))
+    })
+}
+
+/// `POST /servers`: 201 with the server (`initializing`), the
+/// `create_server` action and, unless `start_after_create` is false, a
+/// `start_server` next action; `root_password` when no ssh key is given.
+/// The node boots in the background; the actions end once it is up (or,
+/// with `start_after_create: false`, once it is off again).
 async fn create_server(AxState(cloud): St, raw: Bytes) -> Response {
     let req: CreateServer = match body(&raw).and_then(|v| {
         serde_json::from_value(v).map_err(|e| invalid(&format!("invalid input: {e}")))
@@ -516,38 +683,27 @@ async fn create_server(AxState(cloud): St, raw: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let server_type = as_name(&req.server_type);
-    let image = as_name(&req.image);
-    let location_name = match (&req.location, &req.datacenter) {
-        (Some(l), _) => l.clone(),
-        (None, Some(dc)) => match LOCATIONS.iter().find(|l| l.1 == dc) {
-            Some(l) => l.0.to_string(),
-            None => {
-                return invalid(&format!(
-                    "invalid input in field 'datacenter': unknown datacenter {dc}"
-                ))
-            }
-        },
-        (None, None) => "fsn1".to_string(),
-    };
     if !valid_hostname(&req.name) {
         return invalid("invalid input in field 'name': must be a valid hostname");
     }
-    if !SERVER_TYPES.iter().any(|t| t.0 == server_type) {
-        return invalid(&format!(
-            "invalid input in field 'server_type': server type {server_type} not found"
-        ));
-    }
-    if !IMAGES.iter().any(|i| i.0 == image) {
-        return invalid(&format!(
-            "invalid input in field 'image': image {image} not found"
-        ));
-    }
-    let Some(&(_, _, zone, _)) = location(&location_name) else {
-        return invalid(&format!(
-            "invalid input in field 'location': location {location_name} not found"
-        ));
+    let server_type = match resolve(Kind::ServerType, "server_type", &req.server_type) {
+        Ok(i) => SERVER_TYPES[i].0.to_string(),
+        Err(e) => return e,
     };
+    let image = match resolve(Kind::Image, "image", &req.image) {
+        Ok(i) => IMAGES[i].0.to_string(),
+        Err(e) => return e,
+    };
+    let place = match (&req.location, &req.datacenter) {
+        (Some(l), _) => resolve(Kind::Location, "location", l),
+        (None, Some(dc)) => resolve(Kind::Datacenter, "datacenter", dc),
+        (None, None) => Ok(0),
+    };
+    let (location_name, zone) = match place {
+        Ok(i) => (LOCATIONS[i].0.to_string(), LOCATIONS[i].2),
+        Err(e) => return e,
+    };
+    let start = req.start_after_create.unwrap_or(true);
     let (id, action_id, next_id, spec, response) = {
         let mut w = cloud.world();
         if w.hetzner.servers.values().any(|s| s.name == req.name) {
@@ -624,25 +780,31 @@ async fn create_server(AxState(cloud): St, raw: Bytes) -> Response {
             ipv4: None,
             private,
             authorized_keys: keys.clone(),
+            node: node_name(id),
         };
         let response_server = server_json(&server);
         w.hetzner.servers.insert(id, server);
         let action_id = new_action(&mut w, "create_server", vec![(id, "server".into())]);
-        let next_id = new_action(&mut w, "start_server", vec![(id, "server".into())]);
-        let actions = (
-            w.hetzner.actions[&action_id].json(),
-            w.hetzner.actions[&next_id].json(),
-        );
+        let next_id =
+            start.then(|| new_action(&mut w, "start_server", vec![(id, "server".into())]));
+        let action = w.hetzner.actions[&action_id].json();
+        let next: Vec<Value> = next_id
+            .iter()
+            .map(|n| w.hetzner.actions[n].json())
+            .collect();
+        let password = keys.is_empty().then(root_password);
         let spec = NodeSpec {
-            name: req.name.clone(),
+            name: node_name(id),
+            hostname: Some(req.name.clone()),
             authorized_keys: keys,
             private_networks: attachments,
+            root_password: password.clone(),
         };
         let response = j!({
             "server": response_server,
-            "action": actions.0,
-            "next_actions": [actions.1],
-            "root_password": null
+            "action": action,
+            "next_actions": next,
+            "root_password": password
         });
         (id, action_id, next_id, spec, response)
     };
@@ -654,27 +816,37 @@ async fn create_server(AxState(cloud): St, raw: Bytes) -> Response {
             if let Some(a) = w.hetzner.actions.get_mut(&action_id) {
                 a.progress = 50;
             }
-            if let Some(s) = w.hetzner.servers.get_mut(&id) {
-                s.status = "starting".into();
-            }
-        }
-        let result = bg.provisioner().add(spec).await;
-        {
-            let mut w = bg.world();
-            let failure = result
-                .as_ref()
-                .err()
-                .map(|e| ("action_failed".to_string(), e.clone()));
-            if let Some(s) = w.hetzner.servers.get_mut(&id) {
-                match &result {
-                    Ok(info) => {
-                        s.ipv4 = Some(info.address.clone());
-                        s.status = "running".into();
-                    }
-                    Err(_) => s.status = "off".into(),
+            if start {
+                if let Some(s) = w.hetzner.servers.get_mut(&id) {
+                    s.status = "starting".into();
                 }
             }
-            for a in [action_id, next_id] {
+        }
+        let node = spec.name.clone();
+        let result = bg.provisioner().add(spec).await;
+        // Not to be started: the node was made (its disk exists) and is cut off again.
+        let stopped = match (&result, start) {
+            (Ok(_), false) => bg.provisioner().power(&node, false).await,
+            _ => Ok(()),
+        };
+        {
+            let mut w = bg.world();
+            let failure = match (&result, &stopped) {
+                (Err(e), _) | (Ok(_), Err(e)) => Some(("action_failed".to_string(), e.clone())),
+                _ => None,
+            };
+            if let Some(s) = w.hetzner.servers.get_mut(&id) {
+                if let Ok(info) = &result {
+                    s.ipv4 = Some(info.address.clone());
+                }
+                s.status = if result.is_ok() && start && stopped.is_ok() {
+                    "running"
+                } else {
+                    "off"
+                }
+                .into();
+            }
+            for a in std::iter::once(action_id).chain(next_id) {
                 if let Some(a) = w.hetzner.actions.get_mut(&a) {
                     a.finish(failure.clone());
                 }
@@ -694,33 +866,52 @@ fn allocate(subnet: &str, used: &[&str]) -> Option<String> {
         .find(|a| !used.contains(&a.as_str()))
 }
 
+/// `DELETE /servers/{id}`: 200 with the `delete_server` action, answered
+/// once the server's host is gone (so the server is gone from every listing
+/// by then, and its action finished). If the host cannot be removed, the
+/// server stays as it was and the action ends `error`, naming why.
 async fn delete_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
-    let (name, action_id, response) = {
+    let (node, before, action_id) = {
         let mut w = cloud.world();
         let Some(s) = w.hetzner.servers.get_mut(&id) else {
             return not_found("server");
         };
-        s.status = "deleting".into();
-        let name = s.name.clone();
+        if s.status == "deleting" {
+            return err(
+                StatusCode::LOCKED,
+                "locked",
+                &format!("server {id} is locked (deleting)"),
+            );
+        }
+        let before = std::mem::replace(&mut s.status, "deleting".into());
+        let node = s.node();
         let action_id = new_action(&mut w, "delete_server", vec![(id, "server".into())]);
-        let response = j!({ "action": w.hetzner.actions[&action_id].json() });
-        (name, action_id, response)
+        (node, before, action_id)
     };
     cloud.save();
-    let bg = cloud.clone();
-    tokio::spawn(async move {
-        let result = bg.provisioner().remove(&name).await;
-        {
-            let mut w = bg.world();
-            if result.is_ok() {
+    let result = cloud.provisioner().remove(&node).await;
+    let response = {
+        let mut w = cloud.world();
+        match &result {
+            Ok(()) => {
                 w.hetzner.servers.remove(&id);
             }
-            if let Some(a) = w.hetzner.actions.get_mut(&action_id) {
-                a.finish(result.err().map(|e| ("action_failed".to_string(), e)));
+            Err(_) => {
+                if let Some(s) = w.hetzner.servers.get_mut(&id) {
+                    s.status = before;
+                }
             }
         }
-        bg.save();
-    });
+        let failure = result.err().map(|e| ("action_failed".to_string(), e));
+        match w.hetzner.actions.get_mut(&action_id) {
+            Some(a) => {
+                a.finish(failure);
+                j!({ "action": a.json() })
+            }
+            None => j!({}),
+        }
+    };
+    cloud.save();
     json(StatusCode::OK, response)
 }
 
@@ -743,7 +934,7 @@ async fn power(cloud: Arc<Cloud>, id: u64, on: bool) -> Response {
             );
         }
         s.status = if on { "starting" } else { "stopping" }.into();
-        let name = s.name.clone();
+        let name = s.node();
         let command = if on { "start_server" } else { "stop_server" };
         let action_id = new_action(&mut w, command, vec![(id, "server".into())]);
         let response = j!({ "action": w.hetzner.actions[&action_id].json() });
@@ -781,7 +972,7 @@ async fn poweron_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     power(cloud, id, true).await
 }
 
-async fn list_networks(AxState(cloud): St, Query(q): Q) -> Response {
+async fn list_networks(AxState(cloud): St, q: Q) -> Response {
     let reqs = match selector(&q) {
         Ok(r) => r,
         Err(e) => return e,
@@ -791,11 +982,11 @@ async fn list_networks(AxState(cloud): St, Query(q): Q) -> Response {
         .hetzner
         .networks
         .values()
-        .filter(|n| q.get("name").is_none_or(|name| &n.name == name))
+        .filter(|n| q.get("name").is_none_or(|name| n.name == name))
         .filter(|n| matches(&reqs, &n.labels))
         .map(|n| network_json(n, &w.hetzner.servers))
         .collect();
-    page("networks", items, &q)
+    page("networks", items, &q, &["id", "name", "created"])
 }
 
 async fn get_network(AxState(cloud): St, Path(id): Path<u64>) -> Response {
@@ -981,7 +1172,7 @@ async fn delete_network(AxState(cloud): St, Path(id): Path<u64>) -> Response {
     no_content()
 }
 
-async fn list_keys(AxState(cloud): St, Query(q): Q) -> Response {
+async fn list_keys(AxState(cloud): St, q: Q) -> Response {
     let reqs = match selector(&q) {
         Ok(r) => r,
         Err(e) => return e,
@@ -991,12 +1182,12 @@ async fn list_keys(AxState(cloud): St, Query(q): Q) -> Response {
         .hetzner
         .ssh_keys
         .values()
-        .filter(|k| q.get("name").is_none_or(|n| &k.name == n))
-        .filter(|k| q.get("fingerprint").is_none_or(|f| &k.fingerprint == f))
+        .filter(|k| q.get("name").is_none_or(|n| k.name == n))
+        .filter(|k| q.get("fingerprint").is_none_or(|f| k.fingerprint == f))
         .filter(|k| matches(&reqs, &k.labels))
         .map(key_json)
         .collect();
-    page("ssh_keys", items, &q)
+    page("ssh_keys", items, &q, &["id", "name"])
 }
 
 async fn get_key(AxState(cloud): St, Path(id): Path<u64>) -> Response {
@@ -1069,14 +1260,29 @@ async fn delete_key(AxState(cloud): St, Path(id): Path<u64>) -> Response {
 /// The `/v1` routes.
 pub fn routes() -> Router<Arc<Cloud>> {
     Router::new()
+        .route("/actions", get(list_actions))
         .route("/actions/{id}", get(get_action))
         .route("/servers", get(list_servers).post(create_server))
+        .route("/servers/actions/{action_id}", get(any_server_action))
         .route("/servers/{id}", get(get_server).delete(delete_server))
+        .route("/servers/{id}/actions", get(server_actions))
+        .route("/servers/{id}/actions/{action_id}", get(server_action))
         .route("/servers/{id}/actions/poweroff", post(poweroff_server))
         .route("/servers/{id}/actions/poweron", post(poweron_server))
         .route("/networks", get(list_networks).post(create_network))
+        .route("/networks/actions/{action_id}", get(any_network_action))
         .route("/networks/{id}", get(get_network).delete(delete_network))
+        .route("/networks/{id}/actions", get(network_actions))
+        .route("/networks/{id}/actions/{action_id}", get(network_action))
         .route("/networks/{id}/actions/add_subnet", post(add_subnet))
+        .route("/locations", get(list_locations))
+        .route("/locations/{id}", get(get_location))
+        .route("/datacenters", get(list_datacenters))
+        .route("/datacenters/{id}", get(get_datacenter))
+        .route("/server_types", get(list_server_types))
+        .route("/server_types/{id}", get(get_server_type))
+        .route("/images", get(list_images))
+        .route("/images/{id}", get(get_image))
         .route("/ssh_keys", get(list_keys).post(create_key))
         .route("/ssh_keys/{id}", get(get_key).delete(delete_key))
 }

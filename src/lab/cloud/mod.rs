@@ -13,8 +13,11 @@
 //! (and loaded again when the daemon restarts).
 
 pub mod digitalocean;
+pub mod fallback;
 pub mod faults;
 pub mod hetzner;
+pub mod hetzner_catalog;
+pub mod listing;
 
 use crate::lab::{LabState, NodeInfo, NodeSpec};
 use axum::body::Body;
@@ -248,6 +251,7 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
     let providers = Router::new()
         .nest("/v1", hetzner::routes())
         .nest("/v2", digitalocean::routes())
+        .fallback(fallback::unknown)
         .layer(axum::middleware::from_fn_with_state(
             cloud.clone(),
             faults::guard,

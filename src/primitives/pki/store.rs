@@ -99,20 +99,19 @@ impl Store {
         Ok(Some(KeyFile { pem, mode }))
     }
 
-    /// Create the folder with mode 0700, or tighten an existing one to 0700.
+    /// Create the folder with mode 0700, or check an existing one: a real
+    /// folder of this user with mode 0700 (a symlink or a wider mode is
+    /// refused with the fix to apply, never changed: see
+    /// [`crate::workspace::check_private_dir`]).
     pub fn ensure_dir(&self) -> Result<(), StepError> {
+        let unsafe_dir = |e: crate::workspace::UnsafeDir| StepError::Other(e.to_string());
+        crate::workspace::check_private_dir(&self.dir).map_err(unsafe_dir)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
             .create(&self.dir)
             .map_err(|e| StepError::io("creating folder", &self.dir, e))?;
-        let meta =
-            fs::metadata(&self.dir).map_err(|e| StepError::io("reading folder", &self.dir, e))?;
-        if meta.mode() & 0o777 != DIR_MODE {
-            fs::set_permissions(&self.dir, fs::Permissions::from_mode(DIR_MODE))
-                .map_err(|e| StepError::io("setting mode of", &self.dir, e))?;
-        }
-        Ok(())
+        crate::workspace::check_private_dir(&self.dir).map_err(unsafe_dir)
     }
 
     /// Write the private key of `name` (mode 0600 from creation on).
@@ -190,9 +189,27 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
 
-        // a folder made too open by someone else is tightened
+        // a folder made too open by someone else is refused, not silently changed
         fs::set_permissions(store.dir(), fs::Permissions::from_mode(0o755)).unwrap();
-        store.write_key("k", "again").unwrap();
-        assert_eq!(mode(store.dir()), 0o700);
+        let err = store.write_key("k", "again").unwrap_err().to_string();
+        assert!(err.contains("has mode 0755"), "{err}");
+        assert!(err.contains("chmod 0700"), "{err}");
+        assert_eq!(mode(store.dir()), 0o755);
+        assert_eq!(store.read_key("k").unwrap().unwrap().pem, "secret");
+
+        // a symlinked folder: refused, and its target's mode is left alone
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        let linked = Store::new(tmp.path().join("ws2/pki"));
+        fs::create_dir(tmp.path().join("ws2")).unwrap();
+        std::os::unix::fs::symlink(&shared, linked.dir()).unwrap();
+        let err = linked.write_key("k", "secret").unwrap_err().to_string();
+        assert!(err.contains("is a symlink"), "{err}");
+        assert_eq!(mode(&shared), 0o755);
+        assert!(
+            fs::read_dir(&shared).unwrap().next().is_none(),
+            "nothing written through the link"
+        );
     }
 }

@@ -78,6 +78,7 @@ impl Step for Dir {
         let want = self.want()?;
         let path = &self.args.path;
         let (facts, _) = put::observe(ctx, &self.host, path, false).await?;
+        facts.check_holders(&self.host.name, "path", path)?;
         let digest = fingerprint(&facts);
         let target = &self.host.name;
         let output = |changed, created| FileResult {
@@ -120,6 +121,16 @@ impl Step for Dir {
                     },
                 ))
             }
+            Kind::Link => Err(StepError::invalid(
+                "path",
+                format!(
+                    "{path} on {target} is a symlink (owner {}) to {}, where a folder \
+                     should be: cairn does not follow it, nor change what it points to; \
+                     remove the link (or give the real folder's path)",
+                    facts.owner,
+                    facts.link_to.as_deref().unwrap_or("?")
+                ),
+            )),
             Kind::File | Kind::Other => Err(StepError::invalid(
                 "path",
                 format!("{path} on {target} exists and is not a directory"),
@@ -143,15 +154,22 @@ impl Step for Dir {
         }
     }
     async fn apply(&self, ctx: &Ctx, work: DirWork) -> Result<FileResult, StepError> {
-        let mkdir = if work.create {
-            "mkdir -p -- \"$p\"\n"
-        } else {
-            ""
-        };
+        // Mode and owner are set on the folder cairn is in after `cd`, once
+        // its real path is checked: a link swapped in is never followed.
         let script = format!(
-            "set -e\np={}\n{mkdir}{}",
-            quote(&self.args.path),
-            work.want.apply_to("p")
+            "set -e\np={p}\nd=${{p%/*}}; [ -n \"$d\" ] || d=/\n{mkdir}\
+             r=$(cd -P -- \"$d\" && pwd -P)\n\
+             cd -P -- \"$p\"\n\
+             if [ \"$(pwd -P)\" != \"${{r%/}}/${{p##*/}}\" ]; then\n\
+             \x20 echo \"cairn: $p is not a folder of its own (now $(pwd -P)): a link was swapped in; nothing changed\" >&2; exit 5\n\
+             fi\n{fix}",
+            p = quote(&self.args.path),
+            mkdir = if work.create {
+                "mkdir -p -- \"$p\"\n"
+            } else {
+                ""
+            },
+            fix = work.want.apply_to("."),
         );
         let out = ctx.ssh.exec(&self.host, &script, None).await?;
         if out.code != 0 {

@@ -52,9 +52,8 @@ pub struct Download {
     pub args: DownloadArgs,
 }
 
-/// Fetch (and fix mode/owner), or only fix mode/owner.
+/// Fetch with mode and owner set (a mode or owner change alone fetches again).
 pub struct DownloadWork {
-    fetch: bool,
     want: Want,
     output: FileResult,
 }
@@ -106,6 +105,7 @@ impl Step for Download {
         let dest = &self.args.dest;
         let target = &self.host.name;
         let (facts, _) = put::observe(ctx, &self.host, dest, false).await?;
+        facts.check_holders(&self.host.name, "dest", dest)?;
         let digest = fingerprint(&facts);
         let output = |changed, created| FileResult {
             path: dest.clone(),
@@ -119,7 +119,6 @@ impl Step for Download {
                 digest,
                 output(true, true),
                 DownloadWork {
-                    fetch: true,
                     want,
                     output: output(true, true),
                 },
@@ -154,12 +153,23 @@ impl Step for Download {
                     digest,
                     output(true, false),
                     DownloadWork {
-                        fetch: !same,
                         want,
                         output: output(true, false),
                     },
                 ))
             }
+            Kind::Link => Ok(Prepared::todo(
+                vec![Action::change(target, self.what(&want)).because(format!(
+                    "replace symlink → {}, {from}",
+                    facts.link_to.as_deref().unwrap_or("?")
+                ))],
+                digest,
+                output(true, false),
+                DownloadWork {
+                    want,
+                    output: output(true, false),
+                },
+            )),
             Kind::Dir | Kind::Other => Err(StepError::invalid(
                 "dest",
                 format!("{dest} on {target} exists and is not a regular file"),
@@ -186,31 +196,18 @@ impl Step for Download {
     }
     async fn apply(&self, ctx: &Ctx, work: DownloadWork) -> Result<FileResult, StepError> {
         let (_, sha) = self.check()?;
-        let script = if work.fetch {
-            format!(
-                "set -e\np={p}\nd=$(dirname -- \"$p\")\nmkdir -p -- \"$d\"\n\
-                 t=$(mktemp -- \"$d/.cairn.XXXXXXXX\")\n\
-                 trap 'rm -f -- \"$t\"' EXIT\n\
-                 curl -fsSL --retry 2 --connect-timeout 20 -o \"$t\" {url}\n\
-                 s=$(sha256sum < \"$t\" | cut -d' ' -f1)\n\
-                 if [ \"$s\" != {sha} ]; then echo \"sha256 mismatch: $s\" >&2; exit 90; fi\n\
-                 {fix}mv -f -- \"$t\" \"$p\"\ntrap - EXIT\n",
-                p = quote(&self.args.dest),
-                url = quote(&self.args.url),
-                fix = work.want.apply_to("t"),
-            )
-        } else {
-            format!(
-                "set -e\np={}\n{}",
-                quote(&self.args.dest),
-                work.want.apply_to("p")
-            )
-        };
+        // A mode or owner change alone downloads again: changing them in
+        // place would follow a link swapped in since the facts were read.
+        let fetch = format!(
+            "curl -fsSL --retry 2 --connect-timeout 20 -o \"$f\" -- {}",
+            quote(&self.args.url)
+        );
+        let script = put::private_write(&self.args.dest, true, &fetch, &sha, &work.want);
         let out = ctx
             .ssh
             .exec_with(&self.host, &script, None, Some(DOWNLOAD_TIMEOUT))
             .await?;
-        if out.code == 90 {
+        if out.code == put::SHA_MISMATCH {
             let actual = out
                 .stderr
                 .lines()

@@ -86,9 +86,11 @@ pub struct Write {
 }
 
 /// Facts, decision and prepared work for putting `content` at `path`.
+#[allow(clippy::too_many_arguments)]
 async fn prepare_put(
     ctx: &Ctx,
     host: &Host,
+    field: &str,
     kind: &str,
     path: &str,
     content: Vec<u8>,
@@ -97,6 +99,7 @@ async fn prepare_put(
 ) -> Result<Prepared<FileResult, Write>, StepError> {
     let new = NewContent::new(&content, secret);
     let (facts, current) = put::observe(ctx, host, path, !new.hidden).await?;
+    facts.check_holders(&host.name, field, path)?;
     let decision = put::decide(
         &host.name,
         kind,
@@ -183,6 +186,7 @@ impl Step for File {
         prepare_put(
             ctx,
             &self.host,
+            "path",
             "file",
             &a.path,
             content.to_vec(),
@@ -285,7 +289,10 @@ impl Step for Upload {
             a.group.as_deref(),
             default_mode(&content, a.secret),
         )?;
-        prepare_put(ctx, &self.host, "file", &a.dest, content, want, a.secret).await
+        prepare_put(
+            ctx, &self.host, "dest", "file", &a.dest, content, want, a.secret,
+        )
+        .await
     }
     fn intent(&self) -> Prepared<FileResult, Write> {
         let a = &self.args;

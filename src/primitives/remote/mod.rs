@@ -131,6 +131,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
             },
         );
 
+    register_argv(engine, exec);
+
     let opts = ["host: Host", "options: Map"];
     register_step(
         engine,
@@ -196,6 +198,85 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         &[unpack::DOC],
         |host, args| Unpack { host, args },
     );
+}
+
+/// An argument list from Rhai as one shell line (see [`run::argv_line`]):
+/// strings and integers; anything else is an error naming the item.
+fn argv_of(what: &str, argv: rhai::Array) -> Res<String> {
+    let mut words = Vec::with_capacity(argv.len());
+    for (i, item) in argv.into_iter().enumerate() {
+        if item.is_string() {
+            words.push(item.into_string().unwrap_or_default());
+        } else if item.is_int() {
+            words.push(item.as_int().unwrap_or_default().to_string());
+        } else {
+            return Err(format!(
+                "{what}: item {i} of the command list is {}, not a string",
+                item.type_name()
+            )
+            .into());
+        }
+    }
+    run::argv_line(words).map_err(|e| format!("{what}: bad command list: {e}").into())
+}
+
+/// `run(host, [argv...])`, `fact(host, [argv...])` and their forms with
+/// options: each item is one argument, whatever it holds.
+fn register_argv(engine: &mut Engine, exec: &Arc<Executor>) {
+    let x = exec.clone();
+    FuncRegistration::new("run")
+        .with_params_info(["host: Host", "argv: Array", "CommandResult"])
+        .with_comments([run::DOC_RUN_ARGV])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
+                let line = argv_of("run", argv)?;
+                x.exec(&call, Run::new(host, &line, RunOptions::default()))
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("run")
+        .with_params_info(["host: Host", "argv: Array", "options: Map", "CommandResult"])
+        .with_comments([run::DOC_RUN_ARGV])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  argv: rhai::Array,
+                  options: Map|
+                  -> Res<CommandResult> {
+                let line = argv_of("run", argv)?;
+                let opts: RunOptions = args::parse("run", options)?;
+                x.exec(&call, Run::new(host, &line, opts))
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("fact")
+        .with_params_info(["host: Host", "argv: Array", "CommandResult"])
+        .with_comments([run::DOC_FACT_ARGV])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
+                let line = argv_of("fact", argv)?;
+                x.exec(&call, Fact::new(host, &line, FactOptions::default()))
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("fact")
+        .with_params_info(["host: Host", "argv: Array", "options: Map", "CommandResult"])
+        .with_comments([run::DOC_FACT_ARGV])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  argv: rhai::Array,
+                  options: Map|
+                  -> Res<CommandResult> {
+                let line = argv_of("fact", argv)?;
+                let opts: FactOptions = args::parse("fact", options)?;
+                x.exec(&call, Fact::new(host, &line, opts))
+            },
+        );
 }
 
 /// The result types, with getters and readable printing. (`Host` itself is

@@ -43,6 +43,8 @@ pub enum Kind {
     Missing,
     File,
     Dir,
+    /// A symbolic link (never followed).
+    Link,
     Other,
 }
 
@@ -59,6 +61,32 @@ pub struct PathFacts {
     pub sha256: Option<String>,
     /// Whether the parent folder exists.
     pub parent_exists: bool,
+    /// Where a symbolic link at the path points (shown, never followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_to: Option<String>,
+    /// Folders that hold the path's parent (or would hold what `mkdir -p`
+    /// makes) and that an account other than root could change: their
+    /// entries could be swapped for links under a root write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsafe_holders: Vec<String>,
+}
+
+impl PathFacts {
+    /// Refuse to write at a path below a folder another account controls.
+    pub fn check_holders(&self, host: &str, field: &str, path: &str) -> Result<(), StepError> {
+        match self.unsafe_holders.first() {
+            None => Ok(()),
+            Some(holder) => Err(StepError::invalid(
+                field,
+                format!(
+                    "{path} on {host} is below {holder}: another account could swap a \
+                     folder on the way for a link and turn a root write elsewhere; cairn \
+                     writes only below folders root alone may change (chown root and chmod \
+                     go-w that folder, or pick another path)"
+                ),
+            )),
+        }
+    }
 }
 
 /// Mode and ownership asked for.
@@ -139,16 +167,23 @@ impl Want {
         out
     }
 
-    /// Shell lines setting mode and ownership of `"$var"`.
-    pub fn apply_to(&self, var: &str) -> String {
+    /// Shell lines setting mode and ownership of `target` (a word as the
+    /// shell reads it, e.g. `"$f"` or `.`). Ownership is changed without
+    /// following a link (`-h`); `chmod` has no such option, so `target` must be
+    /// a file or folder no other account can swap (a file in cairn's private
+    /// temporary folder, or the current folder after `cd`).
+    pub fn apply_to(&self, target: &str) -> String {
         let mut s = String::new();
         match (&self.owner, &self.group) {
-            (Some(o), Some(g)) => s.push_str(&format!("chown {o}:{g} -- \"${var}\"\n")),
-            (Some(o), None) => s.push_str(&format!("chown {o} -- \"${var}\"\n")),
-            (None, Some(g)) => s.push_str(&format!("chgrp {g} -- \"${var}\"\n")),
+            (Some(o), Some(g)) => s.push_str(&format!(
+                "chown -h {} -- {target}\n",
+                quote(&format!("{o}:{g}"))
+            )),
+            (Some(o), None) => s.push_str(&format!("chown -h {} -- {target}\n", quote(o))),
+            (None, Some(g)) => s.push_str(&format!("chgrp -h {} -- {target}\n", quote(g))),
             (None, None) => {}
         }
-        s.push_str(&format!("chmod {} -- \"${var}\"\n", self.mode));
+        s.push_str(&format!("chmod {} -- {target}\n", quote(&self.mode)));
         s
     }
 }
@@ -181,28 +216,46 @@ pub fn check_path(field: &str, path: &str) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Observe `path` on `host`: kind, mode, owner, hash and, if `fetch_content`
-/// and it is small, its content (for diffs). One round trip.
+/// Observe `path` on `host` without following a link at it: kind, mode,
+/// owner, hash and, if `fetch_content` and it is small, its content (for
+/// diffs); the folders that hold it. One round trip.
+///
+/// Content and hash are read from a descriptor that is checked to be the very
+/// file (device and inode) `stat` saw at the path as a regular file, so a link
+/// planted there, or swapped in while reading, is never read through. A file
+/// with more than one hard link is hashed but its content is not fetched.
 pub async fn observe(
     ctx: &Ctx,
     host: &Host,
     path: &str,
     fetch_content: bool,
 ) -> Result<(PathFacts, Option<Vec<u8>>), StepError> {
-    let content = if fetch_content {
-        format!(
-            "if [ -f \"$p\" ] && [ \"$(stat -L -c %s -- \"$p\")\" -le {DIFF_LIMIT} ]; then base64 -w0 < \"$p\"; fi\n"
-        )
-    } else {
-        String::new()
-    };
     let script = format!(
         "p={p}\n\
-         if [ -e \"$p\" ]; then stat -L -c '%F|%a|%U|%G|%s' -- \"$p\"; else echo 'missing||||0'; fi\n\
-         if [ -f \"$p\" ]; then sha256sum < \"$p\" | cut -d' ' -f1; else echo -; fi\n\
-         if [ -d \"$(dirname -- \"$p\")\" ]; then echo parent; else echo noparent; fi\n\
-         {content}echo",
-        p = quote(path)
+         set -f\n\
+         d=${{p%/*}}; [ -n \"$d\" ] || d=/\n\
+         t=$(stat -c '%F|%a|%U|%G|%s|%d:%i|%h' -- \"$p\" 2>/dev/null) || t='missing||||0||0'\n\
+         printf '%s\\n' \"$t\"\n\
+         IFS='|'; set -- $t; IFS=' \t\n'\n\
+         if [ \"$1\" = 'symbolic link' ]; then printf 'link %s\\n' \"$(readlink -- \"$p\" | tr '\\n' ' ')\"; else echo nolink; fi\n\
+         case \"$1\" in\n\
+         'regular file'|'regular empty file')\n\
+         \x20 if {{ command exec 3<\"$p\"; }} 2>/dev/null && [ \"$(stat -L -c %d:%i -- /dev/fd/3)\" = \"$6\" ]; then\n\
+         \x20   if [ {fetch} = 1 ] && [ \"$5\" -le {DIFF_LIMIT} ] && [ \"$7\" = 1 ]; then echo =; base64 -w0 <&3; echo\n\
+         \x20   else sha256sum <&3 | cut -d' ' -f1; echo; fi\n\
+         \x20   exec 3<&-\n\
+         \x20 else echo moved; echo; fi;;\n\
+         *) echo -; echo;;\n\
+         esac\n\
+         e=$d; while [ ! -d \"$e\" ] && [ \"$e\" != / ]; do e=${{e%/*}}; [ -n \"$e\" ] || e=/; done\n\
+         if [ \"$e\" = \"$d\" ]; then echo parent; set --; else echo noparent; set -- \"$e\"; fi\n\
+         a=$e; while [ \"$a\" != / ]; do a=${{a%/*}}; [ -n \"$a\" ] || a=/; set -- \"$@\" \"$a\"; done\n\
+         r=$(cd -P -- \"$e\" 2>/dev/null && pwd -P) || r=/\n\
+         [ \"$r\" = \"$e\" ] || [ \"$e\" = \"$d\" ] || set -- \"$@\" \"$r\"\n\
+         a=$r; while [ \"$a\" != / ]; do a=${{a%/*}}; [ -n \"$a\" ] || a=/; set -- \"$@\" \"$a\"; done\n\
+         stat -L -c 'holder|%u|%g|%a|%n' -- \"$@\"\n",
+        p = quote(path),
+        fetch = if fetch_content { 1 } else { 0 },
     );
     let out = ctx.ssh.exec(host, &script, None).await?;
     if out.code != 0 {
@@ -213,29 +266,59 @@ pub async fn observe(
             stderr: crate::ssh::tail(&out.stderr, 1000),
         });
     }
-    parse_facts(&out.stdout).ok_or_else(|| StepError::Transport {
+    let parsed = parse_facts(&out.stdout).ok_or_else(|| StepError::Transport {
         host: host.name.clone(),
         command: format!("inspect {path}"),
         message: format!(
             "unexpected answer: {}",
             crate::ssh::tail(out.stdout.lines().next().unwrap_or(""), 200)
         ),
-    })
+    })?;
+    if parsed.0.sha256.as_deref() == Some("moved") {
+        return Err(StepError::Command {
+            host: host.name.clone(),
+            command: format!("inspect {path}"),
+            code: 0,
+            stderr: "the file was replaced while it was read (a link or another file swapped in); \
+                     nothing was read from it"
+                .into(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Whether a folder (`holder|uid|gid|mode|name`) may be changed by an account
+/// other than root: not owned by root, writable by a group other than root's,
+/// or writable by others without the sticky bit.
+fn unsafe_holder(line: &str) -> Option<String> {
+    let mut f = line.splitn(5, '|');
+    let (_, uid, gid, mode, name) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let mode = u32::from_str_radix(mode, 8).ok()?;
+    let risky = uid != "0"
+        || (mode & 0o020 != 0 && gid != "0")
+        || (mode & 0o002 != 0 && mode & 0o1000 == 0);
+    risky.then(|| format!("{name} (owner uid {uid}, group gid {gid}, mode {mode:04o})"))
 }
 
 fn parse_facts(stdout: &str) -> Option<(PathFacts, Option<Vec<u8>>)> {
     let mut lines = stdout.lines();
     let stat: Vec<&str> = lines.next()?.split('|').collect();
+    let link = lines.next()?;
     let hash = lines.next()?.trim();
-    let parent = lines.next()?.trim();
     let content = lines.next().map(str::trim).filter(|c| !c.is_empty());
-    if stat.len() != 5 {
+    let parent = lines.next()?.trim();
+    let unsafe_holders: Vec<String> = lines
+        .filter(|l| l.starts_with("holder|"))
+        .filter_map(unsafe_holder)
+        .collect();
+    if stat.len() != 7 {
         return None;
     }
     let kind = match stat[0] {
         "missing" => Kind::Missing,
         "regular file" | "regular empty file" => Kind::File,
         "directory" => Kind::Dir,
+        "symbolic link" => Kind::Link,
         _ => Kind::Other,
     };
     let mode = if kind == Kind::Missing {
@@ -244,7 +327,20 @@ fn parse_facts(stdout: &str) -> Option<(PathFacts, Option<Vec<u8>>)> {
         format!("{:0>4}", stat[1])
     };
     use base64::Engine as _;
-    let content = content.and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+    let content = if hash == "=" {
+        Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(content.unwrap_or(""))
+                .ok()?,
+        )
+    } else {
+        None
+    };
+    let sha256 = match (&content, hash) {
+        (Some(c), _) => Some(sha256_hex(c)),
+        (None, "-") => None,
+        (None, h) => Some(h.to_string()),
+    };
     Some((
         PathFacts {
             kind,
@@ -252,11 +348,55 @@ fn parse_facts(stdout: &str) -> Option<(PathFacts, Option<Vec<u8>>)> {
             owner: stat[2].to_string(),
             group: stat[3].to_string(),
             size: stat[4].parse().unwrap_or(0),
-            sha256: (hash != "-").then(|| hash.to_string()),
+            sha256,
             parent_exists: parent == "parent",
+            link_to: link.strip_prefix("link ").map(|l| l.trim_end().to_string()),
+            unsafe_holders,
         },
         content,
     ))
+}
+
+/// Exit code of [`private_write`] when the new file's sha256 is not the one
+/// expected (stderr: `sha256 mismatch: <actual>`); nothing was installed.
+pub const SHA_MISMATCH: i32 = 90;
+
+/// The shell script that puts a new file at `path` without following any
+/// link another account could have planted: in the path's folder (entered
+/// with `cd -P`, made first if `mkdir`), a fresh private folder (0700,
+/// checked after entering it) gets the file, `produce` writes it (a shell
+/// snippet writing to `"$f"`, e.g. `cat > "$f"`), its sha256 is checked
+/// against `sha` and mode and owner set, and it is renamed over the path
+/// (`mv -T`: a link or file there is replaced, never written through).
+pub fn private_write(path: &str, mkdir: bool, produce: &str, sha: &str, want: &Want) -> String {
+    format!(
+        "set -e\n\
+         p={p}\n\
+         b=${{p##*/}}; d=${{p%/*}}; [ -n \"$d\" ] || d=/\n\
+         {mkdir}\
+         cd -P -- \"$d\"\n\
+         r=$(pwd -P)\n\
+         w=$(mktemp -d .cairn.XXXXXXXX)\n\
+         trap 'rm -rf -- \"$r/$w\"' EXIT\n\
+         cd -- \"$w\"\n\
+         if [ \"$(stat -c %u:%a .)\" != \"$(id -u):700\" ] || [ \"$(pwd -P)\" != \"${{r%/}}/$w\" ]; then\n\
+         \x20 echo \"cairn: the temporary folder $r/$w was swapped while in use\" >&2; exit 5\n\
+         fi\n\
+         f=$(mktemp ./.new.XXXXXXXX)\n\
+         {produce}\n\
+         s=$(sha256sum < \"$f\" | cut -d' ' -f1)\n\
+         if [ \"$s\" != {sha} ]; then echo \"sha256 mismatch: $s\" >&2; exit {SHA_MISMATCH}; fi\n\
+         {fix}\
+         mv -f -T -- \"$f\" \"${{r%/}}/$b\"\n",
+        p = quote(path),
+        mkdir = if mkdir {
+            "mkdir -p -- \"$d\"\n"
+        } else {
+            ""
+        },
+        sha = quote(sha),
+        fix = want.apply_to("\"$f\""),
+    )
 }
 
 /// The write `decide` settled on.
@@ -400,6 +540,23 @@ pub fn decide(
                 },
             })
         }
+        Kind::Link => Ok(Decision {
+            actions: vec![Action::change(target, what)
+                .because(format!(
+                    "replace symlink → {}",
+                    facts.link_to.as_deref().unwrap_or("?")
+                ))
+                .with_diff(Some(diff(path, None, None, new)))],
+            work: Some(PutWork {
+                write: true,
+                mkdir: false,
+            }),
+            output: FileResult {
+                path: path.into(),
+                changed: true,
+                created: false,
+            },
+        }),
         Kind::Dir | Kind::Other => Err(StepError::invalid(
             "path",
             format!(
@@ -414,9 +571,10 @@ pub fn decide(
     }
 }
 
-/// Carry out `work`: write `new` atomically (a temp file in the same folder,
-/// mode and owner set, hash checked, then renamed over `path`), or only fix
-/// mode and owner in place.
+/// Carry out `work`: write `new` through [`private_write`] (mode and owner
+/// set on the new file before it replaces the path). A mode or owner change
+/// alone rewrites the file too: changing them in place would follow a link
+/// swapped in since the facts were read.
 pub async fn put(
     ctx: &Ctx,
     host: &Host,
@@ -425,33 +583,8 @@ pub async fn put(
     new: &NewContent<'_>,
     work: &PutWork,
 ) -> Result<(), StepError> {
-    let p = quote(path);
-    let (script, stdin) = if work.write {
-        let mkdir = if work.mkdir {
-            "mkdir -p -- \"$d\"\n"
-        } else {
-            ""
-        };
-        (
-            format!(
-                "set -e\np={p}\nd=$(dirname -- \"$p\")\n{mkdir}\
-                 t=$(mktemp -- \"$d/.cairn.XXXXXXXX\")\n\
-                 trap 'rm -f -- \"$t\"' EXIT\n\
-                 cat > \"$t\"\n\
-                 {fix}\
-                 s=$(sha256sum < \"$t\" | cut -d' ' -f1)\n\
-                 if [ \"$s\" != {sha} ]; then echo \"content arrived damaged (sha256 $s)\" >&2; exit 3; fi\n\
-                 mv -f -- \"$t\" \"$p\"\n\
-                 trap - EXIT\n",
-                fix = want.apply_to("t"),
-                sha = new.sha256,
-            ),
-            Some(new.bytes),
-        )
-    } else {
-        (format!("set -e\np={p}\n{}", want.apply_to("p")), None)
-    };
-    let out = ctx.ssh.exec(host, &script, stdin).await?;
+    let script = private_write(path, work.mkdir, "cat > \"$f\"", &new.sha256, want);
+    let out = ctx.ssh.exec(host, &script, Some(new.bytes)).await?;
     if out.code != 0 {
         return Err(StepError::Command {
             host: host.name.clone(),
@@ -481,6 +614,8 @@ mod tests {
             size: 0,
             sha256: sha.map(str::to_string),
             parent_exists: true,
+            link_to: None,
+            unsafe_holders: Vec::new(),
         }
     }
 
@@ -609,15 +744,56 @@ mod tests {
 
     #[test]
     fn facts_parse() {
-        let (f, c) = parse_facts("regular file|600|root|adm|12\nabc\nparent\nYQ==\n").unwrap();
+        let (f, c) = parse_facts(
+            "regular file|600|root|adm|1|2049:7|1\nnolink\n=\nYQ==\nparent\nholder|0|0|755|/etc\nholder|0|0|755|/\n",
+        )
+        .unwrap();
         assert_eq!(f.kind, Kind::File);
         assert_eq!(f.mode, "0600");
         assert_eq!(f.group, "adm");
-        assert_eq!(f.sha256.as_deref(), Some("abc"));
+        assert_eq!(f.sha256.as_deref(), Some(sha256_hex(b"a").as_str()));
         assert_eq!(c.as_deref(), Some(&b"a"[..]));
-        let (f, c) = parse_facts("missing||||0\n-\nnoparent\n\n").unwrap();
+        assert!(f.unsafe_holders.is_empty());
+        let (f, c) =
+            parse_facts("missing||||0||0\nnolink\n-\n\nnoparent\nholder|0|0|1777|/tmp\n").unwrap();
         assert_eq!(f.kind, Kind::Missing);
         assert!(!f.parent_exists && c.is_none() && f.sha256.is_none());
+        let (f, c) = parse_facts(
+            "symbolic link|777|etcd|etcd|11|2049:9|1\nlink /etc/shadow\n-\n\nparent\nholder|998|998|750|/etc/ssl/etcd\n",
+        )
+        .unwrap();
+        assert_eq!(f.kind, Kind::Link);
+        assert_eq!(f.link_to.as_deref(), Some("/etc/shadow"));
+        assert!(c.is_none() && f.sha256.is_none());
+        assert_eq!(
+            f.unsafe_holders,
+            ["/etc/ssl/etcd (owner uid 998, group gid 998, mode 0750)"]
+        );
+    }
+
+    #[test]
+    fn folders_other_accounts_can_change_are_named() {
+        assert_eq!(unsafe_holder("holder|0|0|755|/etc"), None);
+        assert_eq!(unsafe_holder("holder|0|0|1777|/tmp"), None);
+        assert_eq!(unsafe_holder("holder|0|0|775|/srv"), None);
+        assert!(unsafe_holder("holder|0|50|2775|/var/local").is_some());
+        assert!(unsafe_holder("holder|0|0|777|/x").is_some());
+        assert!(unsafe_holder("holder|998|0|700|/opt/etcd").is_some());
+    }
+
+    #[test]
+    fn a_symlink_at_the_path_is_replaced_never_read() {
+        let new = NewContent::new(b"a\n", false);
+        let mut f = facts(Kind::Link, "0777", None);
+        f.link_to = Some("/etc/shadow".into());
+        let d = decide("n1", "file", "/etc/x", &want("0644"), &new, &f, None).unwrap();
+        assert_eq!(
+            d.actions[0].to_string().lines().next().unwrap(),
+            "~ change file /etc/x (0644 root:root) (replace symlink → /etc/shadow)"
+        );
+        let diff = d.actions[0].diff.as_deref().unwrap();
+        assert!(diff.contains("+a"), "{diff}");
+        assert!(d.work.unwrap().write);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub(super) const DOC_RUN: &str = "\
 /// Run a shell command on `host` (as the ssh user, through its login shell).
 ///
 /// Options: `allow_fail` (bool: a non-zero exit is returned, not an error),
-/// `creates` (path: skip when it exists on the host), `unless` (command: skip
+/// `creates` (path: skip when it exists on the host), `unless` (command, a string or an argument list: skip
 /// when it exits 0; it must change nothing, it runs in plans too), `stdin`
 /// (string fed to the command; never shown), `timeout` (seconds).
 ///
@@ -47,12 +47,87 @@ pub(super) const DOC_FACT: &str = "\
 /// let has_data = fact(node, \"test -d /var/lib/etcd/member\", #{ allow_fail: true }).ok;
 /// ```";
 
+pub(super) const DOC_RUN_ARGV: &str = "\
+/// Run a command given as an argument list on `host`: each item is one
+/// argument, passed as it is whatever it holds (quotes, `;`, `$(...)`,
+/// spaces, newlines), never read as shell code. Use this form whenever a
+/// value (a parameter, a host name, a path) goes into the command.
+///
+/// Items are strings or integers; an empty list or a NUL byte is an error.
+/// Options and result as for `run(host, cmd, options)`; `unless` takes an
+/// argument list too.
+///
+/// ```rhai
+/// run(node, [\"openssl\", \"req\", \"-new\", \"-key\", key, \"-subj\", `/CN=${node.name}`]);
+/// run(node, [\"mkdir\", \"-p\", \"--\", dir], #{ unless: [\"test\", \"-d\", dir] });
+/// ```";
+
+pub(super) const DOC_FACT_ARGV: &str = "\
+/// Read a fact from `host` with a read-only command given as an argument
+/// list: each item is one argument, never shell code (see `run(host, [..])`).
+/// It runs in plans too, so it must change nothing. Options and result as
+/// for `fact(host, cmd, options)`.
+///
+/// ```rhai
+/// let sums = fact(node, [\"curl\", \"-fsSL\", `${release}/SHA256SUMS`]).stdout;
+/// ```";
+
 /// Hash a secret-ish string for the step's journal key.
 fn hashed<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(v) => s.serialize_some(&format!("sha256:{}", super::put::sha256_hex(v.as_bytes()))),
         None => s.serialize_none(),
     }
+}
+
+/// A command given to `run`'s `unless`: a shell line as written, or an
+/// argument list (`["test", "-f", path]`) rendered with [`crate::cmd::quote`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ShellLine(pub String);
+
+impl From<&str> for ShellLine {
+    fn from(line: &str) -> Self {
+        ShellLine(line.to_string())
+    }
+}
+
+/// One item of an argument list: strings, and numbers written as they read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Word {
+    Text(String),
+    Int(i64),
+}
+
+impl<'de> Deserialize<'de> for ShellLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Line(String),
+            Argv(Vec<Word>),
+        }
+        match Either::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a command: a string, or a list of strings")
+        })? {
+            Either::Line(l) => Ok(ShellLine(l)),
+            Either::Argv(words) => argv_line(words.into_iter().map(|w| match w {
+                Word::Text(t) => t,
+                Word::Int(i) => i.to_string(),
+            }))
+            .map(ShellLine)
+            .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The shell line of an argument list: each word through the one quoting
+/// function; an empty list, an empty program or a NUL byte is refused.
+pub fn argv_line(words: impl IntoIterator<Item = String>) -> Result<String, String> {
+    let cmd = crate::cmd::Cmd::from_argv(words);
+    cmd.check()?;
+    Ok(cmd.to_string())
 }
 
 /// Options of `run`.
@@ -64,7 +139,7 @@ pub struct RunOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creates: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unless: Option<String>,
+    pub unless: Option<ShellLine>,
     /// Fed to the command; only its hash is journaled.
     #[serde(
         default,
@@ -165,7 +240,7 @@ impl Step for Run {
         if let Some(unless) = &o.unless {
             script.push_str(&format!(
                 "if sh -c {} </dev/null >/dev/null 2>&1; then echo unless; fi\n",
-                quote(unless)
+                quote(&unless.0)
             ));
         }
         let out = ctx
@@ -195,7 +270,7 @@ impl Step for Run {
                 },
                 _,
                 Some(cmd),
-            ) => format!("`{}` succeeded", brief(cmd)),
+            ) => format!("`{}` succeeded", brief(&cmd.0)),
             _ => {
                 return Ok(Prepared::todo(
                     vec![self.action()],

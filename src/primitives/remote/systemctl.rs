@@ -2,6 +2,7 @@
 //! manager reloaded.
 
 use crate::action::Action;
+use crate::cmd::Cmd;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
@@ -168,6 +169,13 @@ impl Op {
     }
 }
 
+/// `systemctl show` of the properties [`UnitFacts`] reads.
+fn show(unit: &str) -> Cmd {
+    Cmd::new("systemctl")
+        .args(["show", "-p", "LoadState,ActiveState,UnitFileState"])
+        .operands([unit])
+}
+
 /// The commands `prepare` decided on.
 pub struct UnitWork {
     ops: Vec<Op>,
@@ -310,7 +318,10 @@ impl Systemctl {
     }
 
     async fn journal(&self, ctx: &Ctx, unit: &str) -> String {
-        let cmd = format!("journalctl -u {} -n 20 --no-pager 2>&1", quote(unit));
+        let cmd = format!(
+            "{} 2>&1",
+            Cmd::new("journalctl").args(["-n", "20", "--no-pager", "-u", unit])
+        );
         match ctx.ssh.exec(&self.host, &cmd, None).await {
             Ok(out) => out.stdout,
             Err(e) => format!("(journal not available: {e})"),
@@ -334,10 +345,7 @@ impl Step for Systemctl {
         if unit.is_empty() {
             return Ok(self.decide(&UnitFacts::default()));
         }
-        let cmd = format!(
-            "systemctl show -p LoadState,ActiveState,UnitFileState -- {}",
-            quote(unit)
-        );
+        let cmd = show(unit).to_string();
         let out = ctx.ssh.exec(&self.host, &cmd, None).await?;
         if out.code != 0 {
             return Err(StepError::Command {
@@ -368,7 +376,10 @@ impl Step for Systemctl {
         for op in &work.ops {
             match op {
                 Op::DaemonReload => script.push_str("systemctl daemon-reload\n"),
-                op => script.push_str(&format!("systemctl {} -- {q}\n", op.verb())),
+                op => script.push_str(&format!(
+                    "{}\n",
+                    Cmd::new("systemctl").arg(op.verb()).operands([unit])
+                )),
             }
         }
         if work.ops.iter().any(|op| op.activates()) {
@@ -383,9 +394,7 @@ impl Step for Systemctl {
             ));
         }
         if !unit.is_empty() {
-            script.push_str(&format!(
-                "systemctl show -p LoadState,ActiveState,UnitFileState -- {q}\n"
-            ));
+            script.push_str(&format!("{}\n", show(unit)));
         }
         let what = work
             .ops

@@ -115,6 +115,26 @@ impl Step for Unpack {
             quote(&a.dest)
         );
         let out = ctx.ssh.exec(&self.host, &script, None).await?;
+        // tar writes straight into `dest`: it and every folder above it must
+        // be root's alone, or a link planted there would take the writes.
+        let (dest_facts, _) = super::put::observe(ctx, &self.host, &a.dest, false).await?;
+        dest_facts.check_holders(&self.host.name, "dest", &a.dest)?;
+        if dest_facts.kind == super::put::Kind::Link {
+            return Err(StepError::invalid(
+                "dest",
+                format!(
+                    "{} on {} is a symlink to {}: cairn does not unpack through it",
+                    a.dest,
+                    self.host.name,
+                    dest_facts.link_to.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        // (a path two levels below `dest` that does not exist: its holders
+        // are `dest` itself and every folder above it)
+        let inner = format!("{}/.cairn-unpack/x", a.dest.trim_end_matches('/'));
+        let (inner_facts, _) = super::put::observe(ctx, &self.host, &inner, false).await?;
+        inner_facts.check_holders(&self.host.name, "dest", &a.dest)?;
         let has = |word: &str| out.stdout.lines().any(|l| l == word);
         let facts = UnpackFacts {
             creates_exists: has("creates"),
