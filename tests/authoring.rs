@@ -131,7 +131,8 @@ fn bad_inventories_are_refused_with_file_and_line() {
         ),
         (
             "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\n\n[[hosts]]\nname = \"a b\"\naddress = \"10.0.0.2\"\n",
-            "error: inventory hosts.toml: line 5: host name `a b` must be non-empty, without spaces or `/`\n",
+            "error: inventory hosts.toml: line 5: [[hosts]] entry 2: name: `a b` is not a host name: \
+             use 1 to 63 letters, digits, `-`, `_` and `.`, starting with a letter or digit\n",
         ),
         (
             "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 0\n",
