@@ -128,6 +128,10 @@ pub struct Summary {
     pub run: usize,
     pub verify: usize,
     pub unchanged: usize,
+    /// Of the changes above, those planned from intent: they may happen, and
+    /// depend on values known only once earlier changes are made.
+    #[serde(default)]
+    pub possible: usize,
 }
 
 impl Summary {
@@ -153,6 +157,14 @@ impl fmt::Display for Summary {
             f,
             "{} to create, {} to change, {} to delete, {} to run, {} unchanged, {} to verify",
             self.create, self.change, self.delete, self.run, self.unchanged, self.verify
-        )
+        )?;
+        if self.possible > 0 {
+            write!(
+                f,
+                " ({} of the changes possible: they depend on earlier changes)",
+                self.possible
+            )?;
+        }
+        Ok(())
     }
 }

@@ -4,8 +4,26 @@
 //! call site, replays it from the journal when resuming, and then either only
 //! plans it (facts and actions, nothing changed) or applies it and journals the
 //! result. Primitives never see the mode.
+//!
+//! Plans are sound over-approximations of runs, by three rules kept here and
+//! nowhere else:
+//! - the result of a step a plan will change is *unsettled* (see
+//!   [`unknown::unsettle`]): what it says beyond its arguments is unknown and
+//!   its `changed` flags are true, so every step fed from it is planned from
+//!   intent, as the change it may make;
+//! - once a plan changes something on a host, a later step there that finds
+//!   nothing to do is planned as its intent too (its facts may be the ones the
+//!   earlier change replaces: a package install creates a data dir); steps
+//!   whose intent changes nothing (reads, checks) keep their facts;
+//! - a run given an approved plan (`cairn run --plan`) checks every step's
+//!   actions against it before applying them and stops before the first one
+//!   not approved.
+//!
+//! On resume, steps that may change something and were journaled done are
+//! replayed; checks and reads (steps whose intent changes nothing) run again
+//! against the hosts.
 
-use crate::action::Action;
+use crate::action::{Action, ActionKind};
 use crate::error::StepError;
 use crate::journal::{DoneStep, JournalWriter, Record};
 use crate::report::Reporter;
@@ -16,7 +34,7 @@ use rhai::{EvalAltResult, NativeCallContext, Position};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,6 +86,9 @@ pub struct ExecutorSetup {
     pub secrets: Secrets,
     pub reporter: Arc<Reporter>,
     pub cancel: Arc<AtomicBool>,
+    /// The approved plan's steps by key (`cairn run --plan`): every change
+    /// is checked against them before it is made.
+    pub approved: Option<BTreeMap<String, StepRecord>>,
 }
 
 /// See the module documentation.
@@ -84,6 +105,11 @@ pub struct Executor {
     occurrences: Mutex<HashMap<String, usize>>,
     steps: Mutex<Vec<StepRecord>>,
     faults: Faults,
+    approved: Option<BTreeMap<String, StepRecord>>,
+    /// Why the run stopped before its next step (an action not approved).
+    halted: Mutex<Option<String>>,
+    /// Targets a plan changes something on so far.
+    changing: Mutex<HashSet<String>>,
 }
 
 /// Fault injection for cairn's own kill/resume tests: `CAIRN_FAULT_KILL=done:N`
@@ -170,6 +196,9 @@ impl Executor {
             occurrences: Mutex::new(HashMap::new()),
             steps: Mutex::new(Vec::new()),
             faults: Faults::from_env(),
+            approved: setup.approved,
+            halted: Mutex::new(None),
+            changing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -258,6 +287,14 @@ impl Executor {
                 "interrupted (Ctrl-C): stopped before this step",
             ));
         }
+        if let Some(why) = self
+            .halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(script_error(format!("stopped before this step: {why}")));
+        }
         let key = self.next_key(call);
         let kind = step.kind();
         let target = step.target();
@@ -272,8 +309,11 @@ impl Executor {
             script_error(msg)
         };
 
-        // Resume: a step done before is replayed, never executed again.
-        if let Some(done) = self.replay.get(&key) {
+        // Resume: a step done before is replayed, never executed again, unless
+        // it only reads or checks (its intent changes nothing): verification
+        // is never replayed, what it saw may be gone.
+        let reads_only = || !step.intent().actions.iter().any(|a| a.kind.is_change());
+        if let Some(done) = self.replay.get(&key).filter(|_| !reads_only()) {
             if done.args == args || !self.force {
                 if done.args != args {
                     return Err(script_error(format!(
@@ -330,6 +370,11 @@ impl Executor {
             .map_err(fail)?;
         }
         let mut from_intent = from_intent;
+        // A read on a host the plan changes before it would see the state
+        // before those changes: what it reads is not known until they are made.
+        if self.mode == Mode::Plan && !from_intent && self.changes_planned_on(&target) {
+            from_intent = !step.intent().actions.iter().any(|a| a.kind.is_change());
+        }
         let prepared = if from_intent {
             Ok(step.intent())
         } else {
@@ -362,10 +407,20 @@ impl Executor {
             ms: 0,
         };
         if self.mode != Mode::Apply {
+            let predicted = self.plan_soundly(&step, &args_json, prepared, &mut record);
             record.ms = started.elapsed().as_millis() as u64;
             self.reporter.step(&record);
             self.push(record);
-            return Ok(prepared.predicted);
+            return Ok(predicted);
+        }
+        if let Err(why) = self.check_approved(&record) {
+            let e = StepError::Other(format!(
+                "{why}; stopped before it, nothing of it applied (make a new plan and review it)"
+            ));
+            *self.halted.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                "`{kind}` on {target} ({key}) was not approved by the saved plan"
+            ));
+            return Err(self.failed(&key, kind, &target, e));
         }
 
         // Only a step that changed something must reach the disk before the
@@ -405,6 +460,130 @@ impl Executor {
         Ok(output)
     }
 
+    /// The plan-side rules of the module documentation: a step that may change
+    /// something is planned as that change, and its result is unsettled.
+    fn plan_soundly<S: Step>(
+        &self,
+        step: &S,
+        args: &serde_json::Value,
+        prepared: crate::step::Prepared<S::Output, S::Work>,
+        record: &mut StepRecord,
+    ) -> S::Output {
+        let changes = |actions: &[Action]| actions.iter().any(|a| a.kind.is_change());
+        let mut predicted = prepared.predicted;
+        if self.mode == Mode::Plan && record.intent {
+            if let Some(why) = unknown::first_unknown(args) {
+                note(&mut record.actions, &why);
+            }
+        } else if self.mode == Mode::Plan
+            && !changes(&record.actions)
+            && self.changes_planned_on(&record.target)
+        {
+            let intent = step.intent();
+            if changes(&intent.actions) {
+                // What it found now, as the possible change it is.
+                for a in record
+                    .actions
+                    .iter_mut()
+                    .filter(|a| a.kind == ActionKind::Noop)
+                {
+                    a.kind = ActionKind::Change;
+                    a.diff = None;
+                    a.reason = Some(format!(
+                        "ok now{}; may change after the changes planned before it on {}",
+                        a.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default(),
+                        record.target
+                    ));
+                }
+                record.intent = true;
+                predicted = intent.predicted;
+            }
+        }
+        if !changes(&record.actions) {
+            return predicted;
+        }
+        self.changing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.target.clone());
+        let label = args
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(String::from)
+            .or_else(|| {
+                record
+                    .actions
+                    .iter()
+                    .find(|a| a.kind.is_change())
+                    .map(|a| a.what.split(" (").next().unwrap_or(&a.what).to_string())
+            })
+            .unwrap_or_else(|| record.target.clone());
+        let event = format!("{} {label} changes", record.kind);
+        match serde_json::to_value(&predicted)
+            .map(|v| unknown::unsettle(v, args, &event))
+            .and_then(serde_json::from_value)
+        {
+            Ok(unsettled) => unsettled,
+            Err(_) => predicted,
+        }
+    }
+
+    /// Whether the plan changes something on `target` before the current step
+    /// (the operator's own machine, `local`, only through values: its steps
+    /// are files named by their arguments).
+    fn changes_planned_on(&self, target: &str) -> bool {
+        target != "local"
+            && self
+                .changing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(target)
+    }
+
+    /// With an approved plan: whether this step's actions are covered by it.
+    /// A step planned as a possible change covers any change of that step; any
+    /// other must do exactly what was planned. Steps that change nothing pass.
+    fn check_approved(&self, now: &StepRecord) -> Result<(), String> {
+        let Some(approved) = &self.approved else {
+            return Ok(());
+        };
+        let Some(first) = now.actions.iter().find(|a| a.kind.is_change()) else {
+            return Ok(());
+        };
+        let what = format!("`{}` on {} ({})", now.kind, now.target, now.key);
+        let Some(plan) = approved.get(&now.key) else {
+            return Err(format!(
+                "{what} would {first}, and the approved plan has no such step"
+            ));
+        };
+        if plan.kind != now.kind || plan.target != now.target {
+            return Err(format!(
+                "{what} would {first}; the approved plan has `{}` on {} there",
+                plan.kind, plan.target
+            ));
+        }
+        let planned = |a: &Action| a.to_string();
+        if plan.intent && plan.actions.iter().any(|a| a.kind.is_change()) {
+            return Ok(());
+        }
+        if let Some(a) = now
+            .actions
+            .iter()
+            .filter(|a| a.kind.is_change())
+            .find(|a| !plan.actions.contains(a))
+        {
+            let approved: Vec<String> = plan.actions.iter().map(planned).collect();
+            return Err(format!(
+                "{what} would {a}, which the approved plan does not contain (approved: {})",
+                approved.join("; ")
+            ));
+        }
+        Ok(())
+    }
+
     fn redact_action(&self, a: &Action) -> Action {
         Action {
             kind: a.kind,
@@ -436,6 +615,19 @@ impl Executor {
         );
         self.reporter.failed(key, kind, target, &error);
         script_error(format!("{kind} on {target} failed: {error}"))
+    }
+}
+
+/// Add `why` to the reasons of the change actions (once).
+fn note(actions: &mut [Action], why: &str) {
+    for a in actions.iter_mut().filter(|a| a.kind.is_change()) {
+        let shown = a.what.contains(why) || a.reason.as_deref().is_some_and(|r| r.contains(why));
+        if !shown {
+            a.reason = Some(match a.reason.take() {
+                Some(r) => format!("{r}; {why}"),
+                None => why.to_string(),
+            });
+        }
     }
 }
 

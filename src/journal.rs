@@ -235,12 +235,27 @@ impl Journal {
         done
     }
 
-    /// How many times each key was recorded done (a resume must never re-execute one).
+    /// How many times each key was recorded done (a resume runs checks and
+    /// reads again, see [`Journal::changed_counts`]).
     pub fn done_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for r in &self.records {
             if let Record::Done { key, .. } = r {
                 *counts.entry(key.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// How many times each key was recorded done with a change (a resume
+    /// must never redo one).
+    pub fn changed_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in &self.records {
+            if let Record::Done { key, actions, .. } = r {
+                if actions.iter().any(|a| a.kind.is_change()) {
+                    *counts.entry(key.clone()).or_insert(0) += 1;
+                }
             }
         }
         counts

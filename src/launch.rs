@@ -249,6 +249,8 @@ struct Pass {
     replay: BTreeMap<String, crate::journal::DoneStep>,
     force: bool,
     reporter: Arc<Reporter>,
+    /// `run --plan`: the approved steps every change is checked against.
+    approved: Option<BTreeMap<String, StepRecord>>,
 }
 
 impl Pass {
@@ -260,6 +262,7 @@ impl Pass {
             replay: BTreeMap::new(),
             force: false,
             reporter,
+            approved: None,
         }
     }
 }
@@ -277,6 +280,7 @@ fn execute(
         replay,
         force,
         reporter,
+        approved,
     } = pass;
     // Plans must leave the workspace untouched: host keys seen while planning
     // go to a scratch copy of known_hosts.
@@ -312,6 +316,7 @@ fn execute(
         secrets: p.secrets.clone(),
         reporter,
         cancel: cancel.clone(),
+        approved,
     }));
     let engine = build_engine(&exec, &p.runbook, &p.inputs);
     let sources = sources(&p.runbook);
@@ -491,7 +496,13 @@ pub fn run(req: &Request) -> i32 {
     }
 }
 
-fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Result<(), Failure> {
+/// Refuse a saved plan made for other inputs or targets before anything runs;
+/// hand back its steps, which the run then checks every change against.
+fn check_approved(
+    p: &Prepared,
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+) -> Result<BTreeMap<String, StepRecord>, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure(format!("error: cannot read plan {}: {e}", path.display())))?;
     let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
@@ -552,7 +563,11 @@ fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Re
         }
     }
     if drifts.is_empty() {
-        Ok(())
+        Ok(saved
+            .steps
+            .into_iter()
+            .map(|s| (s.key.clone(), s))
+            .collect())
     } else {
         Err(refuse(format!(
             "the targets changed since it was made:\n  {}",
@@ -564,9 +579,10 @@ fn check_approved(p: &Prepared, rt: &tokio::runtime::Runtime, path: &Path) -> Re
 fn run_inner(req: &Request) -> Result<i32, Failure> {
     let p = prepare(req, BTreeMap::new())?;
     let rt = runtime()?;
-    if let Some(path) = &req.approved_plan {
-        check_approved(&p, &rt, path)?;
-    }
+    let approved = match &req.approved_plan {
+        Some(path) => Some(check_approved(&p, &rt, path)?),
+        None => None,
+    };
     ensure_workspace(&p.workspace)?;
     let id = new_run_id();
     let header = RunHeader {
@@ -598,15 +614,15 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
         "Run {id}: {} {}",
         p.runbook.manifest.name, p.runbook.manifest.version
     );
-    finish(&p, &rt, journal, BTreeMap::new(), false, &id)
+    finish(&p, &rt, journal, (BTreeMap::new(), false), approved, &id)
 }
 
 fn finish(
     p: &Prepared,
     rt: &tokio::runtime::Runtime,
     journal: JournalWriter,
-    replay: BTreeMap<String, crate::journal::DoneStep>,
-    force: bool,
+    (replay, force): (BTreeMap<String, crate::journal::DoneStep>, bool),
+    approved: Option<BTreeMap<String, StepRecord>>,
     id: &str,
 ) -> Result<i32, Failure> {
     let cancel = Arc::new(AtomicBool::new(false));
@@ -621,6 +637,7 @@ fn finish(
         replay,
         force,
         reporter: reporter.clone(),
+        approved,
     };
     let out = execute(p, pass, rt, cancel);
     progress.abort();
@@ -796,7 +813,7 @@ fn resume_inner(
         h.version,
         replay.len()
     );
-    finish(&p, &rt, writer, replay, force, &id)
+    finish(&p, &rt, writer, (replay, force), None, &id)
 }
 
 /// How long runs keep their ssh masters for the next run:

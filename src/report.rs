@@ -461,7 +461,7 @@ impl Reporter {
                     Entry::Step { step, .. } => {
                         for a in step.actions.iter().filter(|a| &a.target == section) {
                             if a.kind.is_change() || view.show_unchanged {
-                                lines.push_str(&self.action_line(a, step.intent));
+                                lines.push_str(&self.action_line(a, step));
                             } else {
                                 hidden.add(a.kind);
                             }
@@ -505,15 +505,20 @@ impl Reporter {
         text
     }
 
-    fn action_line(&self, a: &Action, intent: bool) -> String {
+    fn action_line(&self, a: &Action, s: &StepRecord) -> String {
         let (on, off) = if self.color {
             (paint(true, a.kind), RESET)
         } else {
             ("", "")
         };
         let mut line = format!("  {on}{a}{off}");
-        if intent && a.kind.is_change() {
-            line.push_str(" [planned without facts]");
+        if s.intent && a.kind.is_change() {
+            // facts read, but an earlier planned change may move them
+            line.push_str(if s.facts.is_empty() {
+                " [planned without facts]"
+            } else {
+                " [possible]"
+            });
         }
         line.push('\n');
         if let Some(diff) = &a.diff {
@@ -582,6 +587,9 @@ pub fn summarize(steps: &[StepRecord]) -> Summary {
         }
         for a in &s.actions {
             summary.add(a.kind);
+            if s.intent && a.kind.is_change() {
+                summary.possible += 1;
+            }
         }
     }
     summary

@@ -853,6 +853,26 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         &format!("pkill -P {holder}; kill {holder}; rm -f /run/lock/cairn.lock; true"),
     );
 
+    // the lock itself is out of a non-root user's reach
+    let exists = l.ssh(node, "test -d /run/cairn").status.success();
+    let tried = l.ssh(
+        node,
+        "setpriv --reuid=65534 --regid=65534 --clear-groups flock -n /run/cairn/lock true",
+    );
+    c.record(
+        "lock: nobody takes the host lock in /run/cairn",
+        if !exists {
+            Err("no /run/cairn on the node after a plan".into())
+        } else if tried.status.success() {
+            Err("a non-root user took the host lock".into())
+        } else {
+            Ok(format!(
+                "out of reach: {}",
+                String::from_utf8_lossy(&tried.stderr).trim()
+            ))
+        },
+    );
+
     // ---- 3. The local workspace: a symlinked pki/, a readable .cairn/ ----
     let ws_link = dir.join("linked");
     let shared = dir.join("shared-pki");
@@ -1039,24 +1059,21 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
                 .lines()
                 .filter(|x| x.trim_start().starts_with(&format!("{} ✗", n.name)))
                 .collect();
-            let mut verdict = match c.judge(&out, &["symlink", "link"]) {
-                Err(_) if out.status.code() == Some(1) && failed.is_empty() => {
-                    Ok("done (another host failed)".into())
-                }
-                Err(_) if out.status.code() == Some(1) => {
-                    if failed
-                        .iter()
-                        .any(|x| x.contains("symlink") || x.contains("link"))
-                    {
-                        Ok(format!("refused: {}", failed[0].trim()))
-                    } else {
-                        Err(format!(
-                            "failed without naming the link: {}",
-                            failed.join(" | ")
-                        ))
-                    }
-                }
-                other => other,
+            let judged = c.judge(&out, &["symlink", "link"]);
+            let mut verdict = if run_text.contains(&c.canary) || out.status.code() != Some(1) {
+                judged
+            } else if failed.is_empty() {
+                Ok("done (another host failed)".into())
+            } else if failed
+                .iter()
+                .any(|x| x.contains("symlink") || x.contains("link"))
+            {
+                Ok(format!("refused: {}", failed[0].trim()))
+            } else {
+                Err(format!(
+                    "failed without naming the link: {}",
+                    failed.join(" | ")
+                ))
             };
             let here: Vec<&String> = changed
                 .iter()

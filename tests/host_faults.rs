@@ -185,7 +185,7 @@ fn failures(j: &cairn::journal::Journal) -> Vec<(String, String, String, String)
 }
 
 fn assert_no_step_twice(j: &cairn::journal::Journal) {
-    for (key, n) in j.done_counts() {
+    for (key, n) in j.changed_counts() {
         assert_eq!(n, 1, "step {key} recorded done {n} times");
     }
 }

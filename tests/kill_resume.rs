@@ -107,7 +107,7 @@ fn assert_no_step_twice(ws: &Path) {
     for run in std::fs::read_dir(ws.join(".cairn/runs")).unwrap() {
         let path = run.unwrap().path().join("journal.jsonl");
         let j = cairn::journal::Journal::read(&path).unwrap();
-        for (key, n) in j.done_counts() {
+        for (key, n) in j.changed_counts() {
             assert_eq!(n, 1, "{}: step {key} done {n} times", path.display());
         }
     }

@@ -4,7 +4,7 @@
 use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
-use crate::ssh::{quote, tail};
+use crate::ssh::tail;
 use crate::step::{fingerprint, Ctx, Prepared, Step};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -160,13 +160,14 @@ fn lists_problem(stderr: &str) -> bool {
 
 impl Apt {
     fn facts_script(&self) -> String {
-        let names: Vec<String> = self.args.packages.iter().map(|p| quote(p)).collect();
+        let query = crate::cmd::Cmd::new("dpkg-query")
+            .args(["-W", "-f", "${Package} ${Status}\\n"])
+            .operands(self.args.packages.iter().map(String::as_str));
         format!(
-            "dpkg-query -W -f '${{Package}} ${{Status}}\\n' {} 2>/dev/null\n\
+            "{query} 2>/dev/null\n\
              l=$(stat -c %Y /var/lib/apt/lists/*_Packages* 2>/dev/null | sort -n | tail -1)\n\
              s=$(stat -c %Y /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | sort -n | tail -1)\n\
-             echo times ${{l:-0}} ${{s:-0}} $(date +%s)\n",
-            names.join(" ")
+             echo times ${{l:-0}} ${{s:-0}} $(date +%s)\n"
         )
     }
 
@@ -262,14 +263,11 @@ impl Step for Apt {
         p
     }
     async fn apply(&self, ctx: &Ctx, work: AptWork) -> Result<AptResult, StepError> {
-        let install = format!(
-            "install -y {}",
-            work.missing
-                .iter()
-                .map(|p| quote(p))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        // (package names are checked; `--` keeps any from reading as an option)
+        let install = crate::cmd::Cmd::new("install")
+            .arg("-y")
+            .operands(work.missing.iter().map(String::as_str))
+            .to_string();
         let update = || async {
             let out = self.apt(ctx, "update").await?;
             if out.code != 0 {
