@@ -200,6 +200,83 @@ pub fn scaffold(name: &str) -> i32 {
         }
     }
     println!("Created runbook {name}/ (runbook.toml, main.rhai, README.md, templates/).");
-    println!("Next: cairn check {name} && cairn plan {name} --lab");
+    print!("{}", next_steps(name, &labs_up()));
     exit::OK
+}
+
+/// Names of the labs on this machine whose daemon is running.
+pub fn labs_up() -> Vec<String> {
+    use crate::lab::record::{lab_names, LabRecord};
+    lab_names()
+        .into_iter()
+        .filter(|name| {
+            matches!(LabRecord::load(name), Ok(Some(rec))
+                if crate::lab::process::verified(rec.daemon_pid, &["lab", "serve", name]).is_some())
+        })
+        .collect()
+}
+
+/// What to type next after `cairn new NAME`: the exact plan command for each
+/// lab that is up (`--lab` alone for the default lab `cairn`), or how to
+/// start one or use an inventory.
+pub fn next_steps(name: &str, labs: &[String]) -> String {
+    let q = crate::ssh::quote(name);
+    let lab_arg = |lab: &str| {
+        if lab == "cairn" {
+            "--lab".to_string()
+        } else {
+            format!("--lab {}", crate::ssh::quote(lab))
+        }
+    };
+    match labs {
+        [] => format!(
+            "Next: cairn check {q}\n\
+             No lab is up: start one with `cairn lab up`, then `cairn plan {q} --lab`;\n\
+             or plan on your own hosts: `cairn plan {q} --inventory hosts.toml` (docs/inventory.md).\n"
+        ),
+        [lab] => format!(
+            "Next: cairn check {q} && cairn plan {q} {}\n",
+            lab_arg(lab)
+        ),
+        many => {
+            let mut text = format!(
+                "Next: cairn check {q}, then plan on one of the {} labs that are up:\n",
+                many.len()
+            );
+            for lab in many {
+                text.push_str(&format!("  cairn plan {q} {}\n", lab_arg(lab)));
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_steps;
+
+    #[test]
+    fn next_steps_name_the_labs_that_are_up() {
+        let labs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            next_steps("mine", &labs(&["cairn"])),
+            "Next: cairn check mine && cairn plan mine --lab\n"
+        );
+        assert_eq!(
+            next_steps("my book", &labs(&["demo"])),
+            "Next: cairn check 'my book' && cairn plan 'my book' --lab demo\n"
+        );
+        assert_eq!(
+            next_steps("mine", &labs(&["a", "cairn"])),
+            "Next: cairn check mine, then plan on one of the 2 labs that are up:\n  \
+             cairn plan mine --lab a\n  cairn plan mine --lab\n"
+        );
+        let none = next_steps("mine", &[]);
+        assert!(
+            none.contains(
+                "No lab is up: start one with `cairn lab up`, then `cairn plan mine --lab`"
+            ),
+            "{none}"
+        );
+    }
 }

@@ -30,7 +30,7 @@ pub struct Target {
     /// Read parameters from a TOML file (repeatable; --var wins).
     #[arg(long = "vars", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
-    /// Hosts file: [[hosts]] tables with name, address, user, port, key, groups.
+    /// Hosts file: [[hosts]] tables (see docs/inventory.md; `cairn inventory check FILE`).
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// Use a lab's hosts, mirrors and cloud emulations (default lab: cairn).
@@ -62,6 +62,10 @@ pub enum Command {
         /// Save the plan to apply it later with `cairn run --plan FILE`.
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: Option<PathBuf>,
+        /// List every unchanged (`= ok`) and verify line, not just their count
+        /// per host (`-v` does too).
+        #[arg(long)]
+        show_unchanged: bool,
     },
     /// Continue a failed, interrupted or killed run where it stopped.
     Resume {
@@ -92,6 +96,11 @@ pub enum Command {
     Check { path: String },
     /// Create a new runbook folder to start from.
     New { name: String },
+    /// Validate an inventory file and print its hosts.
+    Inventory {
+        #[command(subcommand)]
+        cmd: InventoryCommand,
+    },
     /// Real systemd hosts on this machine to rehearse runbooks on.
     Lab {
         #[command(subcommand)]
@@ -101,8 +110,14 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum RunsCommand {
-    /// The steps of one run.
+    /// The steps of one run (`last`: the newest); a failed run's error first.
     Show { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InventoryCommand {
+    /// Parse FILE, check every host and its key file, print every field.
+    Check { file: PathBuf },
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -154,10 +169,12 @@ pub fn main() -> i32 {
             offline,
             json,
             out,
+            show_unchanged,
         } => {
             let mut req = request(state, target);
             req.json = json;
             req.save_plan = out;
+            req.show_unchanged = show_unchanged || cli.verbose > 0;
             launch::plan(&req, offline)
         }
         Command::Resume {
@@ -182,6 +199,9 @@ pub fn main() -> i32 {
         Command::Show { runbook } => crate::catalog::show(&runbook),
         Command::Check { path } => crate::catalog::check(&path),
         Command::New { name } => crate::catalog::scaffold(&name),
+        Command::Inventory {
+            cmd: InventoryCommand::Check { file },
+        } => crate::inventory::check(&file),
         Command::Lab { cmd } => crate::lab::cli::run(cmd),
     }
 }

@@ -176,11 +176,7 @@ pub fn build_engine(exec: &Arc<Executor>, runbook: &Arc<Runbook>, inputs: &Scrip
     });
     let secrets = exec.secrets().clone();
     let printer = exec.clone();
-    engine.on_print(move |text| {
-        let scope = current_scope();
-        let text = printer.secrets().redact(text);
-        printer.print(&format!("{}{text}", scope.replace('/', ": ")));
-    });
+    engine.on_print(move |text| printer.print(text));
     engine.on_debug(move |text, source, pos| {
         tracing::debug!("{}:{pos}: {}", source.unwrap_or("?"), secrets.redact(text));
     });
@@ -304,6 +300,20 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             Err(script_error(msg.to_string()))
         },
     );
+    let x = exec.clone();
+    rhai::FuncRegistration::new("warn")
+        .with_params_info(["message: &str", "()"])
+        .with_comments([
+            "/// A warning: shown under the host whose `on(...)` branch gave it (else",
+            "/// `local`) in the plan or run output, and listed again in the summary at the",
+            "/// end. Unlike `fail`, the runbook goes on and the exit code is unchanged.",
+            "///",
+            "/// ```rhai",
+            "/// if days_until(cert.not_after) < 30 { warn(`${h.name}: certificate expires soon`); }",
+            "/// ```",
+        ])
+        .register_into_engine(engine, move |msg: ImmutableString| x.warn(&msg));
+    crate::clock::register(engine);
     engine.register_fn(
         "assert",
         |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {

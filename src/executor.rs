@@ -247,9 +247,18 @@ impl Executor {
         self.handle.block_on(f)
     }
 
-    /// Print a line from the script (`print`).
+    /// Print text from the script (`print`) under the host whose `on(...)`
+    /// branch printed it, or `local`.
     pub fn print(&self, text: &str) {
-        self.reporter.line(text);
+        self.reporter
+            .output(&current_scope(), &self.secrets.redact(text));
+    }
+
+    /// A warning from the script (`warn`): shown, and listed in the summary;
+    /// the run goes on.
+    pub fn warn(&self, text: &str) {
+        self.reporter
+            .warn(&current_scope(), &self.secrets.redact(text));
     }
 
     /// Whether Ctrl-C asked the run to stop.

@@ -103,6 +103,9 @@ pub enum Record {
     End {
         status: RunStatus,
         at: String,
+        /// Why it did not succeed, as shown to the user (redacted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 

@@ -9,7 +9,7 @@ use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus, Runbo
 use crate::lock::WorkspaceLock;
 use crate::manifest::{resolve, Inputs};
 use crate::params::Params;
-use crate::report::{summarize, Reporter};
+use crate::report::{summarize, PlanView, Reporter};
 use crate::runbook::{stdlib_modules, Runbook};
 use crate::scratch::Scratch;
 use crate::secrets::Secrets;
@@ -49,6 +49,8 @@ pub struct Request {
     pub save_plan: Option<PathBuf>,
     /// `run --plan FILE`
     pub approved_plan: Option<PathBuf>,
+    /// `plan --show-unchanged` (or `-v`): list every `= ok` line.
+    pub show_unchanged: bool,
 }
 
 /// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
@@ -107,46 +109,9 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, Failure> {
         .collect())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InventoryFile {
-    #[serde(default)]
-    hosts: Vec<Host>,
-}
-
-/// Read an inventory file: `[[hosts]]` tables.
+/// Read an inventory file (see [`crate::inventory::read`]).
 pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure(format!(
-            "error: cannot read inventory {}: {e}",
-            path.display()
-        ))
-    })?;
-    let inv: InventoryFile = toml::from_str(&text).map_err(|e| {
-        Failure(format!(
-            "error: inventory {}: {}",
-            path.display(),
-            crate::manifest::toml_message(&text, &e)
-        ))
-    })?;
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, h) in inv.hosts.iter().enumerate() {
-        h.check().map_err(|e| {
-            Failure(format!(
-                "error: inventory {}: [[hosts]] entry {}: {e}",
-                path.display(),
-                i + 1
-            ))
-        })?;
-        if !seen.insert(h.name.as_str()) {
-            return Err(Failure(format!(
-                "error: inventory {}: host name `{}` appears twice",
-                path.display(),
-                h.name
-            )));
-        }
-    }
-    Ok(inv.hosts)
+    crate::inventory::read(path)
 }
 
 fn lab_files(name: &str) -> (PathBuf, PathBuf) {
@@ -568,8 +533,12 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
         Reporter::stdout(false)
     });
     let mode = if offline { Mode::Offline } else { Mode::Plan };
+    let progress = reporter.tick(rt.handle());
     let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
+    progress.abort();
     if let Some(err) = out.error {
+        // what the script printed before it failed, as a run would show it
+        print!("{}", reporter.held_output());
         return Err(Failure(err));
     }
     let summary = summarize(&out.steps);
@@ -597,7 +566,11 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
             p.runbook.manifest.version,
             if offline { " (offline)" } else { "" }
         );
-        print!("{}", reporter.plan_text(&out.steps));
+        let view = PlanView {
+            show_unchanged: req.show_unchanged,
+            hosts: p.inputs.hosts.iter().map(|h| h.name.clone()).collect(),
+        };
+        print!("{}", reporter.plan_text(&view));
         if let Some(path) = &req.save_plan {
             println!(
                 "Saved to {}; apply exactly this with `cairn run {} --plan {}`.",
@@ -811,21 +784,13 @@ fn finish(
     let started = Instant::now();
     let jpath = journal.path().to_path_buf();
     let reporter = Arc::new(Reporter::stdout(true));
-    let ticker = reporter.clone();
-    let progress = rt.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            ticker.progress();
-        }
-    });
+    let progress = reporter.tick(rt.handle());
     let pass = Pass {
         mode: Mode::Apply,
         journal: Some(journal),
         replay,
         force,
-        reporter,
+        reporter: reporter.clone(),
         approved,
     };
     let out = execute(p, pass, rt, cancel);
@@ -841,6 +806,7 @@ fn finish(
             &Record::End {
                 status,
                 at: now_rfc3339(),
+                error: out.error.clone(),
             },
             true,
         )
@@ -859,9 +825,11 @@ fn finish(
                 "\nRun {id} succeeded in {secs:.1}s: {} created, {} changed, {} deleted, {} ran, {} unchanged, {} verified.",
                 summary.create, summary.change, summary.delete, summary.run, summary.unchanged, summary.verify
             );
+            print!("{}", reporter.warnings_text());
             Ok(exit::OK)
         }
         RunStatus::Interrupted => {
+            print!("{}", reporter.warnings_text());
             eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
             eprintln!(
                 "Run {id} interrupted after {secs:.1}s; continue it with `cairn resume {id}`."
@@ -869,6 +837,7 @@ fn finish(
             Ok(exit::INTERRUPTED)
         }
         RunStatus::Failed => {
+            print!("{}", reporter.warnings_text());
             eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
             eprintln!("Run {id} failed after {secs:.1}s; fix the cause, then `cairn resume {id}`.");
             Ok(exit::ERROR)

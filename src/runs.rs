@@ -1,4 +1,9 @@
 //! `cairn runs`: the runs in the workspace and their steps.
+//!
+//! `cairn runs` lists them oldest first with a readable start time (UTC,
+//! to the second); `cairn runs show ID` (or `last`) shows one run: a failed
+//! run's failed step and error first, then every step with its actions,
+//! commands in full.
 
 use crate::journal::{Journal, Record, RunStatus};
 use crate::launch::exit;
@@ -14,9 +19,20 @@ fn status_word(j: &Journal) -> &'static str {
     }
 }
 
-/// List runs, newest last.
-pub fn list(state_dir: &Path) -> i32 {
-    let ws = Workspace::new(state_dir);
+/// An RFC 3339 time as `2026-12-01 11:31:37 UTC` (the text itself when it
+/// does not parse).
+pub fn readable_time(rfc3339: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&fmt).ok())
+        .map(|t| format!("{t} UTC"))
+        .unwrap_or_else(|| rfc3339.to_string())
+}
+
+/// The run ids of the workspace, oldest first (ids start with their UTC start time).
+fn run_ids(ws: &Workspace) -> Vec<String> {
     let mut ids: Vec<String> = std::fs::read_dir(ws.runs_dir())
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -24,6 +40,13 @@ pub fn list(state_dir: &Path) -> i32 {
         })
         .unwrap_or_default();
     ids.sort();
+    ids
+}
+
+/// List runs, newest last.
+pub fn list(state_dir: &Path) -> i32 {
+    let ws = Workspace::new(state_dir);
+    let ids = run_ids(&ws);
     if ids.is_empty() {
         println!("no runs in {}", ws.runs_dir().display());
         return exit::OK;
@@ -41,7 +64,7 @@ pub fn list(state_dir: &Path) -> i32 {
                 status_word(&j),
                 format!("{} {}", j.header.runbook, j.header.version),
                 j.done_steps().len(),
-                j.header.started_at
+                readable_time(&j.header.started_at)
             ),
             Err(e) => println!("{id:<22} {:<12} {e}", "unreadable"),
         }
@@ -49,10 +72,77 @@ pub fn list(state_dir: &Path) -> i32 {
     exit::OK
 }
 
-/// Show one run's steps.
+/// `text` with every line indented by `indent`.
+fn indented(text: &str, indent: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|l| format!("{indent}{l}\n"))
+        .collect()
+}
+
+/// Why a run that did not succeed stopped: its failed steps (those not done
+/// later by a resume) with their errors, else the run's own error.
+fn failure_text(j: &Journal) -> String {
+    let mut text = String::new();
+    let mut done_after = std::collections::BTreeSet::new();
+    let mut failed = Vec::new();
+    for r in j.records.iter().rev() {
+        match r {
+            Record::Done { key, .. } => {
+                done_after.insert(key.clone());
+            }
+            Record::Fail {
+                key,
+                kind,
+                target,
+                error,
+            } if !done_after.contains(key) => failed.push((key, kind, target, error)),
+            // only the last attempt's failures
+            Record::Resume { .. } if !failed.is_empty() => break,
+            _ => {}
+        }
+    }
+    failed.reverse();
+    for (key, kind, target, error) in failed {
+        text.push_str(&format!("  failed step: {kind} on {target} ({key})\n"));
+        text.push_str(&indented(error, "      "));
+    }
+    if text.is_empty() {
+        let end_error = j.records.iter().rev().find_map(|r| match r {
+            Record::End { error, .. } => Some(error.clone()),
+            Record::Resume { .. } => Some(None),
+            _ => None,
+        });
+        if let Some(Some(error)) = end_error {
+            text.push_str("  error:\n");
+            text.push_str(&indented(&error, "      "));
+        }
+    }
+    text
+}
+
+/// Show one run's steps; `id` may be `last` (the newest run).
 pub fn show(state_dir: &Path, id: &str) -> i32 {
     let ws = Workspace::new(state_dir);
-    let path = ws.runs_dir().join(id).join("journal.jsonl");
+    let id = if id == "last" {
+        match run_ids(&ws).pop() {
+            Some(id) => id,
+            None => {
+                eprintln!("error: no runs in {}", ws.runs_dir().display());
+                return exit::ERROR;
+            }
+        }
+    } else {
+        id.to_string()
+    };
+    let path = ws.runs_dir().join(&id).join("journal.jsonl");
+    if !path.exists() {
+        eprintln!(
+            "error: no run `{id}` in {} (see `cairn runs`; `last` is the newest)",
+            ws.runs_dir().display()
+        );
+        return exit::ERROR;
+    }
     let j = match Journal::read(&path) {
         Ok(j) => j,
         Err(e) => {
@@ -68,7 +158,18 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
         h.version,
         status_word(&j)
     );
-    println!("  source {}  started {}", h.source, h.started_at);
+    println!(
+        "  source {}  started {}",
+        h.source,
+        readable_time(&h.started_at)
+    );
+    if matches!(
+        j.status(),
+        Some(RunStatus::Failed) | Some(RunStatus::Interrupted)
+    ) {
+        print!("{}", failure_text(&j));
+    }
+    println!("  steps:");
     for r in &j.records {
         match r {
             Record::Done {
@@ -79,10 +180,9 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
                 ms,
                 ..
             } => {
-                let what: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
                 println!("  done  {target:<12} {kind:<12} {key} ({ms} ms)");
-                for w in what {
-                    println!("          {w}");
+                for a in actions {
+                    println!("          {a}");
                 }
             }
             Record::Fail {
@@ -90,7 +190,10 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
                 kind,
                 target,
                 error,
-            } => println!("  FAIL  {target:<12} {kind:<12} {key}: {error}"),
+            } => {
+                println!("  FAIL  {target:<12} {kind:<12} {key}:");
+                print!("{}", indented(error, "          "));
+            }
             Record::Resume {
                 at,
                 forced,
@@ -101,13 +204,34 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
                     None => String::new(),
                 };
                 println!(
-                    "  -- resumed at {at}{}{with}",
+                    "  -- resumed at {}{}{with}",
+                    readable_time(at),
                     if *forced { " (forced)" } else { "" }
                 )
             }
-            Record::End { status, at } => println!("  -- ended {status:?} at {at}"),
+            Record::End { status, at, .. } => {
+                println!("  -- ended {status:?} at {}", readable_time(at))
+            }
             Record::Start { .. } | Record::Run(_) => {}
         }
     }
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_times_are_read_in_utc_to_the_second() {
+        assert_eq!(
+            readable_time("2026-12-01T11:31:37.123456Z"),
+            "2026-12-01 11:31:37 UTC"
+        );
+        assert_eq!(
+            readable_time("2026-12-01T12:31:37+01:00"),
+            "2026-12-01 11:31:37 UTC"
+        );
+        assert_eq!(readable_time("garbage"), "garbage");
+    }
 }

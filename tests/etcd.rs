@@ -563,7 +563,8 @@ print(`stranger refused: ${{r.how}}`);
 "#
     );
     runbook(dir, "checks", &checks);
-    let (code, out, err) = cairn(dir, &["plan", "checks"]);
+    // verify and unchanged lines are listed with --show-unchanged
+    let (code, out, err) = cairn(dir, &["plan", "checks", "--show-unchanged"]);
     assert!(code == 0 || code == 2, "{out}{err}");
     assert!(
         out.contains(&format!("? verify etcd {ep} healthy")),
@@ -602,7 +603,7 @@ print(`stranger refused: ${{r.how}}`);
         assert!(out.contains(line), "`{line}` missing in:\n{out}{err}");
     }
     // the put is done: a rerun's plan says so
-    let (_, out, _) = cairn(dir, &["plan", "checks"]);
+    let (_, out, _) = cairn(dir, &["plan", "checks", "--show-unchanged"]);
     assert!(
         out.contains("= ok etcd key /cairn/test (already has this value)"),
         "{out}"

@@ -93,9 +93,10 @@ fn plan_run_verify_rerun() {
     let mirror = l.var("CAIRN_RELEASE_MIRROR").to_string();
     let run_args = ["run", RUNBOOK, "--lab", l.name.as_str()];
     let plan_args = ["plan", RUNBOOK, "--lab", l.name.as_str()];
+    let full_plan_args = [&plan_args[..], &["--show-unchanged"]].concat();
 
     // 1. plan on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(w, &plan_args, &[]);
+    let plan = cairn(w, &full_plan_args, &[]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
@@ -359,6 +360,7 @@ fn offline_plan_of_the_tutorials_six_hosts() {
             "hosts.toml",
             "--var",
             "allow_even_size=true",
+            "--show-unchanged",
         ],
         &[],
     );

@@ -89,7 +89,7 @@ fn plan_run_rerun_kill_resume() {
     let w = ws.path();
 
     // 1. plan on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK], &[]);
+    let plan = cairn(w, &l.name, &["plan", RUNBOOK, "--show-unchanged"], &[]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [

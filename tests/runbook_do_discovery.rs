@@ -125,7 +125,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
 
     // 1. plan on a fresh lab: every action listed, nothing created anywhere
     let t = Instant::now();
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK], &[]);
+    let plan = cairn(w, &l.name, &["plan", RUNBOOK, "--show-unchanged"], &[]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [

@@ -106,7 +106,12 @@ fn plan_run_rerun_kill_resume_cleanup() {
     let w = ws.path();
 
     // 1. plan on a fresh lab: everything to create, nothing changed anywhere
-    let plan = cairn(w, &l.name, &["plan", "etcd-hetzner-apt"], &[]);
+    let plan = cairn(
+        w,
+        &l.name,
+        &["plan", "etcd-hetzner-apt", "--show-unchanged"],
+        &[],
+    );
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
     let p = text(&plan);
     for expect in [

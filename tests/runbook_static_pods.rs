@@ -416,7 +416,11 @@ fn plan_run_verify_rerun() {
         .join(",");
 
     // 1. plans on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(w, &standin("plan", &l), &[]);
+    let plan = cairn(
+        w,
+        &[standin("plan", &l), vec!["--show-unchanged"]].concat(),
+        &[],
+    );
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
@@ -430,7 +434,7 @@ fn plan_run_verify_rerun() {
         "+ create file /etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf".into(),
         "+ExecStart=/usr/bin/kubelet --address=127.0.0.1 --pod-manifest-path=/etc/kubernetes/manifests".into(),
         format!("+ create file /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz)"),
-        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.1-linux-amd64/etcd ....5.1-linux-amd64/etcdctl /usr/local/bin/`".into(),
+        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.1-linux-amd64/etcd /opt/etcd/etcd-v3.5.1-linux-amd64/etcdctl /usr/local/bin/`".into(),
         "+ create CA certificate external-etcd-etcd-ca".into(),
         "(CN=etcd-ca; CA; rsa2048; 3650 days; self-signed)".into(),
         "(CN=kube-apiserver-etcd-client, O=system:masters; usage client; rsa2048; 365 days; signed by external-etcd-etcd-ca)".into(),

@@ -183,18 +183,11 @@ impl Run {
     }
 }
 
-/// A command shortened for plan lines: one line, at most 120 characters,
-/// its start and its end kept (the values an argument list ends with show).
+/// A command on one line for plan lines, journals and errors: runs of
+/// whitespace (line breaks, indentation) become one space; never cut, so a
+/// plan shows every path and guard the command has.
 fn brief(cmd: &str) -> String {
-    let one_line = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
-    let chars: Vec<char> = one_line.chars().collect();
-    if chars.len() <= 120 {
-        one_line
-    } else {
-        let head: String = chars[..77].iter().collect();
-        let tail: String = chars[chars.len() - 40..].iter().collect();
-        format!("{head}...{tail}")
-    }
+    cmd.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Which guard of a `run` holds, if any.
