@@ -288,7 +288,7 @@ fn node_powered_off_mid_run_fails_fast_then_resumes() {
     // Its disk survived: the release it downloaded before the power-off.
     l.ssh_ok(
         "node-2",
-        "test -s /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz && test -d /var/lib/etcd",
+        "test -s /opt/etcd/etcd-v3.5.30-linux-amd64.tar.gz && test -d /var/lib/etcd",
     );
 
     // Same host key: the workspace pinned node-2 on first contact and would

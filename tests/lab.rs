@@ -172,12 +172,50 @@ fn apt_installs_etcd_from_the_lab_mirror() {
 }
 
 #[test]
+fn apt_upgrades_etcd_from_the_newer_repository() {
+    let lab = lab::lab();
+    let before = lab.ssh_ok(
+        "node-3",
+        "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server etcd-client >/dev/null \
+         && etcd --version && etcdctl put k v >/dev/null && apt-cache policy etcd-server",
+    );
+    assert!(
+        before.contains("etcd Version: 3.4.23"),
+        "installed: {before}"
+    );
+    assert!(
+        !before.contains("3.5.30"),
+        "the default repository offers the newer package: {before}"
+    );
+    let newer = lab.var("CAIRN_APT_MIRROR_NEWER");
+    let after = lab.ssh_ok(
+        "node-3",
+        &format!(
+            "echo 'deb [trusted=yes] {newer} ./' > /etc/apt/sources.list.d/newer.list && apt-get update -q >/dev/null \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold etcd-server etcd-client >/dev/null \
+             && etcd --version && etcdctl version && systemctl is-active etcd && etcdctl get --print-value-only k"
+        ),
+    );
+    assert!(after.contains("etcd Version: 3.5.30"), "upgraded: {after}");
+    assert!(
+        after.contains("etcdctl version: 3.5.30"),
+        "upgraded: {after}"
+    );
+    assert!(
+        after.trim_end().ends_with("active\nv"),
+        "etcd after the upgrade (unit state, then the value written before): {after}"
+    );
+}
+
+#[test]
 fn release_mirror_tarballs_verify_and_etcd_runs() {
     let lab = lab::lab();
     let base = lab.var("CAIRN_RELEASE_MIRROR");
     for (version, bins) in [
         ("3.5.1", "etcd etcdctl etcdutl"),
         ("3.4.23", "etcd etcdctl"),
+        ("3.5.16", "etcd etcdctl etcdutl"),
+        ("3.5.30", "etcd etcdctl etcdutl"),
     ] {
         let dir = format!("{base}/etcd-io/etcd/releases/download/v{version}");
         let tar = format!("etcd-v{version}-linux-amd64");

@@ -1,5 +1,5 @@
 //! etcd-binary-yaml end to end on labs (tutorial 004): etcd, etcdctl and
-//! etcdutl 3.5.1 from the lab's release mirror, checked against its
+//! etcdutl 3.5.30 from the lab's release mirror, checked against its
 //! SHA256SUMS; /etc/etcd/etcd.conf YAML; the runbook's own verification must
 //! pass. Then: a rerun changes nothing and keeps data and the running
 //! processes; an even-sized inventory is refused and changes nothing; a run
@@ -100,10 +100,10 @@ fn plan_run_verify_rerun() {
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
-        format!("= ok read `curl -fsSL -- {mirror}/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS`"),
-        format!("+ create file /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz)"),
-        "+ create unpack /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz into /opt/etcd/etcd-v3.5.1-linux-amd64".into(),
-        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.1-linux-amd64/etcd".into(),
+        format!("= ok read `curl -fsSL -- {mirror}/etcd-io/etcd/releases/download/v3.5.30/SHA256SUMS`"),
+        format!("+ create file /opt/etcd/etcd-v3.5.30-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz)"),
+        "+ create unpack /opt/etcd/etcd-v3.5.30-linux-amd64.tar.gz into /opt/etcd/etcd-v3.5.30-linux-amd64".into(),
+        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.30-linux-amd64/etcd".into(),
         "> run `useradd --system".into(),
         "+ create dir /var/lib/etcd (0700 etcd:etcd)".into(),
         "+ create CA certificate etcd-cluster-1-etcd-ca".into(),
@@ -182,7 +182,7 @@ fn plan_run_verify_rerun() {
     }
     let status = etcdctl(&l, "node-1", "endpoint status --cluster -w json");
     assert_eq!(status.matches("\"leader\":").count(), 3, "{status}");
-    assert!(status.contains("\"version\":\"3.5.1\""), "{status}");
+    assert!(status.contains("\"version\":\"3.5.30\""), "{status}");
     let on_node = l.ssh_ok(
         "node-3",
         "stat -c '%n %a %U' /usr/local/bin/etcd /usr/local/bin/etcdctl /usr/local/bin/etcdutl /var/lib/etcd \
@@ -191,7 +191,7 @@ fn plan_run_verify_rerun() {
     assert_eq!(
         on_node.trim(),
         "/usr/local/bin/etcd 755 root\n/usr/local/bin/etcdctl 755 root\n/usr/local/bin/etcdutl 755 root\n\
-         /var/lib/etcd 700 etcd\n/etc/etcd/pki/node-3.key 600 etcd\netcd\netcdutl version: 3.5.1"
+         /var/lib/etcd 700 etcd\n/etc/etcd/pki/node-3.key 600 etcd\netcd\netcdutl version: 3.5.30"
     );
 
     // the kube-apiserver's client certificate is left in the workspace
@@ -367,7 +367,7 @@ fn offline_plan_of_the_tutorials_six_hosts() {
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     assert!(p.contains("warning: 6 members (allow_even_size)"), "{p}");
-    assert!(p.contains("from https://github.com/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz"), "{p}");
+    assert!(p.contains("from https://github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz"), "{p}");
     let initial = "+initial-cluster: \"k8s1etcd1=https://10.103.1.101:2380,k8s1etcd2=https://10.103.1.102:2380,\
                    k8s1etcd3=https://10.103.1.103:2380,k8s1etcd4=https://10.103.1.201:2380,\
                    k8s1etcd5=https://10.103.1.202:2380,k8s1etcd6=https://10.103.1.203:2380\"";
@@ -392,4 +392,61 @@ fn offline_plan_of_the_tutorials_six_hosts() {
         !w.join(".cairn").exists(),
         "an offline plan wrote the workspace"
     );
+}
+
+#[test]
+fn defaults_to_3_5_30_and_refuses_unsafe_versions_unless_allowed() {
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    // `cairn show` of every runbook that installs release binaries names 3.5.30.
+    for (runbook, line) in [
+        (RUNBOOK, "v3.5.30"),
+        ("etcd-debian-binary", "3.5.30"),
+        ("etcd-do-discovery", "3.5.30"),
+    ] {
+        let show = cairn(w, &["show", runbook], &[]);
+        let s = text(&show);
+        assert_eq!(show.status.code(), Some(0), "{s}");
+        assert!(s.contains(line), "{runbook}: {s}");
+        assert!(!s.contains("3.5.1 "), "{runbook}: {s}");
+        assert!(s.contains("allow_unsafe_version"), "{runbook}: {s}");
+    }
+
+    let three: Vec<cairn::host::Host> = ["10.103.1.101", "10.103.1.102", "10.103.1.103"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| cairn::host::Host::new(format!("etcd{}", i + 1), *ip))
+        .collect();
+    write_inventory(&w.join("hosts.toml"), &three);
+    let plan = |vars: &[&str]| {
+        let mut args = vec!["plan", RUNBOOK, "--offline", "--inventory", "hosts.toml"];
+        for v in vars {
+            args.extend(["--var", v]);
+        }
+        cairn(w, &args, &[])
+    };
+
+    let default = plan(&[]);
+    let d = text(&default);
+    assert_eq!(default.status.code(), Some(2), "{d}");
+    assert!(d.contains("from https://github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz"), "{d}");
+
+    let refused = plan(&["version=v3.5.1"]);
+    let r = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{r}");
+    assert!(r.contains("etcd 3.5.1 is refused: 3.5.0-3.5.2 can become inconsistent after a crash (etcd-io/etcd#13766); use 3.5.4 or newer"), "{r}");
+    assert!(r.contains("--var allow_unsafe_version=true"), "{r}");
+    assert!(
+        !r.contains("+ create"),
+        "a refused version planned changes: {r}"
+    );
+
+    let allowed = plan(&["version=v3.5.1", "allow_unsafe_version=true"]);
+    let a = text(&allowed);
+    assert_eq!(allowed.status.code(), Some(2), "{a}");
+    assert!(
+        a.contains("warning: etcd 3.5.1 is unfit for production"),
+        "{a}"
+    );
+    assert!(a.contains("from https://github.com/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz"), "{a}");
 }

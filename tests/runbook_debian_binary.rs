@@ -105,8 +105,8 @@ fn plan_run_rerun_kill_resume() {
         "+ create certificate etcd-cluster-node-3 from CSR",
         "+ create file /etc/ssl/etcd/ca.crt",
         "+ create file /etc/ssl/etcd/etcd.crt",
-        "+ create file /var/cache/etcd/etcd-v3.5.1-linux-amd64.tar.gz",
-        "> run unpack /var/cache/etcd/etcd-v3.5.1-linux-amd64.tar.gz into /usr/local/bin",
+        "+ create file /var/cache/etcd/etcd-v3.5.30-linux-amd64.tar.gz",
+        "> run unpack /var/cache/etcd/etcd-v3.5.30-linux-amd64.tar.gz into /usr/local/bin",
         "+ create dir /opt/etcd/wal (0700 etcd:etcd)",
         "+ETCD_HEARTBEAT_INTERVAL=800",
         "+ETCD_ENABLE_V2=true",
@@ -166,7 +166,7 @@ fn plan_run_rerun_kill_resume() {
              && openssl x509 -in /etc/ssl/etcd/etcd.crt -noout -modulus | cmp - <(openssl rsa -in /etc/ssl/etcd/etcd.key -noout -modulus)",
         );
         let version = l.ssh_ok(n, "/usr/local/bin/etcd --version");
-        assert!(version.contains("etcd Version: 3.5.1"), "{n}: {version}");
+        assert!(version.contains("etcd Version: 3.5.30"), "{n}: {version}");
         let unit = l.ssh_ok(
             n,
             "systemctl show -p Type,User,LimitNOFILE,ActiveState etcd",

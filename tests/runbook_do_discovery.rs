@@ -137,8 +137,8 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         "(CN=etcd peer;",
         "(CN=etcd client;",
         "+ create file /etc/etcd/server-key.pem (0600 root:root)",
-        "+ create file /var/cache/etcd/etcd-v3.5.1-linux-amd64.tar.gz",
-        "+ create unpack /var/cache/etcd/etcd-v3.5.1-linux-amd64.tar.gz into /usr/local/bin",
+        "+ create file /var/cache/etcd/etcd-v3.5.30-linux-amd64.tar.gz",
+        "+ create unpack /var/cache/etcd/etcd-v3.5.30-linux-amd64.tar.gz into /usr/local/bin",
         "+ create file /etc/etcd/do-token (0600 root:root)",
         "(content hidden)",
         &format!("+DISCOVERY_DOMAIN=\"{domain}\""),
@@ -225,7 +225,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         );
         assert_eq!(units, "enabled\nenabled\nactive\nactive\n1\n", "{n}");
         let version = ssh_ok(&l, n, "/usr/local/bin/etcd --version");
-        assert!(version.contains("etcd Version: 3.5.1"), "{n}: {version}");
+        assert!(version.contains("etcd Version: 3.5.30"), "{n}: {version}");
         let cn = ssh_ok(
             &l,
             n,

@@ -115,3 +115,75 @@ etcd::check_cluster_size(6);
         "{err}"
     );
 }
+
+#[test]
+fn stdlib_etcd_check_version_refuses_3_5_0_to_3_5_2_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("rb");
+    std::fs::create_dir_all(&rb).unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        "name = \"s\"\nversion = \"0.1.0\"\ndescription = \"d\"\n",
+    )
+    .unwrap();
+    let plan = |script: &str| {
+        std::fs::write(rb.join("main.rhai"), script).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .current_dir(dir.path())
+            .args(["plan", "rb"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Passed: later 3.5 releases, other series, suffixes after a safe patch.
+    let (code, out, err) = plan(
+        r#"
+import "etcd" as etcd;
+for v in ["3.5.3", "v3.5.30", "3.5.16", "3.4.23", "v3.6.0", "3.5.10-rc.0", "v3.4.1"] {
+    etcd::check_version(v, false);
+    print(`passed ${v}`);
+}
+"#,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.matches("passed ").count(), 7, "{out}{err}");
+    assert!(!out.contains("warning"), "{out}");
+    // Refused, each of them, with the reason and the way out.
+    for v in ["3.5.0", "v3.5.1", "3.5.2", "v3.5.2-rc.1"] {
+        let (code, out, err) = plan(&format!(
+            "import \"etcd\" as etcd;\netcd::check_version(\"{v}\", false);\nprint(\"not refused\");\n"
+        ));
+        assert_eq!(code, Some(1), "{v}: {out}{err}");
+        assert!(!out.contains("not refused"), "{v}: {out}");
+        let bare = v.trim_start_matches('v');
+        assert!(
+            err.contains(&format!(
+                "etcd {bare} is refused: 3.5.0-3.5.2 can become inconsistent after a crash (etcd-io/etcd#13766)"
+            )),
+            "{v}: {err}"
+        );
+        assert!(
+            err.contains("or --var allow_unsafe_version=true to install it anyway"),
+            "{v}: {err}"
+        );
+        assert!(
+            err.contains("= in call to `check_version` at rb/main.rhai:2:7"),
+            "{v}: {err}"
+        );
+    }
+    // Allowed explicitly: a warning, and the script goes on.
+    let (code, out, err) = plan(
+        "import \"etcd\" as etcd;\netcd::check_version(\"v3.5.1\", true);\nprint(\"went on\");\n",
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("warning: etcd 3.5.1 is unfit for production"),
+        "{out}{err}"
+    );
+    assert!(out.contains("went on"), "{out}");
+}

@@ -56,9 +56,7 @@ pub fn ensure(force: bool) -> Result<ImagePaths> {
     if force || !rootfs_ready(&img) {
         build_rootfs(&img)?;
     }
-    if force || !mirror::ready(&img) {
-        mirror::build(&img)?;
-    }
+    mirror::ensure(&img, force)?;
     Ok(img)
 }
 

@@ -63,6 +63,10 @@ pub fn env_entries(paths: &LabPaths, rec: &LabRecord) -> Vec<(String, String)> {
             paths.inventory.display().to_string(),
         ),
         ("CAIRN_APT_MIRROR".into(), format!("{mirror}/debian")),
+        (
+            "CAIRN_APT_MIRROR_NEWER".into(),
+            format!("{mirror}/{}", super::mirror::NEWER_APT_DIR),
+        ),
         ("CAIRN_RELEASE_MIRROR".into(), mirror),
         ("CAIRN_LAB_SSH_KEY".into(), paths.key.display().to_string()),
         (
@@ -181,6 +185,10 @@ mod tests {
         let env: std::collections::BTreeMap<_, _> =
             env_entries(&p, &record()).into_iter().collect();
         assert_eq!(env["CAIRN_APT_MIRROR"], "http://10.200.3.1:7480/debian");
+        assert_eq!(
+            env["CAIRN_APT_MIRROR_NEWER"],
+            "http://10.200.3.1:7480/debian-newer"
+        );
         assert_eq!(env["CAIRN_RELEASE_MIRROR"], "http://10.200.3.1:7480");
         assert_eq!(env["HCLOUD_ENDPOINT"], "http://10.200.3.1:7481/v1");
         assert_eq!(env["DIGITALOCEAN_ENDPOINT"], "http://10.200.3.1:7481/v2");

