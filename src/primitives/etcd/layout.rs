@@ -5,8 +5,9 @@
 //!
 //! etcd's own precedence is applied: a config file (`--config-file` or
 //! `ETCD_CONFIG_FILE`) wins over everything and etcd then ignores flags and
-//! `ETCD_*` variables; otherwise a flag wins over its `ETCD_*` variable; what
-//! neither sets takes etcd's default (name `default`, data dir
+//! `ETCD_*` variables; otherwise flags and `ETCD_*` variables both count, but
+//! a flag and its own variable together are an error, as etcd (3.4, 3.5)
+//! refuses to start with both; what neither sets takes etcd's default (name `default`, data dir
 //! `${name}.etcd`, WAL in `${data-dir}/member/wal`, URLs on localhost).
 //!
 //! Anything that cannot be parsed is a [`FactError`] naming the file and line;
@@ -63,6 +64,9 @@ type Res<T> = Result<T, FactError>;
 pub struct Setting {
     pub value: String,
     pub origin: String,
+    /// The file it was set in, and the line when known.
+    pub file: String,
+    pub line: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------
@@ -74,8 +78,8 @@ pub struct Setting {
 pub struct UnitConfig {
     /// The `ExecStart=` line in effect: raw value, file, line.
     pub exec_start: Option<(String, String, usize)>,
-    /// `Environment=` assignments in order: name, value, origin.
-    pub environment: Vec<(String, String, String)>,
+    /// `Environment=` assignments in order: name, value, file, line.
+    pub environment: Vec<(String, String, String, usize)>,
     /// `EnvironmentFile=` entries in order: path, optional (`-`), origin.
     pub environment_files: Vec<(String, bool, String)>,
     pub working_directory: Option<String>,
@@ -226,7 +230,7 @@ pub fn parse_unit(files: &[(String, String)], spec: &Specifiers) -> Res<UnitConf
                             ));
                         };
                         u.environment
-                            .push((k.to_string(), v.to_string(), origin.clone()));
+                            .push((k.to_string(), v.to_string(), path.clone(), n));
                     }
                 }
                 "EnvironmentFile" => {
@@ -519,7 +523,12 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// Command-line flags as etcd (Go's `flag` package) reads them: `-f`,
 /// `--f`, `--f=v`, `--f v` (not for booleans), up to `--`. Returns each
 /// flag's last value. `origin` names where the command line is.
-pub fn parse_flags(args: &[String], origin: &str) -> Result<BTreeMap<String, Setting>, String> {
+pub fn parse_flags(
+    args: &[String],
+    origin: &str,
+    file: &str,
+    line: Option<usize>,
+) -> Result<BTreeMap<String, Setting>, String> {
     let mut out = BTreeMap::new();
     let mut i = 0;
     while i < args.len() {
@@ -553,6 +562,8 @@ pub fn parse_flags(args: &[String], origin: &str) -> Result<BTreeMap<String, Set
             Setting {
                 value,
                 origin: format!("flag --{name} ({origin})"),
+                file: file.to_string(),
+                line,
             },
         );
     }
@@ -617,6 +628,8 @@ pub fn parse_config_file(path: &str, text: &str) -> Res<BTreeMap<String, Setting
                 Setting {
                     value,
                     origin: format!("config file {path} key {key}"),
+                    file: path.to_string(),
+                    line: None,
                 },
             );
         }
@@ -743,6 +756,23 @@ pub fn resolve(
             }),
         }
     };
+    if config.is_none() {
+        for (flag, set) in &sources.flags {
+            if let Some(env) = sources.env.get(&env_name(flag)) {
+                return Err(FactError {
+                    file: env.file.clone(),
+                    line: env.line,
+                    message: format!(
+                        "{} is set here and {} too: etcd refuses to start with both \
+                         (\"conflicting environment variable is shadowed by corresponding \
+                         command-line flag\")",
+                        env_name(flag),
+                        set.origin
+                    ),
+                });
+            }
+        }
+    }
     let mut s = Settings::default();
     let mut origins = BTreeMap::new();
     let mut get = |field: &str, flag: &str, default: String| -> String {
@@ -820,8 +850,8 @@ pub fn resolve(
         let v = match pick(flag) {
             Some(set) => {
                 let b = parse_bool(&set.value).ok_or_else(|| FactError {
-                    file: origin_file(&set.origin),
-                    line: origin_line(&set.origin),
+                    file: set.file.clone(),
+                    line: set.line,
                     message: format!(
                         "{flag} is `{}`, not a boolean etcd accepts (true/false/1/0)",
                         set.value
@@ -843,27 +873,6 @@ pub fn resolve(
     }
     s.origins = origins;
     Ok(s)
-}
-
-/// The file named inside an origin like `env ETCD_X (/etc/etcd/env line 3)`.
-fn origin_file(origin: &str) -> String {
-    let inner = origin
-        .rsplit_once('(')
-        .map_or(origin, |(_, r)| r.trim_end_matches(')'));
-    let inner = inner.strip_prefix("ExecStart in ").unwrap_or(inner);
-    match inner.rsplit_once(" line ") {
-        Some((f, _)) => f.to_string(),
-        None => inner
-            .strip_prefix("config file ")
-            .and_then(|r| r.split_once(" key "))
-            .map_or(inner.to_string(), |(f, _)| f.to_string()),
-    }
-}
-
-fn origin_line(origin: &str) -> Option<usize> {
-    origin
-        .rsplit_once(" line ")
-        .and_then(|(_, r)| r.trim_end_matches(')').parse().ok())
 }
 
 fn absolute(path: &str, cwd: Option<&str>) -> String {
@@ -1024,6 +1033,8 @@ pub fn parse_manifest(path: &str, text: &str) -> Res<PodStart> {
             Setting {
                 value: value.clone(),
                 origin: format!("env {} (container {} of {path})", v.name, c.name),
+                file: path.to_string(),
+                line: None,
             },
         );
     }
@@ -1091,6 +1102,8 @@ mod tests {
                     Setting {
                         value: v.to_string(),
                         origin: format!("env {k} (/etc/etcd/env line 1)"),
+                        file: "/etc/etcd/env".into(),
+                        line: Some(1),
                     },
                 )
             })
@@ -1114,17 +1127,20 @@ mod tests {
                 (
                     "DAEMON_ARGS".into(),
                     "".into(),
-                    "/lib/systemd/system/etcd.service line 5".into()
+                    "/lib/systemd/system/etcd.service".into(),
+                    5
                 ),
                 (
                     "ETCD_NAME".into(),
                     "node-1".into(),
-                    "/lib/systemd/system/etcd.service line 6".into()
+                    "/lib/systemd/system/etcd.service".into(),
+                    6
                 ),
                 (
                     "ETCD_DATA_DIR".into(),
                     "/var/lib/etcd/default".into(),
-                    "/lib/systemd/system/etcd.service line 7".into()
+                    "/lib/systemd/system/etcd.service".into(),
+                    7
                 ),
             ]
         );
@@ -1249,7 +1265,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let f = parse_flags(&args, "ExecStart in /u line 3").unwrap();
+        let f = parse_flags(&args, "ExecStart in /u line 3", "/u", Some(3)).unwrap();
         assert_eq!(f["name"].value, "n1");
         assert_eq!(f["name"].origin, "flag --name (ExecStart in /u line 3)");
         assert_eq!(f["data-dir"].value, "/d");
@@ -1257,7 +1273,13 @@ mod tests {
         assert_eq!(f["peer-client-cert-auth"].value, "false");
         assert_eq!(f["snapshot-count"].value, "10000");
         let bad = |a: &[&str]| {
-            parse_flags(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "x").unwrap_err()
+            parse_flags(
+                &a.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "x",
+                "/u",
+                None,
+            )
+            .unwrap_err()
         };
         assert_eq!(bad(&["--name"]), "flag `--name` needs a value");
         assert_eq!(
@@ -1267,16 +1289,18 @@ mod tests {
     }
 
     #[test]
-    fn flags_win_over_env_and_defaults_fill_the_rest() {
+    fn flags_and_env_combine_and_defaults_fill_the_rest() {
         let flags = parse_flags(
             &["--name".to_string(), "flagname".to_string()],
             "ExecStart in /u line 9",
+            "/u",
+            Some(9),
         )
         .unwrap();
         let env = env_of(&[
-            ("ETCD_NAME", "envname"),
             ("ETCD_CLIENT_CERT_AUTH", "true"),
             ("ETCD_CERT_FILE", "/etc/ssl/etcd/etcd.crt"),
+            ("ETCD_UNRELATED", "x"),
         ]);
         let s = resolve(&Sources { flags, env }, None, Some("/")).unwrap();
         assert_eq!(s.name, "flagname");
@@ -1294,6 +1318,28 @@ mod tests {
         assert_eq!(s.client_tls.cert_file, "/etc/ssl/etcd/etcd.crt");
         assert!(!s.peer_tls.client_cert_auth);
         assert_eq!(s.peer_tls.cert_file, "");
+    }
+
+    #[test]
+    fn a_flag_and_its_env_variable_together_are_refused_as_etcd_does() {
+        // etcd 3.4 and 3.5 exit with "conflicting environment variable is
+        // shadowed by corresponding command-line flag" (checked on the lab).
+        let flags = parse_flags(
+            &["--name".to_string(), "flagname".to_string()],
+            "ExecStart in /u line 9",
+            "/u",
+            Some(9),
+        )
+        .unwrap();
+        let env = env_of(&[("ETCD_NAME", "envname")]);
+        let e = resolve(&Sources { flags, env }, None, None).unwrap_err();
+        assert_eq!(e.place(), "/etc/etcd/env line 1");
+        assert!(
+            e.message.starts_with(
+                "ETCD_NAME is set here and flag --name (ExecStart in /u line 9) too: etcd refuses"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1321,6 +1367,8 @@ mod tests {
             Setting {
                 value: "yes".into(),
                 origin: "env ETCD_PEER_CLIENT_CERT_AUTH (/etc/etcd/options.env line 7)".into(),
+                file: "/etc/etcd/options.env".into(),
+                line: Some(7),
             },
         )]);
         let e = resolve(
@@ -1355,9 +1403,15 @@ mod tests {
                 "--name=ignored".to_string(),
             ],
             "ExecStart in /u line 9",
+            "/u",
+            Some(9),
         )
         .unwrap();
-        let env = env_of(&[("ETCD_DATA_DIR", "/ignored"), ("ETCD_WAL_DIR", "/ignored")]);
+        let env = env_of(&[
+            ("ETCD_DATA_DIR", "/ignored"),
+            ("ETCD_WAL_DIR", "/ignored"),
+            ("ETCD_NAME", "no conflict: ignored with a config file"),
+        ]);
         let sources = Sources { flags, env };
         assert_eq!(sources.config_file().unwrap().value, "/etc/etcd/etcd.conf");
         let config = parse_config_file("/etc/etcd/etcd.conf", YAML).unwrap();
@@ -1413,7 +1467,7 @@ mod tests {
             p.host_path("/etc/kubernetes/pki/etcd/ca.crt"),
             "/etc/kubernetes/pki/etcd/ca.crt"
         );
-        let flags = parse_flags(&p.argv[1..], "command of /m").unwrap();
+        let flags = parse_flags(&p.argv[1..], "command of /m", "/m", None).unwrap();
         let s = resolve(
             &Sources {
                 flags,

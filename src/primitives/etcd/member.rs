@@ -250,6 +250,8 @@ struct Start {
     unit_files: Vec<String>,
     argv: Vec<String>,
     argv_origin: String,
+    argv_file: String,
+    argv_line: Option<usize>,
     env: BTreeMap<String, Setting>,
     environment_files: Vec<String>,
     manifest: String,
@@ -289,12 +291,14 @@ async fn systemd_start(ctx: &Ctx, host: &Host, found: &Found) -> Result<Start, S
     };
     let cfg = layout::parse_unit(&texts, &spec).map_err(|e| fact(host, e))?;
     let mut env: BTreeMap<String, Setting> = BTreeMap::new();
-    for (k, v, origin) in &cfg.environment {
+    for (k, v, file, line) in &cfg.environment {
         env.insert(
             k.clone(),
             Setting {
                 value: v.clone(),
-                origin: format!("env {k} (Environment= in {origin})"),
+                origin: format!("env {k} (Environment= in {file} line {line})"),
+                file: file.clone(),
+                line: Some(*line),
             },
         );
     }
@@ -320,6 +324,8 @@ async fn systemd_start(ctx: &Ctx, host: &Host, found: &Found) -> Result<Start, S
                         Setting {
                             value: v,
                             origin: format!("env {k} ({path} line {line})"),
+                            file: path.clone(),
+                            line: Some(line),
                         },
                     );
                 }
@@ -363,6 +369,8 @@ async fn systemd_start(ctx: &Ctx, host: &Host, found: &Found) -> Result<Start, S
         unit_files,
         argv,
         argv_origin: format!("ExecStart in {file} line {line}"),
+        argv_file: file.clone(),
+        argv_line: Some(*line),
         env,
         environment_files,
         manifest: String::new(),
@@ -396,6 +404,8 @@ async fn pod_start(ctx: &Ctx, host: &Host, manifest: &str) -> Result<Start, Step
         unit_files: Vec::new(),
         argv: pod.argv.clone(),
         argv_origin: format!("command of {manifest}"),
+        argv_file: manifest.to_string(),
+        argv_line: None,
         env: pod.env.clone(),
         environment_files: Vec::new(),
         manifest: manifest.to_string(),
@@ -478,19 +488,18 @@ async fn versions(
 
 /// Put the layout together from what was found and the files read.
 async fn describe(ctx: &Ctx, host: &Host, start: Start) -> Result<MemberLayout, StepError> {
-    let flags = layout::parse_flags(&start.argv[1..], &start.argv_origin).map_err(|m| {
-        let (file, line) = match start.argv_origin.strip_prefix("ExecStart in ") {
-            Some(rest) => match rest.rsplit_once(" line ") {
-                Some((f, l)) => (f.to_string(), l.parse().ok()),
-                None => (rest.to_string(), None),
-            },
-            None => (start.manifest.clone(), None),
-        };
+    let flags = layout::parse_flags(
+        &start.argv[1..],
+        &start.argv_origin,
+        &start.argv_file,
+        start.argv_line,
+    )
+    .map_err(|m| {
         fact(
             host,
             FactError {
-                file,
-                line,
+                file: start.argv_file.clone(),
+                line: start.argv_line,
                 message: m,
             },
         )
@@ -663,18 +672,22 @@ impl EtcdMember {
                 let (mfacts, _) = put::observe(ctx, host, MANIFEST, false).await?;
                 let has_manifest = mfacts.kind != Kind::Missing;
                 match (loaded, has_manifest) {
-                    (true, true) => return Err(StepError::Verify(format!(
+                    (true, true) => {
+                        return Err(StepError::Verify(format!(
                         "{}: both unit {UNIT} and static-pod manifest {MANIFEST} exist; say which \
                              runs the member with #{{unit: ..}} or #{{manifest: ..}}",
                         host.name
-                    ))),
+                    )))
+                    }
                     (true, false) => systemd_start(ctx, host, &found).await?,
                     (false, true) => pod_start(ctx, host, MANIFEST).await?,
-                    (false, false) => return Err(StepError::Verify(format!(
+                    (false, false) => {
+                        return Err(StepError::Verify(format!(
                         "{}: no etcd found: no unit {UNIT} and no {MANIFEST}; name the unit with \
                              #{{unit: ..}} or the manifest with #{{manifest: ..}}",
                         host.name
-                    ))),
+                    )))
+                    }
                 }
             }
         };

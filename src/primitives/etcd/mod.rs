@@ -322,7 +322,7 @@ fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT)
         })
         .register_fn("to_json", |m: &mut L| -> String {
-            serde_json::to_string_pretty(&*m).unwrap_or_default()
+            serde_json::to_string(&*m).unwrap_or_default()
         })
         .register_fn("to_string", |m: &mut L| layout_line(m))
         .register_fn("to_debug", |m: &mut L| layout_line(m));

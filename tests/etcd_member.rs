@@ -1,0 +1,608 @@
+//! `etcd_member(host)` on a lab, checked field by field against members made
+//! by the shipped runbooks (etcd-binary-yaml, etcd-debian-binary,
+//! etcd-static-pods) and by hand with plain ssh commands as the tutorials
+//! describe (003: release binary, ETCD_* in /etc/etcd/options.env; 000: the
+//! Debian package and its own unit, ETCD_* in /etc/default/etcd overriding
+//! the unit's `Environment=ETCD_NAME=%H`, plus a `--wal-dir` flag through the
+//! unit's `$DAEMON_ARGS`). Discovery runs in
+//! a plan (it is read-only). What it reports is cross-checked against the
+//! running members: the name the member itself reports, the data and WAL
+//! folders on disk, the certificate files, the process id.
+//!
+//! One lab of five nodes; the runbooks run once each, concurrently, one node
+//! each.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cairn ARGS` in workspace `ws`.
+fn cairn(ws: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(ws)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CAIRN_FAULT_KILL")
+        .env_remove("CAIRN_RELEASE_MIRROR")
+        .env_remove("CAIRN_STATE_DIR")
+        .output()
+        .unwrap()
+}
+
+/// An inventory of the one lab host `node`, written into `ws`.
+fn one_host_inventory(l: &lab::LabHandle, ws: &Path, node: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Inventory {
+        hosts: Vec<cairn::host::Host>,
+    }
+    let hosts = l.hosts().into_iter().filter(|h| h.name == node).collect();
+    let path = ws.join("hosts.toml");
+    std::fs::write(&path, toml::to_string(&Inventory { hosts }).unwrap()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs shipped runbook `runbook` on lab node `node` alone (its own workspace).
+fn run_runbook(l: &lab::LabHandle, runbook: &str, node: &str, extra: &[&str]) {
+    let ws = tempfile::tempdir().unwrap();
+    let inv = one_host_inventory(l, ws.path(), node);
+    let mut args = vec!["run", runbook, "--lab", &l.name, "--inventory", &inv];
+    args.extend(extra);
+    let out = cairn(ws.path(), &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{runbook} on {node}:\n{}",
+        text(&out)
+    );
+}
+
+/// Tutorial 003 by hand: the release binary, a CA and a member certificate
+/// made with openssl, /etc/etcd/options.env and the tutorial's unit.
+fn hand_build_003(l: &lab::LabHandle, node: &str) {
+    let ip = &l.node(node).address;
+    let mirror = l.var("CAIRN_RELEASE_MIRROR");
+    let script = format!(
+        r#"set -eu
+cd /tmp
+curl -fsSL -O {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz
+tar -xzf etcd-v3.5.1-linux-amd64.tar.gz
+cp etcd-v3.5.1-linux-amd64/etcd /usr/local/bin/etcd
+cp etcd-v3.5.1-linux-amd64/etcdctl /usr/local/bin/etcdctl
+chmod 755 /usr/local/bin/etcd /usr/local/bin/etcdctl
+useradd --system --home-dir /opt/etcd --shell /usr/sbin/nologin etcd
+mkdir -p /opt/etcd/data /opt/etcd/wal /etc/ssl/etcd /etc/etcd
+chown -R etcd:etcd /opt/etcd
+chmod 700 /opt/etcd/data
+cd /etc/ssl/etcd
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -subj /CN=root-ca -days 30 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout etcd.key -out etcd.csr -subj /CN={node} 2>/dev/null
+printf 'subjectAltName=IP:{ip},IP:127.0.0.1,DNS:{node}\nextendedKeyUsage=clientAuth,serverAuth\n' > ext.cnf
+openssl x509 -req -in etcd.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out etcd.crt -days 30 -extfile ext.cnf 2>/dev/null
+chown etcd:etcd ca.crt etcd.crt etcd.key
+chmod 600 etcd.key
+cat > /etc/etcd/options.env << EOF
+ETCD_NAME=$(hostname -s)
+ETCD_DATA_DIR=/opt/etcd/data
+ETCD_WAL_DIR=/opt/etcd/wal
+ETCD_LISTEN_PEER_URLS=https://{ip}:2380
+ETCD_INITIAL_ADVERTISE_PEER_URLS=https://{ip}:2380
+ETCD_PEER_CERT_FILE=/etc/ssl/etcd/etcd.crt
+ETCD_PEER_KEY_FILE=/etc/ssl/etcd/etcd.key
+ETCD_PEER_TRUSTED_CA_FILE=/etc/ssl/etcd/ca.crt
+ETCD_PEER_CLIENT_CERT_AUTH=true
+ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:2379,https://{ip}:2379
+ETCD_ADVERTISE_CLIENT_URLS=https://{ip}:2379
+ETCD_CERT_FILE=/etc/ssl/etcd/etcd.crt
+ETCD_KEY_FILE=/etc/ssl/etcd/etcd.key
+ETCD_TRUSTED_CA_FILE=/etc/ssl/etcd/ca.crt
+ETCD_CLIENT_CERT_AUTH=true
+ETCD_INITIAL_CLUSTER=$(hostname -s)=https://{ip}:2380
+ETCD_HEARTBEAT_INTERVAL=800
+ETCD_ELECTION_TIMEOUT=4000
+EOF
+chown -R etcd:etcd /etc/etcd
+cat > /etc/systemd/system/etcd.service << EOF
+[Unit]
+Description=etcd
+
+[Service]
+User=etcd
+Type=notify
+EnvironmentFile=/etc/etcd/options.env
+ExecStart=/usr/local/bin/etcd
+Restart=always
+RestartSec=10s
+LimitNOFILE=40000
+TimeoutStartSec=0
+
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl daemon-reload
+systemctl enable etcd 2>/dev/null
+systemctl start etcd
+"#
+    );
+    l.ssh_ok(node, &script);
+}
+
+/// Tutorial 000 by hand: the Debian package (its own unit reads
+/// /etc/default/etcd), the tutorial's ETCD_* values in that file (ETCD_NAME
+/// differs from the unit's `%H` to show which wins), and a `--wal-dir` flag
+/// through the unit's `$DAEMON_ARGS` (a `--name` there would clash with the
+/// unit's ETCD_NAME: etcd refuses both).
+fn hand_build_000(l: &lab::LabHandle, node: &str) {
+    let ip = &l.node(node).address;
+    let script = format!(
+        r#"set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq etcd-server etcd-client >/dev/null
+mkdir -p /etc/etcd
+cd /etc/etcd
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -subj /CN=etcd-ca -days 30 2>/dev/null
+for c in server peer; do
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $c.key -out $c.csr -subj /CN={node} 2>/dev/null
+  printf 'subjectAltName=IP:{ip},IP:127.0.0.1\nextendedKeyUsage=clientAuth,serverAuth\n' > ext.cnf
+  openssl x509 -req -in $c.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $c.crt -days 30 -extfile ext.cnf 2>/dev/null
+done
+chown etcd:etcd server.key peer.key
+chmod 600 server.key peer.key
+cat > /etc/default/etcd << EOF
+# /etc/default/etcd as tutorial 000 says, and a flag in DAEMON_ARGS
+DAEMON_ARGS="--wal-dir /var/lib/etcd/wal"
+ETCD_NAME=n5-by-env-file
+ETCD_INITIAL_CLUSTER="n5-by-env-file=https://{ip}:2380"
+ETCD_INITIAL_ADVERTISE_PEER_URLS="https://{ip}:2380"
+ETCD_LISTEN_PEER_URLS="https://{ip}:2380"
+ETCD_LISTEN_CLIENT_URLS="https://{ip}:2379,https://127.0.0.1:2379"
+ETCD_ADVERTISE_CLIENT_URLS="https://{ip}:2379"
+ETCD_CLIENT_CERT_AUTH="true"
+ETCD_PEER_CLIENT_CERT_AUTH="true"
+ETCD_TRUSTED_CA_FILE="/etc/etcd/ca.crt"
+ETCD_CERT_FILE="/etc/etcd/server.crt"
+ETCD_KEY_FILE="/etc/etcd/server.key"
+ETCD_PEER_TRUSTED_CA_FILE="/etc/etcd/ca.crt"
+ETCD_PEER_CERT_FILE="/etc/etcd/peer.crt"
+ETCD_PEER_KEY_FILE="/etc/etcd/peer.key"
+EOF
+systemctl stop etcd
+rm -rf /var/lib/etcd/default /var/lib/etcd/wal
+systemctl start etcd
+"#
+    );
+    l.ssh_ok(node, &script);
+}
+
+/// The layouts `etcd_member` reports in a plan of a one-line runbook over
+/// every lab host, by host name.
+fn discover(l: &lab::LabHandle) -> BTreeMap<String, Value> {
+    let ws = tempfile::tempdir().unwrap();
+    let rb = ws.path().join("discover");
+    std::fs::create_dir(&rb).unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        "name = \"discover\"\nversion = \"1.0.0\"\ndescription = \"etcd_member on every host\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rb.join("main.rhai"),
+        "for h in hosts() { let m = etcd_member(h); print(`LAYOUT ${m.to_json()}`); }\n",
+    )
+    .unwrap();
+    let out = cairn(
+        ws.path(),
+        &[
+            "plan",
+            rb.to_str().unwrap(),
+            "--lab",
+            &l.name,
+            "--show-unchanged",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "plan of etcd_member:\n{t}");
+    assert!(
+        t.contains("= ok read etcd member layout"),
+        "discovery is a read-only no-op in the plan:\n{t}"
+    );
+    let mut found = BTreeMap::new();
+    for line in t.lines() {
+        if let Some(i) = line.find("LAYOUT ") {
+            let v: Value = serde_json::from_str(&line[i + 7..])
+                .unwrap_or_else(|e| panic!("bad layout json ({e}): {line}"));
+            found.insert(v["host"].as_str().unwrap().to_string(), v);
+        }
+    }
+    assert_eq!(found.len(), 5, "one layout per host:\n{t}");
+    found
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Checks `layout` field by field against `want` (a JSON object of the
+/// expected values; every field of the layout must be listed).
+fn check(node: &str, layout: &Value, want: Value) {
+    let got = layout.as_object().unwrap();
+    let want = want.as_object().unwrap();
+    let mut bad = Vec::new();
+    for (k, v) in want {
+        if got.get(k) != Some(v) {
+            bad.push(format!(
+                "  {k}: got {}, want {v}",
+                got.get(k).unwrap_or(&Value::Null)
+            ));
+        }
+    }
+    for k in got.keys() {
+        if !want.contains_key(k) {
+            bad.push(format!("  {k}: not checked (got {})", got[k]));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{node}:\n{}\nfull layout: {layout:#}",
+        bad.join("\n")
+    );
+}
+
+/// The facts of the running member that discovery must agree with: its name
+/// as the member itself reports it, its data and WAL folders on disk, its
+/// files, its process id.
+fn cross_check(l: &lab::LabHandle, node: &str, m: &Value) {
+    let s = |k: &str| {
+        let v = match k.split_once('.') {
+            Some((a, b)) => &m[a][b],
+            None => &m[k],
+        };
+        v.as_str()
+            .unwrap_or_else(|| panic!("{node}: no {k}"))
+            .to_string()
+    };
+    let (data, wal) = (s("data_dir"), s("wal_dir"));
+    l.ssh_ok(
+        node,
+        &format!("test -d {data}/member/snap && test -n \"$(ls {wal}/*.wal)\""),
+    );
+    for f in [
+        "client_tls.cert_file",
+        "client_tls.key_file",
+        "client_tls.trusted_ca_file",
+        "peer_tls.cert_file",
+        "peer_tls.key_file",
+        "peer_tls.trusted_ca_file",
+    ] {
+        l.ssh_ok(node, &format!("test -f {}", s(f)));
+    }
+    let comm = l.ssh_ok(node, &format!("cat /proc/{}/comm", m["pid"]));
+    assert_eq!(comm.trim(), "etcd", "{node}: pid {} is not etcd", m["pid"]);
+    // The member's own name, asked with its own certificate.
+    let url = format!("https://{}:2379", l.node(node).address);
+    let list = l.ssh_ok(
+        node,
+        &format!(
+            "curl -fsS --cacert {} --cert {} --key {} -X POST -d '{{}}' {url}/v3/cluster/member/list",
+            s("client_tls.trusted_ca_file"),
+            s("client_tls.cert_file"),
+            s("client_tls.key_file")
+        ),
+    );
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let names: Vec<&str> = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [s("name").as_str()], "{node}: member list {list}");
+    assert_eq!(
+        strs(&list["members"][0]["peerURLs"]),
+        strs(&m["advertise_peer_urls"]),
+        "{node}"
+    );
+}
+
+#[test]
+fn discovers_runbook_and_hand_built_members() {
+    let started = std::time::Instant::now();
+    let l = lab::start(&lab::unique_name("member"), 5);
+    let ip = |n: &str| l.node(n).address.clone();
+
+    // Members: three by the shipped runbooks (concurrently), two by hand.
+    std::thread::scope(|s| {
+        s.spawn(|| run_runbook(&l, "etcd-binary-yaml", "node-1", &[]));
+        s.spawn(|| run_runbook(&l, "etcd-debian-binary", "node-2", &["--var", "nodes=1"]));
+        s.spawn(|| {
+            run_runbook(
+                &l,
+                "etcd-static-pods",
+                "node-3",
+                &[
+                    "--var",
+                    "kubelet=lab-standin",
+                    "--var",
+                    "etcd_version=v3.5.1",
+                ],
+            )
+        });
+        s.spawn(|| hand_build_003(&l, "node-4"));
+        s.spawn(|| hand_build_000(&l, "node-5"));
+    });
+    let built = started.elapsed();
+
+    let found = discover(&l);
+    let pid = |n: &str| found[n]["pid"].clone();
+    let default_origins = |extra: &[(&str, &str)]| -> Value {
+        let mut o = serde_json::Map::new();
+        for (k, v) in extra {
+            o.insert(k.to_string(), Value::from(*v));
+        }
+        Value::Object(o)
+    };
+
+    // node-1: etcd-binary-yaml, everything in /etc/etcd/etcd.conf.
+    let (i1, conf) = (ip("node-1"), "config file /etc/etcd/etcd.conf key");
+    check(
+        "node-1",
+        &found["node-1"],
+        serde_json::json!({
+            "host": "node-1", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": ["/etc/systemd/system/etcd.service"],
+            "exec_start": ["/usr/local/bin/etcd", "--config-file", "/etc/etcd/etcd.conf"],
+            "environment_files": [], "config_file": "/etc/etcd/etcd.conf", "manifest": "", "image": "",
+            "user": "etcd", "name": "node-1", "data_dir": "/var/lib/etcd",
+            "wal_dir": "/var/lib/etcd/member/wal",
+            "listen_client_urls": [format!("https://{i1}:2379"), "https://127.0.0.1:2379".to_string()],
+            "advertise_client_urls": [format!("https://{i1}:2379")],
+            "listen_peer_urls": [format!("https://{i1}:2380")],
+            "advertise_peer_urls": [format!("https://{i1}:2380")],
+            "client_tls": {"cert_file": "/etc/etcd/pki/node-1.crt", "key_file": "/etc/etcd/pki/node-1.key",
+                           "trusted_ca_file": "/etc/etcd/pki/etcd-ca.crt", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/etcd/pki/node-1.crt", "key_file": "/etc/etcd/pki/node-1.key",
+                         "trusted_ca_file": "/etc/etcd/pki/etcd-ca.crt", "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-1"),
+            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "origins": default_origins(&[
+                ("name", &format!("{conf} name")),
+                ("data_dir", &format!("{conf} data-dir")),
+                ("wal_dir", "default"),
+                ("listen_client_urls", &format!("{conf} listen-client-urls")),
+                ("advertise_client_urls", &format!("{conf} advertise-client-urls")),
+                ("listen_peer_urls", &format!("{conf} listen-peer-urls")),
+                ("advertise_peer_urls", &format!("{conf} initial-advertise-peer-urls")),
+                ("client_tls.cert_file", &format!("{conf} client-transport-security.cert-file")),
+                ("client_tls.key_file", &format!("{conf} client-transport-security.key-file")),
+                ("client_tls.trusted_ca_file", &format!("{conf} client-transport-security.trusted-ca-file")),
+                ("client_tls.client_cert_auth", &format!("{conf} client-transport-security.client-cert-auth")),
+                ("peer_tls.cert_file", &format!("{conf} peer-transport-security.cert-file")),
+                ("peer_tls.key_file", &format!("{conf} peer-transport-security.key-file")),
+                ("peer_tls.trusted_ca_file", &format!("{conf} peer-transport-security.trusted-ca-file")),
+                ("peer_tls.client_cert_auth", &format!("{conf} peer-transport-security.client-cert-auth")),
+            ]),
+        }),
+    );
+
+    // node-2: etcd-debian-binary, ETCD_* in /etc/etcd/options.env.
+    let i2 = ip("node-2");
+    let env2 = |var: &str, line: u32| format!("env {var} (/etc/etcd/options.env line {line})");
+    check(
+        "node-2",
+        &found["node-2"],
+        serde_json::json!({
+            "host": "node-2", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": ["/etc/systemd/system/etcd.service"],
+            "exec_start": ["/usr/local/bin/etcd"],
+            "environment_files": ["/etc/etcd/options.env"], "config_file": "", "manifest": "", "image": "",
+            "user": "etcd", "name": "node-2", "data_dir": "/opt/etcd/data", "wal_dir": "/opt/etcd/wal",
+            "listen_client_urls": ["http://127.0.0.1:2379".to_string(), format!("https://{i2}:2379")],
+            "advertise_client_urls": [format!("https://{i2}:2379")],
+            "listen_peer_urls": [format!("https://{i2}:2380")],
+            "advertise_peer_urls": [format!("https://{i2}:2380")],
+            "client_tls": {"cert_file": "/etc/ssl/etcd/etcd.crt", "key_file": "/etc/ssl/etcd/etcd.key",
+                           "trusted_ca_file": "/etc/ssl/etcd/ca.crt", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/ssl/etcd/etcd.crt", "key_file": "/etc/ssl/etcd/etcd.key",
+                         "trusted_ca_file": "/etc/ssl/etcd/ca.crt", "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-2"),
+            "running_version": "3.5.1", "running_version_from": "endpoint http://127.0.0.1:2379",
+            "origins": default_origins(&[
+                ("name", &env2("ETCD_NAME", 4)),
+                ("data_dir", &env2("ETCD_DATA_DIR", 5)),
+                ("wal_dir", &env2("ETCD_WAL_DIR", 6)),
+                ("listen_peer_urls", &env2("ETCD_LISTEN_PEER_URLS", 7)),
+                ("advertise_peer_urls", &env2("ETCD_INITIAL_ADVERTISE_PEER_URLS", 8)),
+                ("peer_tls.cert_file", &env2("ETCD_PEER_CERT_FILE", 9)),
+                ("peer_tls.key_file", &env2("ETCD_PEER_KEY_FILE", 10)),
+                ("peer_tls.trusted_ca_file", &env2("ETCD_PEER_TRUSTED_CA_FILE", 11)),
+                ("peer_tls.client_cert_auth", &env2("ETCD_PEER_CLIENT_CERT_AUTH", 12)),
+                ("listen_client_urls", &env2("ETCD_LISTEN_CLIENT_URLS", 13)),
+                ("advertise_client_urls", &env2("ETCD_ADVERTISE_CLIENT_URLS", 14)),
+                ("client_tls.cert_file", &env2("ETCD_CERT_FILE", 15)),
+                ("client_tls.key_file", &env2("ETCD_KEY_FILE", 16)),
+                ("client_tls.trusted_ca_file", &env2("ETCD_TRUSTED_CA_FILE", 17)),
+                ("client_tls.client_cert_auth", &env2("ETCD_CLIENT_CERT_AUTH", 18)),
+            ]),
+        }),
+    );
+
+    // node-3: etcd-static-pods, flags in the manifest's etcd container.
+    let i3 = ip("node-3");
+    let m3 = "/etc/kubernetes/manifests/etcd.yaml";
+    let flag3 = |f: &str| format!("flag --{f} (command of {m3})");
+    let pki = "/etc/kubernetes/pki/etcd";
+    let n3 = &found["node-3"];
+    check(
+        "node-3",
+        n3,
+        serde_json::json!({
+            "host": "node-3", "started_by": "static-pod", "unit": "", "unit_files": [],
+            "exec_start": n3["exec_start"].clone(),
+            "environment_files": [], "config_file": "", "manifest": m3,
+            "image": n3["image"].clone(),
+            "user": "", "name": "node-3", "data_dir": "/var/lib/etcd", "wal_dir": "/var/lib/etcd/member/wal",
+            "listen_client_urls": ["https://127.0.0.1:2379".to_string(), format!("https://{i3}:2379")],
+            "advertise_client_urls": [format!("https://{i3}:2379")],
+            "listen_peer_urls": [format!("https://{i3}:2380")],
+            "advertise_peer_urls": [format!("https://{i3}:2380")],
+            "client_tls": {"cert_file": format!("{pki}/server.crt"), "key_file": format!("{pki}/server.key"),
+                           "trusted_ca_file": format!("{pki}/ca.crt"), "client_cert_auth": true},
+            "peer_tls": {"cert_file": format!("{pki}/peer.crt"), "key_file": format!("{pki}/peer.key"),
+                         "trusted_ca_file": format!("{pki}/ca.crt"), "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-3"),
+            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "origins": default_origins(&[
+                ("name", &flag3("name")),
+                ("data_dir", &flag3("data-dir")),
+                ("wal_dir", "default"),
+                ("listen_client_urls", &flag3("listen-client-urls")),
+                ("advertise_client_urls", &flag3("advertise-client-urls")),
+                ("listen_peer_urls", &flag3("listen-peer-urls")),
+                ("advertise_peer_urls", &flag3("initial-advertise-peer-urls")),
+                ("client_tls.cert_file", &flag3("cert-file")),
+                ("client_tls.key_file", &flag3("key-file")),
+                ("client_tls.trusted_ca_file", &flag3("trusted-ca-file")),
+                ("client_tls.client_cert_auth", &flag3("client-cert-auth")),
+                ("peer_tls.cert_file", &flag3("peer-cert-file")),
+                ("peer_tls.key_file", &flag3("peer-key-file")),
+                ("peer_tls.trusted_ca_file", &flag3("peer-trusted-ca-file")),
+                ("peer_tls.client_cert_auth", &flag3("peer-client-cert-auth")),
+            ]),
+        }),
+    );
+    let manifest = l.ssh_ok("node-3", &format!("cat {m3}"));
+    assert!(
+        manifest.contains(&format!("    image: {}\n", n3["image"].as_str().unwrap())),
+        "node-3 image {} is the manifest's",
+        n3["image"]
+    );
+    assert_eq!(n3["exec_start"][0], "etcd");
+    for arg in strs(&n3["exec_start"]).iter().skip(1) {
+        assert!(
+            manifest.contains(&format!("    - {arg}\n")),
+            "node-3: {arg} not in the manifest"
+        );
+    }
+
+    // node-4: tutorial 003 by hand.
+    let i4 = ip("node-4");
+    let env4 = |var: &str, line: u32| format!("env {var} (/etc/etcd/options.env line {line})");
+    check(
+        "node-4",
+        &found["node-4"],
+        serde_json::json!({
+            "host": "node-4", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": ["/etc/systemd/system/etcd.service"],
+            "exec_start": ["/usr/local/bin/etcd"],
+            "environment_files": ["/etc/etcd/options.env"], "config_file": "", "manifest": "", "image": "",
+            "user": "etcd", "name": "node-4", "data_dir": "/opt/etcd/data", "wal_dir": "/opt/etcd/wal",
+            "listen_client_urls": ["http://127.0.0.1:2379".to_string(), format!("https://{i4}:2379")],
+            "advertise_client_urls": [format!("https://{i4}:2379")],
+            "listen_peer_urls": [format!("https://{i4}:2380")],
+            "advertise_peer_urls": [format!("https://{i4}:2380")],
+            "client_tls": {"cert_file": "/etc/ssl/etcd/etcd.crt", "key_file": "/etc/ssl/etcd/etcd.key",
+                           "trusted_ca_file": "/etc/ssl/etcd/ca.crt", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/ssl/etcd/etcd.crt", "key_file": "/etc/ssl/etcd/etcd.key",
+                         "trusted_ca_file": "/etc/ssl/etcd/ca.crt", "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-4"),
+            "running_version": "3.5.1", "running_version_from": "endpoint http://127.0.0.1:2379",
+            "origins": default_origins(&[
+                ("name", &env4("ETCD_NAME", 1)),
+                ("data_dir", &env4("ETCD_DATA_DIR", 2)),
+                ("wal_dir", &env4("ETCD_WAL_DIR", 3)),
+                ("listen_peer_urls", &env4("ETCD_LISTEN_PEER_URLS", 4)),
+                ("advertise_peer_urls", &env4("ETCD_INITIAL_ADVERTISE_PEER_URLS", 5)),
+                ("peer_tls.cert_file", &env4("ETCD_PEER_CERT_FILE", 6)),
+                ("peer_tls.key_file", &env4("ETCD_PEER_KEY_FILE", 7)),
+                ("peer_tls.trusted_ca_file", &env4("ETCD_PEER_TRUSTED_CA_FILE", 8)),
+                ("peer_tls.client_cert_auth", &env4("ETCD_PEER_CLIENT_CERT_AUTH", 9)),
+                ("listen_client_urls", &env4("ETCD_LISTEN_CLIENT_URLS", 10)),
+                ("advertise_client_urls", &env4("ETCD_ADVERTISE_CLIENT_URLS", 11)),
+                ("client_tls.cert_file", &env4("ETCD_CERT_FILE", 12)),
+                ("client_tls.key_file", &env4("ETCD_KEY_FILE", 13)),
+                ("client_tls.trusted_ca_file", &env4("ETCD_TRUSTED_CA_FILE", 14)),
+                ("client_tls.client_cert_auth", &env4("ETCD_CLIENT_CERT_AUTH", 15)),
+            ]),
+        }),
+    );
+
+    // node-5: tutorial 000 by hand, the Debian package's own unit: `%H` and
+    // `%p` specifiers, an optional EnvironmentFile, `$DAEMON_ARGS`.
+    let i5 = ip("node-5");
+    let n5 = &found["node-5"];
+    let unit5 = n5["unit_files"][0].as_str().unwrap().to_string();
+    let unit5_text = l.ssh_ok("node-5", &format!("cat {unit5}"));
+    let line_of = |needle: &str| -> usize {
+        unit5_text
+            .lines()
+            .position(|l| l.trim() == needle)
+            .unwrap_or_else(|| panic!("{unit5} has no line `{needle}`:\n{unit5_text}"))
+            + 1
+    };
+    let env5 = |var: &str, line: u32| format!("env {var} (/etc/default/etcd line {line})");
+    check(
+        "node-5",
+        n5,
+        serde_json::json!({
+            "host": "node-5", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": [unit5.clone()],
+            "exec_start": ["/usr/bin/etcd", "--wal-dir", "/var/lib/etcd/wal"],
+            "environment_files": ["/etc/default/etcd"], "config_file": "", "manifest": "", "image": "",
+            "user": "etcd", "name": "n5-by-env-file",
+            "data_dir": "/var/lib/etcd/default", "wal_dir": "/var/lib/etcd/wal",
+            "listen_client_urls": [format!("https://{i5}:2379"), "https://127.0.0.1:2379".to_string()],
+            "advertise_client_urls": [format!("https://{i5}:2379")],
+            "listen_peer_urls": [format!("https://{i5}:2380")],
+            "advertise_peer_urls": [format!("https://{i5}:2380")],
+            "client_tls": {"cert_file": "/etc/etcd/server.crt", "key_file": "/etc/etcd/server.key",
+                           "trusted_ca_file": "/etc/etcd/ca.crt", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/etcd/peer.crt", "key_file": "/etc/etcd/peer.key",
+                         "trusted_ca_file": "/etc/etcd/ca.crt", "client_cert_auth": true},
+            "binary": "/usr/bin/etcd", "binary_version": "3.4.23", "running": true, "pid": pid("node-5"),
+            "running_version": "3.4.23", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "origins": default_origins(&[
+                ("name", &env5("ETCD_NAME", 3)),
+                ("data_dir", &format!("env ETCD_DATA_DIR (Environment= in {unit5} line {})", line_of("Environment=ETCD_DATA_DIR=/var/lib/etcd/default"))),
+                ("wal_dir", &format!("flag --wal-dir (ExecStart in {unit5} line {})", line_of("ExecStart=/usr/bin/etcd $DAEMON_ARGS"))),
+                ("advertise_peer_urls", &env5("ETCD_INITIAL_ADVERTISE_PEER_URLS", 5)),
+                ("listen_peer_urls", &env5("ETCD_LISTEN_PEER_URLS", 6)),
+                ("listen_client_urls", &env5("ETCD_LISTEN_CLIENT_URLS", 7)),
+                ("advertise_client_urls", &env5("ETCD_ADVERTISE_CLIENT_URLS", 8)),
+                ("client_tls.client_cert_auth", &env5("ETCD_CLIENT_CERT_AUTH", 9)),
+                ("peer_tls.client_cert_auth", &env5("ETCD_PEER_CLIENT_CERT_AUTH", 10)),
+                ("client_tls.trusted_ca_file", &env5("ETCD_TRUSTED_CA_FILE", 11)),
+                ("client_tls.cert_file", &env5("ETCD_CERT_FILE", 12)),
+                ("client_tls.key_file", &env5("ETCD_KEY_FILE", 13)),
+                ("peer_tls.trusted_ca_file", &env5("ETCD_PEER_TRUSTED_CA_FILE", 14)),
+                ("peer_tls.cert_file", &env5("ETCD_PEER_CERT_FILE", 15)),
+                ("peer_tls.key_file", &env5("ETCD_PEER_KEY_FILE", 16)),
+            ]),
+        }),
+    );
+
+    // What the members themselves say agrees.
+    for node in ["node-1", "node-2", "node-3", "node-4", "node-5"] {
+        cross_check(&l, node, &found[node]);
+    }
+    eprintln!(
+        "etcd_member lab test: members built in {:.1}s, whole test {:.1}s",
+        built.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
