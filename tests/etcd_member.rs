@@ -186,23 +186,18 @@ systemctl start etcd
     l.ssh_ok(node, &script);
 }
 
-/// The layouts `etcd_member` reports in a plan of a one-line runbook over
-/// every lab host, by host name.
-fn discover(l: &lab::LabHandle) -> BTreeMap<String, Value> {
+/// `cairn plan` of a one-file runbook running `script`, in a fresh workspace.
+fn plan_script(l: &lab::LabHandle, script: &str) -> Output {
     let ws = tempfile::tempdir().unwrap();
     let rb = ws.path().join("discover");
     std::fs::create_dir(&rb).unwrap();
     std::fs::write(
         rb.join("runbook.toml"),
-        "name = \"discover\"\nversion = \"1.0.0\"\ndescription = \"etcd_member on every host\"\n",
+        "name = \"discover\"\nversion = \"1.0.0\"\ndescription = \"etcd_member\"\n",
     )
     .unwrap();
-    std::fs::write(
-        rb.join("main.rhai"),
-        "for h in hosts() { let m = etcd_member(h); print(`LAYOUT ${m.to_json()}`); }\n",
-    )
-    .unwrap();
-    let out = cairn(
+    std::fs::write(rb.join("main.rhai"), script).unwrap();
+    cairn(
         ws.path(),
         &[
             "plan",
@@ -211,6 +206,15 @@ fn discover(l: &lab::LabHandle) -> BTreeMap<String, Value> {
             &l.name,
             "--show-unchanged",
         ],
+    )
+}
+
+/// The layouts `etcd_member` reports in a plan of a one-line runbook over
+/// every lab host, by host name.
+fn discover(l: &lab::LabHandle) -> BTreeMap<String, Value> {
+    let out = plan_script(
+        l,
+        "for h in hosts() { let m = etcd_member(h); print(`LAYOUT ${m.to_json()}`); }\n",
     );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "plan of etcd_member:\n{t}");
@@ -600,9 +604,56 @@ fn discovers_runbook_and_hand_built_members() {
     for node in ["node-1", "node-2", "node-3", "node-4", "node-5"] {
         cross_check(&l, node, &found[node]);
     }
+    unreadable_facts_are_errors_naming_file_and_line(&l);
     eprintln!(
         "etcd_member lab test: members built in {:.1}s, whole test {:.1}s",
         built.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// On node-4 (tutorial 003 by hand), units that start etcd from files cairn
+/// must refuse to read or to interpret: the error names the file and line.
+fn unreadable_facts_are_errors_naming_file_and_line(l: &lab::LabHandle) {
+    l.ssh_ok(
+        "node-4",
+        "set -e
+cd /etc/systemd/system
+printf 'ETCD_NAME=x\\nthis is not an assignment\\n' > /etc/etcd/broken.env
+ln -sf /etc/etcd/options.env /etc/etcd/linked.env
+for u in broken linked conflict; do
+  e=/etc/etcd/$u.env; [ $u = conflict ] && e=/etc/etcd/options.env
+  a=; [ $u = conflict ] && a=' --name other'
+  printf '[Service]\\nEnvironmentFile=%s\\nExecStart=/usr/local/bin/etcd%s\\n' $e \"$a\" > etcd-$u.service
+done
+systemctl daemon-reload",
+    );
+    for (unit, expect) in [
+        (
+            "etcd-broken",
+            "node-4: /etc/etcd/broken.env line 2: not a NAME=VALUE line".to_string(),
+        ),
+        (
+            "etcd-linked",
+            "node-4: /etc/etcd/linked.env: is a symbolic link (to /etc/etcd/options.env); cairn reads no links".to_string(),
+        ),
+        (
+            "etcd-conflict",
+            "node-4: /etc/etcd/options.env line 1: ETCD_NAME is set here and flag --name \
+             (ExecStart in /etc/systemd/system/etcd-conflict.service line 3) too: etcd refuses to start with both"
+                .to_string(),
+        ),
+    ] {
+        let out = plan_script(
+            l,
+            &format!(
+                "let h = hosts().filter(|h| h.name == \"node-4\")[0];\n\
+                 print(etcd_member(h, #{{ unit: \"{unit}\" }}).to_json());\n"
+            ),
+        );
+        let t = text(&out);
+        assert_ne!(out.status.code(), Some(0), "{unit}: {t}");
+        assert!(t.contains(&expect), "{unit}: no `{expect}` in:\n{t}");
+        assert!(!t.contains("\"name\":"), "{unit}: a layout was printed:\n{t}");
+    }
 }
