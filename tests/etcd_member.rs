@@ -1,6 +1,6 @@
 //! `etcd_member(host)` on a lab, checked field by field against members made
-//! by the shipped runbooks (etcd-binary-yaml, etcd-debian-binary,
-//! etcd-static-pods) and by hand with plain ssh commands as the tutorials
+//! by the five shipped runbooks (etcd-binary-yaml, etcd-debian-binary,
+//! etcd-static-pods, etcd-hetzner-apt, etcd-do-discovery) and by hand with plain ssh commands as the tutorials
 //! describe (003: release binary, ETCD_* in /etc/etcd/options.env; 000: the
 //! Debian package and its own unit, ETCD_* in /etc/default/etcd overriding
 //! the unit's `Environment=ETCD_NAME=%H`, plus a `--wal-dir` flag through the
@@ -9,8 +9,9 @@
 //! running members: the name the member itself reports, the data and WAL
 //! folders on disk, the certificate files, the process id.
 //!
-//! One lab of five nodes (plus the Hetzner emulation's server `hz-1` made by
-//! etcd-hetzner-apt); the runbooks run once each, concurrently, one node each.
+//! One lab of five nodes, plus the emulated clouds' servers: `hz-1` made by
+//! etcd-hetzner-apt and `do-0` by etcd-do-discovery. The five runbooks run
+//! once each, concurrently, one member each.
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -279,7 +280,7 @@ fn check(node: &str, layout: &Value, want: Value) {
 /// The facts of the running member that discovery must agree with: its name
 /// as the member itself reports it, its data and WAL folders on disk, its
 /// files, its process id.
-fn cross_check(l: &lab::LabHandle, node: &str, ssh_address: &str, client_ip: &str, m: &Value) {
+fn cross_check(l: &lab::LabHandle, node: &str, ssh_address: &str, client_host: &str, m: &Value) {
     let run = |cmd: &str| -> String {
         let out = l.ssh_to(ssh_address, &l.key, cmd);
         assert!(out.status.success(), "on {node}: `{cmd}`: {}", text(&out));
@@ -311,7 +312,7 @@ fn cross_check(l: &lab::LabHandle, node: &str, ssh_address: &str, client_ip: &st
     let comm = run(&format!("cat /proc/{}/comm", m["pid"]));
     assert_eq!(comm.trim(), "etcd", "{node}: pid {} is not etcd", m["pid"]);
     // The member's own name, asked with its own certificate.
-    let url = format!("https://{client_ip}:2379");
+    let url = format!("https://{client_host}:2379");
     let list = run(&format!(
         "curl -fsS --cacert {} --cert {} --key {} -X POST -d '{{}}' {url}/v3/cluster/member/list",
         s("client_tls.trusted_ca_file"),
@@ -339,6 +340,7 @@ fn discovers_runbook_and_hand_built_members() {
     let l = lab::start(&lab::unique_name("member"), 5);
     let ip = |n: &str| l.node(n).address.clone();
     let hz_ws = tempfile::tempdir().unwrap();
+    let do_ws = tempfile::tempdir().unwrap();
 
     // Members: three by the shipped runbooks (concurrently), two by hand.
     std::thread::scope(|s| {
@@ -378,6 +380,27 @@ fn discovers_runbook_and_hand_built_members() {
                 text(&out)
             );
         });
+        s.spawn(|| {
+            let out = cairn(
+                do_ws.path(),
+                &[
+                    "run",
+                    "etcd-do-discovery",
+                    "--lab",
+                    &l.name,
+                    "--var",
+                    "droplets=do-0",
+                    "--var",
+                    "discovery=operator",
+                ],
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "etcd-do-discovery:\n{}",
+                text(&out)
+            );
+        });
     });
     let built = started.elapsed();
 
@@ -385,7 +408,7 @@ fn discovers_runbook_and_hand_built_members() {
     let found = discover(&l, plain_ws.path(), &[]);
     assert_eq!(
         found.keys().collect::<Vec<_>>(),
-        ["hz-1", "node-1", "node-2", "node-3", "node-4", "node-5"],
+        ["do-0", "hz-1", "node-1", "node-2", "node-3", "node-4", "node-5"],
         "the Hetzner emulation's server joins the lab's inventory"
     );
     let pid = |n: &str| found[n]["pid"].clone();
@@ -641,6 +664,7 @@ fn discovers_runbook_and_hand_built_members() {
         cross_check(&l, node, &a, &a, &found[node]);
     }
     hetzner_member(&l, &found["hz-1"]);
+    digitalocean_member(&l, &found["do-0"]);
     unreadable_facts_are_errors_naming_file_and_line(&l);
     eprintln!(
         "etcd_member lab test: members built in {:.1}s, whole test {:.1}s",
@@ -755,4 +779,59 @@ fn hetzner_member(l: &lab::LabHandle, m: &Value) {
         }),
     );
     cross_check(l, "hz-1", &public, &private, m);
+}
+
+/// The emulated DigitalOcean droplet `do-0` made by etcd-do-discovery
+/// (operator discovery: cairn writes /etc/etcd/etcd-members, the unit reads
+/// it, no `User=`); the emulation adds it to the lab's inventory.
+fn digitalocean_member(l: &lab::LabHandle, m: &Value) {
+    let address = l
+        .hosts()
+        .into_iter()
+        .find(|h| h.name == "do-0")
+        .expect("do-0 in the lab inventory")
+        .address;
+    let fqdn = format!("do-0.{}", l.var("CAIRN_LAB_DOMAIN"));
+    let env = |var: &str, line: u32| format!("env {var} (/etc/etcd/etcd-members line {line})");
+    check(
+        "do-0",
+        m,
+        serde_json::json!({
+            "host": "do-0", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": ["/etc/systemd/system/etcd.service"],
+            "exec_start": ["/usr/local/bin/etcd"],
+            "environment_files": ["/etc/etcd/etcd-members"], "config_file": "", "manifest": "", "image": "",
+            "user": "root", "name": fqdn.clone(),
+            "data_dir": "/var/lib/etcd", "wal_dir": "/var/lib/etcd/member/wal",
+            "listen_client_urls": [format!("https://{address}:2379"), "https://127.0.0.1:2379".to_string()],
+            "advertise_client_urls": [format!("https://{fqdn}:2379")],
+            "listen_peer_urls": [format!("https://{address}:2380")],
+            "advertise_peer_urls": [format!("https://{fqdn}:2380")],
+            "client_tls": {"cert_file": "/etc/etcd/server.pem", "key_file": "/etc/etcd/server-key.pem",
+                           "trusted_ca_file": "/etc/etcd/ca.pem", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/etcd/peer.pem", "key_file": "/etc/etcd/peer-key.pem",
+                         "trusted_ca_file": "/etc/etcd/ca.pem", "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": m["pid"].clone(),
+            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "origins": {
+                "name": env("ETCD_NAME", 5),
+                "data_dir": env("ETCD_DATA_DIR", 8),
+                "wal_dir": "default",
+                "advertise_client_urls": env("ETCD_ADVERTISE_CLIENT_URLS", 10),
+                "advertise_peer_urls": env("ETCD_INITIAL_ADVERTISE_PEER_URLS", 11),
+                "listen_client_urls": env("ETCD_LISTEN_CLIENT_URLS", 13),
+                "client_tls.client_cert_auth": env("ETCD_CLIENT_CERT_AUTH", 14),
+                "client_tls.cert_file": env("ETCD_CERT_FILE", 15),
+                "client_tls.key_file": env("ETCD_KEY_FILE", 16),
+                "client_tls.trusted_ca_file": env("ETCD_TRUSTED_CA_FILE", 17),
+                "listen_peer_urls": env("ETCD_LISTEN_PEER_URLS", 19),
+                "peer_tls.client_cert_auth": env("ETCD_PEER_CLIENT_CERT_AUTH", 20),
+                "peer_tls.cert_file": env("ETCD_PEER_CERT_FILE", 21),
+                "peer_tls.key_file": env("ETCD_PEER_KEY_FILE", 22),
+                "peer_tls.trusted_ca_file": env("ETCD_PEER_TRUSTED_CA_FILE", 23),
+            },
+        }),
+    );
+    // Its certificate names the droplet's DNS name only (as the tutorial's).
+    cross_check(l, "do-0", &address, &fqdn, m);
 }
