@@ -1,17 +1,20 @@
 //! `etcd_member(host)` on a lab, checked field by field against members made
 //! by the five shipped runbooks (etcd-binary-yaml, etcd-debian-binary,
-//! etcd-static-pods, etcd-hetzner-apt, etcd-do-discovery) and by hand with plain ssh commands as the tutorials
-//! describe (003: release binary, ETCD_* in /etc/etcd/options.env; 000: the
-//! Debian package and its own unit, ETCD_* in /etc/default/etcd overriding
-//! the unit's `Environment=ETCD_NAME=%H`, plus a `--wal-dir` flag through the
-//! unit's `$DAEMON_ARGS`). Discovery runs in
-//! a plan (it is read-only). What it reports is cross-checked against the
-//! running members: the name the member itself reports, the data and WAL
-//! folders on disk, the certificate files, the process id.
+//! etcd-static-pods on plain nodes; etcd-hetzner-apt and etcd-do-discovery on
+//! the emulated clouds) and by hand, with plain ssh commands, the way
+//! tutorials describe them: 003 (release binary, ETCD_* in
+//! /etc/etcd/options.env), 000 (the Debian package's own unit, ETCD_* in
+//! /etc/default/etcd overriding the unit's `Environment=ETCD_NAME=%H`, a
+//! `--wal-dir` flag through `$DAEMON_ARGS`), 004 (YAML config file, unit in
+//! /lib/systemd/system, root) and 002 (etcd-members written by a oneshot
+//! unit, no data dir: etcd's default). Discovery runs in a plan (it is
+//! read-only). What it reports is cross-checked against the running members:
+//! the name and peer URLs the member itself reports, the data and WAL
+//! folders on disk, the certificate files, the process id. Units whose files
+//! cannot be read or interpreted must fail naming the file and line.
 //!
-//! One lab of five nodes, plus the emulated clouds' servers: `hz-1` made by
-//! etcd-hetzner-apt and `do-0` by etcd-do-discovery. The five runbooks run
-//! once each, concurrently, one member each.
+//! One lab of seven nodes plus the clouds' servers `hz-1` and `do-0`; every
+//! member is made once, all concurrently.
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -187,6 +190,233 @@ systemctl start etcd
     l.ssh_ok(node, &script);
 }
 
+/// The etcd 3.5.1 release binaries (etcd, etcdctl) into `dest`, from the
+/// lab's release mirror, as the tutorials download them.
+fn install_release(l: &lab::LabHandle, dest: &str) -> String {
+    let mirror = l.var("CAIRN_RELEASE_MIRROR");
+    format!(
+        "cd /tmp
+curl -fsSL -O {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz
+tar -xzf etcd-v3.5.1-linux-amd64.tar.gz
+cp etcd-v3.5.1-linux-amd64/etcd etcd-v3.5.1-linux-amd64/etcdctl {dest}/
+"
+    )
+}
+
+/// Tutorial 004 by hand: release binaries, /etc/etcd/etcd.conf (YAML) as the
+/// tutorial writes it for one member, its unit in /lib/systemd/system (no
+/// `User=`: root).
+fn hand_build_004(l: &lab::LabHandle, node: &str) {
+    let ip = &l.node(node).address;
+    let script = format!(
+        r#"set -eu
+{install}
+mkdir -p /etc/etcd/pki /var/lib/etcd
+chmod 700 /var/lib/etcd
+cd /etc/etcd/pki
+ETCD_NAME=$(hostname -s)
+ETCD_IP={ip}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout etcd-ca.key -out etcd-ca.crt -subj /CN=etcd-ca -days 30 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $ETCD_NAME.key -out $ETCD_NAME.csr -subj /CN=$ETCD_NAME 2>/dev/null
+printf 'subjectAltName=IP:{ip},IP:127.0.0.1,DNS:{node}\nextendedKeyUsage=clientAuth,serverAuth\n' > ext.cnf
+openssl x509 -req -in $ETCD_NAME.csr -CA etcd-ca.crt -CAkey etcd-ca.key -CAcreateserial -out $ETCD_NAME.crt -days 30 -extfile ext.cnf 2>/dev/null
+chmod 600 /etc/etcd/pki/${{ETCD_NAME}}.key
+cat <<CONF | tee /etc/etcd/etcd.conf > /dev/null
+# Human-readable name for this member.
+name: "${{ETCD_NAME}}"
+
+# List of comma separated URLs to listen on for peer traffic.
+listen-peer-urls: "https://${{ETCD_IP}}:2380"
+
+# List of comma separated URLs to listen on for client traffic.
+listen-client-urls: "https://${{ETCD_IP}}:2379,https://127.0.0.1:2379"
+
+# List of additional URLs to listen on, will respond to /metrics and /health endpoints
+listen-metrics-urls: "http://${{ETCD_IP}}:2381,http://127.0.0.1:2381"
+
+# Initial cluster token for the etcd cluster during bootstrap.
+initial-cluster-token: o3ZBeUqBgjAMArh8c5BQmuK
+
+# Comma separated string of initial cluster configuration for bootstrapping.
+initial-cluster: "${{ETCD_NAME}}=https://${{ETCD_IP}}:2380"
+
+# List of this member's peer URLs to advertise to the rest of the cluster.
+# The URLs needed to be a comma-separated list.
+initial-advertise-peer-urls: "https://${{ETCD_IP}}:2380"
+
+# List of this member's client URLs to advertise to the public.
+# The URLs needed to be a comma-separated list.
+advertise-client-urls: "https://${{ETCD_IP}}:2379,https://127.0.0.1:2379"
+
+client-transport-security:
+  # Path to the client server TLS cert file.
+  cert-file: "/etc/etcd/pki/${{ETCD_NAME}}.crt"
+
+  # Path to the client server TLS key file.
+  key-file: "/etc/etcd/pki/${{ETCD_NAME}}.key"
+
+  # Path to the client server TLS trusted CA cert file.
+  trusted-ca-file: "/etc/etcd/pki/etcd-ca.crt"
+
+  # Enable client cert authentication.
+  client-cert-auth: true
+
+peer-transport-security:
+  # Path to the peer server TLS cert file.
+  cert-file: "/etc/etcd/pki/${{ETCD_NAME}}.crt"
+
+  # Path to the peer server TLS key file.
+  key-file: "/etc/etcd/pki/${{ETCD_NAME}}.key"
+
+  # Enable peer client cert authentication.
+  client-cert-auth: true
+
+  # Path to the peer server TLS trusted CA cert file.
+  trusted-ca-file: "/etc/etcd/pki/etcd-ca.crt"
+
+# Path to the data directory.
+data-dir: "/var/lib/etcd"
+
+# Initial cluster state ('new' or 'existing').
+initial-cluster-state: 'new'
+CONF
+cat <<UNIT | tee /lib/systemd/system/etcd.service > /dev/null
+[Unit]
+Description=etcd is a strongly consistent, distributed key-value store database
+Documentation=https://github.com/etcd-io/etcd
+After=network.target
+ 
+[Service]
+Type=notify
+ExecStart=/usr/local/bin/etcd --config-file /etc/etcd/etcd.conf
+Restart=always
+RestartSec=5s
+LimitNOFILE=40000
+ 
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now etcd 2>/dev/null
+"#,
+        install = install_release(l, "/usr/local/bin")
+    );
+    l.ssh_ok(node, &script);
+}
+
+/// Tutorial 002 by hand: /etc/etcd/prepare_cluster.sh (run by the oneshot
+/// preparecluster.service) writes /etc/etcd/etcd-members, which the etcd
+/// unit reads; binaries in /usr/bin; a wildcard certificate for the domain;
+/// no data dir set (etcd's default: the name plus `.etcd`, in `/`). The
+/// droplet lookup of the tutorial is replaced by this one member.
+fn hand_build_002(l: &lab::LabHandle, node: &str) {
+    let n = l.node(node);
+    let (ip, fqdn) = (&n.address, &n.fqdn);
+    let domain = fqdn.split_once('.').map_or("", |(_, d)| d);
+    let script = format!(
+        r#"set -eu
+{install}
+mkdir -p /etc/etcd
+cd /etc/etcd
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca-key.pem -out ca.pem -subj /CN=etcd-ca -days 30 2>/dev/null
+for c in server peer; do
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $c-key.pem -out $c.csr -subj "/CN=etcd $c" 2>/dev/null
+  printf 'subjectAltName=DNS:*.{domain}\nextendedKeyUsage=clientAuth,serverAuth\n' > ext.cnf
+  openssl x509 -req -in $c.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out $c.pem -days 30 -extfile ext.cnf 2>/dev/null
+done
+cat > /etc/etcd/prepare_cluster.sh <<'SCRIPT'
+#!/bin/bash
+public_peer_hostname={fqdn}
+public_peer_ip={ip}
+ETCD_INITIAL_CLUSTER=",$public_peer_hostname=https://$public_peer_hostname:2380"
+
+# remove leading ,
+ETCD_INITIAL_CLUSTER=$(echo $ETCD_INITIAL_CLUSTER | cut -c 2-)
+
+## List of all etcd environment variables
+cat > "/etc/etcd/etcd-members" <<MEMBERS
+ETCD_INITIAL_CLUSTER="$ETCD_INITIAL_CLUSTER"
+ETCD_NAME="$public_peer_hostname"
+ETCD_INITIAL_CLUSTER_STATE="new"
+ETCD_INITIAL_CLUSTER_TOKEN="etcd-cluster-1"
+
+ETCD_ADVERTISE_CLIENT_URLS="https://$public_peer_hostname:2379"
+ETCD_ADVERTISE_PEER_URLS="https://$public_peer_hostname:2380"
+ETCD_INITIAL_ADVERTISE_PEER_URLS="https://$public_peer_hostname:2380"
+
+ETCD_LISTEN_CLIENT_URLS="https://$public_peer_ip:2379,https://127.0.1.1:2379"
+ETCD_CLIENT_CERT_AUTH="true"
+ETCD_CERT_FILE="/etc/etcd/server.pem"
+ETCD_KEY_FILE="/etc/etcd/server-key.pem"
+ETCD_TRUSTED_CA_FILE="/etc/etcd/ca.pem"
+
+ETCD_LISTEN_PEER_URLS="https://$public_peer_ip:2380"
+ETCD_PEER_CLIENT_CERT_AUTH=true
+ETCD_PEER_CERT_FILE="/etc/etcd/peer.pem"
+ETCD_PEER_KEY_FILE="/etc/etcd/peer-key.pem"
+ETCD_PEER_TRUSTED_CA_FILE="/etc/etcd/ca.pem"
+MEMBERS
+
+exit 0
+SCRIPT
+chmod 755 /etc/etcd/prepare_cluster.sh
+cat > /etc/systemd/system/preparecluster.service <<'UNIT'
+[Unit]
+Description=Find etcd members by digitalocean api
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/etc/etcd/prepare_cluster.sh
+RemainAfterExit=true
+StandardOutput=journal
+UNIT
+cat > /etc/systemd/system/etcd.service <<'UNIT'
+[Unit]
+Description=etcd
+Requires=preparecluster.service
+After=preparecluster.service
+
+[Service]
+EnvironmentFile=/etc/etcd/etcd-members
+ExecStart=/usr/bin/etcd
+
+Restart=always
+RestartSec=15
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now etcd 2>/dev/null
+"#,
+        install = install_release(l, "/usr/bin")
+    );
+    l.ssh_ok(node, &script);
+    // Type=simple: started is not ready; ask its /health until it answers
+    // (with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = l.ssh(
+            node,
+            &format!(
+                "curl -fsS --cacert /etc/etcd/ca.pem --cert /etc/etcd/server.pem \
+                 --key /etc/etcd/server-key.pem https://{fqdn}:2379/health"
+            ),
+        );
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("true") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{node}: etcd not healthy after 60s: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// `cairn plan` of a one-file runbook running `script`, in a fresh workspace.
 fn plan_script(l: &lab::LabHandle, script: &str) -> Output {
     let ws = tempfile::tempdir().unwrap();
@@ -337,7 +567,7 @@ fn cross_check(l: &lab::LabHandle, node: &str, ssh_address: &str, client_host: &
 #[test]
 fn discovers_runbook_and_hand_built_members() {
     let started = std::time::Instant::now();
-    let l = lab::start(&lab::unique_name("member"), 5);
+    let l = lab::start(&lab::unique_name("member"), 7);
     let ip = |n: &str| l.node(n).address.clone();
     let hz_ws = tempfile::tempdir().unwrap();
     let do_ws = tempfile::tempdir().unwrap();
@@ -361,6 +591,8 @@ fn discovers_runbook_and_hand_built_members() {
         });
         s.spawn(|| hand_build_003(&l, "node-4"));
         s.spawn(|| hand_build_000(&l, "node-5"));
+        s.spawn(|| hand_build_004(&l, "node-6"));
+        s.spawn(|| hand_build_002(&l, "node-7"));
         s.spawn(|| {
             let out = cairn(
                 hz_ws.path(),
@@ -408,7 +640,7 @@ fn discovers_runbook_and_hand_built_members() {
     let found = discover(&l, plain_ws.path(), &[]);
     assert_eq!(
         found.keys().collect::<Vec<_>>(),
-        ["do-0", "hz-1", "node-1", "node-2", "node-3", "node-4", "node-5"],
+        ["do-0", "hz-1", "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7"],
         "the Hetzner emulation's server joins the lab's inventory"
     );
     let pid = |n: &str| found[n]["pid"].clone();
@@ -658,10 +890,107 @@ fn discovers_runbook_and_hand_built_members() {
         }),
     );
 
+    // node-6: tutorial 004 by hand (YAML config file, unit in /lib, root).
+    let i6 = ip("node-6");
+    let conf6 = "config file /etc/etcd/etcd.conf key";
+    let c6 = |k: &str| format!("{conf6} {k}");
+    check(
+        "node-6",
+        &found["node-6"],
+        serde_json::json!({
+            "host": "node-6", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": ["/lib/systemd/system/etcd.service"],
+            "exec_start": ["/usr/local/bin/etcd", "--config-file", "/etc/etcd/etcd.conf"],
+            "environment_files": [], "config_file": "/etc/etcd/etcd.conf", "manifest": "", "image": "",
+            "user": "root", "name": "node-6", "data_dir": "/var/lib/etcd",
+            "wal_dir": "/var/lib/etcd/member/wal",
+            "listen_client_urls": [format!("https://{i6}:2379"), "https://127.0.0.1:2379".to_string()],
+            "advertise_client_urls": [format!("https://{i6}:2379"), "https://127.0.0.1:2379".to_string()],
+            "listen_peer_urls": [format!("https://{i6}:2380")],
+            "advertise_peer_urls": [format!("https://{i6}:2380")],
+            "client_tls": {"cert_file": "/etc/etcd/pki/node-6.crt", "key_file": "/etc/etcd/pki/node-6.key",
+                           "trusted_ca_file": "/etc/etcd/pki/etcd-ca.crt", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/etcd/pki/node-6.crt", "key_file": "/etc/etcd/pki/node-6.key",
+                         "trusted_ca_file": "/etc/etcd/pki/etcd-ca.crt", "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-6"),
+            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "origins": {
+                "name": c6("name"),
+                "data_dir": c6("data-dir"),
+                "wal_dir": "default",
+                "listen_client_urls": c6("listen-client-urls"),
+                "advertise_client_urls": c6("advertise-client-urls"),
+                "listen_peer_urls": c6("listen-peer-urls"),
+                "advertise_peer_urls": c6("initial-advertise-peer-urls"),
+                "client_tls.cert_file": c6("client-transport-security.cert-file"),
+                "client_tls.key_file": c6("client-transport-security.key-file"),
+                "client_tls.trusted_ca_file": c6("client-transport-security.trusted-ca-file"),
+                "client_tls.client_cert_auth": c6("client-transport-security.client-cert-auth"),
+                "peer_tls.cert_file": c6("peer-transport-security.cert-file"),
+                "peer_tls.key_file": c6("peer-transport-security.key-file"),
+                "peer_tls.trusted_ca_file": c6("peer-transport-security.trusted-ca-file"),
+                "peer_tls.client_cert_auth": c6("peer-transport-security.client-cert-auth"),
+            },
+        }),
+    );
+
+    // node-7: tutorial 002 by hand: no data dir set, so etcd's default
+    // `${name}.etcd` in `/`; its wildcard certificate does not name
+    // 127.0.1.1, so the running version comes from the process.
+    let i7 = ip("node-7");
+    let f7 = l.node("node-7").fqdn.clone();
+    let env7 = |var: &str, line: u32| format!("env {var} (/etc/etcd/etcd-members line {line})");
+    check(
+        "node-7",
+        &found["node-7"],
+        serde_json::json!({
+            "host": "node-7", "started_by": "systemd", "unit": "etcd.service",
+            "unit_files": ["/etc/systemd/system/etcd.service"],
+            "exec_start": ["/usr/bin/etcd"],
+            "environment_files": ["/etc/etcd/etcd-members"], "config_file": "", "manifest": "", "image": "",
+            "user": "root", "name": f7.clone(),
+            "data_dir": format!("/{f7}.etcd"), "wal_dir": format!("/{f7}.etcd/member/wal"),
+            "listen_client_urls": [format!("https://{i7}:2379"), "https://127.0.1.1:2379".to_string()],
+            "advertise_client_urls": [format!("https://{f7}:2379")],
+            "listen_peer_urls": [format!("https://{i7}:2380")],
+            "advertise_peer_urls": [format!("https://{f7}:2380")],
+            "client_tls": {"cert_file": "/etc/etcd/server.pem", "key_file": "/etc/etcd/server-key.pem",
+                           "trusted_ca_file": "/etc/etcd/ca.pem", "client_cert_auth": true},
+            "peer_tls": {"cert_file": "/etc/etcd/peer.pem", "key_file": "/etc/etcd/peer-key.pem",
+                         "trusted_ca_file": "/etc/etcd/ca.pem", "client_cert_auth": true},
+            "binary": "/usr/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-7"),
+            "running_version": "3.5.1", "running_version_from": format!("process {}", pid("node-7")),
+            "origins": {
+                "name": env7("ETCD_NAME", 2),
+                "data_dir": "default",
+                "wal_dir": "default",
+                "advertise_client_urls": env7("ETCD_ADVERTISE_CLIENT_URLS", 6),
+                "advertise_peer_urls": env7("ETCD_INITIAL_ADVERTISE_PEER_URLS", 8),
+                "listen_client_urls": env7("ETCD_LISTEN_CLIENT_URLS", 10),
+                "client_tls.client_cert_auth": env7("ETCD_CLIENT_CERT_AUTH", 11),
+                "client_tls.cert_file": env7("ETCD_CERT_FILE", 12),
+                "client_tls.key_file": env7("ETCD_KEY_FILE", 13),
+                "client_tls.trusted_ca_file": env7("ETCD_TRUSTED_CA_FILE", 14),
+                "listen_peer_urls": env7("ETCD_LISTEN_PEER_URLS", 16),
+                "peer_tls.client_cert_auth": env7("ETCD_PEER_CLIENT_CERT_AUTH", 17),
+                "peer_tls.cert_file": env7("ETCD_PEER_CERT_FILE", 18),
+                "peer_tls.key_file": env7("ETCD_PEER_KEY_FILE", 19),
+                "peer_tls.trusted_ca_file": env7("ETCD_PEER_TRUSTED_CA_FILE", 20),
+            },
+        }),
+    );
+
     // What the members themselves say agrees.
-    for node in ["node-1", "node-2", "node-3", "node-4", "node-5"] {
+    for node in [
+        "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7",
+    ] {
         let a = ip(node);
-        cross_check(&l, node, &a, &a, &found[node]);
+        let client = if node == "node-7" {
+            l.node(node).fqdn.clone()
+        } else {
+            a.clone()
+        };
+        cross_check(&l, node, &a, &client, &found[node]);
     }
     hetzner_member(&l, &found["hz-1"]);
     digitalocean_member(&l, &found["do-0"]);

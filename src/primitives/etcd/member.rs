@@ -427,9 +427,7 @@ fn version_url(s: &Settings) -> Option<String> {
         .collect();
     let local = http.iter().find(|u| {
         let rest = u.split_once("://").map_or("", |(_, r)| r);
-        rest.starts_with("127.0.0.1:")
-            || rest.starts_with("localhost:")
-            || rest.starts_with("[::1]:")
+        rest.starts_with("127.") || rest.starts_with("localhost:") || rest.starts_with("[::1]:")
     });
     let url = local.or(http.first())?;
     Some(
