@@ -1164,3 +1164,47 @@ fn digitalocean_member(l: &lab::LabHandle, m: &Value) {
     // Its certificate names the droplet's DNS name only (as the tutorial's).
     cross_check(l, "do-0", &address, &fqdn, m);
 }
+
+/// Offline (no host reachable): the plan shows the read and placeholders for
+/// what it would find; nothing is contacted.
+#[test]
+fn offline_plan_shows_the_read_with_placeholders() {
+    let ws = tempfile::tempdir().unwrap();
+    let rb = ws.path().join("discover");
+    std::fs::create_dir(&rb).unwrap();
+    std::fs::write(
+        rb.join("runbook.toml"),
+        "name = \"discover\"\nversion = \"1.0.0\"\ndescription = \"etcd_member\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rb.join("main.rhai"),
+        "let m = etcd_member(hosts()[0]); print(`NAME ${m.name} DATA ${m.data_dir}`);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path().join("hosts.toml"),
+        "[[hosts]]\nname = \"far-1\"\naddress = \"192.0.2.1\"\n",
+    )
+    .unwrap();
+    let out = cairn(
+        ws.path(),
+        &[
+            "plan",
+            rb.to_str().unwrap(),
+            "--offline",
+            "--inventory",
+            "hosts.toml",
+            "--show-unchanged",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("= ok read etcd member layout"), "{t}");
+    assert!(
+        t.contains(
+            "NAME (known after read: far-1: etcd name) DATA (known after read: far-1: etcd data_dir)"
+        ),
+        "{t}"
+    );
+}
