@@ -6,14 +6,15 @@
 //! /etc/etcd/options.env), 000 (the Debian package's own unit, ETCD_* in
 //! /etc/default/etcd overriding the unit's `Environment=ETCD_NAME=%H`, a
 //! `--wal-dir` flag through `$DAEMON_ARGS`), 004 (YAML config file, unit in
-//! /lib/systemd/system, root) and 002 (etcd-members written by a oneshot
-//! unit, no data dir: etcd's default). Discovery runs in a plan (it is
+//! /lib/systemd/system, root), 002 (etcd-members written by a oneshot
+//! unit, no data dir: etcd's default) and 001 (kubeadm's static-pod
+//! manifest; the lab has no kubelet, so `systemd-run` starts its command). Discovery runs in a plan (it is
 //! read-only). What it reports is cross-checked against the running members:
 //! the name and peer URLs the member itself reports, the data and WAL
 //! folders on disk, the certificate files, the process id. Units whose files
 //! cannot be read or interpreted must fail naming the file and line.
 //!
-//! One lab of seven nodes plus the clouds' servers `hz-1` and `do-0`; every
+//! One lab of eight nodes plus the clouds' servers `hz-1` and `do-0`; every
 //! member is made once, all concurrently.
 
 #[path = "common/lab.rs"]
@@ -417,6 +418,107 @@ systemctl enable --now etcd 2>/dev/null
     }
 }
 
+/// The etcd command line kubeadm writes into the static-pod manifest for
+/// tutorial 001's kubeadmcfg.yaml (its `extraArgs` merged over kubeadm's
+/// defaults: the client URL on the host's address only).
+fn kubeadm_etcd_args(node: &str, ip: &str) -> Vec<String> {
+    let pki = "/etc/kubernetes/pki/etcd";
+    [
+        format!("--advertise-client-urls=https://{ip}:2379"),
+        format!("--cert-file={pki}/server.crt"),
+        "--client-cert-auth=true".into(),
+        "--data-dir=/var/lib/etcd".into(),
+        "--experimental-initial-corrupt-check=true".into(),
+        format!("--initial-advertise-peer-urls=https://{ip}:2380"),
+        format!("--initial-cluster={node}=https://{ip}:2380"),
+        "--initial-cluster-state=new".into(),
+        format!("--key-file={pki}/server.key"),
+        format!("--listen-client-urls=https://{ip}:2379"),
+        "--listen-metrics-urls=http://127.0.0.1:2381".into(),
+        format!("--listen-peer-urls=https://{ip}:2380"),
+        format!("--name={node}"),
+        format!("--peer-cert-file={pki}/peer.crt"),
+        "--peer-client-cert-auth=true".into(),
+        format!("--peer-key-file={pki}/peer.key"),
+        format!("--peer-trusted-ca-file={pki}/ca.crt"),
+        "--snapshot-count=10000".into(),
+        format!("--trusted-ca-file={pki}/ca.crt"),
+    ]
+    .to_vec()
+}
+
+/// Tutorial 001 by hand: kubeadm's etcd PKI layout made with openssl (the
+/// server and peer certificates name the host's address, as the tutorial's
+/// serverCertSANs/peerCertSANs), the static-pod manifest `kubeadm init phase
+/// etcd local` writes, and, as the lab has no kubelet or container runtime,
+/// the manifest's command started by `systemd-run` the way the kubelet would
+/// start the container (host network, the hostPath folders at the same paths).
+fn hand_build_001(l: &lab::LabHandle, node: &str) {
+    let ip = &l.node(node).address;
+    let args = kubeadm_etcd_args(node, ip);
+    let command: String = args.iter().map(|a| format!("    - {a}\n")).collect();
+    let argv: Vec<String> = args.iter().map(|a| cairn::cmd::quote(a)).collect();
+    let script = format!(
+        r#"set -eu
+{install}
+mkdir -p /etc/kubernetes/pki/etcd /etc/kubernetes/manifests /var/lib/etcd
+chmod 700 /var/lib/etcd
+cd /etc/kubernetes/pki/etcd
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -subj /CN=etcd-ca -days 30 2>/dev/null
+for c in server peer; do
+  openssl req -new -newkey rsa:2048 -nodes -keyout $c.key -out $c.csr -subj /CN={node} 2>/dev/null
+  printf 'subjectAltName=DNS:{node},DNS:localhost,IP:{ip},IP:127.0.0.1\nextendedKeyUsage=clientAuth,serverAuth\n' > ext.cnf
+  openssl x509 -req -in $c.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $c.crt -days 30 -extfile ext.cnf 2>/dev/null
+done
+cat > /etc/kubernetes/manifests/etcd.yaml <<'MANIFEST'
+apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://{ip}:2379
+  creationTimestamp: null
+  labels:
+    component: etcd
+    tier: control-plane
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+{command}    image: registry.k8s.io/etcd:3.5.1-0
+    imagePullPolicy: IfNotPresent
+    name: etcd
+    resources:
+      requests:
+        cpu: 100m
+        memory: 100Mi
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+    - mountPath: /etc/kubernetes/pki/etcd
+      name: etcd-certs
+  hostNetwork: true
+  priorityClassName: system-node-critical
+  volumes:
+  - hostPath:
+      path: /etc/kubernetes/pki/etcd
+      type: DirectoryOrCreate
+    name: etcd-certs
+  - hostPath:
+      path: /var/lib/etcd
+      type: DirectoryOrCreate
+    name: etcd-data
+status: {{}}
+MANIFEST
+systemd-run --unit=kubelet-pod-etcd --property=Type=notify --quiet /usr/local/bin/etcd {argv}
+"#,
+        install = install_release(l, "/usr/local/bin"),
+        argv = argv.join(" "),
+    );
+    l.ssh_ok(node, &script);
+}
+
 /// `cairn plan` of a one-file runbook running `script`, in a fresh workspace.
 fn plan_script(l: &lab::LabHandle, script: &str) -> Output {
     let ws = tempfile::tempdir().unwrap();
@@ -567,7 +669,7 @@ fn cross_check(l: &lab::LabHandle, node: &str, ssh_address: &str, client_host: &
 #[test]
 fn discovers_runbook_and_hand_built_members() {
     let started = std::time::Instant::now();
-    let l = lab::start(&lab::unique_name("member"), 7);
+    let l = lab::start(&lab::unique_name("member"), 8);
     let ip = |n: &str| l.node(n).address.clone();
     let hz_ws = tempfile::tempdir().unwrap();
     let do_ws = tempfile::tempdir().unwrap();
@@ -593,6 +695,7 @@ fn discovers_runbook_and_hand_built_members() {
         s.spawn(|| hand_build_000(&l, "node-5"));
         s.spawn(|| hand_build_004(&l, "node-6"));
         s.spawn(|| hand_build_002(&l, "node-7"));
+        s.spawn(|| hand_build_001(&l, "node-8"));
         s.spawn(|| {
             let out = cairn(
                 hz_ws.path(),
@@ -640,7 +743,10 @@ fn discovers_runbook_and_hand_built_members() {
     let found = discover(&l, plain_ws.path(), &[]);
     assert_eq!(
         found.keys().collect::<Vec<_>>(),
-        ["do-0", "hz-1", "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7"],
+        [
+            "do-0", "hz-1", "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7",
+            "node-8"
+        ],
         "the Hetzner emulation's server joins the lab's inventory"
     );
     let pid = |n: &str| found[n]["pid"].clone();
@@ -980,9 +1086,55 @@ fn discovers_runbook_and_hand_built_members() {
         }),
     );
 
+    // node-8: tutorial 001 by hand (kubeadm's manifest, client URL on the
+    // host's address only: /version is asked there).
+    let i8 = ip("node-8");
+    let m8 = "/etc/kubernetes/manifests/etcd.yaml";
+    let flag8 = |f: &str| format!("flag --{f} (command of {m8})");
+    let mut exec8 = vec!["etcd".to_string()];
+    exec8.extend(kubeadm_etcd_args("node-8", &i8));
+    check(
+        "node-8",
+        &found["node-8"],
+        serde_json::json!({
+            "host": "node-8", "started_by": "static-pod", "unit": "", "unit_files": [],
+            "exec_start": exec8,
+            "environment_files": [], "config_file": "", "manifest": m8,
+            "image": "registry.k8s.io/etcd:3.5.1-0",
+            "user": "", "name": "node-8", "data_dir": "/var/lib/etcd", "wal_dir": "/var/lib/etcd/member/wal",
+            "listen_client_urls": [format!("https://{i8}:2379")],
+            "advertise_client_urls": [format!("https://{i8}:2379")],
+            "listen_peer_urls": [format!("https://{i8}:2380")],
+            "advertise_peer_urls": [format!("https://{i8}:2380")],
+            "client_tls": {"cert_file": format!("{pki}/server.crt"), "key_file": format!("{pki}/server.key"),
+                           "trusted_ca_file": format!("{pki}/ca.crt"), "client_cert_auth": true},
+            "peer_tls": {"cert_file": format!("{pki}/peer.crt"), "key_file": format!("{pki}/peer.key"),
+                         "trusted_ca_file": format!("{pki}/ca.crt"), "client_cert_auth": true},
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-8"),
+            "running_version": "3.5.1", "running_version_from": format!("endpoint https://{i8}:2379"),
+            "origins": {
+                "name": flag8("name"),
+                "data_dir": flag8("data-dir"),
+                "wal_dir": "default",
+                "listen_client_urls": flag8("listen-client-urls"),
+                "advertise_client_urls": flag8("advertise-client-urls"),
+                "listen_peer_urls": flag8("listen-peer-urls"),
+                "advertise_peer_urls": flag8("initial-advertise-peer-urls"),
+                "client_tls.cert_file": flag8("cert-file"),
+                "client_tls.key_file": flag8("key-file"),
+                "client_tls.trusted_ca_file": flag8("trusted-ca-file"),
+                "client_tls.client_cert_auth": flag8("client-cert-auth"),
+                "peer_tls.cert_file": flag8("peer-cert-file"),
+                "peer_tls.key_file": flag8("peer-key-file"),
+                "peer_tls.trusted_ca_file": flag8("peer-trusted-ca-file"),
+                "peer_tls.client_cert_auth": flag8("peer-client-cert-auth"),
+            },
+        }),
+    );
+
     // What the members themselves say agrees.
     for node in [
-        "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7",
+        "node-1", "node-2", "node-3", "node-4", "node-5", "node-6", "node-7", "node-8",
     ] {
         let a = ip(node);
         let client = if node == "node-7" {
@@ -1004,7 +1156,30 @@ fn discovers_runbook_and_hand_built_members() {
 
 /// On node-4 (tutorial 003 by hand), units that start etcd from files cairn
 /// must refuse to read or to interpret: the error names the file and line.
+/// On node-8 (tutorial 001), a manifest whose command no running etcd has is
+/// refused rather than matched to the etcd that runs.
 fn unreadable_facts_are_errors_naming_file_and_line(l: &lab::LabHandle) {
+    l.ssh_ok(
+        "node-8",
+        "sed 's/--snapshot-count=10000/--snapshot-count=5000/' \
+         /etc/kubernetes/manifests/etcd.yaml > /root/edited.yaml",
+    );
+    let pid = l.ssh_ok(
+        "node-8",
+        "systemctl show -p MainPID --value kubelet-pod-etcd",
+    );
+    let out = plan_script(
+        l,
+        "let h = hosts().filter(|h| h.name == \"node-8\")[0];\n\
+         print(etcd_member(h, #{ manifest: \"/root/edited.yaml\" }).to_json());\n",
+    );
+    let t = text(&out);
+    let expect = format!(
+        "node-8: /root/edited.yaml: etcd runs (pid {}) but not with this manifest's command",
+        pid.trim()
+    );
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains(&expect), "no `{expect}` in:\n{t}");
     l.ssh_ok(
         "node-4",
         "set -e

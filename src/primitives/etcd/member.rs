@@ -393,10 +393,42 @@ async fn pod_start(ctx: &Ctx, host: &Host, manifest: &str) -> Result<Start, Step
         .iter()
         .filter(|p| p.argv.get(1..) == Some(args))
         .collect();
-    let proc = match (matching.as_slice(), procs.as_slice()) {
-        ([p], _) => Some(*p),
-        ([], [p]) => Some(p),
-        _ => None,
+    let pids = |ps: &[&Process]| {
+        ps.iter()
+            .map(|p| p.pid.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let proc = match matching.as_slice() {
+        [p] => Some(*p),
+        [] if procs.is_empty() => None,
+        [] => {
+            let all: Vec<&Process> = procs.iter().collect();
+            return Err(fact(
+                host,
+                FactError::file(
+                    manifest,
+                    format!(
+                        "etcd runs (pid {}) but not with this manifest's command: the kubelet \
+                         has not applied it, or another etcd runs here; cannot tell which is \
+                         the member",
+                        pids(&all)
+                    ),
+                ),
+            ));
+        }
+        several => {
+            return Err(fact(
+                host,
+                FactError::file(
+                    manifest,
+                    format!(
+                        "several etcd processes run this manifest's command (pid {})",
+                        pids(several)
+                    ),
+                ),
+            ))
+        }
     };
     Ok(Start {
         started_by: "static-pod",
