@@ -6,17 +6,22 @@
 //! (`etcd_health`, `etcd_members`, `etcd_status`, `etcd_get`,
 //! `etcd_expect_refused`: plan line `? verify ...`) and one change,
 //! `etcd_put`, which is a no-op when the key already holds the value.
+//! `etcd_member(host)` ([`member`]) reads how etcd runs on a host.
 
 mod client;
+pub mod layout;
+pub mod member;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
+pub use member::{EtcdMember, MemberArgs, MemberLayout};
 pub use steps::{
     check_members, Conn, EndpointHealth, EtcdExpectRefused, EtcdGet, EtcdHealth, EtcdHealthCheck,
     EtcdMembers, EtcdPut, EtcdStatus, PemFile, Via,
 };
 
 use crate::executor::Executor;
+use crate::host::Host;
 use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use std::sync::Arc;
 
@@ -128,6 +133,7 @@ fn status_line(s: &Status) -> String {
 /// Register the etcd steps and their result types.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
+    register_member(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -240,4 +246,130 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                 x.exec(&call, step)
             },
         );
+}
+
+fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    type L = MemberLayout;
+    engine
+        .register_type_with_name::<L>("EtcdMemberLayout")
+        .register_get("host", |m: &mut L| m.host.clone())
+        .register_get("started_by", |m: &mut L| m.started_by.clone())
+        .register_get("unit", |m: &mut L| m.unit.clone())
+        .register_get("unit_files", |m: &mut L| strings(&m.unit_files))
+        .register_get("exec_start", |m: &mut L| strings(&m.exec_start))
+        .register_get("environment_files", |m: &mut L| {
+            strings(&m.environment_files)
+        })
+        .register_get("config_file", |m: &mut L| m.config_file.clone())
+        .register_get("manifest", |m: &mut L| m.manifest.clone())
+        .register_get("image", |m: &mut L| m.image.clone())
+        .register_get("user", |m: &mut L| m.user.clone())
+        .register_get("name", |m: &mut L| m.settings.name.clone())
+        .register_get("data_dir", |m: &mut L| m.settings.data_dir.clone())
+        .register_get("wal_dir", |m: &mut L| m.settings.wal_dir.clone())
+        .register_get("listen_client_urls", |m: &mut L| {
+            strings(&m.settings.listen_client_urls)
+        })
+        .register_get("advertise_client_urls", |m: &mut L| {
+            strings(&m.settings.advertise_client_urls)
+        })
+        .register_get("listen_peer_urls", |m: &mut L| {
+            strings(&m.settings.listen_peer_urls)
+        })
+        .register_get("advertise_peer_urls", |m: &mut L| {
+            strings(&m.settings.advertise_peer_urls)
+        })
+        .register_get("cert_file", |m: &mut L| {
+            m.settings.client_tls.cert_file.clone()
+        })
+        .register_get("key_file", |m: &mut L| {
+            m.settings.client_tls.key_file.clone()
+        })
+        .register_get("trusted_ca_file", |m: &mut L| {
+            m.settings.client_tls.trusted_ca_file.clone()
+        })
+        .register_get("client_cert_auth", |m: &mut L| {
+            m.settings.client_tls.client_cert_auth
+        })
+        .register_get("peer_cert_file", |m: &mut L| {
+            m.settings.peer_tls.cert_file.clone()
+        })
+        .register_get("peer_key_file", |m: &mut L| {
+            m.settings.peer_tls.key_file.clone()
+        })
+        .register_get("peer_trusted_ca_file", |m: &mut L| {
+            m.settings.peer_tls.trusted_ca_file.clone()
+        })
+        .register_get("peer_client_cert_auth", |m: &mut L| {
+            m.settings.peer_tls.client_cert_auth
+        })
+        .register_get("binary", |m: &mut L| m.binary.clone())
+        .register_get("binary_version", |m: &mut L| m.binary_version.clone())
+        .register_get("running", |m: &mut L| m.running)
+        .register_get("pid", |m: &mut L| m.pid)
+        .register_get("running_version", |m: &mut L| m.running_version.clone())
+        .register_get("running_version_from", |m: &mut L| {
+            m.running_version_from.clone()
+        })
+        .register_get("origins", |m: &mut L| -> Map {
+            m.settings
+                .origins
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+                .collect()
+        })
+        .register_fn("to_map", |m: &mut L| -> Dynamic {
+            rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("to_json", |m: &mut L| -> String {
+            serde_json::to_string(&*m).unwrap_or_default()
+        })
+        .register_fn("to_string", |m: &mut L| layout_line(m))
+        .register_fn("to_debug", |m: &mut L| layout_line(m));
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_member")
+        .with_params_info(["host: Host", "EtcdMemberLayout"])
+        .with_comments([member::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host| -> Result<L, Box<EvalAltResult>> {
+                x.exec(
+                    &call,
+                    EtcdMember {
+                        host,
+                        args: MemberArgs::default(),
+                    },
+                )
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("etcd_member")
+        .with_params_info(["host: Host", "options: Map", "EtcdMemberLayout"])
+        .with_comments([member::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  options: Map|
+                  -> Result<L, Box<EvalAltResult>> {
+                let args: MemberArgs = crate::args::parse("etcd_member", options)?;
+                x.exec(&call, EtcdMember { host, args })
+            },
+        );
+}
+
+fn layout_line(m: &MemberLayout) -> String {
+    let how = match m.started_by.as_str() {
+        "systemd" => format!("unit {}", m.unit),
+        _ => format!("manifest {}", m.manifest),
+    };
+    format!(
+        "EtcdMemberLayout({} on {}: {how}, data {}, {}{})",
+        m.settings.name,
+        m.host,
+        m.settings.data_dir,
+        if m.running { "running " } else { "not running" },
+        m.running_version
+    )
 }
