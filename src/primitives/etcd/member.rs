@@ -135,7 +135,11 @@ fn command_failed(host: &Host, what: &str, out: &crate::ssh::CommandOutput) -> S
 }
 
 /// The text of a regular file on the host, read without following links.
-async fn read_text(ctx: &Ctx, host: &Host, path: &str) -> Result<Option<String>, StepError> {
+pub(super) async fn read_text(
+    ctx: &Ctx,
+    host: &Host,
+    path: &str,
+) -> Result<Option<String>, StepError> {
     let (facts, content) = put::observe(ctx, host, path, true).await?;
     let why = match facts.kind {
         Kind::Missing => return Ok(None),

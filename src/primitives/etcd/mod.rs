@@ -8,6 +8,7 @@
 //! `etcd_put`, which is a no-op when the key already holds the value.
 //! `etcd_member(host)` ([`member`]) reads how etcd runs on a host.
 
+pub mod audit;
 mod client;
 pub mod layout;
 pub mod member;
@@ -134,6 +135,7 @@ fn status_line(s: &Status) -> String {
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
     register_member(engine, exec);
+    register_audit(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -371,5 +373,96 @@ fn layout_line(m: &MemberLayout) -> String {
         m.settings.data_dir,
         if m.running { "running " } else { "not running" },
         m.running_version
+    )
+}
+
+fn register_audit(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    use audit::{AuditArgs, CertRow, EtcdCertAudit};
+    type R = CertRow;
+    engine
+        .register_type_with_name::<R>("EtcdCertRow")
+        .register_get("host", |r: &mut R| r.host.clone())
+        .register_get("member", |r: &mut R| r.member.clone())
+        .register_get("cert", |r: &mut R| r.cert.clone())
+        .register_get("origin", |r: &mut R| r.origin.clone())
+        .register_get("source", |r: &mut R| r.source.clone())
+        .register_get("subject", |r: &mut R| r.subject.clone())
+        .register_get("sans", |r: &mut R| strings(&r.sans))
+        .register_get("issuer", |r: &mut R| r.issuer.clone())
+        .register_get("serial", |r: &mut R| r.serial.clone())
+        .register_get("not_after", |r: &mut R| r.not_after.clone())
+        .register_get("days_left", |r: &mut R| r.days_left)
+        .register_get("covers", |r: &mut R| r.covers.clone())
+        .register_get("key", |r: &mut R| r.key.clone())
+        .register_get("chain", |r: &mut R| r.chain.clone())
+        .register_get("differs", |r: &mut R| r.differs)
+        .register_fn("to_map", |r: &mut R| -> Dynamic {
+            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("to_string", |r: &mut R| row_line(r))
+        .register_fn("to_debug", |r: &mut R| row_line(r));
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_cert_audit")
+        .with_params_info(["host: Host", "Array"])
+        .with_comments([audit::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host| -> Result<Array, Box<EvalAltResult>> {
+                let rows = x.exec(
+                    &call,
+                    EtcdCertAudit {
+                        host,
+                        args: AuditArgs::default(),
+                    },
+                )?;
+                Ok(rows.into_iter().map(Dynamic::from).collect())
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("etcd_cert_audit")
+        .with_params_info(["host: Host", "options: Map", "Array"])
+        .with_comments([audit::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  options: Map|
+                  -> Result<Array, Box<EvalAltResult>> {
+                let args: AuditArgs = crate::args::parse("etcd_cert_audit", options)?;
+                let rows = x.exec(&call, EtcdCertAudit { host, args })?;
+                Ok(rows.into_iter().map(Dynamic::from).collect())
+            },
+        );
+    FuncRegistration::new("cert_audit_table")
+        .with_params_info(["rows: Array", "warn_days: i64", "fail_days: i64", "String"])
+        .with_comments([
+            "/// `EtcdCertRow`s (from `etcd_cert_audit`) as an aligned table, one line per",
+            "/// certificate, with a STATUS column: `FAIL` below `fail_days` days left, `WARN`",
+            "/// below `warn_days`, else `ok`.",
+        ])
+        .register_into_engine(engine, |rows: Array, warn_days: i64, fail_days: i64| {
+            audit::table(&cert_rows(rows), warn_days, fail_days)
+        });
+    FuncRegistration::new("cert_audit_json")
+        .with_params_info(["rows: Array", "String"])
+        .with_comments([
+            "/// `EtcdCertRow`s as one line of JSON (an array of objects with the getters' names).",
+        ])
+        .register_into_engine(engine, |rows: Array| {
+            serde_json::to_string(&cert_rows(rows)).unwrap_or_default()
+        });
+}
+
+fn cert_rows(rows: Array) -> Vec<audit::CertRow> {
+    rows.into_iter()
+        .filter_map(|r| r.try_cast::<audit::CertRow>())
+        .collect()
+}
+
+fn row_line(r: &audit::CertRow) -> String {
+    format!(
+        "EtcdCertRow({} {} {} {}: {}, {} days left)",
+        r.host, r.cert, r.origin, r.source, r.subject, r.days_left
     )
 }
