@@ -324,6 +324,102 @@ fn audit_table_and_thresholds() {
     let got: Vec<CertRow> = serde_json::from_str(line).unwrap();
     assert_eq!(got, rows);
 
+    // 7. node-3's configuration names a new certificate file, etcd not
+    // restarted: the served certificate differs from the file
+    let n3 = l.node("node-3");
+    let ext3 = format!(
+        "subjectAltName=DNS:node-3,DNS:{},IP:{},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        n3.fqdn, n3.address
+    );
+    std::fs::write(pki.join("next.ext"), ext3).unwrap();
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "etcd-cluster-1-node-3.key",
+            "-subj",
+            "/CN=node-3",
+            "-out",
+            "next.csr",
+        ],
+    );
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "next.csr",
+            "-CA",
+            "etcd-cluster-1-etcd-ca.crt",
+            "-CAkey",
+            "etcd-cluster-1-etcd-ca.key",
+            "-days",
+            "200",
+            "-set_serial",
+            "0x5dd5c0ffee0003",
+            "-extfile",
+            "next.ext",
+            "-out",
+            "next.crt",
+        ],
+    );
+    let next = std::fs::read_to_string(pki.join("next.crt")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&next);
+    let pid_before = l.ssh_ok("node-3", "systemctl show -p MainPID --value etcd");
+    l.ssh_ok(
+        "node-3",
+        &format!(
+            "printf %s {} | base64 -d > /etc/etcd/pki/node-3-next.crt && \
+             sed -i '0,/node-3.crt/s//node-3-next.crt/' /etc/etcd/etcd.conf",
+            quote(&b64)
+        ),
+    );
+    let differ = cairn(
+        w,
+        &[
+            "plan",
+            "etcd-cert-audit",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            "fail_days=3",
+            "--json",
+        ],
+    );
+    let d = text(&differ);
+    assert_eq!(differ.status.code(), Some(0), "{d}");
+    let mut rows3 = rows.clone();
+    rows3[10] = expect(
+        "node-3",
+        "server",
+        "file",
+        "/etc/etcd/pki/node-3-next.crt",
+        &next,
+        &rows[10].sans,
+    );
+    rows3[11].differs = true;
+    // (with --json the plan is JSON on stdout and the printed table on stderr)
+    assert_eq!(table_of(&d), table(&rows3, 60, 3), "{d}");
+    assert!(
+        d.contains(&format!(
+            "warning: node-3: https://{}:2379 serves serial {}, not the certificate in its file (replaced but not served yet)",
+            n3.address, rows[11].serial
+        )),
+        "{d}"
+    );
+    assert!(
+        d.contains("read-only: 5 certificates; fewest days left 199 (server file /etc/etcd/pki/node-3-next.crt); 1 served not as in their files"),
+        "the plan's JSON carries the summary:\n{d}"
+    );
+    assert_eq!(
+        l.ssh_ok("node-3", "systemctl show -p MainPID --value etcd"),
+        pid_before,
+        "the audit restarted nothing"
+    );
+
     eprintln!(
         "cert_audit: cluster built in {:.1}s, audit of 3 members (15 certificates) in {:.2}s, test {:.1}s",
         built.as_secs_f64(),

@@ -418,11 +418,8 @@ impl Step for EtcdCertAudit {
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<CertRow>, ()>, StepError> {
         let rows = self.audit(ctx).await?;
-        Ok(Prepared::done(
-            vec![self.action()],
-            fingerprint(&rows),
-            rows,
-        ))
+        let action = Action::noop(&self.host.name, "audit etcd certificates", summary(&rows));
+        Ok(Prepared::done(vec![action], fingerprint(&rows), rows))
     }
     fn intent(&self) -> Prepared<Vec<CertRow>, ()> {
         Prepared::done(vec![self.action()], String::new(), Vec::new())
@@ -431,6 +428,29 @@ impl Step for EtcdCertAudit {
         // Never reached: prepare leaves no work.
         Ok(self.prepare(ctx).await?.predicted)
     }
+}
+
+/// The plan line's reason (also in `cairn plan --json`): how many
+/// certificates, the one closest to expiry, and how many served ones differ
+/// from their files.
+pub fn summary(rows: &[CertRow]) -> String {
+    let Some(soonest) = rows.iter().min_by_key(|r| r.days_left) else {
+        return "read-only: no certificates (etcd without TLS)".into();
+    };
+    let differ = rows.iter().filter(|r| r.differs).count();
+    format!(
+        "read-only: {} certificates; fewest days left {} ({} {} {}){}",
+        rows.len(),
+        soonest.days_left,
+        soonest.cert,
+        soonest.origin,
+        soonest.source,
+        if differ > 0 {
+            format!("; {differ} served not as in their files")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// `ok`, `WARN` or `FAIL` for a row and the thresholds.
