@@ -576,6 +576,47 @@ mod tests {
     }
 
     #[test]
+    fn table_aligns_columns_and_marks_status() {
+        let row = |cert: &str, origin: &str, days: i64, differs: bool| CertRow {
+            host: "n-1".into(),
+            member: "n-1".into(),
+            cert: cert.into(),
+            origin: origin.into(),
+            source: "/p".into(),
+            subject: "CN=n-1".into(),
+            sans: vec!["IP:10.0.0.1".into()],
+            issuer: "CN=ca".into(),
+            serial: "0a".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            days_left: days,
+            covers: "yes".into(),
+            key: "p256".into(),
+            chain: "ok".into(),
+            differs,
+        };
+        let rows = [
+            row("server", "file", 4, false),
+            row("peer", "served", 45, true),
+            row("ca", "file", 3000, false),
+        ];
+        assert_eq!(
+            table(&rows, 60, 30),
+            "HOST  CERT    ORIGIN  SOURCE  SUBJECT  SANS         ISSUER  SERIAL  NOT_AFTER             DAYS  STATUS  COVERS  KEY   CHAIN  DIFFERS\n\
+             n-1   server  file    /p      CN=n-1   IP:10.0.0.1  CN=ca   0a      2027-01-01T00:00:00Z  4     FAIL    yes     p256  ok     -\n\
+             n-1   peer    served  /p      CN=n-1   IP:10.0.0.1  CN=ca   0a      2027-01-01T00:00:00Z  45    WARN    yes     p256  ok     yes\n\
+             n-1   ca      file    /p      CN=n-1   IP:10.0.0.1  CN=ca   0a      2027-01-01T00:00:00Z  3000  ok      yes     p256  ok     -\n"
+        );
+        assert_eq!(
+            summary(&rows),
+            "read-only: 3 certificates; fewest days left 4 (server file /p); 1 served not as in their files"
+        );
+        assert_eq!(
+            summary(&[]),
+            "read-only: no certificates (etcd without TLS)"
+        );
+    }
+
+    #[test]
     fn status_follows_thresholds() {
         let mut r = CertRow {
             days_left: 4,
