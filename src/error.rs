@@ -63,6 +63,14 @@ pub enum StepError {
         code: String,
         message: String,
     },
+    /// A fact on a host could not be read or understood: the file (and line)
+    /// and what is wrong with it.
+    #[error("{host}: {place}: {message}")]
+    Fact {
+        host: String,
+        place: String,
+        message: String,
+    },
     /// A check of the result failed (verification steps).
     #[error("verification failed: {0}")]
     Verify(String),

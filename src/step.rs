@@ -97,9 +97,7 @@ pub trait Step: Serialize {
     /// Check the arguments without facts or network: runs before `prepare`
     /// and before `intent`, so a plan made without facts still refuses bad
     /// input. Placeholder values (see [`crate::unknown`]) must be let through.
-    fn check(&self) -> Result<(), StepError> {
-        Ok(())
-    }
+    fn check(&self) -> Result<(), StepError>;
     /// Observe facts (read-only) and decide.
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Self::Output, Self::Work>, StepError>;
     /// What the step would do to a blank target, without observing anything.

@@ -280,7 +280,15 @@ fn saved_plan_applies_as_approved_and_refuses_drift() {
     steps_runbook(&d);
     let plan = d.cairn(&["plan", "rb", "--var", "count=2", "-o", "plan.json"]);
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    // drift: someone creates one of the files meanwhile
+    // drift: someone creates one of the files meanwhile (in a workspace
+    // folder of the required private mode: a plan leaves none behind)
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(d.path().join(".cairn"))
+            .unwrap();
+    }
     d.write(".cairn/files/f/0.txt", "someone else");
     let r = d.cairn(&["run", "rb", "--var", "count=2", "--plan", "plan.json"]);
     assert_eq!(r.status.code(), Some(1));

@@ -869,7 +869,7 @@ print(`user: ${{who}} file changed: ${{f.changed}} dir: ${{d}}`);
         (out.status.code(), text)
     };
 
-    let (code, plan) = cairn(&["plan", "rb"]);
+    let (code, plan) = cairn(&["plan", "rb", "--show-unchanged"]);
     assert_eq!(code, Some(2), "{plan}");
     assert!(
         plan.contains(&format!("dir {}/etc (0750)", root.display())),
@@ -1270,7 +1270,9 @@ print(`seen: ${{seen}}`);
                 "{cmd} {hostile:?}: {text}"
             );
             assert!(!marker.exists(), "{cmd} with {hostile:?} ran it: {text}");
-            assert!(text.contains(&format!("seen: [{hostile}]")), "{text}");
+            // printed lines sit under their section, each behind `  | `
+            let printed = text.replace("\n  | ", "\n");
+            assert!(printed.contains(&format!("seen: [{hostile}]")), "{text}");
         }
         assert!(root.join(&hostile).exists(), "one file named {hostile:?}");
     }

@@ -86,6 +86,13 @@ impl Step for LocalFile {
     type Output = LocalFileResult;
     type Work = PathBuf;
 
+    /// The path stays inside the workspace's files folder.
+    fn check(&self) -> Result<(), StepError> {
+        if crate::unknown::is_unknown(&self.path) {
+            return Ok(());
+        }
+        crate::bundle::Bundle::check_path(&self.path).map(|_| ())
+    }
     fn kind(&self) -> &'static str {
         "local_file"
     }

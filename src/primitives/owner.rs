@@ -66,10 +66,12 @@ pub struct ClaimHosts {
     pub cluster: String,
     /// Workspace name of the CA (`gen_ca`'s `name`).
     pub ca: String,
-    /// The CA handle's fingerprint, as the script holds it: unknown in a plan
-    /// while the CA is made or re-issued, so the claim is then planned from
-    /// intent (its record will change) instead of from the CA still on disk.
-    pub ca_fingerprint: String,
+    /// Whether the CA handle the script holds is known: in a plan that makes
+    /// or re-issues the CA it is not, and the CA still on disk (if any) is not
+    /// the one the run will record. The hosts' records are still read; an
+    /// existing record is then refused (or adopted) as for a CA the workspace
+    /// does not have, since the new CA cannot be the recorded one.
+    pub ca_known: bool,
     pub adopt: bool,
     /// The runbook making the claim (recorded, not compared).
     pub runbook: String,
@@ -150,7 +152,7 @@ pub fn decide(
     }
     let ours = match ca {
         Some(c) => format!("this workspace's CA `{ca_name}` is {}", c.fingerprint),
-        None => format!("this workspace has no CA `{ca_name}` yet (the run would make a new one)"),
+        None => format!("this run makes a new CA `{ca_name}` (none in this workspace yet, or re-issued), which cannot be the recorded one"),
     };
     Verdict::Refuse(format!(
         "managed by another workspace: {OWNER_FILE} records cluster `{}` (runbook {}) with CA {} ({}), recorded from {}; this run is for cluster `{cluster}` and {ours}",
@@ -293,7 +295,11 @@ impl Step for ClaimHosts {
     }
 
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<ClaimResult, Self::Work>, StepError> {
-        let ca = self.ca_identity(ctx)?;
+        let ca = if self.ca_known {
+            self.ca_identity(ctx)?
+        } else {
+            None
+        };
         let script = fact_script();
         let answers =
             futures::future::join_all(self.hosts.iter().map(|h| ctx.ssh.exec(h, &script, None)))
@@ -440,7 +446,8 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                     ClaimHosts {
                         hosts: a.hosts,
                         cluster: a.cluster,
-                        ca_fingerprint: a.ca.fingerprint,
+                        ca_known: !a.ca.is_unknown()
+                            && !crate::unknown::is_unknown(&a.ca.fingerprint),
                         ca: a.ca.name,
                         adopt: a.adopt,
                         runbook,
@@ -494,7 +501,7 @@ mod tests {
             panic!("a CA yet to be made cannot be the recorded one")
         };
         assert!(
-            why.ends_with("this workspace has no CA `c1-ca` yet (the run would make a new one)"),
+            why.ends_with("this run makes a new CA `c1-ca` (none in this workspace yet, or re-issued), which cannot be the recorded one"),
             "{why}"
         );
         // another cluster with the same CA

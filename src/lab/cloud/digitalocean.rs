@@ -608,23 +608,32 @@ async fn remove_droplets(cloud: &Arc<Cloud>, ids: Vec<u64>) -> Result<(), Respon
             })
             .collect()
     };
-    let mut failed = Vec::new();
-    for (id, node) in nodes {
-        let result = cloud.provisioner().remove(&node).await;
-        let mut w = cloud.world();
-        match result {
-            Ok(()) => {
-                w.digitalocean.droplets.remove(&id);
-            }
-            Err(e) => {
-                if let Some(d) = w.digitalocean.droplets.get_mut(&id) {
-                    d.deleting = false;
+    // The removals run on their own task: a client that disconnects (a
+    // killed run) drops this handler, and no droplet may stay half-deleted.
+    let bg = cloud.clone();
+    let removal = tokio::spawn(async move {
+        let mut failed = Vec::new();
+        for (id, node) in nodes {
+            let result = bg.provisioner().remove(&node).await;
+            let mut w = bg.world();
+            match result {
+                Ok(()) => {
+                    w.digitalocean.droplets.remove(&id);
                 }
-                failed.push(format!("droplet {id}: {e}"));
+                Err(e) => {
+                    if let Some(d) = w.digitalocean.droplets.get_mut(&id) {
+                        d.deleting = false;
+                    }
+                    failed.push(format!("droplet {id}: {e}"));
+                }
             }
         }
-    }
-    cloud.save();
+        bg.save();
+        failed
+    });
+    let failed = removal
+        .await
+        .unwrap_or_else(|e| vec![format!("the removal task failed: {e}")]);
     if failed.is_empty() {
         Ok(())
     } else {

@@ -889,30 +889,44 @@ async fn delete_server(AxState(cloud): St, Path(id): Path<u64>) -> Response {
         (node, before, action_id)
     };
     cloud.save();
-    let result = cloud.provisioner().remove(&node).await;
-    let response = {
-        let mut w = cloud.world();
-        match &result {
-            Ok(()) => {
-                w.hetzner.servers.remove(&id);
-            }
-            Err(_) => {
-                if let Some(s) = w.hetzner.servers.get_mut(&id) {
-                    s.status = before;
+    // The removal runs on its own task: a client that disconnects (a killed
+    // run) drops this handler, and the server must not stay `deleting`.
+    let bg = cloud.clone();
+    let finish = tokio::spawn(async move {
+        let cloud = bg;
+        let result = cloud.provisioner().remove(&node).await;
+        let response = {
+            let mut w = cloud.world();
+            match &result {
+                Ok(()) => {
+                    w.hetzner.servers.remove(&id);
+                }
+                Err(_) => {
+                    if let Some(s) = w.hetzner.servers.get_mut(&id) {
+                        s.status = before;
+                    }
                 }
             }
-        }
-        let failure = result.err().map(|e| ("action_failed".to_string(), e));
-        match w.hetzner.actions.get_mut(&action_id) {
-            Some(a) => {
-                a.finish(failure);
-                j!({ "action": a.json() })
+            let failure = result.err().map(|e| ("action_failed".to_string(), e));
+            match w.hetzner.actions.get_mut(&action_id) {
+                Some(a) => {
+                    a.finish(failure);
+                    j!({ "action": a.json() })
+                }
+                None => j!({}),
             }
-            None => j!({}),
-        }
-    };
-    cloud.save();
-    json(StatusCode::OK, response)
+        };
+        cloud.save();
+        response
+    });
+    match finish.await {
+        Ok(response) => json(StatusCode::OK, response),
+        Err(e) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            &format!("deleting server {id} failed: {e}"),
+        ),
+    }
 }
 
 /// `POST /servers/{id}/actions/poweroff` (`on` false: cuts the power, the

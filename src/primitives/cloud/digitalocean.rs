@@ -401,6 +401,11 @@ impl Step for DoSshKey {
     type Output = SshKey;
     type Work = (String, String);
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "do_ssh_key"
     }
@@ -570,6 +575,11 @@ impl Step for DoDroplet {
     type Output = Droplet;
     type Work = DropletWork;
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "do_droplet"
     }
@@ -661,6 +671,11 @@ impl Step for DoDroplets {
     type Output = Vec<Droplet>;
     type Work = ();
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "do_droplets"
     }
@@ -737,6 +752,11 @@ impl Step for DoDelete {
     type Output = Removed;
     type Work = Vec<u64>;
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         match self.selection {
             Selection::Name(_) => "do_delete_droplet",

@@ -563,7 +563,17 @@ fn show_subnet(s: &SubnetSpec) -> String {
 }
 
 impl HcloudNetwork {
-    fn check(&self) -> Result<(), StepError> {
+    /// The ranges (the Step's `check`); a value known only after an earlier
+    /// change is let through.
+    fn validate(&self) -> Result<(), StepError> {
+        if crate::unknown::is_unknown(&self.ip_range)
+            || self
+                .subnets
+                .iter()
+                .any(|s| crate::unknown::is_unknown(&s.ip_range))
+        {
+            return Ok(());
+        }
         let net: ipnet::Ipv4Net = self.ip_range.parse().map_err(|_| {
             StepError::invalid(
                 "ip_range",
@@ -616,6 +626,9 @@ impl Step for HcloudNetwork {
     type Output = Network;
     type Work = NetworkWork;
 
+    fn check(&self) -> Result<(), StepError> {
+        self.validate()
+    }
     fn kind(&self) -> &'static str {
         "hcloud_network"
     }
@@ -624,7 +637,7 @@ impl Step for HcloudNetwork {
     }
 
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Network, NetworkWork>, StepError> {
-        self.check()?;
+        self.validate()?;
         let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
         let existing = client.network_by_name(&self.name).await?;
         let facts = fingerprint(&existing);
@@ -793,6 +806,11 @@ impl Step for HcloudSshKey {
     type Output = SshKey;
     type Work = (String, String);
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "hcloud_ssh_key"
     }
@@ -1022,6 +1040,11 @@ impl Step for HcloudServer {
     type Output = Server;
     type Work = ServerWork;
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "hcloud_server"
     }
@@ -1118,6 +1141,11 @@ impl Step for HcloudServers {
     type Output = Vec<Server>;
     type Work = ();
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "hcloud_servers"
     }
@@ -1215,6 +1243,11 @@ impl Step for HcloudDelete {
     type Output = Removed;
     type Work = u64;
 
+    /// Every argument is typed where the script calls it; nothing else can
+    /// be checked without facts.
+    fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         match self.kind {
             Kind::Server => "hcloud_delete_server",

@@ -6,17 +6,23 @@
 //! (`etcd_health`, `etcd_members`, `etcd_status`, `etcd_get`,
 //! `etcd_expect_refused`: plan line `? verify ...`) and one change,
 //! `etcd_put`, which is a no-op when the key already holds the value.
+//! `etcd_member(host)` ([`member`]) reads how etcd runs on a host.
 
+pub mod audit;
 mod client;
+pub mod layout;
+pub mod member;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
+pub use member::{EtcdMember, MemberArgs, MemberLayout};
 pub use steps::{
     check_members, Conn, EndpointHealth, EtcdExpectRefused, EtcdGet, EtcdHealth, EtcdHealthCheck,
     EtcdMembers, EtcdPut, EtcdStatus, PemFile, Via,
 };
 
 use crate::executor::Executor;
+use crate::host::Host;
 use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use std::sync::Arc;
 
@@ -128,6 +134,8 @@ fn status_line(s: &Status) -> String {
 /// Register the etcd steps and their result types.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
+    register_member(engine, exec);
+    register_audit(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -240,4 +248,221 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                 x.exec(&call, step)
             },
         );
+}
+
+fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    type L = MemberLayout;
+    engine
+        .register_type_with_name::<L>("EtcdMemberLayout")
+        .register_get("host", |m: &mut L| m.host.clone())
+        .register_get("started_by", |m: &mut L| m.started_by.clone())
+        .register_get("unit", |m: &mut L| m.unit.clone())
+        .register_get("unit_files", |m: &mut L| strings(&m.unit_files))
+        .register_get("exec_start", |m: &mut L| strings(&m.exec_start))
+        .register_get("environment_files", |m: &mut L| {
+            strings(&m.environment_files)
+        })
+        .register_get("config_file", |m: &mut L| m.config_file.clone())
+        .register_get("manifest", |m: &mut L| m.manifest.clone())
+        .register_get("image", |m: &mut L| m.image.clone())
+        .register_get("user", |m: &mut L| m.user.clone())
+        .register_get("name", |m: &mut L| m.settings.name.clone())
+        .register_get("data_dir", |m: &mut L| m.settings.data_dir.clone())
+        .register_get("wal_dir", |m: &mut L| m.settings.wal_dir.clone())
+        .register_get("listen_client_urls", |m: &mut L| {
+            strings(&m.settings.listen_client_urls)
+        })
+        .register_get("advertise_client_urls", |m: &mut L| {
+            strings(&m.settings.advertise_client_urls)
+        })
+        .register_get("listen_peer_urls", |m: &mut L| {
+            strings(&m.settings.listen_peer_urls)
+        })
+        .register_get("advertise_peer_urls", |m: &mut L| {
+            strings(&m.settings.advertise_peer_urls)
+        })
+        .register_get("cert_file", |m: &mut L| {
+            m.settings.client_tls.cert_file.clone()
+        })
+        .register_get("key_file", |m: &mut L| {
+            m.settings.client_tls.key_file.clone()
+        })
+        .register_get("trusted_ca_file", |m: &mut L| {
+            m.settings.client_tls.trusted_ca_file.clone()
+        })
+        .register_get("client_cert_auth", |m: &mut L| {
+            m.settings.client_tls.client_cert_auth
+        })
+        .register_get("peer_cert_file", |m: &mut L| {
+            m.settings.peer_tls.cert_file.clone()
+        })
+        .register_get("peer_key_file", |m: &mut L| {
+            m.settings.peer_tls.key_file.clone()
+        })
+        .register_get("peer_trusted_ca_file", |m: &mut L| {
+            m.settings.peer_tls.trusted_ca_file.clone()
+        })
+        .register_get("peer_client_cert_auth", |m: &mut L| {
+            m.settings.peer_tls.client_cert_auth
+        })
+        .register_get("binary", |m: &mut L| m.binary.clone())
+        .register_get("binary_version", |m: &mut L| m.binary_version.clone())
+        .register_get("running", |m: &mut L| m.running)
+        .register_get("pid", |m: &mut L| m.pid)
+        .register_get("running_version", |m: &mut L| m.running_version.clone())
+        .register_get("running_version_from", |m: &mut L| {
+            m.running_version_from.clone()
+        })
+        .register_get("origins", |m: &mut L| -> Map {
+            m.settings
+                .origins
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+                .collect()
+        })
+        .register_fn("to_map", |m: &mut L| -> Dynamic {
+            rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("to_json", |m: &mut L| -> String {
+            serde_json::to_string(&*m).unwrap_or_default()
+        })
+        .register_fn("to_string", |m: &mut L| layout_line(m))
+        .register_fn("to_debug", |m: &mut L| layout_line(m));
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_member")
+        .with_params_info(["host: Host", "EtcdMemberLayout"])
+        .with_comments([member::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host| -> Result<L, Box<EvalAltResult>> {
+                x.exec(
+                    &call,
+                    EtcdMember {
+                        host,
+                        args: MemberArgs::default(),
+                    },
+                )
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("etcd_member")
+        .with_params_info(["host: Host", "options: Map", "EtcdMemberLayout"])
+        .with_comments([member::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  options: Map|
+                  -> Result<L, Box<EvalAltResult>> {
+                let args: MemberArgs = crate::args::parse("etcd_member", options)?;
+                x.exec(&call, EtcdMember { host, args })
+            },
+        );
+}
+
+fn layout_line(m: &MemberLayout) -> String {
+    let how = match m.started_by.as_str() {
+        "systemd" => format!("unit {}", m.unit),
+        _ => format!("manifest {}", m.manifest),
+    };
+    format!(
+        "EtcdMemberLayout({} on {}: {how}, data {}, {}{})",
+        m.settings.name,
+        m.host,
+        m.settings.data_dir,
+        if m.running { "running " } else { "not running" },
+        m.running_version
+    )
+}
+
+fn register_audit(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    use audit::{AuditArgs, CertRow, EtcdCertAudit};
+    type R = CertRow;
+    engine
+        .register_type_with_name::<R>("EtcdCertRow")
+        .register_get("host", |r: &mut R| r.host.clone())
+        .register_get("member", |r: &mut R| r.member.clone())
+        .register_get("cert", |r: &mut R| r.cert.clone())
+        .register_get("origin", |r: &mut R| r.origin.clone())
+        .register_get("source", |r: &mut R| r.source.clone())
+        .register_get("subject", |r: &mut R| r.subject.clone())
+        .register_get("sans", |r: &mut R| strings(&r.sans))
+        .register_get("issuer", |r: &mut R| r.issuer.clone())
+        .register_get("serial", |r: &mut R| r.serial.clone())
+        .register_get("not_after", |r: &mut R| r.not_after.clone())
+        .register_get("days_left", |r: &mut R| r.days_left)
+        .register_get("covers", |r: &mut R| r.covers.clone())
+        .register_get("key", |r: &mut R| r.key.clone())
+        .register_get("chain", |r: &mut R| r.chain.clone())
+        .register_get("differs", |r: &mut R| r.differs)
+        .register_fn("to_map", |r: &mut R| -> Dynamic {
+            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("to_string", |r: &mut R| row_line(r))
+        .register_fn("to_debug", |r: &mut R| row_line(r));
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_cert_audit")
+        .with_params_info(["host: Host", "Array"])
+        .with_comments([audit::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host| -> Result<Array, Box<EvalAltResult>> {
+                let rows = x.exec(
+                    &call,
+                    EtcdCertAudit {
+                        host,
+                        args: AuditArgs::default(),
+                    },
+                )?;
+                Ok(rows.into_iter().map(Dynamic::from).collect())
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("etcd_cert_audit")
+        .with_params_info(["host: Host", "options: Map", "Array"])
+        .with_comments([audit::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  options: Map|
+                  -> Result<Array, Box<EvalAltResult>> {
+                let args: AuditArgs = crate::args::parse("etcd_cert_audit", options)?;
+                let rows = x.exec(&call, EtcdCertAudit { host, args })?;
+                Ok(rows.into_iter().map(Dynamic::from).collect())
+            },
+        );
+    FuncRegistration::new("cert_audit_table")
+        .with_params_info(["rows: Array", "warn_days: i64", "fail_days: i64", "String"])
+        .with_comments([
+            "/// `EtcdCertRow`s (from `etcd_cert_audit`) as an aligned table, one line per",
+            "/// certificate, with a STATUS column: `FAIL` below `fail_days` days left, `WARN`",
+            "/// below `warn_days`, else `ok`.",
+        ])
+        .register_into_engine(engine, |rows: Array, warn_days: i64, fail_days: i64| {
+            audit::table(&cert_rows(rows), warn_days, fail_days)
+        });
+    FuncRegistration::new("cert_audit_json")
+        .with_params_info(["rows: Array", "String"])
+        .with_comments([
+            "/// `EtcdCertRow`s as one line of JSON (an array of objects with the getters' names).",
+        ])
+        .register_into_engine(engine, |rows: Array| {
+            serde_json::to_string(&cert_rows(rows)).unwrap_or_default()
+        });
+}
+
+fn cert_rows(rows: Array) -> Vec<audit::CertRow> {
+    rows.into_iter()
+        .filter_map(|r| r.try_cast::<audit::CertRow>())
+        .collect()
+}
+
+fn row_line(r: &audit::CertRow) -> String {
+    format!(
+        "EtcdCertRow({} {} {} {}: {}, {} days left)",
+        r.host, r.cert, r.origin, r.source, r.subject, r.days_left
+    )
 }

@@ -336,6 +336,9 @@ impl EtcdHealthCheck {
 impl Step for EtcdHealthCheck {
     type Output = EtcdHealth;
     type Work = ();
+    fn check(&self) -> Result<(), StepError> {
+        self.conn().validate()
+    }
     fn kind(&self) -> &'static str {
         "etcd_health"
     }
@@ -459,6 +462,9 @@ impl EtcdMembers {
 impl Step for EtcdMembers {
     type Output = Vec<Member>;
     type Work = ();
+    fn check(&self) -> Result<(), StepError> {
+        self.conn().validate()
+    }
     fn kind(&self) -> &'static str {
         "etcd_members"
     }
@@ -520,6 +526,9 @@ impl EtcdStatus {
 impl Step for EtcdStatus {
     type Output = Vec<Status>;
     type Work = ();
+    fn check(&self) -> Result<(), StepError> {
+        self.conn().validate()
+    }
     fn kind(&self) -> &'static str {
         "etcd_status"
     }
@@ -577,6 +586,13 @@ impl EtcdPut {
 impl Step for EtcdPut {
     type Output = bool;
     type Work = ();
+    fn check(&self) -> Result<(), StepError> {
+        self.conn().validate()?;
+        if self.key.is_empty() {
+            return Err(StepError::invalid("key", "the etcd key is empty"));
+        }
+        Ok(())
+    }
     fn kind(&self) -> &'static str {
         "etcd_put"
     }
@@ -657,6 +673,9 @@ impl EtcdGet {
 impl Step for EtcdGet {
     type Output = Option<String>;
     type Work = ();
+    fn check(&self) -> Result<(), StepError> {
+        self.conn().validate()
+    }
     fn kind(&self) -> &'static str {
         "etcd_get"
     }
@@ -709,6 +728,9 @@ impl EtcdExpectRefused {
 impl Step for EtcdExpectRefused {
     type Output = Refusal;
     type Work = ();
+    fn check(&self) -> Result<(), StepError> {
+        self.conn().validate()
+    }
     fn kind(&self) -> &'static str {
         "etcd_expect_refused"
     }

@@ -13,7 +13,7 @@ mod spec;
 mod steps;
 mod store;
 
-pub use cert::{fingerprint, parse_pem, Cert, CertInfo, Parsed};
+pub use cert::{fingerprint, parse_pem, signed_by, Cert, CertInfo, Parsed};
 pub use spec::{decide, Decision, Facts, IssuerFact, KeyFact, KeyType, KeyUse, Spec, Usage};
 pub use steps::{CaRef, GenCa, GenCert, SignCsr};
 pub use store::{check_name, Store};

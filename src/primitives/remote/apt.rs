@@ -171,11 +171,17 @@ impl Apt {
         )
     }
 
-    fn check(&self) -> Result<(), StepError> {
+    /// Package names (the Step's `check`); a value known only after an
+    /// earlier change is let through.
+    fn validate(&self) -> Result<(), StepError> {
         if self.args.packages.is_empty() {
             return Err(StepError::invalid("packages", "no packages given"));
         }
-        self.args.packages.iter().try_for_each(|p| check_name(p))
+        self.args
+            .packages
+            .iter()
+            .filter(|p| !crate::unknown::is_unknown(p))
+            .try_for_each(|p| check_name(p))
     }
 
     /// Actions and work from facts.
@@ -241,6 +247,9 @@ impl Step for Apt {
     type Output = AptResult;
     type Work = AptWork;
 
+    fn check(&self) -> Result<(), StepError> {
+        self.validate()
+    }
     fn kind(&self) -> &'static str {
         "apt"
     }
@@ -248,7 +257,7 @@ impl Step for Apt {
         self.host.name.clone()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<AptResult, AptWork>, StepError> {
-        self.check()?;
+        self.validate()?;
         let out = ctx.ssh.exec(&self.host, &self.facts_script(), None).await?;
         let facts = parse_facts(&out.stdout, &self.args.packages, LISTS_MAX_AGE);
         Ok(self.decide(&facts))
@@ -388,10 +397,10 @@ mod tests {
     #[test]
     fn package_names_are_checked() {
         assert!(apt(&["etcd-server", "libc6:amd64", "g++"], AptUpdate::Auto)
-            .check()
+            .validate()
             .is_ok());
-        assert!(apt(&["-o=foo"], AptUpdate::Auto).check().is_err());
-        assert!(apt(&["a b"], AptUpdate::Auto).check().is_err());
-        assert!(apt(&[], AptUpdate::Auto).check().is_err());
+        assert!(apt(&["-o=foo"], AptUpdate::Auto).validate().is_err());
+        assert!(apt(&["a b"], AptUpdate::Auto).validate().is_err());
+        assert!(apt(&[], AptUpdate::Auto).validate().is_err());
     }
 }

@@ -67,6 +67,22 @@ impl Step for Dir {
     type Output = FileResult;
     type Work = DirWork;
 
+    /// An absolute path and a valid mode, owner and group; a value known
+    /// only after an earlier change is let through.
+    fn check(&self) -> Result<(), StepError> {
+        let a = &self.args;
+        if !crate::unknown::is_unknown(&a.path) {
+            put::check_path("path", &a.path)?;
+        }
+        let given = [&a.mode, &a.owner, &a.group];
+        if given
+            .iter()
+            .any(|v| v.as_deref().is_some_and(crate::unknown::is_unknown))
+        {
+            return Ok(());
+        }
+        self.want().map(|_| ())
+    }
     fn kind(&self) -> &'static str {
         "dir"
     }

@@ -7,6 +7,7 @@ use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
 use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -59,11 +60,16 @@ pub struct DownloadWork {
 }
 
 impl Download {
-    fn check(&self) -> Result<(Want, String), StepError> {
+    /// The arguments as the step uses them (the Step's `check` runs this
+    /// too, letting through values known only after an earlier change).
+    fn validate(&self) -> Result<(Want, String), StepError> {
         let a = &self.args;
-        put::check_path("dest", &a.dest)?;
-        if !(a.url.starts_with("https://") || a.url.starts_with("http://"))
-            || a.url.contains(char::is_whitespace)
+        if !unknown::is_unknown(&a.dest) {
+            put::check_path("dest", &a.dest)?;
+        }
+        if !unknown::is_unknown(&a.url)
+            && (!(a.url.starts_with("https://") || a.url.starts_with("http://"))
+                || a.url.contains(char::is_whitespace))
         {
             return Err(StepError::invalid(
                 "url",
@@ -71,7 +77,9 @@ impl Download {
             ));
         }
         let sha = a.sha256.trim().to_ascii_lowercase();
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !unknown::is_unknown(&sha)
+            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(StepError::invalid(
                 "sha256",
                 format!("`{}` is not a sha256 (64 hex digits)", a.sha256),
@@ -94,6 +102,9 @@ impl Step for Download {
     type Output = FileResult;
     type Work = DownloadWork;
 
+    fn check(&self) -> Result<(), StepError> {
+        self.validate().map(|_| ())
+    }
     fn kind(&self) -> &'static str {
         "download"
     }
@@ -101,7 +112,7 @@ impl Step for Download {
         self.host.name.clone()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, DownloadWork>, StepError> {
-        let (want, sha) = self.check()?;
+        let (want, sha) = self.validate()?;
         let dest = &self.args.dest;
         let target = &self.host.name;
         let (facts, _) = put::observe(ctx, &self.host, dest, false).await?;
@@ -177,7 +188,7 @@ impl Step for Download {
         }
     }
     fn intent(&self) -> Prepared<FileResult, DownloadWork> {
-        let what = match self.check() {
+        let what = match self.validate() {
             Ok((want, _)) => self.what(&want),
             Err(_) => format!("file {}", self.args.dest),
         };
@@ -195,7 +206,7 @@ impl Step for Download {
         }
     }
     async fn apply(&self, ctx: &Ctx, work: DownloadWork) -> Result<FileResult, StepError> {
-        let (_, sha) = self.check()?;
+        let (_, sha) = self.validate()?;
         // A mode or owner change alone downloads again: changing them in
         // place would follow a link swapped in since the facts were read.
         let fetch = format!(

@@ -7,6 +7,7 @@ use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
 use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -206,8 +207,12 @@ impl Systemctl {
         }
     }
 
-    fn check(&self) -> Result<(), StepError> {
-        self.unit()?;
+    /// The arguments' own consistency (the Step's `check`): a unit name,
+    /// not both `state` and a start/stop action, something asked.
+    fn validate(&self) -> Result<(), StepError> {
+        if !self.args.unit.as_deref().is_some_and(unknown::is_unknown) {
+            self.unit()?;
+        }
         let a = &self.args;
         let state_action = matches!(
             a.action,
@@ -333,6 +338,9 @@ impl Step for Systemctl {
     type Output = UnitResult;
     type Work = UnitWork;
 
+    fn check(&self) -> Result<(), StepError> {
+        self.validate()
+    }
     fn kind(&self) -> &'static str {
         "systemctl"
     }
@@ -340,7 +348,7 @@ impl Step for Systemctl {
         self.host.name.clone()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<UnitResult, UnitWork>, StepError> {
-        self.check()?;
+        self.validate()?;
         let unit = self.unit()?;
         if unit.is_empty() {
             return Ok(self.decide(&UnitFacts::default()));
@@ -511,7 +519,7 @@ mod tests {
             action: Some(UnitAction::DaemonReload),
             ..args()
         });
-        assert!(s.check().is_ok());
+        assert!(s.validate().is_ok());
         let p = s.decide(&UnitFacts::default());
         assert_eq!(lines(&p), ["> run systemctl daemon-reload"]);
         let bad = step(SystemctlArgs {
@@ -519,13 +527,13 @@ mod tests {
             state: Some(UnitState::Started),
             ..args()
         });
-        assert!(bad.check().is_err());
+        assert!(bad.validate().is_err());
         let both = step(SystemctlArgs {
             state: Some(UnitState::Started),
             action: Some(UnitAction::Restart),
             ..args()
         });
-        assert!(both.check().is_err());
+        assert!(both.validate().is_err());
     }
 
     #[test]

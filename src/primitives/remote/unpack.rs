@@ -6,6 +6,7 @@ use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
 use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -69,11 +70,18 @@ impl Unpack {
         plain.then(|| rel.to_string())
     }
 
-    fn check(&self) -> Result<(), StepError> {
-        put::check_path("archive", &self.args.archive)?;
-        put::check_path("dest", &self.args.dest)?;
-        if let Some(c) = &self.args.creates {
-            put::check_path("creates", c)?;
+    /// Absolute paths (the Step's `check`); a value known only after an
+    /// earlier change is let through.
+    fn validate(&self) -> Result<(), StepError> {
+        let paths = [
+            ("archive", Some(&self.args.archive)),
+            ("dest", Some(&self.args.dest)),
+            ("creates", self.args.creates.as_ref()),
+        ];
+        for (field, path) in paths {
+            if let Some(p) = path.filter(|p| !unknown::is_unknown(p)) {
+                put::check_path(field, p)?;
+            }
         }
         Ok(())
     }
@@ -95,6 +103,9 @@ impl Step for Unpack {
     type Output = FileResult;
     type Work = bool;
 
+    fn check(&self) -> Result<(), StepError> {
+        self.validate()
+    }
     fn kind(&self) -> &'static str {
         "unpack"
     }
@@ -102,7 +113,7 @@ impl Step for Unpack {
         self.host.name.clone()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, bool>, StepError> {
-        self.check()?;
+        self.validate()?;
         let a = &self.args;
         let creates = a
             .creates
