@@ -778,8 +778,8 @@ fn discovers_runbook_and_hand_built_members() {
                            "trusted_ca_file": "/etc/etcd/pki/etcd-ca.crt", "client_cert_auth": true},
             "peer_tls": {"cert_file": "/etc/etcd/pki/node-1.crt", "key_file": "/etc/etcd/pki/node-1.key",
                          "trusted_ca_file": "/etc/etcd/pki/etcd-ca.crt", "client_cert_auth": true},
-            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-1"),
-            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.30", "running": true, "pid": pid("node-1"),
+            "running_version": "3.5.30", "running_version_from": "endpoint https://127.0.0.1:2379",
             "origins": default_origins(&[
                 ("name", &format!("{conf} name")),
                 ("data_dir", &format!("{conf} data-dir")),
@@ -820,8 +820,8 @@ fn discovers_runbook_and_hand_built_members() {
                            "trusted_ca_file": "/etc/ssl/etcd/ca.crt", "client_cert_auth": true},
             "peer_tls": {"cert_file": "/etc/ssl/etcd/etcd.crt", "key_file": "/etc/ssl/etcd/etcd.key",
                          "trusted_ca_file": "/etc/ssl/etcd/ca.crt", "client_cert_auth": true},
-            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-2"),
-            "running_version": "3.5.1", "running_version_from": "endpoint http://127.0.0.1:2379",
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.30", "running": true, "pid": pid("node-2"),
+            "running_version": "3.5.30", "running_version_from": "endpoint http://127.0.0.1:2379",
             "origins": default_origins(&[
                 ("name", &env2("ETCD_NAME", 4)),
                 ("data_dir", &env2("ETCD_DATA_DIR", 5)),
@@ -1315,8 +1315,8 @@ fn digitalocean_member(l: &lab::LabHandle, m: &Value) {
                            "trusted_ca_file": "/etc/etcd/ca.pem", "client_cert_auth": true},
             "peer_tls": {"cert_file": "/etc/etcd/peer.pem", "key_file": "/etc/etcd/peer-key.pem",
                          "trusted_ca_file": "/etc/etcd/ca.pem", "client_cert_auth": true},
-            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": m["pid"].clone(),
-            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.30", "running": true, "pid": m["pid"].clone(),
+            "running_version": "3.5.30", "running_version_from": "endpoint https://127.0.0.1:2379",
             "origins": {
                 "name": env("ETCD_NAME", 5),
                 "data_dir": env("ETCD_DATA_DIR", 8),
