@@ -67,21 +67,17 @@ impl Step for Dir {
     type Output = FileResult;
     type Work = DirWork;
 
-    /// An absolute path and a valid mode, owner and group; a value known
-    /// only after an earlier change is let through.
+    /// An absolute path and a valid mode, owner and group (values known
+    /// only after an earlier change are let through).
     fn check(&self) -> Result<(), StepError> {
         let a = &self.args;
-        if !crate::unknown::is_unknown(&a.path) {
-            put::check_path("path", &a.path)?;
-        }
-        let given = [&a.mode, &a.owner, &a.group];
-        if given
-            .iter()
-            .any(|v| v.as_deref().is_some_and(crate::unknown::is_unknown))
-        {
-            return Ok(());
-        }
-        self.want().map(|_| ())
+        put::check_target(
+            "path",
+            &a.path,
+            a.mode.as_deref(),
+            a.owner.as_deref(),
+            a.group.as_deref(),
+        )
     }
     fn kind(&self) -> &'static str {
         "dir"

@@ -167,27 +167,17 @@ impl Step for File {
     type Output = FileResult;
     type Work = Write;
 
-    /// An absolute path and a valid mode, owner and group; a value known
-    /// only after an earlier change is let through.
+    /// An absolute path and a valid mode, owner and group (values known
+    /// only after an earlier change are let through).
     fn check(&self) -> Result<(), StepError> {
         let a = &self.args;
-        if !crate::unknown::is_unknown(&a.path) {
-            put::check_path("path", &a.path)?;
-        }
-        let given = [&a.mode, &a.owner, &a.group];
-        if given
-            .iter()
-            .any(|v| v.as_deref().is_some_and(crate::unknown::is_unknown))
-        {
-            return Ok(());
-        }
-        Want::new(
+        put::check_target(
+            "path",
+            &a.path,
             a.mode.as_deref(),
             a.owner.as_deref(),
             a.group.as_deref(),
-            "0644",
         )
-        .map(|_| ())
     }
     fn kind(&self) -> &'static str {
         "file"
@@ -295,27 +285,17 @@ impl Step for Upload {
     type Output = FileResult;
     type Work = Write;
 
-    /// An absolute path and a valid mode, owner and group; a value known
-    /// only after an earlier change is let through.
+    /// An absolute path and a valid mode, owner and group (values known
+    /// only after an earlier change are let through).
     fn check(&self) -> Result<(), StepError> {
         let a = &self.args;
-        if !crate::unknown::is_unknown(&a.dest) {
-            put::check_path("dest", &a.dest)?;
-        }
-        let given = [&a.mode, &a.owner, &a.group];
-        if given
-            .iter()
-            .any(|v| v.as_deref().is_some_and(crate::unknown::is_unknown))
-        {
-            return Ok(());
-        }
-        Want::new(
+        put::check_target(
+            "dest",
+            &a.dest,
             a.mode.as_deref(),
             a.owner.as_deref(),
             a.group.as_deref(),
-            "0644",
         )
-        .map(|_| ())
     }
     fn kind(&self) -> &'static str {
         "upload"

@@ -216,6 +216,26 @@ pub fn check_path(field: &str, path: &str) -> Result<(), StepError> {
     Ok(())
 }
 
+/// The Step `check` of the primitives that put something at a path (file,
+/// upload, dir): an absolute path and a valid mode, owner and group. A value
+/// known only after an earlier change (see [`crate::unknown`]) is let through.
+pub fn check_target(
+    field: &str,
+    path: &str,
+    mode: Option<&str>,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Result<(), StepError> {
+    use crate::unknown::is_unknown;
+    if !is_unknown(path) {
+        check_path(field, path)?;
+    }
+    if [mode, owner, group].iter().flatten().any(|v| is_unknown(v)) {
+        return Ok(());
+    }
+    Want::new(mode, owner, group, "0644").map(|_| ())
+}
+
 /// Observe `path` on `host` without following a link at it: kind, mode,
 /// owner, hash and, if `fetch_content` and it is small, its content (for
 /// diffs); the folders that hold it. One round trip.
