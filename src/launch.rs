@@ -146,19 +146,7 @@ fn prepare(
     };
     let mut files = Vec::new();
     for path in &req.vars_files {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure(format!(
-                "error: cannot read vars file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| {
-            Failure(format!(
-                "error: vars file {} is not valid TOML: {}",
-                path.display(),
-                crate::manifest::toml_message(&text, &e)
-            ))
-        })?;
+        let table = read_vars_file(path)?;
         files.push((path.display().to_string(), table));
     }
     let values = resolve(
@@ -917,19 +905,7 @@ fn only_secrets(
         .map(|(k, _)| (k.clone(), "--var".to_string()))
         .collect();
     for path in &r.vars_files {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure(format!(
-                "error: cannot read vars file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| {
-            Failure(format!(
-                "error: vars file {} is not valid TOML: {}",
-                path.display(),
-                crate::manifest::toml_message(&text, &e)
-            ))
-        })?;
+        let table = read_vars_file(path)?;
         for k in table.keys() {
             names.push((k.clone(), format!("--vars {}", path.display())));
         }
@@ -1082,4 +1058,21 @@ fn shared_ssh(env: &BTreeMap<String, String>) -> Option<(PathBuf, std::time::Dur
         Ok(0) | Err(_) => None,
         Ok(secs) => Some((Pool::shared_dir()?, std::time::Duration::from_secs(secs))),
     }
+}
+
+/// A `--vars` file: a TOML table, or an error naming the file (and the line).
+fn read_vars_file(path: &std::path::Path) -> Result<toml::Table, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure(format!(
+            "error: cannot read vars file {}: {e}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        Failure(format!(
+            "error: vars file {} is not valid TOML: {}",
+            path.display(),
+            crate::manifest::toml_message(&text, &e)
+        ))
+    })
 }
