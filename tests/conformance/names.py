@@ -68,10 +68,13 @@ server.action.wait_until_finished()
 for n in server.next_actions:
     n.wait_until_finished()
 for _, action_id in droplets:
+    # poll the action the reference says to poll, at most 300 s
     for _ in range(600):
-        if do.actions.get(action_id)["action"]["status"] != "in-progress":
+        status = do.actions.get(action_id)["action"]["status"]
+        if status != "in-progress":
             break
         time.sleep(0.5)
+    assert status == "completed", f"droplet create action {action_id}: {status}"
 server_ip = hc.servers.get_by_id(server.server.id).public_net.ipv4.ip
 ips = [server_ip] + [droplet_ip(do.droplets.get(d)["droplet"]) for d, _ in droplets]
 assert len(set(ips)) == 3, f"three objects named {NAME} share hosts: {ips}"

@@ -5,12 +5,13 @@
 #   (tutorial 000's shell, in which its commands run verbatim);
 # - hcloud-python and pydo, pinned with all their dependencies in
 #   requirements.txt, into a venv at /var/cache/cairn/conformance/venv
+#   (python3-venv from Debian makes it)
 #   (nothing goes into the system's Python). A second run installs nothing.
 set -eu
 cd "$(dirname "$0")"
 
 missing=""
-for p in hcloud-cli zsh; do
+for p in hcloud-cli zsh python3-venv; do
     if ! dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then
         missing="$missing $p"
     fi
