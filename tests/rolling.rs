@@ -276,6 +276,16 @@ fn max_parallel_caps_the_hosts_running_at_once() {
     let j = d.journal();
     assert_eq!(max_at_once(&j), 1, "CAIRN_MAX_PARALLEL=1");
     assert_eq!(start_order(&j), hosts, "one at a time, in host order");
+    // ... and by default 32: forty hosts are not forty at once
+    let forty: Vec<String> = (1..=40).map(|i| format!("h{i}")).collect();
+    let forty: Vec<&str> = forty.iter().map(String::as_str).collect();
+    let d = Dir::spinning(&script(&forty, "#{}"), spin);
+    let o = d.cairn(&["run", "rb"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j = d.journal();
+    let n = max_at_once(&j);
+    assert!((4..=32).contains(&n), "default cap: {n} at once");
+    assert_eq!(j.done_steps().len(), 80);
     // a bad value is refused before anything runs
     let o = d.cairn(&["plan", "rb", "--max-parallel", "0"]);
     assert_eq!(o.status.code(), Some(2), "clap's usage error: {}", text(&o));
