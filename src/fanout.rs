@@ -351,14 +351,14 @@ pub fn on_hosts(
     for (b, batch) in batches.iter().enumerate() {
         let later: Vec<usize> = batches[b + 1..].concat();
         let this = format!("batch {} of {count} ({})", b + 1, list(batch));
-        if count > 1 {
-            exec.print(&format!("on: {this}"));
-        }
-        if exec.cancelled() {
+        if b > 0 && exec.cancelled() {
             return Err(script_error(format!(
                 "interrupted (Ctrl-C): stopped before {this}; not started: {}",
                 list(&batches[b..].concat())
             )));
+        }
+        if count > 1 {
+            exec.print(&format!("on: {this}"));
         }
         let outcome = run_batch(call, &hosts, &names, batch, cap, &f);
         let mut failures = Vec::new();

@@ -605,3 +605,72 @@ fn a_killed_batched_run_resumes_batch_by_batch() {
         "{t}"
     );
 }
+
+#[test]
+fn an_interrupt_stops_before_the_next_batch_and_resume_finishes() {
+    use std::io::BufRead;
+    let d = Dir::new(&script(&["a", "b", "c"], "#{ serial: 1 }"));
+    // held after a's first step until the pipe gets a byte
+    let fifo = d.path().join("hold");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // open for reading and writing, which never blocks; cairn's open of it
+    // does not block either, and its read waits for our byte
+    let mut pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let wait = format!("1:{}", fifo.display());
+    let mut child = Command::new(BIN)
+        .current_dir(d.path())
+        .args(["run", "rb"])
+        .env("NO_COLOR", "1")
+        .env("CAIRN_FAULT_WAIT", &wait)
+        .env_remove("CAIRN_FAULT_KILL")
+        .env_remove("CAIRN_MAX_PARALLEL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut until = |r: &mut dyn BufRead, want: &str| loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "no {want:?} in:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains(want) {
+            break;
+        }
+    };
+    until(&mut out, "create file");
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    until(&mut err, "interrupt (Ctrl-C)");
+    std::io::Write::write_all(&mut pipe, b"go").unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    // a's branch stops at its next operation; b and c are never started
+    assert!(
+        rest.contains(
+            "error: on: batch 1 of 3 (a) failed; not started: b, c\n  a: interrupted (Ctrl-C)\n"
+        ),
+        "{rest}"
+    );
+    assert_eq!(start_order(&d.journal()), ["a"], "b and c untouched");
+    assert_eq!(d.file("start/b"), None);
+    assert_eq!(d.file("end/a"), None);
+
+    let r = d.cairn(&["resume"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    let j = d.journal();
+    assert_eq!(j.done_steps().len(), 6);
+    assert!(j.done_counts().values().all(|n| *n == 1));
+}
