@@ -100,6 +100,11 @@ pub enum Command {
     List,
     /// Describe a runbook: version, description, parameters.
     Show { runbook: String },
+    /// List every function a runbook can call, with its documentation.
+    Functions {
+        /// Only functions whose name contains this.
+        filter: Option<String>,
+    },
     /// Compile a runbook's scripts and validate its manifest; changes nothing.
     Check { path: String },
     /// Create a new runbook folder to start from.
@@ -208,6 +213,7 @@ pub fn main() -> i32 {
         },
         Command::List => crate::catalog::list(),
         Command::Show { runbook } => crate::catalog::show(&runbook),
+        Command::Functions { filter } => crate::reference::print(filter.as_deref()),
         Command::Check { path } => crate::catalog::check(&path),
         Command::New { name } => crate::catalog::scaffold(&name),
         Command::Inventory {

@@ -251,57 +251,126 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
         .register_fn("print", |_: &mut Secret| MASK.to_string())
-        .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
-        .register_fn("reveal", |s: &mut Secret| s.0.to_string());
+        .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"));
+    rhai::FuncRegistration::new("reveal")
+        .with_params_info(["secret: Secret", "String"])
+        .with_comments([
+            "/// The clear text of a secret parameter, for a primitive argument that needs it",
+            "/// (a file's content, a cloud token). Printing or interpolating a `Secret` shows",
+            "/// `********`; a revealed value is still redacted from plans, logs and journals.",
+            "///",
+            "/// ```rhai",
+            "/// file(h, #{ path: \"/etc/app/token\", content: params.token.reveal(), mode: \"0600\" });",
+            "/// ```",
+        ])
+        .register_into_engine(engine, |s: &mut Secret| s.0.to_string());
 
     // hosts() / hosts(group) / hosts(#{ allow_empty }) / hosts(group, #{ allow_empty }):
     // an empty selection is an error unless `allow_empty: true`.
     crate::params::register(engine, &inputs.declared);
     let all = Arc::new(inputs.hosts.clone());
     let any = inputs.any_group;
+    let hosts_doc = [
+        "/// The inventory's (or lab's) hosts, in inventory order: all of them, or those of",
+        "/// `group`. An empty selection is an error naming the group, unless",
+        "/// `#{ allow_empty: true }` is given.",
+        "///",
+        "/// ```rhai",
+        "/// let nodes = hosts(\"etcd\");",
+        "/// let maybe = hosts(\"backup\", #{ allow_empty: true });",
+        "/// ```",
+    ];
     let a = all.clone();
-    engine.register_fn("hosts", move || select_hosts(&a, None, any, Map::new()));
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move || select_hosts(&a, None, any, Map::new()));
     let a = all.clone();
-    engine.register_fn("hosts", move |options: Map| {
-        select_hosts(&a, None, any, options)
-    });
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["options: Map", "Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move |options: Map| {
+            select_hosts(&a, None, any, options)
+        });
     let a = all.clone();
-    engine.register_fn("hosts", move |group: &str| {
-        select_hosts(&a, Some(group), any, Map::new())
-    });
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["group: &str", "Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move |group: &str| {
+            select_hosts(&a, Some(group), any, Map::new())
+        });
     let a = all.clone();
-    engine.register_fn("hosts", move |group: &str, options: Map| {
-        select_hosts(&a, Some(group), any, options)
-    });
-    // host(#{name, address, ...}): a host from values (e.g. a created server)
-    engine.register_fn("host", |args: Map| -> Result<Host, Box<EvalAltResult>> {
-        let host: Host = crate::args::parse("host", args)?;
-        host.check()
-            .map_err(|e| format!("host: bad arguments: {e}"))?;
-        Ok(host)
-    });
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["group: &str", "options: Map", "Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move |group: &str, options: Map| {
+            select_hosts(&a, Some(group), any, options)
+        });
+    rhai::FuncRegistration::new("host")
+        .with_params_info(["args: Map", "Host"])
+        .with_comments([
+            "/// A host from values, e.g. a server a cloud step just created:",
+            "/// `#{name, address, internal_address?, user?, port?, groups?}`. Its arguments are",
+            "/// checked as an inventory's are.",
+            "///",
+            "/// ```rhai",
+            "/// let h = host(#{ name: server.name, address: server.ipv4, user: \"root\" });",
+            "/// ```",
+        ])
+        .register_into_engine(engine, |args: Map| -> Result<Host, Box<EvalAltResult>> {
+            let host: Host = crate::args::parse("host", args)?;
+            host.check()
+                .map_err(|e| format!("host: bad arguments: {e}"))?;
+            Ok(host)
+        });
 
-    // env(name): a variable of cairn's environment (lab env file overlaid), or ()
     let x = exec.clone();
-    engine.register_fn("env", move |name: &str| -> Dynamic {
-        match x.ctx().env(name) {
-            Some(v) => Dynamic::from(v.to_string()),
-            None => Dynamic::UNIT,
-        }
-    });
-    // is_known(value): false while planning when the value (or anything in it)
-    // only exists after an earlier step runs — e.g. a server's address.
-    engine.register_fn(
-        "is_known",
-        |call: NativeCallContext, value: Dynamic| -> bool { is_known(&call, &value) },
-    );
-    // fail(message): stop the run with an error at this line
-    engine.register_fn(
-        "fail",
-        |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-            Err(script_error(msg.to_string()))
-        },
-    );
+    rhai::FuncRegistration::new("env")
+        .with_params_info(["name: &str", "Dynamic"])
+        .with_comments([
+            "/// A variable of cairn's environment (with the lab's env file laid over it), or",
+            "/// `()` when it is not set.",
+            "///",
+            "/// ```rhai",
+            "/// let mirror = env(\"CAIRN_RELEASE_MIRROR\") ?? \"https://github.com\";",
+            "/// ```",
+        ])
+        .register_into_engine(engine, move |name: &str| -> Dynamic {
+            match x.ctx().env(name) {
+                Some(v) => Dynamic::from(v.to_string()),
+                None => Dynamic::UNIT,
+            }
+        });
+    rhai::FuncRegistration::new("is_known")
+        .with_params_info(["value: Dynamic", "bool"])
+        .with_comments([
+            "/// False while planning when `value` (or anything in it) exists only after an",
+            "/// earlier step runs, e.g. the address of a server not created yet; always true",
+            "/// in a run. Use it to skip work a plan cannot do yet.",
+            "///",
+            "/// ```rhai",
+            "/// if is_known(sums.stdout) { sha = checksum_of(sums.stdout, file); }",
+            "/// ```",
+        ])
+        .register_into_engine(engine, |call: NativeCallContext, value: Dynamic| -> bool {
+            is_known(&call, &value)
+        });
+    rhai::FuncRegistration::new("fail")
+        .with_params_info(["message: &str", "()"])
+        .with_comments([
+            "/// Stop the runbook with an error: `message`, at this line's position. Nothing",
+            "/// after it runs; a plan stops there too.",
+            "///",
+            "/// ```rhai",
+            "/// if nodes.len() % 2 == 0 { fail(`${nodes.len()} members: use an odd number`); }",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+                Err(script_error(msg.to_string()))
+            },
+        );
     let x = exec.clone();
     rhai::FuncRegistration::new("warn")
         .with_params_info(["message: &str", "()"])
@@ -316,16 +385,25 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         ])
         .register_into_engine(engine, move |msg: ImmutableString| x.warn(&msg));
     crate::clock::register(engine);
-    engine.register_fn(
-        "assert",
-        |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-            if ok {
-                Ok(())
-            } else {
-                Err(script_error(format!("assertion failed: {msg}")))
-            }
-        },
-    );
+    rhai::FuncRegistration::new("assert")
+        .with_params_info(["ok: bool", "message: &str", "()"])
+        .with_comments([
+            "/// Stop with `assertion failed: MESSAGE` (at this line's position) unless `ok`.",
+            "///",
+            "/// ```rhai",
+            "/// assert(members.len() == 3, `expected 3 members, found ${members.len()}`);",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(script_error(format!("assertion failed: {msg}")))
+                }
+            },
+        );
 
     // on(hosts, |h| ...) and on(hosts, #{ options }, |h| ...): see crate::fanout
     let cap = inputs.max_parallel;

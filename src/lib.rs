@@ -27,6 +27,7 @@ pub mod lock;
 pub mod manifest;
 pub mod params;
 pub mod primitives;
+pub mod reference;
 pub mod report;
 pub mod runbook;
 pub mod runs;
