@@ -1,0 +1,423 @@
+//! etcd-cert-rotate on a lab, under client load.
+//!
+//! Leaf rotation on clusters built by etcd-binary-yaml and etcd-debian-binary
+//! with 40-day certificates (`rotate_below_days=60` makes them due): while a
+//! client writes and reads through every endpoint (25 requests/s, each on a
+//! new TLS connection, so every request is a handshake that reads the
+//! member's certificate files), the rotation must fail no request, the serials
+//! served on 2379 and 2380 must become the workspace's new certificates while
+//! etcd's process id stays the same, every acknowledged write must read back,
+//! and a rerun right after must rotate nothing. A rotation killed inside a
+//! step (`CAIRN_FAULT_KILL=applied:N`) resumes to the same verified end.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use base64::Engine as _;
+use cairn::cmd::quote;
+use cairn::primitives::pki::parse_pem;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cairn ARGS` in workspace `ws` (with `kill`: `CAIRN_FAULT_KILL`).
+fn cairn(ws: &Path, args: &[&str], kill: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(ws)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CAIRN_FAULT_KILL")
+        .env_remove("CAIRN_RELEASE_MIRROR")
+        .env_remove("CAIRN_STATE_DIR");
+    if let Some(k) = kill {
+        cmd.env("CAIRN_FAULT_KILL", k);
+    }
+    cmd.output().unwrap()
+}
+
+fn cairn_ok(ws: &Path, args: &[&str]) -> String {
+    let out = cairn(ws, args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cairn {args:?}:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What the load saw.
+#[derive(Debug, Default)]
+struct LoadReport {
+    sent: u64,
+    failed: u64,
+    first_errors: Vec<String>,
+    /// Sequence numbers whose write was acknowledged.
+    acked: Vec<u64>,
+}
+
+/// A client load: every 1/rate seconds a request on a new TLS connection,
+/// alternately a write of `/cairn-load/<seq>` through the next endpoint and a
+/// read of an acknowledged key (its value checked) through the next one.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<LoadReport>,
+}
+
+/// A client certificate and CA, read once (the workspace files may be
+/// replaced by the rotation while the load runs: it keeps the old ones).
+#[derive(Clone)]
+struct Tls {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Tls {
+    fn read(pki: &Path, ca: &str, client: &str) -> Tls {
+        let r = |n: String| std::fs::read_to_string(pki.join(&n)).unwrap();
+        Tls {
+            ca: r(format!("{ca}.crt")),
+            cert: r(format!("{client}.crt")),
+            key: r(format!("{client}.key")),
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca.as_bytes()).unwrap()])
+            .identity(
+                reqwest::Identity::from_pem(format!("{}{}", self.cert, self.key).as_bytes())
+                    .unwrap(),
+            )
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+}
+
+async fn put(c: &reqwest::Client, ep: &str, key: &str, value: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "key": B64.encode(key), "value": B64.encode(value) });
+    let r = c
+        .post(format!("{ep}/v3/kv/put"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("put {key} via {ep}: {e:?}"))?;
+    if !r.status().is_success() {
+        return Err(format!("put {key} via {ep}: HTTP {}", r.status()));
+    }
+    Ok(())
+}
+
+async fn get(c: &reqwest::Client, ep: &str, key: &str) -> Result<Option<String>, String> {
+    let body = serde_json::json!({ "key": B64.encode(key) });
+    let r = c
+        .post(format!("{ep}/v3/kv/range"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("get {key} via {ep}: {e:?}"))?;
+    if !r.status().is_success() {
+        return Err(format!("get {key} via {ep}: HTTP {}", r.status()));
+    }
+    let v: serde_json::Value = r.json().await.map_err(|e| format!("get {key}: {e}"))?;
+    Ok(v["kvs"][0]["value"]
+        .as_str()
+        .map(|s| String::from_utf8(B64.decode(s).unwrap()).unwrap()))
+}
+
+impl Load {
+    fn start(endpoints: Vec<String>, tls: Tls, per_second: u32) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = tls.client();
+                let report = Arc::new(Mutex::new(LoadReport::default()));
+                let seq = Arc::new(AtomicU64::new(0));
+                let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+                let mut tasks = Vec::new();
+                let mut n: usize = 0;
+                while !flag.load(Ordering::SeqCst) {
+                    tick.tick().await;
+                    let ep = endpoints[n % endpoints.len()].clone();
+                    let (c, report, seq) = (client.clone(), report.clone(), seq.clone());
+                    let write = n.is_multiple_of(2);
+                    n += 1;
+                    tasks.push(tokio::spawn(async move {
+                        let result = if write {
+                            let s = seq.fetch_add(1, Ordering::SeqCst);
+                            put(&c, &ep, &format!("/cairn-load/{s}"), &s.to_string())
+                                .await
+                                .map(|()| Some(s))
+                        } else {
+                            let pick = {
+                                let r = report.lock().unwrap();
+                                r.acked.last().copied()
+                            };
+                            match pick {
+                                None => Ok(None),
+                                Some(s) => match get(&c, &ep, &format!("/cairn-load/{s}")).await {
+                                    Ok(Some(v)) if v == s.to_string() => Ok(None),
+                                    Ok(v) => Err(format!("read /cairn-load/{s} via {ep}: {v:?}")),
+                                    Err(e) => Err(e),
+                                },
+                            }
+                        };
+                        let mut r = report.lock().unwrap();
+                        r.sent += 1;
+                        match result {
+                            Ok(Some(s)) => r.acked.push(s),
+                            Ok(None) => {}
+                            Err(e) => {
+                                r.failed += 1;
+                                if r.first_errors.len() < 5 {
+                                    r.first_errors.push(e);
+                                }
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let mut r = report.lock().unwrap();
+                std::mem::take(&mut *r)
+            })
+        });
+        Load { stop, thread }
+    }
+
+    fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Every acknowledged write reads back with its value.
+fn check_data(endpoints: &[String], tls: &Tls, acked: &[u64]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = tls.client();
+    rt.block_on(async {
+        for (i, s) in acked.iter().enumerate() {
+            let ep = &endpoints[i % endpoints.len()];
+            let v = get(&c, ep, &format!("/cairn-load/{s}")).await.unwrap();
+            assert_eq!(v, Some(s.to_string()), "/cairn-load/{s} via {ep}");
+        }
+    });
+}
+
+/// The serial etcd serves on `address:port` of `node`, asked on the node.
+fn served_serial(l: &lab::LabHandle, node: &str, port: u16) -> String {
+    let probe = format!(
+        "openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        quote(&format!("{}:{port}", l.node(node).address))
+    );
+    let out = l.ssh_ok(node, &probe);
+    out.trim()
+        .strip_prefix("serial=")
+        .unwrap_or_else(|| panic!("{node}:{port} serves no certificate: {out}"))
+        .to_lowercase()
+}
+
+fn etcd_pid(l: &lab::LabHandle, node: &str) -> String {
+    let pid = l
+        .ssh_ok(node, "systemctl show -p MainPID --value etcd")
+        .trim()
+        .to_string();
+    assert_ne!(pid, "0", "etcd is not running on {node}");
+    pid
+}
+
+/// Serial (lowercase hex) of a workspace certificate.
+fn serial_of(pki: &Path, name: &str) -> String {
+    let pem = std::fs::read_to_string(pki.join(format!("{name}.crt"))).unwrap();
+    parse_pem(&pem).unwrap().info.serial.to_lowercase()
+}
+
+const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
+
+/// Per node: (pid, serial on 2379, serial on 2380).
+fn observe(l: &lab::LabHandle) -> Vec<(String, String, String)> {
+    NODES
+        .iter()
+        .map(|n| {
+            (
+                etcd_pid(l, n),
+                served_serial(l, n, 2379),
+                served_serial(l, n, 2380),
+            )
+        })
+        .collect()
+}
+
+/// One rotation under load; returns the report and the rotation's wall time.
+fn rotate_under_load(
+    l: &lab::LabHandle,
+    ws: &Path,
+    tls: &Tls,
+    args: &[&str],
+) -> (LoadReport, Duration, String) {
+    let endpoints: Vec<String> = NODES
+        .iter()
+        .map(|n| format!("https://{}:2379", l.node(n).address))
+        .collect();
+    let load = Load::start(endpoints.clone(), tls.clone(), 25);
+    // the load runs a second before and after the rotation
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let mut full = vec!["run", "etcd-cert-rotate", "--lab", l.name.as_str()];
+    full.extend_from_slice(args);
+    let out = cairn_ok(ws, &full);
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let report = load.stop();
+    check_data(&endpoints, tls, &report.acked);
+    (report, took, out)
+}
+
+/// Stop etcd and remove what a runbook installed, so another layout can be
+/// built on the same nodes.
+#[allow(dead_code)] // used by the next layouts
+fn wipe(l: &lab::LabHandle) {
+    for n in NODES {
+        l.ssh_ok(
+            n,
+            "systemctl stop etcd; systemctl disable etcd 2>/dev/null; \
+             rm -rf /var/lib/etcd /opt/etcd /etc/etcd /etc/ssl/etcd \
+             /etc/systemd/system/etcd.service /etc/cairn; systemctl daemon-reload",
+        );
+    }
+}
+
+struct Layout {
+    runbook: &'static str,
+    build_args: &'static [&'static str],
+    ca: &'static str,
+    /// Workspace certificate of each node's server (and peer) certificate.
+    node_cert: fn(&str) -> String,
+    /// Whether the node's key is made on the node (no workspace key).
+    node_keys: bool,
+}
+
+fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    let pki: PathBuf = w.join(".cairn/pki");
+    let mut build = vec!["run", layout.runbook, "--lab", l.name.as_str()];
+    build.extend_from_slice(layout.build_args);
+    cairn_ok(w, &build);
+    let before = observe(l);
+    let tls = Tls::read(&pki, layout.ca, "etcd-cluster-1-operator");
+    let by = format!("built_by={}", layout.runbook);
+
+    // 1. the rotation, under load
+    let (report, took, out) =
+        rotate_under_load(l, w, &tls, &["--var", &by, "--var", "rotate_below_days=60"]);
+    eprintln!(
+        "FIGURES {} leaf rotation: {:.1}s, {} requests sent, {} failed",
+        layout.runbook,
+        took.as_secs_f64(),
+        report.sent,
+        report.failed
+    );
+    assert!(
+        report.sent as f64 >= 20.0 * (took.as_secs_f64() + 2.0) * 0.9,
+        "{report:?}"
+    );
+    assert_eq!(report.failed, 0, "failed requests: {report:?}\n{out}");
+    let after = observe(l);
+    for (i, n) in NODES.iter().enumerate() {
+        let (pid0, c0, p0) = &before[i];
+        let (pid1, c1, p1) = &after[i];
+        assert_eq!(pid0, pid1, "{n}: etcd restarted");
+        assert_ne!(c0, c1, "{n}: 2379 still serves {c0}");
+        assert_ne!(p0, p1, "{n}: 2380 still serves {p0}");
+        let new = serial_of(&pki, &(layout.node_cert)(n));
+        assert_eq!(
+            c1, &new,
+            "{n}: 2379 serves not the workspace's new certificate"
+        );
+        assert_eq!(
+            p1, &new,
+            "{n}: 2380 serves not the workspace's new certificate"
+        );
+        assert!(
+            out.contains(&format!("{n}: server+peer")),
+            "{n} not reported:\n{out}"
+        );
+    }
+    let operator_after = serial_of(&pki, "etcd-cluster-1-operator");
+    assert_ne!(
+        parse_pem(&tls.cert).unwrap().info.serial.to_lowercase(),
+        operator_after,
+        "the operator's client certificate was not re-issued"
+    );
+    if !layout.node_keys {
+        assert!(pki
+            .join(format!("{}.key", (layout.node_cert)("node-1")))
+            .exists());
+    }
+
+    // 2. a rerun right after rotates nothing; the building runbook keeps it all
+    let again = cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            "rotate_below_days=60",
+        ],
+    );
+    assert!(again.contains("nothing to rotate"), "{again}");
+    assert!(again.contains("0 created, 0 changed"), "{again}");
+    let mut plan = vec!["plan", layout.runbook, "--lab", l.name.as_str()];
+    plan.extend_from_slice(layout.build_args);
+    let rebuilt = cairn_ok(w, &plan);
+    assert!(rebuilt.contains("No changes."), "{rebuilt}");
+    assert_eq!(observe(l), after);
+}
+
+#[test]
+fn leaf_rotation_without_restart_under_load() {
+    let started = Instant::now();
+    let l = lab::lab();
+
+    leaf_rotation(
+        l,
+        &Layout {
+            runbook: "etcd-binary-yaml",
+            build_args: &["--var", "cert_days=40"],
+            ca: "etcd-cluster-1-etcd-ca",
+            node_cert: |n| format!("etcd-cluster-1-{n}"),
+            node_keys: false,
+        },
+    );
+    eprintln!("FIGURES etcd-binary-yaml done at {:?}", started.elapsed());
+}
