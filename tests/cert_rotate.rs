@@ -300,7 +300,6 @@ fn rotate_under_load(
 
 /// Stop etcd and remove what a runbook installed, so another layout can be
 /// built on the same nodes.
-#[allow(dead_code)] // used by the next layouts
 fn wipe(l: &lab::LabHandle) {
     for n in NODES {
         l.ssh_ok(
@@ -320,6 +319,8 @@ struct Layout {
     node_cert: fn(&str) -> String,
     /// Whether the node's key is made on the node (no workspace key).
     node_keys: bool,
+    /// `CAIRN_FAULT_KILL` points of rotations killed and resumed.
+    kill_points: &'static [&'static str],
 }
 
 fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
@@ -330,7 +331,8 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
     build.extend_from_slice(layout.build_args);
     cairn_ok(w, &build);
     let before = observe(l);
-    let tls = Tls::read(&pki, layout.ca, "etcd-cluster-1-operator");
+    let operator = (layout.node_cert)("operator");
+    let tls = Tls::read(&pki, layout.ca, &operator);
     let by = format!("built_by={}", layout.runbook);
 
     // 1. the rotation, under load
@@ -369,7 +371,7 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
             "{n} not reported:\n{out}"
         );
     }
-    let operator_after = serial_of(&pki, "etcd-cluster-1-operator");
+    let operator_after = serial_of(&pki, &operator);
     assert_ne!(
         parse_pem(&tls.cert).unwrap().info.serial.to_lowercase(),
         operator_after,
@@ -402,6 +404,70 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
     let rebuilt = cairn_ok(w, &plan);
     assert!(rebuilt.contains("No changes."), "{rebuilt}");
     assert_eq!(observe(l), after);
+
+    // 3. killed inside a step and resumed: the same verified end, under load
+    if layout.kill_points.is_empty() {
+        return;
+    }
+    let endpoints: Vec<String> = NODES
+        .iter()
+        .map(|n| format!("https://{}:2379", l.node(n).address))
+        .collect();
+    let mut previous = after;
+    for (i, kill) in layout.kill_points.iter().enumerate() {
+        // every certificate is due again: below 400 + 100 i days (they have 365, then 500, ...)
+        let below = format!("rotate_below_days={}", 400 + 100 * i);
+        let days = format!("days={}", 500 + 100 * i);
+        let load = Load::start(endpoints.clone(), tls.clone(), 25);
+        let t = Instant::now();
+        let args = [
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &below,
+            "--var",
+            &days,
+        ];
+        let killed = cairn(w, &args, Some(kill));
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "not killed at {kill}:\n{}",
+            text(&killed)
+        );
+        let resumed = cairn_ok(w, &["resume"]);
+        let took = t.elapsed();
+        let report = load.stop();
+        check_data(&endpoints, &tls, &report.acked);
+        eprintln!(
+            "FIGURES {} leaf rotation killed at {kill} and resumed: {:.1}s, {} requests sent, {} failed",
+            layout.runbook,
+            took.as_secs_f64(),
+            report.sent,
+            report.failed
+        );
+        assert_eq!(report.failed, 0, "failed requests: {report:?}\n{resumed}");
+        let now = observe(l);
+        for (j, n) in NODES.iter().enumerate() {
+            let new = serial_of(&pki, &(layout.node_cert)(n));
+            assert_eq!(now[j].0, previous[j].0, "{n}: etcd restarted ({kill})");
+            assert_ne!(now[j].1, previous[j].1, "{n}: not rotated ({kill})");
+            assert_eq!(now[j].1, new, "{n}: 2379 after {kill}");
+            assert_eq!(now[j].2, new, "{n}: 2380 after {kill}");
+            let left = l.ssh_ok(
+                n,
+                "find /etc/etcd /etc/ssl/etcd -name '*.cairn-new*' 2>/dev/null; true",
+            );
+            assert_eq!(left.trim(), "", "{n}: staged files left after {kill}");
+        }
+        let again = cairn_ok(w, &args);
+        assert!(again.contains("nothing to rotate"), "{again}");
+        previous = now;
+    }
 }
 
 #[test]
@@ -417,7 +483,22 @@ fn leaf_rotation_without_restart_under_load() {
             ca: "etcd-cluster-1-etcd-ca",
             node_cert: |n| format!("etcd-cluster-1-{n}"),
             node_keys: false,
+            kill_points: &["applied:5", "applied:9"],
         },
     );
     eprintln!("FIGURES etcd-binary-yaml done at {:?}", started.elapsed());
+
+    wipe(l);
+    leaf_rotation(
+        l,
+        &Layout {
+            runbook: "etcd-debian-binary",
+            build_args: &["--var", "cert_days=40"],
+            ca: "etcd-cluster-ca",
+            node_cert: |n| format!("etcd-cluster-{n}"),
+            node_keys: true,
+            kill_points: &["applied:4"],
+        },
+    );
+    eprintln!("FIGURES etcd-debian-binary done at {:?}", started.elapsed());
 }
