@@ -229,25 +229,48 @@ fn check_data(endpoints: &[String], tls: &Tls, acked: &[u64]) {
     });
 }
 
-/// The serial etcd serves on `address:port` of `node`, asked on the node.
-fn served_serial(l: &lab::LabHandle, node: &str, port: u16) -> String {
+/// A member as the test reaches it.
+#[derive(Clone, Debug)]
+struct Node {
+    /// Inventory host name.
+    host: String,
+    /// etcd member name.
+    member: String,
+    /// Where ssh reaches it.
+    ssh: String,
+    /// The address etcd listens on.
+    etcd: String,
+}
+
+fn on(l: &lab::LabHandle, n: &Node, cmd: &str) -> String {
+    let out = l.ssh_to(&n.ssh, &l.key, cmd);
+    assert!(
+        out.status.success(),
+        "on {}: `{cmd}`: {}",
+        n.host,
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The serial etcd serves on `etcd:port` of `n`, asked on the node.
+fn served_serial(l: &lab::LabHandle, n: &Node, port: u16) -> String {
     let probe = format!(
         "openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
-        quote(&format!("{}:{port}", l.node(node).address))
+        quote(&format!("{}:{port}", n.etcd))
     );
-    let out = l.ssh_ok(node, &probe);
+    let out = on(l, n, &probe);
     out.trim()
         .strip_prefix("serial=")
-        .unwrap_or_else(|| panic!("{node}:{port} serves no certificate: {out}"))
+        .unwrap_or_else(|| panic!("{}:{port} serves no certificate: {out}", n.host))
         .to_lowercase()
 }
 
-fn etcd_pid(l: &lab::LabHandle, node: &str) -> String {
-    let pid = l
-        .ssh_ok(node, "systemctl show -p MainPID --value etcd")
+fn etcd_pid(l: &lab::LabHandle, n: &Node) -> String {
+    let pid = on(l, n, "systemctl show -p MainPID --value etcd")
         .trim()
         .to_string();
-    assert_ne!(pid, "0", "etcd is not running on {node}");
+    assert_ne!(pid, "0", "etcd is not running on {}", n.host);
     pid
 }
 
@@ -257,11 +280,9 @@ fn serial_of(pki: &Path, name: &str) -> String {
     parse_pem(&pem).unwrap().info.serial.to_lowercase()
 }
 
-const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];
-
 /// Per node: (pid, serial on 2379, serial on 2380).
-fn observe(l: &lab::LabHandle) -> Vec<(String, String, String)> {
-    NODES
+fn observe(l: &lab::LabHandle, nodes: &[Node]) -> Vec<(String, String, String)> {
+    nodes
         .iter()
         .map(|n| {
             (
@@ -273,36 +294,69 @@ fn observe(l: &lab::LabHandle) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// One rotation under load; returns the report and the rotation's wall time.
-fn rotate_under_load(
-    l: &lab::LabHandle,
-    ws: &Path,
-    tls: &Tls,
-    args: &[&str],
-) -> (LoadReport, Duration, String) {
-    let endpoints: Vec<String> = NODES
-        .iter()
-        .map(|n| format!("https://{}:2379", l.node(n).address))
-        .collect();
-    let load = Load::start(endpoints.clone(), tls.clone(), 25);
-    // the load runs a second before and after the rotation
-    std::thread::sleep(Duration::from_secs(1));
-    let t = Instant::now();
-    let mut full = vec!["run", "etcd-cert-rotate", "--lab", l.name.as_str()];
-    full.extend_from_slice(args);
-    let out = cairn_ok(ws, &full);
-    let took = t.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let report = load.stop();
-    check_data(&endpoints, tls, &report.acked);
-    (report, took, out)
+/// `ssh -L` forwards from this machine to each member's 127.0.0.1:2379 (the
+/// emulated cloud's private network is not reached from here); killed on drop.
+struct Tunnels {
+    children: Vec<std::process::Child>,
+    endpoints: Vec<String>,
+}
+
+impl Tunnels {
+    fn open(l: &lab::LabHandle, nodes: &[Node]) -> Tunnels {
+        let mut t = Tunnels {
+            children: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        for n in nodes {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("ssh")
+                .arg("-i")
+                .arg(&l.key)
+                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                ])
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", l.known_hosts.display()))
+                .args(["-N", "-L", &format!("127.0.0.1:{port}:127.0.0.1:2379")])
+                .arg(format!("root@{}", n.ssh))
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            t.children.push(child);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "no tunnel to {}", n.host);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            t.endpoints.push(format!("https://127.0.0.1:{port}"));
+        }
+        t
+    }
+}
+
+impl Drop for Tunnels {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Stop etcd and remove what a runbook installed, so another layout can be
 /// built on the same nodes.
-fn wipe(l: &lab::LabHandle) {
-    for n in NODES {
-        l.ssh_ok(
+fn wipe(l: &lab::LabHandle, nodes: &[Node]) {
+    for n in nodes {
+        on(
+            l,
             n,
             "systemctl stop etcd; systemctl disable etcd 2>/dev/null; \
              rm -rf /var/lib/etcd /opt/etcd /etc/etcd /etc/ssl/etcd \
@@ -314,13 +368,61 @@ fn wipe(l: &lab::LabHandle) {
 struct Layout {
     runbook: &'static str,
     build_args: &'static [&'static str],
+    /// Inventory group of the members (`lab`, or `cloud` for servers).
+    group: &'static str,
     ca: &'static str,
-    /// Workspace certificate of each node's server (and peer) certificate.
-    node_cert: fn(&str) -> String,
+    operator: &'static str,
+    /// Workspace certificates of a member's (server, peer) certificates.
+    node_certs: fn(&str) -> (String, String),
     /// Whether the node's key is made on the node (no workspace key).
     node_keys: bool,
     /// `CAIRN_FAULT_KILL` points of rotations killed and resumed.
     kill_points: &'static [&'static str],
+}
+
+/// The members of `group` (their member name is the first label of the fqdn).
+fn members(l: &lab::LabHandle, group: &str) -> Vec<Node> {
+    let mut v: Vec<Node> = l
+        .hosts()
+        .into_iter()
+        .filter(|h| h.groups.iter().any(|g| g == group))
+        .map(|h| Node {
+            member: h
+                .fqdn
+                .clone()
+                .unwrap_or_else(|| h.name.clone())
+                .split('.')
+                .next()
+                .unwrap()
+                .to_string(),
+            etcd: h
+                .private_address
+                .clone()
+                .unwrap_or_else(|| h.address.clone()),
+            ssh: h.address.clone(),
+            host: h.name.clone(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.member.cmp(&b.member));
+    v
+}
+
+/// The load's endpoints, and the tunnels they need.
+fn endpoints(
+    l: &lab::LabHandle,
+    layout: &Layout,
+    nodes: &[Node],
+) -> (Vec<String>, Option<Tunnels>) {
+    if layout.group == "lab" {
+        let e = nodes
+            .iter()
+            .map(|n| format!("https://{}:2379", n.etcd))
+            .collect();
+        (e, None)
+    } else {
+        let t = Tunnels::open(l, nodes);
+        (t.endpoints.clone(), Some(t))
+    }
 }
 
 fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
@@ -330,14 +432,66 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
     let mut build = vec!["run", layout.runbook, "--lab", l.name.as_str()];
     build.extend_from_slice(layout.build_args);
     cairn_ok(w, &build);
-    let before = observe(l);
-    let operator = (layout.node_cert)("operator");
-    let tls = Tls::read(&pki, layout.ca, &operator);
+    let nodes = members(l, layout.group);
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    let before = observe(l, &nodes);
+    let tls = Tls::read(&pki, layout.ca, layout.operator);
     let by = format!("built_by={}", layout.runbook);
+    let group = format!("group={}", layout.group);
+    let (eps, _tunnels) = endpoints(l, layout, &nodes);
 
-    // 1. the rotation, under load
-    let (report, took, out) =
-        rotate_under_load(l, w, &tls, &["--var", &by, "--var", "rotate_below_days=60"]);
+    // 1. the plan names every file and command, the rotation runs under load
+    let plan = cairn(
+        w,
+        &[
+            "plan",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &group,
+            "--var",
+            "rotate_below_days=60",
+        ],
+        None,
+    );
+    let plan = {
+        // exit 2: changes planned
+        assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+        text(&plan)
+    };
+    for n in &nodes {
+        assert!(
+            plan.contains(&format!("{}: ", n.host)),
+            "{n:?} not in plan:\n{plan}"
+        );
+    }
+    assert!(plan.matches(".cairn-new (0644").count() >= 3, "{plan}");
+    assert!(plan.matches("mv -f -T").count() >= 3, "{plan}");
+    let load = Load::start(eps.clone(), tls.clone(), 25);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let out = cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &group,
+            "--var",
+            "rotate_below_days=60",
+        ],
+    );
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let report = load.stop();
+    check_data(&eps, &tls, &report.acked);
     eprintln!(
         "FIGURES {} leaf rotation: {:.1}s, {} requests sent, {} failed",
         layout.runbook,
@@ -350,75 +504,64 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
         "{report:?}"
     );
     assert_eq!(report.failed, 0, "failed requests: {report:?}\n{out}");
-    let after = observe(l);
-    for (i, n) in NODES.iter().enumerate() {
+    let after = observe(l, &nodes);
+    for (i, n) in nodes.iter().enumerate() {
         let (pid0, c0, p0) = &before[i];
         let (pid1, c1, p1) = &after[i];
-        assert_eq!(pid0, pid1, "{n}: etcd restarted");
-        assert_ne!(c0, c1, "{n}: 2379 still serves {c0}");
-        assert_ne!(p0, p1, "{n}: 2380 still serves {p0}");
-        let new = serial_of(&pki, &(layout.node_cert)(n));
+        let h = &n.host;
+        assert_eq!(pid0, pid1, "{h}: etcd restarted");
+        assert_ne!(c0, c1, "{h}: 2379 still serves {c0}");
+        assert_ne!(p0, p1, "{h}: 2380 still serves {p0}");
+        let (server, peer) = (layout.node_certs)(&n.member);
         assert_eq!(
-            c1, &new,
-            "{n}: 2379 serves not the workspace's new certificate"
+            c1,
+            &serial_of(&pki, &server),
+            "{h}: 2379 serves not {server}"
         );
-        assert_eq!(
-            p1, &new,
-            "{n}: 2380 serves not the workspace's new certificate"
-        );
+        assert_eq!(p1, &serial_of(&pki, &peer), "{h}: 2380 serves not {peer}");
         assert!(
-            out.contains(&format!("{n}: server+peer")),
-            "{n} not reported:\n{out}"
+            out.contains(&format!("{h}: server")),
+            "{h} not reported:\n{out}"
         );
+        if !layout.node_keys {
+            assert!(pki.join(format!("{server}.key")).exists());
+        }
     }
-    let operator_after = serial_of(&pki, &operator);
     assert_ne!(
         parse_pem(&tls.cert).unwrap().info.serial.to_lowercase(),
-        operator_after,
+        serial_of(&pki, layout.operator),
         "the operator's client certificate was not re-issued"
     );
-    if !layout.node_keys {
-        assert!(pki
-            .join(format!("{}.key", (layout.node_cert)("node-1")))
-            .exists());
-    }
 
     // 2. a rerun right after rotates nothing; the building runbook keeps it all
-    let again = cairn_ok(
-        w,
-        &[
-            "run",
-            "etcd-cert-rotate",
-            "--lab",
-            l.name.as_str(),
-            "--var",
-            &by,
-            "--var",
-            "rotate_below_days=60",
-        ],
-    );
+    let rerun = [
+        "run",
+        "etcd-cert-rotate",
+        "--lab",
+        l.name.as_str(),
+        "--var",
+        &by,
+        "--var",
+        &group,
+        "--var",
+        "rotate_below_days=60",
+    ];
+    let again = cairn_ok(w, &rerun);
     assert!(again.contains("nothing to rotate"), "{again}");
     assert!(again.contains("0 created, 0 changed"), "{again}");
     let mut plan = vec!["plan", layout.runbook, "--lab", l.name.as_str()];
     plan.extend_from_slice(layout.build_args);
     let rebuilt = cairn_ok(w, &plan);
     assert!(rebuilt.contains("No changes."), "{rebuilt}");
-    assert_eq!(observe(l), after);
+    assert_eq!(observe(l, &nodes), after);
 
     // 3. killed inside a step and resumed: the same verified end, under load
-    if layout.kill_points.is_empty() {
-        return;
-    }
-    let endpoints: Vec<String> = NODES
-        .iter()
-        .map(|n| format!("https://{}:2379", l.node(n).address))
-        .collect();
     let mut previous = after;
     for (i, kill) in layout.kill_points.iter().enumerate() {
         // every certificate is due again: below 400 + 100 i days (they have 365, then 500, ...)
         let below = format!("rotate_below_days={}", 400 + 100 * i);
         let days = format!("days={}", 500 + 100 * i);
-        let load = Load::start(endpoints.clone(), tls.clone(), 25);
+        let load = Load::start(eps.clone(), tls.clone(), 25);
         let t = Instant::now();
         let args = [
             "run",
@@ -427,6 +570,8 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
             l.name.as_str(),
             "--var",
             &by,
+            "--var",
+            &group,
             "--var",
             &below,
             "--var",
@@ -442,7 +587,7 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
         let resumed = cairn_ok(w, &["resume"]);
         let took = t.elapsed();
         let report = load.stop();
-        check_data(&endpoints, &tls, &report.acked);
+        check_data(&eps, &tls, &report.acked);
         eprintln!(
             "FIGURES {} leaf rotation killed at {kill} and resumed: {:.1}s, {} requests sent, {} failed",
             layout.runbook,
@@ -451,18 +596,20 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
             report.failed
         );
         assert_eq!(report.failed, 0, "failed requests: {report:?}\n{resumed}");
-        let now = observe(l);
-        for (j, n) in NODES.iter().enumerate() {
-            let new = serial_of(&pki, &(layout.node_cert)(n));
-            assert_eq!(now[j].0, previous[j].0, "{n}: etcd restarted ({kill})");
-            assert_ne!(now[j].1, previous[j].1, "{n}: not rotated ({kill})");
-            assert_eq!(now[j].1, new, "{n}: 2379 after {kill}");
-            assert_eq!(now[j].2, new, "{n}: 2380 after {kill}");
-            let left = l.ssh_ok(
+        let now = observe(l, &nodes);
+        for (j, n) in nodes.iter().enumerate() {
+            let h = &n.host;
+            let (server, peer) = (layout.node_certs)(&n.member);
+            assert_eq!(now[j].0, previous[j].0, "{h}: etcd restarted ({kill})");
+            assert_ne!(now[j].1, previous[j].1, "{h}: not rotated ({kill})");
+            assert_eq!(now[j].1, serial_of(&pki, &server), "{h}: 2379 after {kill}");
+            assert_eq!(now[j].2, serial_of(&pki, &peer), "{h}: 2380 after {kill}");
+            let left = on(
+                l,
                 n,
                 "find /etc/etcd /etc/ssl/etcd -name '*.cairn-new*' 2>/dev/null; true",
             );
-            assert_eq!(left.trim(), "", "{n}: staged files left after {kill}");
+            assert_eq!(left.trim(), "", "{h}: staged files left after {kill}");
         }
         let again = cairn_ok(w, &args);
         assert!(again.contains("nothing to rotate"), "{again}");
@@ -480,25 +627,50 @@ fn leaf_rotation_without_restart_under_load() {
         &Layout {
             runbook: "etcd-binary-yaml",
             build_args: &["--var", "cert_days=40"],
+            group: "lab",
             ca: "etcd-cluster-1-etcd-ca",
-            node_cert: |n| format!("etcd-cluster-1-{n}"),
+            operator: "etcd-cluster-1-operator",
+            node_certs: |n| (format!("etcd-cluster-1-{n}"), format!("etcd-cluster-1-{n}")),
             node_keys: false,
             kill_points: &["applied:5", "applied:9"],
         },
     );
     eprintln!("FIGURES etcd-binary-yaml done at {:?}", started.elapsed());
 
-    wipe(l);
+    wipe(l, &members(l, "lab"));
     leaf_rotation(
         l,
         &Layout {
             runbook: "etcd-debian-binary",
             build_args: &["--var", "cert_days=40"],
+            group: "lab",
             ca: "etcd-cluster-ca",
-            node_cert: |n| format!("etcd-cluster-{n}"),
+            operator: "etcd-cluster-operator",
+            node_certs: |n| (format!("etcd-cluster-{n}"), format!("etcd-cluster-{n}")),
             node_keys: true,
             kill_points: &["applied:4"],
         },
     );
     eprintln!("FIGURES etcd-debian-binary done at {:?}", started.elapsed());
+
+    // the emulated Hetzner servers: their own nodes, group `cloud`
+    leaf_rotation(
+        l,
+        &Layout {
+            runbook: "etcd-hetzner-apt",
+            build_args: &["--var", "cert_days=40"],
+            group: "cloud",
+            ca: "cluster-1-etcd-ca",
+            operator: "cluster-1-operator",
+            node_certs: |n| {
+                (
+                    format!("cluster-1-{n}-etcd-server"),
+                    format!("cluster-1-{n}-etcd-peer"),
+                )
+            },
+            node_keys: false,
+            kill_points: &["applied:7"],
+        },
+    );
+    eprintln!("FIGURES etcd-hetzner-apt done at {:?}", started.elapsed());
 }
