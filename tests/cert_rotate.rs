@@ -617,6 +617,119 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
     }
 }
 
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// On the etcd-binary-yaml cluster of the last workspace: node-1's
+/// certificate re-issued (365 days, same key) with only `DNS:node-1`, in the
+/// workspace and on the node. A rotation with the default threshold rotates
+/// node-1 alone (its SANs miss the advertised URLs), adding its address.
+fn san_correction(l: &lab::LabHandle) {
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    // the cluster is there: a fresh workspace adopts it with its own CA
+    cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-binary-yaml",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            "adopt=true",
+        ],
+    );
+    let pki = w.join(".cairn/pki");
+    let ext = "subjectAltName=DNS:node-1\nextendedKeyUsage=serverAuth,clientAuth\n\
+               keyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n";
+    std::fs::write(pki.join("nosan.ext"), ext).unwrap();
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "etcd-cluster-1-node-1.key",
+            "-subj",
+            "/CN=node-1",
+            "-out",
+            "nosan.csr",
+        ],
+    );
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "nosan.csr",
+            "-CA",
+            "etcd-cluster-1-etcd-ca.crt",
+            "-CAkey",
+            "etcd-cluster-1-etcd-ca.key",
+            "-days",
+            "365",
+            "-set_serial",
+            "0x5a0001",
+            "-extfile",
+            "nosan.ext",
+            "-out",
+            "etcd-cluster-1-node-1.crt",
+        ],
+    );
+    let pem = std::fs::read_to_string(pki.join("etcd-cluster-1-node-1.crt")).unwrap();
+    let node = members(l, "lab")
+        .into_iter()
+        .find(|n| n.member == "node-1")
+        .unwrap();
+    on(
+        l,
+        &node,
+        &format!(
+            "printf %s {} | base64 -d > /etc/etcd/pki/node-1.crt.t && mv /etc/etcd/pki/node-1.crt.t /etc/etcd/pki/node-1.crt",
+            quote(&B64.encode(&pem))
+        ),
+    );
+    let pid = etcd_pid(l, &node);
+    assert_eq!(served_serial(l, &node, 2379), "5a0001");
+
+    let out = cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            "group=lab",
+        ],
+    );
+    assert!(out.contains("node-1: server+peer"), "{out}");
+    assert!(!out.contains("node-2: server+peer"), "{out}");
+    assert!(!out.contains("node-3: server+peer"), "{out}");
+    let sans = on(
+        l,
+        &node,
+        &format!(
+            "openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
+            quote(&format!("{}:2380", node.etcd))
+        ),
+    );
+    assert!(
+        sans.contains(&format!("IP Address:{}", node.etcd)),
+        "{sans}"
+    );
+    assert_ne!(served_serial(l, &node, 2379), "5a0001");
+    assert_eq!(etcd_pid(l, &node), pid, "node-1 restarted");
+}
+
 #[test]
 fn leaf_rotation_without_restart_under_load() {
     let started = Instant::now();
@@ -636,6 +749,7 @@ fn leaf_rotation_without_restart_under_load() {
         },
     );
     eprintln!("FIGURES etcd-binary-yaml done at {:?}", started.elapsed());
+    san_correction(l);
 
     wipe(l, &members(l, "lab"));
     leaf_rotation(
