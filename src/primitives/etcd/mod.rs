@@ -11,7 +11,9 @@
 pub mod audit;
 mod client;
 pub mod layout;
+pub mod maintenance;
 pub mod member;
+pub mod query;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
@@ -136,6 +138,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
     register_member(engine, exec);
     register_audit(engine, exec);
+    // maintenance (defrag, compact, alarms) and the read-only cluster query
+    maintenance::register(engine, exec);
+    query::register(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
