@@ -624,9 +624,20 @@ pub struct EtcdAlarmDisarm {
     pub cert_key: Option<String>,
     #[serde(default)]
     pub via: Option<Via>,
+    /// Only this type (`NOSPACE`, `CORRUPT`); default every raised alarm.
+    #[serde(default)]
+    pub alarm: Option<String>,
 }
 
 impl EtcdAlarmDisarm {
+    /// The raised alarms this step disarms.
+    async fn raised(&self, client: &EtcdClient) -> Result<Vec<Alarm>, StepError> {
+        let all = client.alarms().await?;
+        Ok(all
+            .into_iter()
+            .filter(|a| self.alarm.as_ref().is_none_or(|t| &a.alarm == t))
+            .collect())
+    }
     fn conn(&self) -> Conn {
         many(
             &self.endpoints,
@@ -652,7 +663,14 @@ impl Step for EtcdAlarmDisarm {
     /// The alarms to disarm; `None`: read them when applying.
     type Work = Option<Vec<Alarm>>;
     fn check(&self) -> Result<(), StepError> {
-        self.conn().validate()
+        self.conn().validate()?;
+        match self.alarm.as_deref() {
+            None | Some("NOSPACE") | Some("CORRUPT") => Ok(()),
+            Some(other) => Err(StepError::invalid(
+                "alarm",
+                format!("`{other}` is not an etcd alarm (NOSPACE or CORRUPT)"),
+            )),
+        }
     }
     fn kind(&self) -> &'static str {
         "etcd_alarm_disarm"
@@ -662,14 +680,14 @@ impl Step for EtcdAlarmDisarm {
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Alarm>, Self::Work>, StepError> {
         self.conn().validate()?;
-        let read = async { self.conn().client(ctx).await?.alarms().await };
+        let read = async { self.raised(&self.conn().client(ctx).await?).await };
+        let what = match &self.alarm {
+            Some(t) => format!("disarm etcd {t} alarms"),
+            None => "disarm etcd alarms".into(),
+        };
         Ok(match read.await {
             Ok(alarms) if alarms.is_empty() => Prepared::done(
-                vec![Action::noop(
-                    "local",
-                    "disarm etcd alarms",
-                    "no alarm raised",
-                )],
+                vec![Action::noop("local", what, "none raised")],
                 fingerprint(&alarms),
                 alarms,
             ),
@@ -680,8 +698,7 @@ impl Step for EtcdAlarmDisarm {
                 Some(alarms),
             ),
             Err(e) => Prepared::todo(
-                vec![Action::change("local", "disarm etcd alarms")
-                    .because(format!("alarms unknown: {e}"))],
+                vec![Action::change("local", what).because(format!("alarms unknown: {e}"))],
                 String::new(),
                 unknown_alarms("etcd_alarm_disarm"),
                 None,
@@ -700,7 +717,7 @@ impl Step for EtcdAlarmDisarm {
         let client = self.conn().client(ctx).await?;
         let alarms = match work {
             Some(a) => a,
-            None => client.alarms().await?,
+            None => self.raised(&client).await?,
         };
         for a in &alarms {
             client.disarm(&a.member_id, &a.alarm).await?;
@@ -831,12 +848,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     FuncRegistration::new("etcd_alarm_disarm")
         .with_params_info(["args: Map", "Array"])
         .with_comments([
-            "/// Disarm every raised etcd alarm (one plan line per alarm and member; a no-op when",
-            "/// none is raised), then check that none of them is raised still. Returns the",
+            "/// Disarm every raised etcd alarm, or only those of type `alarm` (one plan line per",
+            "/// alarm and member; a no-op when none is raised), then check that none of them is",
+            "/// raised still. Returns the",
             "/// disarmed `EtcdAlarm`s. Disarm NOSPACE only once space is free (compact, defragment):",
             "/// etcd raises it again on the next write otherwise.",
             "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, alarm?}`",
             CONN,
         ])
         .register_into_engine(
