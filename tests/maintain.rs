@@ -153,7 +153,16 @@ fn nospace_recovered_followers_first_leader_last() {
 
     // 3. the plan: sizes as etcd reports them, compaction, one defrag per
     // member, the disarm; nothing changed
-    let plan = cairn(w, &["plan", "etcd-maintain", "--lab", &l.name]);
+    let plan = cairn(
+        w,
+        &[
+            "plan",
+            "etcd-maintain",
+            "--lab",
+            &l.name,
+            "--show-unchanged",
+        ],
+    );
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     let planned = sizes(&p, "before: ");
@@ -236,7 +245,16 @@ fn nospace_recovered_followers_first_leader_last() {
     assert_eq!(alarms.trim(), "", "alarms left: {alarms}");
 
     // 6. no NOSPACE any more: the plan only defragments again
-    let plan = cairn(w, &["plan", "etcd-maintain", "--lab", &l.name]);
+    let plan = cairn(
+        w,
+        &[
+            "plan",
+            "etcd-maintain",
+            "--lab",
+            &l.name,
+            "--show-unchanged",
+        ],
+    );
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     assert!(!p.contains("NOSPACE alarm raised"), "{p}");

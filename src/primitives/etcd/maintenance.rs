@@ -29,6 +29,11 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The target of the maintenance steps and of `etcd_cluster`: the cluster,
+/// not the operator's machine, so that a plan that changes it reads it
+/// afterwards as unknown (the executor's rule for reads after changes).
+pub const TARGET: &str = "etcd";
+
 /// How long one defragmentation may take (it blocks the member meanwhile).
 const DEFRAG_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -305,7 +310,7 @@ impl EtcdDefrag {
 /// The plan line of a defragmentation of `f`.
 pub fn defrag_action(f_member: &str, size: u64, in_use: u64, leads: bool) -> Action {
     let a = Action::change(
-        "local",
+        TARGET,
         format!(
             "defragment etcd member {f_member} (db size {}, {} in use)",
             mib(size),
@@ -329,7 +334,7 @@ impl Step for EtcdDefrag {
         "etcd_defrag"
     }
     fn target(&self) -> String {
-        "local".into()
+        TARGET.into()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<DefragResult, ()>, StepError> {
         self.conn().validate()?;
@@ -342,7 +347,7 @@ impl Step for EtcdDefrag {
             )),
             Err(e) => Ok(Prepared::todo(
                 vec![Action::change(
-                    "local",
+                    TARGET,
                     format!("defragment etcd member at {}", self.conn().shown(0)),
                 )
                 .because(format!("db size unknown: {e}"))],
@@ -357,7 +362,7 @@ impl Step for EtcdDefrag {
             |what: &str| unknown::placeholder("etcd_defrag", &format!("{}.{what}", self.endpoint));
         Prepared::todo(
             vec![Action::change(
-                "local",
+                TARGET,
                 format!("defragment etcd member at {}", self.conn().shown(0)),
             )],
             String::new(),
@@ -439,7 +444,7 @@ impl Step for EtcdCompact {
         "etcd_compact"
     }
     fn target(&self) -> String {
-        "local".into()
+        TARGET.into()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CompactResult, ()>, StepError> {
         self.check()?;
@@ -459,7 +464,7 @@ impl Step for EtcdCompact {
             Ok(Err(refused)) => Err(refused),
             Ok(Ok((current, target, true))) => Ok(Prepared::done(
                 vec![Action::noop(
-                    "local",
+                    TARGET,
                     self.what(Some(current)),
                     format!("already compacted to revision {target} or later"),
                 )],
@@ -470,7 +475,7 @@ impl Step for EtcdCompact {
                 },
             )),
             Ok(Ok((current, target, false))) => Ok(Prepared::todo(
-                vec![Action::change("local", self.what(Some(current)))],
+                vec![Action::change(TARGET, self.what(Some(current)))],
                 fingerprint(&target),
                 CompactResult {
                     revision: target,
@@ -479,7 +484,7 @@ impl Step for EtcdCompact {
                 (),
             )),
             Err(e) => Ok(Prepared::todo(
-                vec![Action::change("local", self.what(None))
+                vec![Action::change(TARGET, self.what(None))
                     .because(format!("current revision unknown: {e}"))],
                 String::new(),
                 self.intent().predicted,
@@ -489,7 +494,7 @@ impl Step for EtcdCompact {
     }
     fn intent(&self) -> Prepared<CompactResult, ()> {
         Prepared::todo(
-            vec![Action::change("local", self.what(None))],
+            vec![Action::change(TARGET, self.what(None))],
             String::new(),
             CompactResult {
                 revision: self.revision.unwrap_or(0),
@@ -575,7 +580,7 @@ impl Step for EtcdAlarms {
         "etcd_alarms"
     }
     fn target(&self) -> String {
-        "local".into()
+        TARGET.into()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Alarm>, ()>, StepError> {
         self.conn().validate()?;
@@ -583,7 +588,7 @@ impl Step for EtcdAlarms {
         Ok(match read.await {
             Ok(alarms) => Prepared::done(
                 vec![Action::noop(
-                    "local",
+                    TARGET,
                     "read etcd alarms",
                     alarms_line(&alarms),
                 )],
@@ -591,7 +596,7 @@ impl Step for EtcdAlarms {
                 alarms,
             ),
             Err(e) => Prepared::todo(
-                vec![Action::verify("local", "read etcd alarms")
+                vec![Action::verify(TARGET, "read etcd alarms")
                     .because(format!("cluster not reachable now: {e}"))],
                 String::new(),
                 unknown_alarms("etcd_alarms"),
@@ -601,7 +606,7 @@ impl Step for EtcdAlarms {
     }
     fn intent(&self) -> Prepared<Vec<Alarm>, ()> {
         Prepared::todo(
-            vec![Action::verify("local", "read etcd alarms")],
+            vec![Action::verify(TARGET, "read etcd alarms")],
             String::new(),
             unknown_alarms("etcd_alarms"),
             (),
@@ -655,7 +660,7 @@ fn disarm_action(a: &Alarm) -> Action {
     } else {
         format!("member {} ({})", a.member, a.member_id)
     };
-    Action::change("local", format!("disarm etcd alarm {} of {who}", a.alarm))
+    Action::change(TARGET, format!("disarm etcd alarm {} of {who}", a.alarm))
 }
 
 impl Step for EtcdAlarmDisarm {
@@ -676,7 +681,7 @@ impl Step for EtcdAlarmDisarm {
         "etcd_alarm_disarm"
     }
     fn target(&self) -> String {
-        "local".into()
+        TARGET.into()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Alarm>, Self::Work>, StepError> {
         self.conn().validate()?;
@@ -687,7 +692,7 @@ impl Step for EtcdAlarmDisarm {
         };
         Ok(match read.await {
             Ok(alarms) if alarms.is_empty() => Prepared::done(
-                vec![Action::noop("local", what, "none raised")],
+                vec![Action::noop(TARGET, what, "none raised")],
                 fingerprint(&alarms),
                 alarms,
             ),
@@ -698,7 +703,7 @@ impl Step for EtcdAlarmDisarm {
                 Some(alarms),
             ),
             Err(e) => Prepared::todo(
-                vec![Action::change("local", what).because(format!("alarms unknown: {e}"))],
+                vec![Action::change(TARGET, what).because(format!("alarms unknown: {e}"))],
                 String::new(),
                 unknown_alarms("etcd_alarm_disarm"),
                 None,
@@ -707,7 +712,7 @@ impl Step for EtcdAlarmDisarm {
     }
     fn intent(&self) -> Prepared<Vec<Alarm>, Self::Work> {
         Prepared::todo(
-            vec![Action::change("local", "disarm etcd alarms")],
+            vec![Action::change(TARGET, "disarm etcd alarms")],
             String::new(),
             unknown_alarms("etcd_alarm_disarm"),
             None,

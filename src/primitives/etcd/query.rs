@@ -8,7 +8,7 @@
 //! [`crate::unknown`]) and a run asks again.
 
 use super::client::{hex_id, number, EtcdClient, Member};
-use super::maintenance::{alarms_line, mib, name_of, Alarm};
+use super::maintenance::{alarms_line, mib, name_of, Alarm, TARGET};
 use super::steps::{Conn, PemFile, Via};
 use crate::action::Action;
 use crate::error::StepError;
@@ -251,7 +251,7 @@ impl Step for EtcdCluster {
         "etcd_cluster"
     }
     fn target(&self) -> String {
-        "local".into()
+        TARGET.into()
     }
     async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<ClusterView, ()>, StepError> {
         self.conn().validate()?;
@@ -263,13 +263,13 @@ impl Step for EtcdCluster {
                 let ids: Vec<&str> = view.members.iter().map(|m| m.id.as_str()).collect();
                 let facts = fingerprint(&(&view.cluster_id, ids, &view.leader_id));
                 Prepared::done(
-                    vec![Action::noop("local", "read etcd cluster", summary(&view))],
+                    vec![Action::noop(TARGET, "read etcd cluster", summary(&view))],
                     facts,
                     view,
                 )
             }
             Err(e) => Prepared::todo(
-                vec![Action::verify("local", "read etcd cluster")
+                vec![Action::verify(TARGET, "read etcd cluster")
                     .because(format!("cluster not reachable now: {e}"))],
                 String::new(),
                 self.unknown_view(),
@@ -279,7 +279,7 @@ impl Step for EtcdCluster {
     }
     fn intent(&self) -> Prepared<ClusterView, ()> {
         Prepared::todo(
-            vec![Action::verify("local", "read etcd cluster")],
+            vec![Action::verify(TARGET, "read etcd cluster")],
             String::new(),
             self.unknown_view(),
             (),
