@@ -269,3 +269,63 @@ fn nospace_recovered_followers_first_leader_last() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// No lab: a cluster that cannot be reached is unknown in a plan (the plan
+/// says why and still lists the defragmentation) and an error naming the
+/// endpoint in a run.
+#[test]
+fn unreachable_cluster_is_unknown_in_plans_and_an_error_in_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let ca = dir.join("ca.pem");
+    let made = Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key"])
+        .args(["-out", "ca.pem", "-subj", "/CN=t", "-days", "2"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    std::fs::create_dir_all(dir.join("q")).unwrap();
+    std::fs::write(
+        dir.join("q/runbook.toml"),
+        "name = \"q\"\nversion = \"0.1.0\"\ndescription = \"test\"\n",
+    )
+    .unwrap();
+    let conn = format!(
+        "#{{ endpoints: [\"https://127.0.0.1:1\"], ca: \"{}\" }}",
+        ca.display()
+    );
+    std::fs::write(
+        dir.join("q/main.rhai"),
+        format!(
+            "let c = etcd_cluster({conn});\n\
+             print(`cluster known: ${{is_known(c)}}`);\n\
+             print(`alarms known: ${{is_known(etcd_alarms({conn}))}}`);\n\
+             etcd_defrag(#{{ endpoint: \"https://127.0.0.1:1\", ca: \"{}\" }});\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+
+    let plan = cairn(dir, &["plan", "q", "--show-unchanged"]);
+    let p = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{p}");
+    for expect in [
+        "? verify read etcd cluster (cluster not reachable now: no endpoint answers: endpoint https://127.0.0.1:1: cannot connect to https://127.0.0.1:1 (127.0.0.1:1): ",
+        "? verify read etcd alarms (cluster not reachable now: cannot connect to https://127.0.0.1:1",
+        "| cluster known: false",
+        "| alarms known: false",
+        "~ change defragment etcd member at https://127.0.0.1:1 (db size unknown: cannot connect",
+    ] {
+        assert!(p.contains(expect), "plan lacks `{expect}`:\n{p}");
+    }
+
+    let run = cairn(dir, &["run", "q"]);
+    let r = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{r}");
+    assert!(
+        r.contains("error: etcd_cluster on etcd failed: no endpoint answers: endpoint https://127.0.0.1:1: cannot connect to https://127.0.0.1:1"),
+        "{r}"
+    );
+}

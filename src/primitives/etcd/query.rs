@@ -178,7 +178,10 @@ pub async fn look(client: &EtcdClient) -> Result<ClusterView, StepError> {
         })
         .collect();
     if errors.len() == urls.len() {
-        return Err(StepError::Verify(errors.join("; ")));
+        return Err(StepError::Other(format!(
+            "no endpoint answers: {}",
+            errors.join("; ")
+        )));
     }
     let members = client.member_list().await?;
     let alarms = client.alarms().await?;
