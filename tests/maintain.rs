@@ -329,3 +329,129 @@ fn unreachable_cluster_is_unknown_in_plans_and_an_error_in_runs() {
         "{r}"
     );
 }
+
+/// The packaged etcd servers the lab's mirror serves: 3.4.23 (Debian 12) and
+/// 3.5.30 (sid), from the image cache `.ci/lab-prereqs.sh` builds.
+const PACKAGES: [(&str, &str); 2] = [
+    (
+        "3.4.23",
+        "/var/cache/cairn/image/mirror/debian/etcd-server_3.4.23-4+b4_amd64.deb",
+    ),
+    (
+        "3.5.30",
+        "/var/cache/cairn/image/mirror/debian-newer/etcd-server_3.5.30-2~cairn12+1_amd64.deb",
+    ),
+];
+
+/// A one-member etcd on loopback (plain http), stopped when dropped.
+struct Local(std::process::Child);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// No lab: the maintenance calls of the Rust API against etcd 3.4.23 and
+/// 3.5.30 themselves (one member each, a 2 MB quota): filled until NOSPACE,
+/// then compacted, defragmented, disarmed; `query::look` sees the alarm
+/// before and none after, and the DB shrinks.
+#[test]
+fn maintenance_api_answers_on_etcd_34_and_35() {
+    use cairn::primitives::etcd::{query, EtcdClient};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (version, deb) in PACKAGES {
+        let d = tempfile::tempdir().unwrap();
+        let x = Command::new("dpkg-deb")
+            .args(["-x", deb])
+            .arg(d.path().join("pkg"))
+            .output()
+            .unwrap();
+        assert!(x.status.success(), "{deb}: {}", text(&x));
+        let (client_port, peer_port) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let _etcd = Local(
+            Command::new(d.path().join("pkg/usr/bin/etcd"))
+                .args(["--name", "m", "--data-dir"])
+                .arg(d.path().join("data"))
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args(["--initial-cluster", &format!("m={peer}")])
+                .args(["--quota-backend-bytes", "2000000"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let client = EtcdClient::new(std::slice::from_ref(&url), "", None).unwrap();
+        rt.block_on(async {
+            // wait (with a deadline) until it answers
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            while client.health(&url).await.is_err() {
+                assert!(Instant::now() < deadline, "etcd {version} did not start");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let value = "x".repeat(150_000);
+            let mut refused = None;
+            for i in 0..100 {
+                if let Err(e) = client.put(&format!("k{}", i % 3), &value).await {
+                    refused = Some(e.to_string());
+                    break;
+                }
+            }
+            let refused = refused.unwrap_or_else(|| panic!("{version}: never refused"));
+            assert!(
+                refused.contains("mvcc: database space exceeded"),
+                "{version}: {refused}"
+            );
+            let full = query::look(&client).await.unwrap();
+            assert_eq!(full.alarms.len(), 1, "{version}: {full:?}");
+            assert_eq!(full.alarms[0].alarm, "NOSPACE");
+            assert_eq!(full.alarms[0].member, "m");
+            assert_eq!(full.leader, "m");
+            assert_eq!(full.endpoints[0].version, version);
+            let before = full.endpoints[0].db_size;
+
+            let rev = client.revision().await.unwrap();
+            assert_eq!(rev, full.endpoints[0].revision, "{version}");
+            assert!(!client.compacted_to(rev).await.unwrap(), "{version}");
+            assert!(client.compact(rev).await.unwrap(), "{version}");
+            assert!(client.compacted_to(rev).await.unwrap(), "{version}");
+            assert!(!client.compact(rev).await.unwrap(), "{version}: again");
+            client.defragment(&url).await.unwrap();
+            for a in &full.alarms {
+                client.disarm(&a.member_id, &a.alarm).await.unwrap();
+            }
+            assert_eq!(client.alarms().await.unwrap(), vec![], "{version}");
+            client.put("after", "ok").await.unwrap();
+            let after = query::look(&client).await.unwrap();
+            assert!(
+                after.endpoints[0].db_size < before / 2,
+                "{version}: {before} -> {}",
+                after.endpoints[0].db_size
+            );
+            assert!(after.alarms.is_empty());
+        });
+    }
+}
