@@ -221,7 +221,7 @@ fn decode_text(key: &str, v: &Value) -> Result<String, StepError> {
         .map_err(|_| StepError::Other(format!("etcd value of `{key}` is not UTF-8 text")))
 }
 
-fn hex_id(v: &Value) -> String {
+pub(super) fn hex_id(v: &Value) -> String {
     let n = match v {
         Value::String(s) => s.parse::<u64>().ok(),
         Value::Number(n) => n.as_u64(),
@@ -230,7 +230,7 @@ fn hex_id(v: &Value) -> String {
     n.map(|n| format!("{n:x}")).unwrap_or_else(|| "0".into())
 }
 
-fn number(v: &Value) -> u64 {
+pub(super) fn number(v: &Value) -> u64 {
     match v {
         Value::String(s) => s.parse().unwrap_or(0),
         Value::Number(n) => n.as_u64().unwrap_or(0),
@@ -436,7 +436,12 @@ impl EtcdClient {
         Ok(value)
     }
 
-    async fn post(&self, url: &str, path: &str, body: Value) -> Result<Value, StepError> {
+    pub(super) async fn post(
+        &self,
+        url: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, StepError> {
         self.call(url, "POST", path, Some(body)).await
     }
 

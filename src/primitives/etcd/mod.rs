@@ -12,7 +12,9 @@ pub mod audit;
 mod client;
 pub mod layout;
 mod leader;
+pub mod maintenance;
 pub mod member;
+pub mod query;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
@@ -139,6 +141,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_member(engine, exec);
     register_audit(engine, exec);
     register_move_leader(engine, exec);
+    // maintenance (defrag, compact, alarms) and the read-only cluster query
+    maintenance::register(engine, exec);
+    query::register(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")

@@ -66,7 +66,7 @@ impl Conn {
     }
 
     /// `https://10.1.1.2:2379 via node-2` for plan lines.
-    fn shown(&self, i: usize) -> String {
+    pub(super) fn shown(&self, i: usize) -> String {
         let ep = &self.endpoints[i];
         match self.via(i) {
             Some(h) => format!("{ep} via {}", h.name),
