@@ -350,11 +350,17 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("alarms", |c: &mut V| -> Array {
             c.alarms.iter().cloned().map(Dynamic::from).collect()
         })
-        .register_fn("to_map", |c: &mut V| -> Dynamic {
-            rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT)
-        })
         .register_fn("to_string", |c: &mut V| view_line(c))
         .register_fn("to_debug", |c: &mut V| view_line(c));
+    FuncRegistration::new("to_map")
+        .with_params_info(["cluster: EtcdCluster", "Map"])
+        .with_comments([
+            "/// The whole cluster view as a map (the getters' values, nested), e.g. to print",
+            "/// it as JSON.",
+        ])
+        .register_into_engine(engine, |c: &mut V| -> Dynamic {
+            rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT)
+        });
 
     let x = exec.clone();
     FuncRegistration::new("etcd_cluster")
