@@ -23,6 +23,10 @@ pub struct LocalFile {
     /// Octal mode, default `0644`; keys should be `0600`.
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// The workspace folder `path` is in: `files` (default) or `backups`
+    /// (e.g. a backup's sidecar record next to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
 }
 
 fn default_mode() -> String {
@@ -69,8 +73,13 @@ pub fn parse_mode(field: &str, mode: &str) -> Result<u32, StepError> {
 
 impl LocalFile {
     fn full_path(&self, ctx: &Ctx) -> Result<PathBuf, StepError> {
-        let rel = crate::bundle::Bundle::check_path(&self.path)?;
-        Ok(ctx.workspace.files_dir().join(rel))
+        match self.area.as_deref() {
+            None | Some("files") => {
+                let rel = crate::bundle::Bundle::check_path(&self.path)?;
+                Ok(ctx.workspace.files_dir().join(rel))
+            }
+            Some(area) => confined(&ctx.workspace, "path", &format!("{area}/{}", self.path)),
+        }
     }
 }
 
@@ -90,6 +99,12 @@ impl Step for LocalFile {
     fn check(&self) -> Result<(), StepError> {
         if crate::unknown::is_unknown(&self.path) {
             return Ok(());
+        }
+        if let Some(area) = self.area.as_deref().filter(|a| !AREAS.contains(a)) {
+            return Err(StepError::invalid(
+                "area",
+                format!("`{area}` is not one of {}", AREAS.join(", ")),
+            ));
         }
         crate::bundle::Bundle::check_path(&self.path).map(|_| ())
     }
@@ -163,7 +178,11 @@ impl Step for LocalFile {
     }
 
     fn intent(&self) -> Prepared<LocalFileResult, PathBuf> {
-        let shown = format!("<workspace>/files/{}", self.path);
+        let shown = format!(
+            "<workspace>/{}/{}",
+            self.area.as_deref().unwrap_or("files"),
+            self.path
+        );
         let action = Action::create("local", format!("file {shown} ({})", self.mode))
             .with_diff(Some(unified_diff(&shown, "", &self.content)));
         Prepared::todo(
@@ -221,8 +240,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             )
         });
     let x = exec.clone();
-    // local_file(#{ path, content, mode }) -> LocalFileResult
-    // Write a file on the operator's machine under <workspace>/files/.
+    // local_file(#{ path, content, mode, area? }) -> LocalFileResult
+    // Write a file on the operator's machine under <workspace>/files/ (or
+    // <workspace>/backups/ with `area: "backups"`).
     engine.register_fn(
         "local_file",
         move |call: NativeCallContext, args: Map| -> Result<LocalFileResult, Box<EvalAltResult>> {

@@ -187,9 +187,14 @@ impl Fetch {
         mode: u32,
     ) -> Result<FetchResult, StepError> {
         use std::io::Write;
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let folder = dest.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(folder).map_err(|e| StepError::io("creating", folder, e))?;
+        // Private: a backup holds every key of a cluster.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)
+            .map_err(|e| StepError::io("creating", folder, e))?;
         // Folders made just now: checked again for links swapped in meanwhile.
         confined(&ctx.workspace, "dest", &dest.display().to_string())?;
         let mut tmp = tempfile::Builder::new()
