@@ -227,8 +227,8 @@ fn script(v: &Vars, name: &str) -> String {
          echo \"status $st\"\n\
          rev=$(printf '%s' \"$st\" | sed -n 's/.*\"revision\":\\([0-9]*\\).*/\\1/p')\n\
          [ -n \"$rev\" ] || {{ echo \"cairn: no revision in the snapshot status: $st\" >&2; exit 14; }}\n\
-         k=$(c get '' --prefix --count-only --rev=\"$rev\" -w fields) || exit 15\n\
-         echo \"keys $(printf '%s\\n' \"$k\" | sed -n 's/^\"Count\" : //p')\"\n\
+         k=$(c get '' --prefix --keys-only --limit=1 --rev=\"$rev\" -w json) || exit 15\n\
+         echo \"keys $k\"\n\
          k=$(c endpoint hashkv --rev=\"$rev\" -w json) || exit 15\n\
          echo \"kv_hash $k\"\n\
          s=$(mktemp -d /var/tmp/cairn-restore.XXXXXXXX) || exit 16\n\
@@ -249,8 +249,8 @@ fn script(v: &Vars, name: &str) -> String {
          done\n\
          k=$(t member list -w json) || exit 20\n\
          echo \"restored_members $k\"\n\
-         k=$(t get '' --prefix --count-only -w fields) || exit 20\n\
-         echo \"restored_keys $(printf '%s\\n' \"$k\" | sed -n 's/^\"Count\" : //p')\"\n\
+         k=$(t get '' --prefix --keys-only --limit=1 -w json) || exit 20\n\
+         echo \"restored_keys $k\"\n\
          k=$(t endpoint hashkv --rev=\"$rev\" -w json) || exit 20\n\
          echo \"restored_kv_hash $k\"\n\
          kill \"$pid\"; wait \"$pid\" 2>/dev/null; pid=\n\
@@ -308,9 +308,12 @@ pub fn parse_output(stdout: &str, record: &mut SnapshotRecord) -> Result<(), Str
     record.hash = int_in(&st, &["hash"]).ok_or("no hash in the snapshot status")?;
     record.total_keys = int_in(&st, &["totalKey"]).ok_or("no totalKey in the snapshot status")?;
     let count = |k: &str| -> Result<i64, String> {
-        let v = get(k)?.trim();
-        v.parse()
-            .map_err(|_| format!("`{k}` is not a count of keys: `{v}`"))
+        // etcd leaves `count` out when it is 0 (limit 1 does not cap it).
+        let v = json(k)?;
+        match v.get("count") {
+            None if v.get("header").is_some() => Ok(0),
+            _ => int_in(&v, &["count"]).ok_or_else(|| format!("no count in `{k}`: {v}")),
+        }
     };
     let kv = |k: &str| -> Result<i64, String> {
         let v = json(k)?;
@@ -576,10 +579,10 @@ mod tests {
         sha256 abc\n\
         size 2048\n\
         status {\"hash\":1234,\"revision\":77,\"totalKey\":90,\"totalSize\":2048}\n\
-        keys 60\n\
+        keys {\"header\":{\"revision\":80},\"kvs\":[{\"key\":\"YQ==\"}],\"more\":true,\"count\":60}\n\
         kv_hash [{\"Endpoint\":\"https://127.0.0.1:2379\",\"HashKV\":{\"header\":{},\"hash\":555,\"compact_revision\":-1}}]\n\
         restored_members {\"header\":{},\"members\":[{\"ID\":1,\"name\":\"cairn-restore-test\"}]}\n\
-        restored_keys 60\n\
+        restored_keys {\"header\":{\"revision\":77},\"count\":60}\n\
         restored_kv_hash [{\"Endpoint\":\"http://127.0.0.1:52379\",\"HashKV\":{\"header\":{},\"hash\":555}}]\n\
         stopped\n";
 
@@ -595,6 +598,10 @@ mod tests {
             (r.keys, r.kv_hash, r.restored_keys, r.restored_kv_hash),
             (60, 555, 60, 555)
         );
+        // no keys: etcd leaves `count` out
+        let empty = OUT.replace(",\"count\":60}", "}");
+        parse_output(&empty, &mut r).unwrap();
+        assert_eq!((r.keys, r.restored_keys), (0, 0));
     }
 
     #[test]
