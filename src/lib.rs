@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod fanout;
 pub mod host;
 pub mod host_lock;
 pub mod inventory;

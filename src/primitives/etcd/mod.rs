@@ -11,11 +11,13 @@
 pub mod audit;
 mod client;
 pub mod layout;
+mod leader;
 pub mod member;
 pub mod snapshot;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
+pub use leader::EtcdMoveLeader;
 pub use member::{EtcdMember, MemberArgs, MemberLayout};
 pub use steps::{
     check_members, Conn, EndpointHealth, EtcdExpectRefused, EtcdGet, EtcdHealth, EtcdHealthCheck,
@@ -138,6 +140,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_member(engine, exec);
     register_audit(engine, exec);
     register_snapshot(engine, exec);
+    register_move_leader(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -541,4 +544,32 @@ fn snapshot_line(r: &snapshot::SnapshotRecord) -> String {
             "NOT restore-tested"
         }
     )
+}
+
+fn register_move_leader(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    let x = exec.clone();
+    FuncRegistration::new("etcd_move_leader")
+        .with_params_info(["args: Map", "String"])
+        .with_comments([
+            "/// Hand raft leadership to the member `to` (its name or hex ID) before work that",
+            "/// would take the leader down. Reads who leads first: a no-op (`= ok`) when `to`",
+            "/// already leads. The transfer is asked of the current leader, so the leader's client",
+            "/// URL must be among `endpoints`; then it waits (up to 30 s) until the endpoints",
+            "/// report the new leader. Returns the new leader's name. In a plan the line says who",
+            "/// leads now (or that it is unknown when the cluster cannot be asked).",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, to}`",
+            "///",
+            "/// ```rhai",
+            "/// etcd_move_leader(tls + #{ endpoints: eps, to: \"node-1\" });",
+            "/// ```",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<String, Box<EvalAltResult>> {
+                let step: EtcdMoveLeader = crate::args::parse("etcd_move_leader", args)?;
+                x.exec(&call, step)
+            },
+        );
 }
