@@ -337,6 +337,19 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
     };
     m.sh(&fill(&m.ctl, 22));
     let leader = m.leader();
+    // the plan: snapshot, fetch, record; nothing written
+    let plan = cairn(w, &["plan", "etcd-backup", "--lab", &l.name]);
+    let p = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{p}");
+    for expect in [
+        "+ create etcd snapshot of member node-",
+        "into /var/lib/cairn/backups/, restore-tested on 127.0.0.1:52379 (etcd 3.5.30, through https://127.0.0.1:2379 with /etc/etcd/pki/node-",
+        "+ create fetch node-1:(known after create: node-1: etcd snapshot path) → backups/etcd-cluster-1/",
+        "+ create file <workspace>/backups/etcd-cluster-1/",
+    ] {
+        assert!(p.contains(expect), "plan lacks `{expect}`:\n{p}");
+    }
+    assert!(!w.join(".cairn/backups").exists(), "the plan wrote backups");
     let first = run_ok(w, &["run", "etcd-backup", "--lab", &l.name]);
     let one = check_backup(w, "etcd-cluster-1", &first, &leader, 210);
     assert!(first.contains("from node-"), "{first}");
