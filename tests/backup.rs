@@ -374,6 +374,33 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
         )),
         "{second}"
     );
+    // killed between steps and inside them, resumed: one more restore-tested
+    // backup each time, none left on the hosts. (Steps: 1-3 etcd_member, 4
+    // etcd_status, 5 etcd_snapshot, 6 fetch, 7 record, 8 rm on the host;
+    // applied: 1 etcd_status, 2 etcd_snapshot, 3 fetch, 4 record, 5 rm.)
+    let mut last = two;
+    for kill in ["done:5", "applied:3", "done:7", "applied:5"] {
+        let killed = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .current_dir(w)
+            .args(["run", "etcd-backup", "--lab", &l.name, "--var", "keep=1"])
+            .env("NO_COLOR", "1")
+            .env("CAIRN_FAULT_KILL", kill)
+            .output()
+            .unwrap();
+        assert_eq!(killed.status.code(), None, "{kill}: {}", text(&killed));
+        let resumed = run_ok(w, &["resume"]);
+        let now = check_backup(w, "etcd-cluster-1", &resumed, &leader, 210);
+        assert_ne!(now, last, "{kill}: no new backup");
+        assert_eq!(
+            names_in(&w.join(".cairn/backups/etcd-cluster-1")),
+            [now.clone(), format!("{now}.json")],
+            "{kill}"
+        );
+        for n in &l.nodes {
+            assert_clean(l, &n.address);
+        }
+        last = now;
+    }
     eprintln!("etcd 3.5 backups: {:.0?}", started.elapsed());
 
     // ---- etcd 3.4: etcd-hetzner-apt on the lab's cloud emulation ----------
