@@ -33,7 +33,8 @@ pub(super) const DOC: &str = "\
 /// The member's layout is found as `etcd_member` finds it; `etcdctl snapshot
 /// save` runs on the host through the member's client URL (a loopback one when
 /// it listens on one) with the member's own certificate, into `dir`
-/// (default `/var/lib/cairn/backups`, 0700) as `<taken_at>-<member>.db`.
+/// (default `/var/lib/cairn/backups`, 0700) as `<taken_at>-<member>.db`
+/// (replacing that member's older snapshots left there).
 /// `snapshot status` (etcdutl on 3.5, etcdctl on 3.4) gives its hash,
 /// revision, keys and size. The restore test: the file is restored into a
 /// scratch data dir under `/var/tmp` and served by a temporary etcd on
@@ -197,10 +198,10 @@ impl EtcdSnapshot {
 
 /// The script run on the host; prints `key value` lines (values are JSON
 /// from etcdctl/etcdutl, parsed by [`parse_output`]).
-fn script(v: &Vars, name: &str) -> String {
+fn script(v: &Vars, member: &str, name: &str) -> String {
     format!(
         "set -u\n\
-         ep={ep}; ca={ca}; cert={cert}; key={key}; etcd={etcd}; dir={dir}; name={name}\n\
+         ep={ep}; ca={ca}; cert={cert}; key={key}; etcd={etcd}; dir={dir}; name={name}; member={member}\n\
          port={port}; peer={peer}; wait={wait}; tm={tm}\n\
          export ETCDCTL_API=3\n\
          b=${{etcd%/*}}\n\
@@ -216,6 +217,9 @@ fn script(v: &Vars, name: &str) -> String {
          fi\n\
          umask 077\n\
          mkdir -p -- \"$dir\" || exit 12\n\
+         for o in \"${{dir%/}}\"/[0-9]*T[0-9]*Z-\"$member\".db \"${{dir%/}}\"/[0-9]*T[0-9]*Z-\"$member\".db.part; do\n\
+         \x20 if [ -f \"$o\" ] && [ ! -L \"$o\" ]; then rm -f -- \"$o\"; echo \"replaced $o\"; fi\n\
+         done\n\
          f=\"${{dir%/}}/$name.db\"\n\
          trap 'rm -f -- \"$f\"' EXIT\n\
          c snapshot save \"$f\" >/dev/null 2>\"$f.log\" || {{ tail -5 \"$f.log\" >&2; rm -f -- \"$f.log\" \"$f\" \"$f.part\"; exit 13; }}\n\
@@ -263,6 +267,7 @@ fn script(v: &Vars, name: &str) -> String {
         etcd = quote(&v.etcd),
         dir = quote(&v.dir),
         name = quote(name),
+        member = quote(member),
         port = v.port,
         peer = v.port as u32 + 1,
         wait = v.wait,
@@ -467,7 +472,7 @@ impl Step for EtcdSnapshot {
             ))
             .unwrap_or_default();
         let file_stem = format!("{taken_at}-{}", safe_name(&work.member));
-        let script = script(&work.script_vars, &file_stem);
+        let script = script(&work.script_vars, &safe_name(&work.member), &file_stem);
         let timeout = Duration::from_secs(900 + work.script_vars.wait);
         let out = ctx
             .ssh
@@ -625,7 +630,7 @@ mod tests {
             port: 52379,
             wait: 60,
         };
-        let s = script(&v, "20261201T000000Z-node-1");
+        let s = script(&v, "node-1", "20261201T000000Z-node-1");
         assert!(
             s.contains("cert='/etc/etcd/a b.crt'; key='/etc/etcd/k'\\''; reboot';"),
             "{s}"
