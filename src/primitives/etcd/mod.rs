@@ -13,6 +13,7 @@ mod client;
 pub mod layout;
 mod leader;
 pub mod member;
+pub mod membership;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
@@ -139,6 +140,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_member(engine, exec);
     register_audit(engine, exec);
     register_move_leader(engine, exec);
+    membership::register(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
