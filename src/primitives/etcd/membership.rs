@@ -30,6 +30,17 @@ const NOT_IN_SYNC: &str = "in sync with leader";
 const NOT_LEARNER: &str = "can only promote a learner member";
 /// etcd's answer when the member to remove or promote is not in the cluster.
 const NOT_FOUND: &str = "member not found";
+/// etcd's answers (strict reconfiguration check) while the voting members
+/// have not all been connected for 5 s, or too few have started: it passes
+/// by itself once they have (e.g. just after a start or restart).
+const SETTLING: [&str; 2] = ["unhealthy cluster", "not enough started members"];
+
+fn settling(e: &StepError) -> bool {
+    SETTLING.iter().any(|t| says(e, t))
+}
+
+/// How long a change is asked again while etcd answers [`SETTLING`].
+const SETTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// `etcd_member_list(#{endpoints, ca, cert?, cert_key?, via?})`
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -545,14 +556,23 @@ impl Step for EtcdMemberAdd {
     async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Member, StepError> {
         let client = conn!(self).client(ctx).await?;
         let body = json!({"peerURLs": self.peer_urls, "isLearner": self.learner});
-        let v = client
-            .first(|url| {
-                let body = body.clone();
-                let client = &client;
-                async move { client.post(&url, "/v3/cluster/member/add", body).await }
-            })
-            .await?;
-        Ok(member_of(&v["member"]))
+        let deadline = Instant::now() + SETTLE_WAIT;
+        loop {
+            let answer = client
+                .first(|url| {
+                    let body = body.clone();
+                    let client = &client;
+                    async move { client.post(&url, "/v3/cluster/member/add", body).await }
+                })
+                .await;
+            match answer {
+                Ok(v) => return Ok(member_of(&v["member"])),
+                Err(e) if settling(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -669,7 +689,7 @@ impl Step for EtcdMemberPromote {
                         ..m.clone()
                     })
                 }
-                Err(e) if says(&e, NOT_IN_SYNC) && Instant::now() < deadline => {
+                Err(e) if (says(&e, NOT_IN_SYNC) || settling(&e)) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_secs(1)).await
                 }
                 Err(e) if says(&e, NOT_IN_SYNC) => {
@@ -772,18 +792,24 @@ impl Step for EtcdMemberRemove {
     async fn apply(&self, ctx: &Ctx, target: Member) -> Result<bool, StepError> {
         let client = conn!(self).client(ctx).await?;
         let body = json!({"ID": decimal_id(&target)?});
-        match client
-            .first(|url| {
-                let body = body.clone();
-                let client = &client;
-                async move { client.post(&url, "/v3/cluster/member/remove", body).await }
-            })
-            .await
-        {
-            Ok(_) => Ok(true),
-            // removed by an earlier, interrupted attempt
-            Err(e) if says(&e, NOT_FOUND) => Ok(true),
-            Err(e) => Err(e),
+        let deadline = Instant::now() + SETTLE_WAIT;
+        loop {
+            let answer = client
+                .first(|url| {
+                    let body = body.clone();
+                    let client = &client;
+                    async move { client.post(&url, "/v3/cluster/member/remove", body).await }
+                })
+                .await;
+            match answer {
+                Ok(_) => return Ok(true),
+                // removed by an earlier, interrupted attempt
+                Err(e) if says(&e, NOT_FOUND) => return Ok(true),
+                Err(e) if settling(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
