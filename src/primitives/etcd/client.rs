@@ -248,6 +248,19 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A member of a gateway answer (`member list`, `member add`).
+pub(super) fn member_of(m: &Value) -> Member {
+    let name = m["name"].as_str().unwrap_or_default().to_string();
+    Member {
+        id: hex_id(&m["ID"]),
+        started: !name.is_empty(),
+        name,
+        peer_urls: strings(&m["peerURLs"]),
+        client_urls: strings(&m["clientURLs"]),
+        is_learner: m["isLearner"].as_bool().unwrap_or(false),
+    }
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct EtcdClient {
@@ -436,6 +449,7 @@ impl EtcdClient {
         Ok(value)
     }
 
+    /// `POST path` with a JSON `body` to endpoint `url`.
     pub(super) async fn post(
         &self,
         url: &str,
@@ -483,7 +497,7 @@ impl EtcdClient {
     }
 
     /// Try each endpoint in turn until one answers.
-    async fn first<T, F, Fut>(&self, f: F) -> Result<T, StepError>
+    pub(super) async fn first<T, F, Fut>(&self, f: F) -> Result<T, StepError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, StepError>>,
@@ -507,21 +521,7 @@ impl EtcdClient {
             .await?;
         Ok(v["members"]
             .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .map(|m| {
-                        let name = m["name"].as_str().unwrap_or_default().to_string();
-                        Member {
-                            id: hex_id(&m["ID"]),
-                            started: !name.is_empty(),
-                            name,
-                            peer_urls: strings(&m["peerURLs"]),
-                            client_urls: strings(&m["clientURLs"]),
-                            is_learner: m["isLearner"].as_bool().unwrap_or(false),
-                        }
-                    })
-                    .collect()
-            })
+            .map(|ms| ms.iter().map(member_of).collect())
             .unwrap_or_default())
     }
 

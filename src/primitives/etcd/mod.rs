@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod member;
 pub mod query;
 pub mod snapshot;
+pub mod membership;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
@@ -146,6 +147,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     // maintenance (defrag, compact, alarms) and the read-only cluster query
     maintenance::register(engine, exec);
     query::register(engine, exec);
+    membership::register(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
