@@ -625,3 +625,128 @@ print(`stranger refused: ${{r.how}}`);
         "{err}"
     );
 }
+
+/// Start an `n`-member etcd cluster on 127.0.0.1, every member serving
+/// `server` for clients and peers, client-cert auth on both.
+fn start_cluster(dir: &Path, ca: &Cert, server: &Cert, n: usize) -> Vec<Etcd> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("m{i}=https://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, (c, p))| {
+            let client_url = format!("https://127.0.0.1:{c}");
+            let peer_url = format!("https://127.0.0.1:{p}");
+            let log = dir.join(format!("etcd-m{i}.log"));
+            let child = Command::new(etcd_binary())
+                .args(["--name", &format!("m{i}"), "--data-dir"])
+                .arg(dir.join(format!("data-m{i}")))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial])
+                .args(["--client-cert-auth", "--trusted-ca-file", &ca.cert_path])
+                .args(["--cert-file", &server.cert_path])
+                .args(["--key-file", &server.key_path])
+                .args(["--peer-client-cert-auth"])
+                .args(["--peer-trusted-ca-file", &ca.cert_path])
+                .args(["--peer-cert-file", &server.cert_path])
+                .args(["--peer-key-file", &server.key_path])
+                .args(["--log-outputs", &log.display().to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd starts");
+            Etcd {
+                child,
+                client_url,
+                peer_url,
+                log,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_hands_leadership_to_the_named_member_and_is_a_noop_after() {
+    use cairn::primitives::etcd::EtcdMoveLeader;
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = ctx(tmp.path());
+    let ca = gen_ca(&ctx, "etcd-ca").await;
+    let server = gen_cert(&ctx, "server", "etcd-ca", &["localhost"], &["127.0.0.1"]).await;
+    let mut members = start_cluster(tmp.path(), &ca, &server, 3);
+    let endpoints: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
+    let client = EtcdClient::new(
+        &endpoints,
+        &std::fs::read_to_string(&ca.cert_path).unwrap(),
+        Some(Identity::new(
+            std::fs::read_to_string(&server.cert_path).unwrap(),
+            std::fs::read_to_string(&server.key_path).unwrap(),
+        )),
+    )
+    .unwrap();
+    for m in members.iter_mut() {
+        wait_healthy(m, &client).await;
+    }
+    // the leader, as the first endpoint sees it, once one is elected
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        let s = client.status(&endpoints[0]).await.unwrap();
+        if s.leader != "0" {
+            break s.leader;
+        }
+        assert!(Instant::now() < deadline, "no leader elected in 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let list = client.member_list().await.unwrap();
+    let leader_name = list.iter().find(|m| m.id == leader).unwrap().name.clone();
+    let target = list.iter().find(|m| m.id != leader).unwrap().clone();
+    let step = |to: &str| EtcdMoveLeader {
+        endpoints: endpoints.clone(),
+        ca: handle(&ca),
+        cert: Some(handle(&server)),
+        cert_key: None,
+        via: None,
+        to: to.into(),
+    };
+
+    // plan: a change, saying who leads now
+    let prepared = step(&target.name).prepare(&ctx).await.unwrap();
+    assert!(prepared.work.is_some(), "moving to a follower is a change");
+    let line = prepared.actions[0].to_string();
+    assert!(
+        line.contains(&format!("etcd leadership to {}", target.name))
+            && line.contains(&format!("{leader_name} leads now")),
+        "{line}"
+    );
+
+    // apply: the target leads, as every endpoint says
+    let new = apply(&ctx, &step(&target.name)).await.unwrap();
+    assert_eq!(new, target.name);
+    for ep in &endpoints {
+        let s = client.status(ep).await.unwrap();
+        assert_eq!(s.leader, target.id, "{ep} names another leader");
+    }
+
+    // again, by hex id: nothing to do
+    let prepared = step(&target.id).prepare(&ctx).await.unwrap();
+    assert!(prepared.work.is_none(), "{:?}", prepared.actions);
+    assert!(prepared.actions[0].to_string().contains("already leads"));
+
+    // a name that is no member: an error naming the argument and the members
+    let err = match step("m9").prepare(&ctx).await {
+        Ok(p) => panic!("a stranger accepted: {:?}", p.actions),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("to") && err.contains("no member named `m9`") && err.contains("m0"),
+        "{err}"
+    );
+}

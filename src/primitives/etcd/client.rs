@@ -511,6 +511,20 @@ impl EtcdClient {
             .unwrap_or_default())
     }
 
+    /// Ask the leader at `leader_url` to hand leadership to the member with
+    /// hex ID `target` (`maintenance/transfer-leadership`, etcd's MoveLeader).
+    pub async fn move_leader(&self, leader_url: &str, target: &str) -> Result<(), StepError> {
+        let id = u64::from_str_radix(target, 16)
+            .map_err(|_| StepError::invalid("to", format!("`{target}` is not a hex member ID")))?;
+        self.post(
+            leader_url,
+            "/v3/maintenance/transfer-leadership",
+            json!({ "targetID": id.to_string() }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Write `key` = `value`.
     pub async fn put(&self, key: &str, value: &str) -> Result<(), StepError> {
         let body = json!({"key": B64.encode(key), "value": B64.encode(value)});

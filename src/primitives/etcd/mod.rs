@@ -11,10 +11,12 @@
 pub mod audit;
 mod client;
 pub mod layout;
+mod leader;
 pub mod member;
 mod steps;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
+pub use leader::EtcdMoveLeader;
 pub use member::{EtcdMember, MemberArgs, MemberLayout};
 pub use steps::{
     check_members, Conn, EndpointHealth, EtcdExpectRefused, EtcdGet, EtcdHealth, EtcdHealthCheck,
@@ -136,6 +138,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
     register_member(engine, exec);
     register_audit(engine, exec);
+    register_move_leader(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -465,4 +468,32 @@ fn row_line(r: &audit::CertRow) -> String {
         "EtcdCertRow({} {} {} {}: {}, {} days left)",
         r.host, r.cert, r.origin, r.source, r.subject, r.days_left
     )
+}
+
+fn register_move_leader(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    let x = exec.clone();
+    FuncRegistration::new("etcd_move_leader")
+        .with_params_info(["args: Map", "String"])
+        .with_comments([
+            "/// Hand raft leadership to the member `to` (its name or hex ID) before work that",
+            "/// would take the leader down. Reads who leads first: a no-op (`= ok`) when `to`",
+            "/// already leads. The transfer is asked of the current leader, so the leader's client",
+            "/// URL must be among `endpoints`; then it waits (up to 30 s) until the endpoints",
+            "/// report the new leader. Returns the new leader's name. In a plan the line says who",
+            "/// leads now (or that it is unknown when the cluster cannot be asked).",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, to}`",
+            "///",
+            "/// ```rhai",
+            "/// etcd_move_leader(tls + #{ endpoints: eps, to: \"node-1\" });",
+            "/// ```",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<String, Box<EvalAltResult>> {
+                let step: EtcdMoveLeader = crate::args::parse("etcd_move_leader", args)?;
+                x.exec(&call, step)
+            },
+        );
 }

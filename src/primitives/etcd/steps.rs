@@ -75,7 +75,7 @@ impl Conn {
     }
 
     /// Check the arguments' shape (no I/O).
-    fn validate(&self) -> Result<(), StepError> {
+    pub(crate) fn validate(&self) -> Result<(), StepError> {
         if self.endpoints.is_empty() {
             return Err(StepError::invalid(
                 "endpoints",
