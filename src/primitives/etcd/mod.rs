@@ -14,6 +14,7 @@ pub mod layout;
 mod leader;
 pub mod member;
 mod steps;
+pub mod upgrade;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
 pub use leader::EtcdMoveLeader;
@@ -139,6 +140,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_member(engine, exec);
     register_audit(engine, exec);
     register_move_leader(engine, exec);
+    register_upgrade(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -494,6 +496,87 @@ fn register_move_leader(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             move |call: NativeCallContext, args: Map| -> Result<String, Box<EvalAltResult>> {
                 let step: EtcdMoveLeader = crate::args::parse("etcd_move_leader", args)?;
                 x.exec(&call, step)
+            },
+        );
+}
+
+// ---- etcd-upgrade: version checks (upgrade.rs) -----------------------------
+fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    use upgrade::{EndpointVersion, EtcdCaughtUp, EtcdVersion};
+    engine
+        .register_type_with_name::<EndpointVersion>("EtcdEndpointVersion")
+        .register_get("endpoint", |v: &mut EndpointVersion| v.endpoint.clone())
+        .register_get("server", |v: &mut EndpointVersion| v.server.clone())
+        .register_get("cluster", |v: &mut EndpointVersion| v.cluster.clone())
+        .register_fn("to_string", |v: &mut EndpointVersion| {
+            format!("{}: server {}, cluster {}", v.endpoint, v.server, v.cluster)
+        });
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_version")
+        .with_params_info(["args: Map", "Array"])
+        .with_comments([
+            "/// Every endpoint's `/version` (`EtcdEndpointVersion`: endpoint, server, cluster).",
+            "/// With `expect_server: \"3.5.30\"` every member must run that version; with",
+            "/// `expect_cluster: \"3.5\"` every member must report that cluster version (the",
+            "/// lowest minor version of all members). Asks again for up to `wait_seconds`",
+            "/// (default 0); fails naming each endpoint that differs.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, expect_server?, expect_cluster?, wait_seconds?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdVersion = crate::args::parse("etcd_version", args)?;
+                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_caught_up")
+        .with_params_info(["args: Map", "Array"])
+        .with_comments([
+            "/// Wait until the cluster is caught up: every endpoint answers `maintenance/status`,",
+            "/// all follow one leader, and every raft index is within `max_lag` (default 50) of",
+            "/// the highest. Asks again for up to `wait_seconds` (default 60), then fails naming",
+            "/// the members that do not answer or lag. Returns the `EtcdStatus` of each endpoint.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, max_lag?, wait_seconds?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdCaughtUp = crate::args::parse("etcd_caught_up", args)?;
+                Ok(x.exec(&call, step)?
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect())
+            },
+        );
+
+    FuncRegistration::new("etcd_upgrade_path")
+        .with_params_info(["from: &str", "to: &str", "allow_downgrade: bool", "String"])
+        .with_comments([upgrade::PATH_DOC])
+        .register_into_engine(
+            engine,
+            |from: &str, to: &str, allow_downgrade: bool| -> Result<String, Box<EvalAltResult>> {
+                upgrade::upgrade_path(from, to, allow_downgrade)
+                    .map_err(crate::executor::script_error)
+            },
+        );
+
+    FuncRegistration::new("etcd_removed_settings")
+        .with_params_info(["settings: Array", "target: &str", "Array"])
+        .with_comments([upgrade::REMOVED_DOC])
+        .register_into_engine(
+            engine,
+            |settings: Array, target: &str| -> Result<Array, Box<EvalAltResult>> {
+                let settings: Vec<String> = settings.into_iter().map(|s| s.to_string()).collect();
+                upgrade::removed_settings(&settings, target)
+                    .map(|v| v.into_iter().map(Dynamic::from).collect())
+                    .map_err(crate::executor::script_error)
             },
         );
 }
