@@ -750,3 +750,89 @@ async fn move_leader_hands_leadership_to_the_named_member_and_is_a_noop_after() 
         "{err}"
     );
 }
+
+#[path = "common/load.rs"]
+mod load;
+
+/// The load harness of the day-2 lab tests: it counts no failure against a
+/// healthy cluster, its acknowledged writes read back, and a member that dies
+/// shows as failed requests through that member's endpoint only.
+#[test]
+fn the_load_harness_counts_failures_where_they_happen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ca, server) = rt.block_on(async {
+        let ctx = ctx(tmp.path());
+        let ca = gen_ca(&ctx, "etcd-ca").await;
+        let server = gen_cert(&ctx, "server", "etcd-ca", &["localhost"], &["127.0.0.1"]).await;
+        (ca, server)
+    });
+    let mut members = start_cluster(tmp.path(), &ca, &server, 3);
+    let target = load::Target {
+        endpoints: members.iter().map(|m| m.client_url.clone()).collect(),
+        ca: ca.cert_path.clone().into(),
+        cert: server.cert_path.clone().into(),
+        key: server.key_path.clone().into(),
+    };
+    rt.block_on(async {
+        let client = target.client();
+        for m in members.iter_mut() {
+            wait_healthy(m, &client).await;
+        }
+    });
+    // a follower dies (a dying leader fails requests everywhere until the
+    // election, which is etcd's behaviour, not the harness's)
+    let leader_url = rt.block_on(async {
+        let client = target.client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let all: Vec<_> = statuses(&client, &target.endpoints).await;
+            if let Some(s) = all.iter().find(|s| s.is_leader) {
+                break s.endpoint.clone();
+            }
+            assert!(Instant::now() < deadline, "no leader in 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let follower = members
+        .iter()
+        .position(|m| m.client_url != leader_url)
+        .unwrap();
+    let running = load::Load::start(target.clone(), 50);
+    running.wait_for(Duration::from_secs(20), "60 requests", |sent, _| sent >= 60);
+    let dead = members.remove(follower);
+    let dead_url = dead.client_url.clone();
+    drop(dead); // killed
+    running.wait_for(Duration::from_secs(20), "3 failures", |_, failed| {
+        failed >= 3
+    });
+    let report = running.stop();
+    assert!(report.sent >= 60, "{report}");
+    assert!(report.failed >= 3, "{report}");
+    assert!(!report.acked.is_empty(), "{report}");
+    for (ep, (_, failed)) in &report.per_endpoint {
+        if *ep == dead_url {
+            assert!(*failed >= 3, "{report}");
+        } else {
+            assert_eq!(*failed, 0, "a living member's endpoint failed: {report}");
+        }
+    }
+    report.check_data(&load::Target {
+        endpoints: members.iter().map(|m| m.client_url.clone()).collect(),
+        ..target
+    });
+}
+
+/// Every endpoint's status that answers.
+async fn statuses(
+    client: &EtcdClient,
+    endpoints: &[String],
+) -> Vec<cairn::primitives::etcd::Status> {
+    let mut out = Vec::new();
+    for ep in endpoints {
+        if let Ok(s) = client.status(ep).await {
+            out.push(s);
+        }
+    }
+    out
+}

@@ -212,6 +212,15 @@ fn alert_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// A base64 value from the gateway as UTF-8 text.
+fn decode_text(key: &str, v: &Value) -> Result<String, StepError> {
+    let raw = B64
+        .decode(v.as_str().unwrap_or_default())
+        .map_err(|e| StepError::Other(format!("etcd value of `{key}` is not base64: {e}")))?;
+    String::from_utf8(raw)
+        .map_err(|_| StepError::Other(format!("etcd value of `{key}` is not UTF-8 text")))
+}
+
 fn hex_id(v: &Value) -> String {
     let n = match v {
         Value::String(s) => s.parse::<u64>().ok(),
@@ -533,6 +542,57 @@ impl EtcdClient {
         .map(|_| ())
     }
 
+    /// Write `key` = `value` through the endpoint `url` only.
+    pub async fn put_at(&self, url: &str, key: &str, value: &str) -> Result<(), StepError> {
+        let body = json!({"key": B64.encode(key), "value": B64.encode(value)});
+        self.post(url, "/v3/kv/put", body).await.map(|_| ())
+    }
+
+    /// The value of `key` read through the endpoint `url` only (a
+    /// linearizable read), or `None` if there is none.
+    pub async fn get_at(&self, url: &str, key: &str) -> Result<Option<String>, StepError> {
+        let v = self
+            .post(url, "/v3/kv/range", json!({"key": B64.encode(key)}))
+            .await?;
+        let Some(kv) = v["kvs"].as_array().and_then(|a| a.first()) else {
+            return Ok(None);
+        };
+        decode_text(key, &kv["value"]).map(Some)
+    }
+
+    /// Every key under `prefix` with its value, in key order.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StepError> {
+        let mut end = prefix.as_bytes().to_vec();
+        match end.last_mut() {
+            Some(b) if *b < 0xff => *b += 1,
+            _ => {
+                return Err(StepError::invalid(
+                    "prefix",
+                    "must end in a byte below 0xff",
+                ))
+            }
+        }
+        let body = json!({"key": B64.encode(prefix), "range_end": B64.encode(&end)});
+        let v = self
+            .first(|url| {
+                let body = body.clone();
+                async move { self.post(&url, "/v3/kv/range", body).await }
+            })
+            .await?;
+        let mut out = Vec::new();
+        for kv in v["kvs"].as_array().into_iter().flatten() {
+            let raw = B64
+                .decode(kv["key"].as_str().unwrap_or_default())
+                .map_err(|e| {
+                    StepError::Other(format!("etcd key under `{prefix}` is not base64: {e}"))
+                })?;
+            let key = String::from_utf8_lossy(&raw).into_owned();
+            let value = decode_text(&key, &kv["value"])?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// Write `key` = `value`.
     pub async fn put(&self, key: &str, value: &str) -> Result<(), StepError> {
         let body = json!({"key": B64.encode(key), "value": B64.encode(value)});
@@ -556,12 +616,7 @@ impl EtcdClient {
         let Some(kv) = v["kvs"].as_array().and_then(|a| a.first()) else {
             return Ok(None);
         };
-        let raw = B64
-            .decode(kv["value"].as_str().unwrap_or_default())
-            .map_err(|e| StepError::Other(format!("etcd value of `{key}` is not base64: {e}")))?;
-        String::from_utf8(raw)
-            .map(Some)
-            .map_err(|_| StepError::Other(format!("etcd value of `{key}` is not UTF-8 text")))
+        decode_text(key, &kv["value"]).map(Some)
     }
 
     /// Ask `url` for `/health` as this client (its identity may be none or
