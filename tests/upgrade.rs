@@ -1,15 +1,24 @@
 //! etcd-upgrade end to end on the lab: rolling upgrades 3.4.23 -> 3.5.30 of a
 //! 3-member release-binary cluster (etcd-debian-binary with the 3.4.23
 //! release) and of an apt cluster (etcd-hetzner-apt, Debian's 3.4.23 package
-//! to the lab's newer package), while a sampler on a node asks every
-//! member's `/version` all the time: never more than one member down, each
-//! member down once (its turn). Data written before is intact, every member
-//! runs 3.5.30 and the cluster version is 3.5 at the end; a rerun changes
-//! nothing. A path that skips a minor version is refused in preflight with
-//! nothing changed, and an upgrade killed mid-way resumes to the same end.
+//! to the lab's newer package). Throughout, a sampler on a node asks every
+//! member's `/version` and writes `/cairn-sample/N` through each endpoint in
+//! turn (the apt cluster's private addresses are reachable from the nodes
+//! only): never more than one member down, each member down once (its turn),
+//! every acknowledged write intact, failed writes reported. The binary
+//! cluster also carries `tests/common/load.rs`'s load from the test process
+//! (failures per endpoint reported, acknowledged writes read back), and its
+//! leader must stop last, after leadership moved to an upgraded member. At
+//! the end every member runs 3.5.30, the cluster version is 3.5, data written
+//! on 3.4 is intact and a rerun changes nothing. A path that skips a minor
+//! version (3.4 -> 3.6) is refused in preflight with nothing changed; the apt
+//! upgrade is killed mid-way (right after the second member stopped) and
+//! resumes to the same end.
 
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "common/load.rs"]
+mod load;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -103,6 +112,20 @@ impl Cluster<'_> {
             .collect()
     }
 
+    /// The node whose member leads (`etcdctl endpoint status`: IS LEADER).
+    fn leader(&self) -> String {
+        let leaders: Vec<&String> = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                let row = self.etcdctl(n, "endpoint status");
+                row.split(", ").nth(4) == Some("true")
+            })
+            .collect();
+        assert_eq!(leaders.len(), 1, "leaders: {leaders:?}");
+        leaders[0].clone()
+    }
+
     /// The etcd main PIDs, per node.
     fn pids(&self) -> Vec<String> {
         self.nodes
@@ -117,14 +140,14 @@ impl Cluster<'_> {
     }
 
     /// Start sampling from the first node: every member's `/version`, then
-    /// one write `/cairn-load/N` = N through the next endpoint in turn, about
+    /// one write `/cairn-sample/N` = N through the next endpoint in turn, about
     /// five times a second. Each line: up/down bits, endpoint, N, ok|fail.
     fn sampler(&self) -> Sampler {
         let script = r#"ca=$1; crt=$2; key=$3; shift 3; n=0; echo start; while :; do l=;
 for u in "$@"; do if curl -fsS --max-time 1 --cacert "$ca" --cert "$crt" --key "$key" "$u/version" >/dev/null 2>&1;
 then l=${l}1; else l=${l}0; fi; done;
 n=$((n+1)); i=$(( (n-1) % $# + 1 )); eval u=\${$i};
-k=$(printf "/cairn-load/%s" $n | base64 -w0); v=$(printf %s $n | base64 -w0);
+k=$(printf "/cairn-sample/%s" $n | base64 -w0); v=$(printf %s $n | base64 -w0);
 if curl -fsS --max-time 2 --cacert "$ca" --cert "$crt" --key "$key" -X POST -d "{\"key\":\"$k\",\"value\":\"$v\"}" "$u/v3/kv/put" >/dev/null 2>&1;
 then r=ok; else r=fail; fi; echo "$l $i $n $r"; sleep 0.1; done"#;
         let mut args = vec![
@@ -258,7 +281,7 @@ fn assert_acked_writes_intact(c: &Cluster, seen: &Availability) {
         seen.failed_while_up <= 5,
         "writes failed through members that were up: {seen:?}"
     );
-    let dump = c.etcdctl(&c.nodes[0], "get --prefix /cairn-load/");
+    let dump = c.etcdctl(&c.nodes[0], "get --prefix /cairn-sample/");
     let lines: Vec<&str> = dump.lines().collect();
     let stored: std::collections::BTreeMap<&str, &str> = lines
         .chunks(2)
@@ -270,7 +293,7 @@ fn assert_acked_writes_intact(c: &Cluster, seen: &Availability) {
         "no write was acknowledged: {seen:?}"
     );
     for n in &seen.acked {
-        let k = format!("/cairn-load/{n}");
+        let k = format!("/cairn-sample/{n}");
         assert_eq!(
             stored.get(k.as_str()).copied(),
             Some(n.to_string().as_str()),
@@ -400,6 +423,22 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
         assert!(p.contains(&format!("{n}:")), "{p}");
     }
 
+    // A client load through every endpoint from here (tests/common/load.rs),
+    // with the operator certificate, and the sampler on node-1.
+    let pki = w.join(".cairn/pki");
+    let target = || load::Target {
+        endpoints: c.endpoints.clone(),
+        ca: pki.join("etcd-cluster-ca.crt"),
+        cert: pki.join("etcd-cluster-operator.crt"),
+        key: pki.join("etcd-cluster-operator.key"),
+    };
+    let running = load::Load::start(target(), 20);
+    running.wait_for(
+        std::time::Duration::from_secs(20),
+        "first writes",
+        |sent, _| sent >= 10,
+    );
+    let leader = c.leader();
     let sampler = c.sampler();
     let t = Instant::now();
     let up = cairn(
@@ -410,11 +449,43 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
     );
     let took = t.elapsed();
     let seen = sampler.stop();
+    let report = running.stop();
     let u = text(&up);
     assert_eq!(up.status.code(), Some(0), "{u}");
     eprintln!("upgraded in {took:?}; availability {seen:?}");
+    eprintln!(
+        "load: {} sent, {} failed, per endpoint (sent, failed) {:?}; first errors {:?}",
+        report.sent,
+        report.failed,
+        report.per_endpoint,
+        report.first_errors()
+    );
+    assert!(report.acked.len() > 20, "{report}");
+    // A stopped member refuses connections; anything else failed while the
+    // cluster was up on that endpoint (a leader change): at most a few.
+    let other: Vec<String> = report
+        .failures
+        .iter()
+        .filter(|f| !f.error.contains("Connection refused"))
+        .map(|f| format!("{:?} {} {}: {}", f.at, f.op, f.endpoint, f.error))
+        .collect();
+    eprintln!("load failures other than a stopped member's: {other:?}");
+    assert!(other.len() <= 5, "{other:?}");
+    report.check_data(&target());
     assert!(
         u.contains("etcd cluster upgraded to 3.5.30: 3 members, cluster version 3.5.0"),
+        "{u}"
+    );
+    // followers first, the leader last, after leadership moved to an upgraded member
+    let stops: Vec<&str> = u
+        .lines()
+        .filter(|l| l.contains("~ change stop unit etcd.service"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(stops.len(), 3, "{u}");
+    assert_eq!(stops[2], leader, "the leader must stop last: {u}");
+    assert!(
+        u.contains(&format!("~ change etcd leadership to {}", stops[1])),
         "{u}"
     );
     assert!(seen.samples > 10, "{seen:?}");
