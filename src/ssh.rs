@@ -341,6 +341,110 @@ impl Pool {
         Ok(out)
     }
 
+    /// Run `command` on `host` and hand its stdout to `sink` in chunks as it
+    /// arrives, never holding it whole in memory nor putting it into a
+    /// [`CommandOutput`] (what `fetch` copies files with). Returns the exit code
+    /// and stderr (`stdout` is empty). Runs outside the host lock (a read);
+    /// killed on the host after `timeout`. A `sink` error stops the copy and
+    /// is returned as an I/O error on `what`.
+    pub async fn stream(
+        &self,
+        host: &Host,
+        command: &str,
+        timeout: Duration,
+        what: &Path,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<CommandOutput, StepError> {
+        use tokio::io::AsyncReadExt;
+        let line = format!(
+            "timeout -k 5 {} sh -c {}",
+            timeout.as_secs().max(1),
+            quote(command)
+        );
+        let mut conn = self.conn(host).await?;
+        let mut child = loop {
+            let mut cmd = conn.session.raw_command(&line);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            match cmd.spawn().await {
+                Ok(child) => break child,
+                Err(openssh::Error::Disconnected | openssh::Error::SshMux(_))
+                    if conn.session.check().await.is_err() =>
+                {
+                    // The master is gone: the command never started; reconnect once.
+                    self.forget(host, &conn);
+                    let fresh = self.conn(host).await?;
+                    if Arc::ptr_eq(&fresh, &conn) {
+                        return Err(StepError::Transport {
+                            host: host.name.clone(),
+                            command: brief(command),
+                            message: "the connection is gone".into(),
+                        });
+                    }
+                    conn = fresh;
+                }
+                Err(e) => return Err(transport(host, command, &e)),
+            }
+        };
+        let mut out = child.stdout().take();
+        let mut err = child.stderr().take();
+        let copy = async {
+            let Some(out) = out.as_mut() else {
+                return Ok(());
+            };
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = out.read(&mut buf).await.map_err(|e| (false, e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                sink(&buf[..n]).map_err(|e| (true, e))?;
+            }
+        };
+        let errors = async {
+            let mut text = Vec::new();
+            if let Some(err) = err.as_mut() {
+                let _ = err.read_to_end(&mut text).await;
+            }
+            text
+        };
+        let backstop = timeout + Duration::from_secs(15);
+        let (copied, stderr) =
+            match tokio::time::timeout(backstop, async { tokio::join!(copy, errors) }).await {
+                Ok(both) => both,
+                Err(_) => return Err(timed_out(host, command, timeout)),
+            };
+        if let Err((local, e)) = copied {
+            drop(out);
+            let _ = child.disconnect().await;
+            return Err(if local {
+                StepError::io("writing", what, e)
+            } else {
+                StepError::Transport {
+                    host: host.name.clone(),
+                    command: brief(command),
+                    message: format!("reading its output: {e}"),
+                }
+            });
+        }
+        drop(out);
+        drop(err);
+        let status = child.wait().await.map_err(|e| {
+            self.forget(host, &conn);
+            lost(host, command, &e)
+        })?;
+        let code = status.code().unwrap_or(-1);
+        if code == TIMEOUT_EXIT {
+            return Err(timed_out(host, command, timeout));
+        }
+        Ok(CommandOutput {
+            code,
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
     /// One try at running `inner` for `command` under the host lock (waiting
     /// `wait` for it), reconnecting once if the connection was found gone.
     async fn attempt(

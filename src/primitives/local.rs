@@ -23,6 +23,10 @@ pub struct LocalFile {
     /// Octal mode, default `0644`; keys should be `0600`.
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// The workspace folder `path` is in: `files` (default) or `backups`
+    /// (e.g. a backup's sidecar record next to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
 }
 
 fn default_mode() -> String {
@@ -69,8 +73,13 @@ pub fn parse_mode(field: &str, mode: &str) -> Result<u32, StepError> {
 
 impl LocalFile {
     fn full_path(&self, ctx: &Ctx) -> Result<PathBuf, StepError> {
-        let rel = crate::bundle::Bundle::check_path(&self.path)?;
-        Ok(ctx.workspace.files_dir().join(rel))
+        match self.area.as_deref() {
+            None | Some("files") => {
+                let rel = crate::bundle::Bundle::check_path(&self.path)?;
+                Ok(ctx.workspace.files_dir().join(rel))
+            }
+            Some(area) => confined(&ctx.workspace, "path", &format!("{area}/{}", self.path)),
+        }
     }
 }
 
@@ -90,6 +99,12 @@ impl Step for LocalFile {
     fn check(&self) -> Result<(), StepError> {
         if crate::unknown::is_unknown(&self.path) {
             return Ok(());
+        }
+        if let Some(area) = self.area.as_deref().filter(|a| !AREAS.contains(a)) {
+            return Err(StepError::invalid(
+                "area",
+                format!("`{area}` is not one of {}", AREAS.join(", ")),
+            ));
         }
         crate::bundle::Bundle::check_path(&self.path).map(|_| ())
     }
@@ -163,7 +178,11 @@ impl Step for LocalFile {
     }
 
     fn intent(&self) -> Prepared<LocalFileResult, PathBuf> {
-        let shown = format!("<workspace>/files/{}", self.path);
+        let shown = format!(
+            "<workspace>/{}/{}",
+            self.area.as_deref().unwrap_or("files"),
+            self.path
+        );
         let action = Action::create("local", format!("file {shown} ({})", self.mode))
             .with_diff(Some(unified_diff(&shown, "", &self.content)));
         Prepared::todo(
@@ -221,8 +240,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             )
         });
     let x = exec.clone();
-    // local_file(#{ path, content, mode }) -> LocalFileResult
-    // Write a file on the operator's machine under <workspace>/files/.
+    // local_file(#{ path, content, mode, area? }) -> LocalFileResult
+    // Write a file on the operator's machine under <workspace>/files/ (or
+    // <workspace>/backups/ with `area: "backups"`).
     engine.register_fn(
         "local_file",
         move |call: NativeCallContext, args: Map| -> Result<LocalFileResult, Box<EvalAltResult>> {
@@ -230,4 +250,469 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             x.exec(&call, step)
         },
     );
+    register_housekeeping(engine, exec);
 }
+
+/// Register `local_remove`, `local_files` and their record type.
+fn register_housekeeping(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    use rhai::{Dynamic, FuncRegistration, ImmutableString};
+    type I = LocalFileInfo;
+    engine
+        .register_type_with_name::<I>("LocalFileInfo")
+        .register_get("path", |f: &mut I| f.path.clone())
+        .register_get("name", |f: &mut I| f.name.clone())
+        .register_get("size", |f: &mut I| f.size as i64)
+        .register_get("modified", |f: &mut I| f.modified.clone())
+        .register_get("age_seconds", |f: &mut I| f.age_seconds)
+        .register_fn("to_string", |f: &mut I| {
+            format!("{} ({} bytes, {})", f.path, f.size, f.modified)
+        })
+        .register_fn("to_debug", |f: &mut I| {
+            format!("{} ({} bytes, {})", f.path, f.size, f.modified)
+        });
+    let x = exec.clone();
+    FuncRegistration::new("local_remove")
+        .with_params_info(["path: &str", "bool"])
+        .with_comments([DOC_REMOVE])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  path: ImmutableString|
+                  -> Result<bool, Box<EvalAltResult>> {
+                x.exec(
+                    &call,
+                    LocalRemove {
+                        path: path.to_string(),
+                    },
+                )
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("local_files")
+        .with_params_info(["pattern: &str", "Array"])
+        .with_comments([DOC_FILES])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  pattern: ImmutableString|
+                  -> Result<rhai::Array, Box<EvalAltResult>> {
+                let files = x.exec(
+                    &call,
+                    LocalFiles {
+                        pattern: pattern.to_string(),
+                    },
+                )?;
+                Ok(files.into_iter().map(Dynamic::from).collect())
+            },
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::Workspace;
+
+    #[test]
+    fn workspace_paths_are_confined() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(tmp.path().join(".cairn"));
+        let ok = confined(&ws, "dest", "backups/c1/a.db").unwrap();
+        assert_eq!(ok, ws.root().join("backups/c1/a.db"));
+        let abs = ws.root().join("files/x").display().to_string();
+        assert_eq!(
+            confined(&ws, "dest", &abs).unwrap(),
+            ws.root().join("files/x")
+        );
+        for (bad, why) in [
+            ("backups/../pki/ca.key", "goes up with `..`"),
+            ("/etc/passwd", "is outside the workspace"),
+            (
+                "pki/ca.key",
+                "is not a file in the workspace's files/ or backups folders",
+            ),
+            ("backups", "is not a file in the workspace's"),
+        ] {
+            let err = confined(&ws, "dest", bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        // a link on the way, or at the path
+        std::fs::create_dir_all(ws.root().join("backups")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), ws.root().join("backups/c2")).unwrap();
+        let err = confined(&ws, "dest", "backups/c2/a.db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backups/c2 is a symbolic link"), "{err}");
+        std::os::unix::fs::symlink("/etc/passwd", ws.root().join("backups/p")).unwrap();
+        let err = confined(&ws, "path", "backups/p").unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn globs_match_names() {
+        for (p, n, m) in [
+            ("*.db", "2026-a.db", true),
+            ("*.db", "a.db.json", false),
+            ("*-node-?.db", "x-node-2.db", true),
+            ("*", "", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+        ] {
+            assert_eq!(glob_match(p, n), m, "{p} {n}");
+        }
+    }
+
+    #[test]
+    fn listing_is_newest_first_and_skips_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(tmp.path());
+        let dir = tmp.path().join("backups/c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = std::fs::File::create(dir.join("a.db")).unwrap();
+        old.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+        std::fs::write(dir.join("b.db"), "12345").unwrap();
+        std::fs::write(dir.join("b.db.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("c.db")).unwrap();
+        let l = LocalFiles {
+            pattern: "backups/c1/*.db".into(),
+        };
+        let found = l.list(&ws).unwrap();
+        let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["b.db", "a.db"]);
+        assert_eq!(found[0].path, "backups/c1/b.db");
+        assert_eq!(found[0].size, 5);
+        assert!(found[1].age_seconds >= 3599, "{found:?}");
+        let none = LocalFiles {
+            pattern: "backups/absent/*.db".into(),
+        };
+        assert!(none.list(&ws).unwrap().is_empty());
+        let bad = LocalFiles {
+            pattern: "backups/*/x.db".into(),
+        };
+        assert!(bad.list(&ws).is_err());
+    }
+}
+
+// ---- Workspace files a runbook keeps: confinement and housekeeping --------
+
+/// The workspace folders runbooks may put files in, list and remove:
+/// `files/` (what `local_file` writes) and `backups/` (what `fetch` brings).
+/// Everything else in the workspace (keys, journals, known_hosts) is cairn's.
+pub const AREAS: [&str; 2] = ["files", "backups"];
+
+/// The full path of `path` in the workspace, confined: relative to the
+/// workspace folder (or absolute inside it), without `..`, in one of
+/// [`AREAS`], and with no symbolic link on the way or at the path itself
+/// (a link could point a write or a removal anywhere).
+pub fn confined(
+    workspace: &crate::workspace::Workspace,
+    field: &str,
+    path: &str,
+) -> Result<PathBuf, StepError> {
+    use std::path::Component;
+    let bad = |why: &str| {
+        StepError::invalid(
+            field,
+            format!(
+                "`{path}` {why} (workspace files are paths like backups/NAME or files/NAME, inside {})",
+                workspace.root().display()
+            ),
+        )
+    };
+    let given = std::path::Path::new(path);
+    let rel = if given.is_absolute() {
+        given
+            .strip_prefix(workspace.root())
+            .map_err(|_| bad("is outside the workspace"))?
+    } else {
+        given
+    };
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(bad("goes up with `..`")),
+            _ => return Err(bad("is outside the workspace")),
+        }
+    }
+    let first = parts.first().and_then(|p| p.to_str()).unwrap_or("");
+    if !AREAS.contains(&first) || parts.len() < 2 {
+        return Err(bad(&format!(
+            "is not a file in the workspace's {} folders",
+            AREAS.join("/ or ")
+        )));
+    }
+    let mut full = workspace.root().to_path_buf();
+    for p in parts {
+        full.push(p);
+        if std::fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(StepError::invalid(
+                field,
+                format!(
+                    "{} is a symbolic link: cairn does not follow links in the workspace",
+                    full.display()
+                ),
+            ));
+        }
+    }
+    Ok(full)
+}
+
+/// `local_remove(path)`: remove a file the workspace keeps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocalRemove {
+    /// Workspace path (see [`confined`]).
+    pub path: String,
+}
+
+impl Step for LocalRemove {
+    type Output = bool;
+    type Work = PathBuf;
+
+    fn check(&self) -> Result<(), StepError> {
+        if crate::unknown::is_unknown(&self.path) {
+            return Ok(());
+        }
+        // The lexical checks alone (the workspace is not known here).
+        confined(
+            &crate::workspace::Workspace::new("/nonexistent-workspace"),
+            "path",
+            &self.path,
+        )
+        .map(|_| ())
+    }
+    fn kind(&self) -> &'static str {
+        "local_remove"
+    }
+    fn target(&self) -> String {
+        "local".into()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<bool, PathBuf>, StepError> {
+        let path = confined(&ctx.workspace, "path", &self.path)?;
+        let shown = path.display().to_string();
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Prepared::done(
+                vec![Action::noop(
+                    "local",
+                    format!("file {shown}"),
+                    "already absent",
+                )],
+                fingerprint(&false),
+                false,
+            )),
+            Err(e) => Err(StepError::io("inspecting", &path, e)),
+            Ok(m) if m.is_file() => Ok(Prepared::todo(
+                vec![Action::delete("local", format!("file {shown}"))],
+                fingerprint(&(m.len(), m.modified().ok())),
+                true,
+                path,
+            )),
+            Ok(_) => Err(StepError::invalid(
+                "path",
+                format!("{shown} is not a regular file; local_remove removes files only"),
+            )),
+        }
+    }
+    fn intent(&self) -> Prepared<bool, PathBuf> {
+        Prepared::todo(
+            vec![Action::delete(
+                "local",
+                format!("file <workspace>/{}", self.path),
+            )],
+            String::new(),
+            true,
+            PathBuf::new(),
+        )
+    }
+    async fn apply(&self, _ctx: &Ctx, path: PathBuf) -> Result<bool, StepError> {
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StepError::io("removing", &path, e)),
+        }
+    }
+}
+
+/// One file found by `local_files`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LocalFileInfo {
+    /// Workspace-relative path (`backups/c1/x.db`): what `local_remove` takes.
+    pub path: String,
+    /// File name alone.
+    pub name: String,
+    pub size: u64,
+    /// Last modification, RFC 3339 UTC.
+    pub modified: String,
+    /// Seconds since `modified` (at the time of the listing).
+    pub age_seconds: i64,
+}
+
+/// `local_files(pattern)`: workspace files whose name matches a pattern.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocalFiles {
+    /// `FOLDER/NAME-PATTERN` in the workspace; `*` and `?` in the name only.
+    pub pattern: String,
+}
+
+/// Whether `name` matches `pattern` (`*`: any run of characters, `?`: one).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+impl LocalFiles {
+    fn split(&self) -> Result<(&str, &str), StepError> {
+        let (dir, name) = self.pattern.rsplit_once('/').ok_or_else(|| {
+            StepError::invalid(
+                "pattern",
+                format!(
+                    "`{}` names no folder (like backups/CLUSTER/*.db)",
+                    self.pattern
+                ),
+            )
+        })?;
+        if dir.contains(['*', '?']) || name.is_empty() {
+            return Err(StepError::invalid(
+                "pattern",
+                format!(
+                    "`{}`: wildcards go in the file name only (like backups/CLUSTER/*.db)",
+                    self.pattern
+                ),
+            ));
+        }
+        Ok((dir, name))
+    }
+
+    /// The matching regular files, newest first (then by name).
+    pub fn list(
+        &self,
+        workspace: &crate::workspace::Workspace,
+    ) -> Result<Vec<LocalFileInfo>, StepError> {
+        let (dir, name_pattern) = self.split()?;
+        let full = confined(workspace, "pattern", &format!("{dir}/x"))?;
+        let folder = full.parent().unwrap_or(workspace.root()).to_path_buf();
+        let rel_dir = dir.trim_start_matches("./");
+        let now = std::time::SystemTime::now();
+        let mut found = Vec::new();
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StepError::io("listing", &folder, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StepError::io("listing", &folder, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !glob_match(name_pattern, &name) {
+                continue;
+            }
+            // Links and folders are not the workspace's files: skipped.
+            let meta = std::fs::symlink_metadata(entry.path())
+                .map_err(|e| StepError::io("inspecting", entry.path(), e))?;
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(now);
+            let age = now
+                .duration_since(modified)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            found.push((
+                modified,
+                LocalFileInfo {
+                    path: format!("{rel_dir}/{name}"),
+                    name,
+                    size: meta.len(),
+                    modified: crate::clock::Timestamp(time::OffsetDateTime::from(modified))
+                        .to_string(),
+                    age_seconds: age,
+                },
+            ));
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        Ok(found.into_iter().map(|(_, f)| f).collect())
+    }
+}
+
+impl Step for LocalFiles {
+    type Output = Vec<LocalFileInfo>;
+    type Work = ();
+
+    fn check(&self) -> Result<(), StepError> {
+        if crate::unknown::is_unknown(&self.pattern) {
+            return Ok(());
+        }
+        self.split().map(|_| ())
+    }
+    fn kind(&self) -> &'static str {
+        "local_files"
+    }
+    fn target(&self) -> String {
+        "local".into()
+    }
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Self::Output, ()>, StepError> {
+        let files = self.list(&ctx.workspace)?;
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        Ok(Prepared::done(
+            vec![Action::noop(
+                "local",
+                format!("list {} ({} files)", self.pattern, files.len()),
+                "read-only fact",
+            )],
+            fingerprint(&names),
+            files,
+        ))
+    }
+    fn intent(&self) -> Prepared<Self::Output, ()> {
+        Prepared::done(
+            vec![Action::noop(
+                "local",
+                format!("list {}", self.pattern),
+                "read-only fact",
+            )],
+            String::new(),
+            Vec::new(),
+        )
+    }
+    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Self::Output, StepError> {
+        self.list(&ctx.workspace)
+    }
+}
+
+const DOC_REMOVE: &str = "\
+/// Remove the workspace file `path` (relative to the workspace, under
+/// `backups/` or `files/`; no `..`, no symbolic links). A no-op when it is
+/// already absent. Returns whether a file was removed.
+///
+/// ```rhai
+/// local_remove(\"backups/etcd-1/20261201T101500Z-node-2.db\");
+/// ```";
+
+const DOC_FILES: &str = "\
+/// The workspace files matching `pattern` (`FOLDER/NAME`, `*` and `?` in the
+/// name only, e.g. `backups/etcd-1/*.db`), newest first: an array of
+/// `LocalFileInfo` (`path` (workspace-relative, for `local_remove`), `name`,
+/// `size`, `modified` (RFC 3339), `age_seconds`). Links, folders and dot files
+/// are left out. Read-only: it answers in plans too.
+///
+/// ```rhai
+/// let old = local_files(\"backups/etcd-1/*.db\");
+/// for f in old.extract(3) { local_remove(f.path); }   // keep the newest 3
+/// ```";

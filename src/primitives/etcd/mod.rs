@@ -13,6 +13,7 @@ mod client;
 pub mod layout;
 mod leader;
 pub mod member;
+pub mod snapshot;
 mod steps;
 pub mod upgrade;
 
@@ -141,6 +142,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_audit(engine, exec);
     register_move_leader(engine, exec);
     register_upgrade(engine, exec);
+    register_snapshot(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -579,4 +581,77 @@ fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                     .map_err(crate::executor::script_error)
             },
         );
+}
+// ---- etcd_snapshot: a restore-tested snapshot (see snapshot.rs) ----------
+fn register_snapshot(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    use snapshot::{EtcdSnapshot, SnapshotArgs, SnapshotRecord as R};
+    engine
+        .register_type_with_name::<R>("EtcdSnapshot")
+        .register_get("host", |r: &mut R| r.host.clone())
+        .register_get("member", |r: &mut R| r.member.clone())
+        .register_get("path", |r: &mut R| r.path.clone())
+        .register_get("file", |r: &mut R| r.file.clone())
+        .register_get("taken_at", |r: &mut R| r.taken_at.clone())
+        .register_get("sha256", |r: &mut R| r.sha256.clone())
+        .register_get("size", |r: &mut R| r.size)
+        .register_get("revision", |r: &mut R| r.revision)
+        .register_get("hash", |r: &mut R| r.hash)
+        .register_get("total_keys", |r: &mut R| r.total_keys)
+        .register_get("keys", |r: &mut R| r.keys)
+        .register_get("kv_hash", |r: &mut R| r.kv_hash)
+        .register_get("restored_keys", |r: &mut R| r.restored_keys)
+        .register_get("restored_kv_hash", |r: &mut R| r.restored_kv_hash)
+        .register_get("restore_tested", |r: &mut R| r.restore_tested)
+        .register_get("version", |r: &mut R| r.version.clone())
+        .register_get("tool", |r: &mut R| r.tool.clone())
+        .register_fn("to_map", |r: &mut R| -> Dynamic {
+            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("to_json", |r: &mut R| -> String {
+            serde_json::to_string_pretty(&*r).unwrap_or_default()
+        })
+        .register_fn("to_string", |r: &mut R| snapshot_line(r))
+        .register_fn("to_debug", |r: &mut R| snapshot_line(r));
+    let x = exec.clone();
+    FuncRegistration::new("etcd_snapshot")
+        .with_params_info(["host: Host", "EtcdSnapshot"])
+        .with_comments([snapshot::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, host: Host| -> Result<R, Box<EvalAltResult>> {
+                let args = SnapshotArgs::default();
+                x.exec(&call, EtcdSnapshot { host, args })
+            },
+        );
+    let x = exec.clone();
+    FuncRegistration::new("etcd_snapshot")
+        .with_params_info(["host: Host", "options: Map", "EtcdSnapshot"])
+        .with_comments([snapshot::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  host: Host,
+                  options: Map|
+                  -> Result<R, Box<EvalAltResult>> {
+                let args: SnapshotArgs = crate::args::parse("etcd_snapshot", options)?;
+                x.exec(&call, EtcdSnapshot { host, args })
+            },
+        );
+}
+
+fn snapshot_line(r: &snapshot::SnapshotRecord) -> String {
+    format!(
+        "EtcdSnapshot({} of {} on {}: revision {}, {} keys, {} bytes, {})",
+        r.file,
+        r.member,
+        r.host,
+        r.revision,
+        r.keys,
+        r.size,
+        if r.restore_tested {
+            "restore-tested"
+        } else {
+            "NOT restore-tested"
+        }
+    )
 }

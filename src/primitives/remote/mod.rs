@@ -8,6 +8,7 @@
 pub mod apt;
 pub mod dir;
 pub mod download;
+pub mod fetch;
 pub mod file;
 pub mod put;
 pub mod run;
@@ -18,6 +19,7 @@ pub use crate::ssh::CommandOutput as CommandResult;
 pub use apt::{Apt, AptArgs, AptResult, AptUpdate};
 pub use dir::{Dir, DirArgs};
 pub use download::{Download, DownloadArgs};
+pub use fetch::{Fetch, FetchArgs, FetchResult};
 pub use file::{File, FileArgs, Upload, UploadArgs};
 pub use put::FileResult;
 pub use run::{Fact, FactOptions, Run, RunOptions};
@@ -193,6 +195,14 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     register_step(
         engine,
         exec,
+        "fetch",
+        &[opts[0], opts[1], "FetchResult"],
+        &[fetch::DOC],
+        |host, args| Fetch { host, args },
+    );
+    register_step(
+        engine,
+        exec,
         "unpack",
         &[opts[0], opts[1], "FileResult"],
         &[unpack::DOC],
@@ -299,6 +309,15 @@ pub fn register_types(engine: &mut Engine) {
         .register_get("created", |r: &mut FileResult| r.created)
         .register_fn("to_string", |r: &mut FileResult| r.to_string())
         .register_fn("to_debug", |r: &mut FileResult| r.to_string());
+
+    engine
+        .register_type_with_name::<FetchResult>("FetchResult")
+        .register_get("path", |r: &mut FetchResult| r.path.clone())
+        .register_get("sha256", |r: &mut FetchResult| r.sha256.clone())
+        .register_get("size", |r: &mut FetchResult| r.size as i64)
+        .register_get("changed", |r: &mut FetchResult| r.changed)
+        .register_fn("to_string", |r: &mut FetchResult| r.to_string())
+        .register_fn("to_debug", |r: &mut FetchResult| r.to_string());
 
     engine
         .register_type_with_name::<AptResult>("AptResult")
