@@ -302,6 +302,27 @@ fn assert_acked_writes_intact(c: &Cluster, seen: &Availability) {
     }
 }
 
+/// The restore-tested backups the upgrade left in the workspace `ws`:
+/// their records (`backups/etcd-upgrade/*.db.json`), each next to its file.
+fn backups(ws: &Path) -> Vec<serde_json::Value> {
+    let dir = ws.join(".cairn/backups/etcd-upgrade");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let rec: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            assert!(
+                p.with_extension("").is_file(),
+                "{} without its snapshot",
+                p.display()
+            );
+            out.push(rec);
+        }
+    }
+    out
+}
+
 /// The etcd-upgrade arguments for a cluster whose operator certificate is
 /// `pki/PREFIX-operator.*` and CA `pki/CA.crt`.
 fn upgrade_vars(ca: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
@@ -496,6 +517,12 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
     );
     assert_upgraded(&c, "precious", "written-on-3.4");
     assert_acked_writes_intact(&c, &seen);
+    // the backup taken first: from a follower, on 3.4.23, restore-tested
+    let taken = backups(w);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0]["restore_tested"], true, "{taken:?}");
+    assert_eq!(taken[0]["version"], "3.4.23", "{taken:?}");
+    assert_ne!(taken[0]["host"], leader.as_str(), "{taken:?}");
 
     // A rerun finds every member on 3.5.30: nothing changes, nothing restarts.
     let pids = c.pids();
@@ -512,14 +539,16 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
         changes(&rerun)
     );
     assert_eq!(c.pids(), pids, "a rerun restarted etcd");
+    assert_eq!(backups(w).len(), 1, "a rerun took another backup");
 }
 
 /// Where the kill lands in the apt upgrade: right after the second member's
-/// unit was stopped, before that is journaled (the 19th applied step: 4
-/// preflight checks; the first member's apt source, apt-get update, status,
-/// marker, stop, install, 3 checks and the marker's removal; then the second
-/// member's apt source, apt-get update, status, marker and stop).
-const KILL_AT: &str = "applied:19";
+/// unit was stopped, before that is journaled (the 23rd applied step: 4
+/// preflight checks; the backup's snapshot, fetch, record and removal; the
+/// first member's apt source, apt-get update, status, marker, stop, install,
+/// 3 checks and the marker's removal; then the second member's apt source,
+/// apt-get update, status, marker and stop).
+const KILL_AT: &str = "applied:23";
 
 #[test]
 fn apt_cluster_upgrade_killed_midway_resumes() {
@@ -610,6 +639,14 @@ fn apt_cluster_upgrade_killed_midway_resumes() {
     );
     assert_upgraded(&c, "precious", "written-on-3.4");
     assert_acked_writes_intact(&c, &seen);
+    let taken = backups(w);
+    assert!(
+        !taken.is_empty()
+            && taken
+                .iter()
+                .all(|b| b["restore_tested"] == true && b["version"] == "3.4.23"),
+        "{taken:?}"
+    );
     for n in &c.nodes {
         let pkg = now.ssh_ok(n, "dpkg-query -W -f '${Version}' etcd-server");
         assert!(pkg.starts_with("3.5.30-"), "{n}: etcd-server {pkg}");
