@@ -430,6 +430,34 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
     }
     eprintln!("refused in {:?}", t.elapsed());
 
+    // A release whose checksum does not match fails before any member stops:
+    // the error says what is upgraded, what is not, and how to go on or back.
+    let bad = upgrade_vars(
+        "etcd-cluster-ca",
+        "etcd-cluster",
+        &["group=lab", &format!("sha256={}", "0".repeat(64))],
+    );
+    let failed = cairn(
+        w,
+        l,
+        &[&["run", "etcd-upgrade"][..], &vars(&bad)].concat(),
+        &[],
+    );
+    let f = text(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{f}");
+    for expect in [
+        "to 3.5.30 failed: ",
+        "upgraded so far: []; not yet: [",
+        "To continue: fix the cause, then \"cairn resume\" (or run etcd-upgrade again with --var version=3.5.30).",
+        "To go back: run etcd-upgrade with --var version=<the old version> --var allow_downgrade=true",
+    ] {
+        assert!(f.contains(expect), "lacks `{expect}`:\n{f}");
+    }
+    assert_eq!(c.pids(), before, "a failed download restarted etcd");
+    for v in c.versions() {
+        assert_eq!(v["etcdserver"], "3.4.23", "{v}");
+    }
+
     // The rolling upgrade, sampled.
     let go = upgrade_vars("etcd-cluster-ca", "etcd-cluster", &["group=lab"]);
     let plan = cairn(
@@ -519,10 +547,13 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
     assert_acked_writes_intact(&c, &seen);
     // the backup taken first: from a follower, on 3.4.23, restore-tested
     let taken = backups(w);
-    assert_eq!(taken.len(), 1, "{taken:?}");
-    assert_eq!(taken[0]["restore_tested"], true, "{taken:?}");
-    assert_eq!(taken[0]["version"], "3.4.23", "{taken:?}");
-    assert_ne!(taken[0]["host"], leader.as_str(), "{taken:?}");
+    // (one by the run that failed on the checksum, one by this run)
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    for b in &taken {
+        assert_eq!(b["restore_tested"], true, "{taken:?}");
+        assert_eq!(b["version"], "3.4.23", "{taken:?}");
+        assert_ne!(b["host"], leader.as_str(), "{taken:?}");
+    }
 
     // A rerun finds every member on 3.5.30: nothing changes, nothing restarts.
     let pids = c.pids();
@@ -539,7 +570,7 @@ fn binary_cluster_refused_skip_then_rolling_upgrade() {
         changes(&rerun)
     );
     assert_eq!(c.pids(), pids, "a rerun restarted etcd");
-    assert_eq!(backups(w).len(), 1, "a rerun took another backup");
+    assert_eq!(backups(w).len(), 2, "a rerun took another backup");
 }
 
 /// Where the kill lands in the apt upgrade: right after the second member's
