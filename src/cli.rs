@@ -36,6 +36,10 @@ pub struct Target {
     /// Use a lab's hosts, mirrors and cloud emulations (default lab: cairn).
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "cairn")]
     pub lab: Option<String>,
+    /// At most N hosts of an `on(...)` at once, unless the runbook's `on` sets
+    /// `max_parallel` (default 32).
+    #[arg(long, value_name = "N", env = "CAIRN_MAX_PARALLEL", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,6 +86,10 @@ pub enum Command {
         /// Read secret parameters from a TOML file (only secrets, as --var).
         #[arg(long = "vars", value_name = "FILE")]
         vars_files: Vec<PathBuf>,
+        /// At most N hosts of an `on(...)` at once, unless the runbook's `on` sets
+        /// `max_parallel` (default 32).
+        #[arg(long, value_name = "N", env = "CAIRN_MAX_PARALLEL", value_parser = clap::value_parser!(u32).range(1..))]
+        max_parallel: Option<u32>,
     },
     /// List runs with their status; `runs show ID` lists a run's steps.
     Runs {
@@ -92,6 +100,11 @@ pub enum Command {
     List,
     /// Describe a runbook: version, description, parameters.
     Show { runbook: String },
+    /// List every function a runbook can call, with its documentation.
+    Functions {
+        /// Only functions whose name contains this.
+        filter: Option<String>,
+    },
     /// Compile a runbook's scripts and validate its manifest; changes nothing.
     Check { path: String },
     /// Create a new runbook folder to start from.
@@ -135,6 +148,7 @@ fn request(state_dir: PathBuf, t: Target) -> Request {
         inventory: t.inventory,
         lab: t.lab,
         state_dir,
+        max_parallel: t.max_parallel.map(|n| n as usize),
         ..Default::default()
     }
 }
@@ -182,6 +196,7 @@ pub fn main() -> i32 {
             force,
             vars,
             vars_files,
+            max_parallel,
         } => launch::resume(
             &state,
             &launch::ResumeRequest {
@@ -189,6 +204,7 @@ pub fn main() -> i32 {
                 force,
                 vars,
                 vars_files,
+                max_parallel: max_parallel.map(|n| n as usize),
             },
         ),
         Command::Runs { show } => match show {
@@ -197,6 +213,7 @@ pub fn main() -> i32 {
         },
         Command::List => crate::catalog::list(),
         Command::Show { runbook } => crate::catalog::show(&runbook),
+        Command::Functions { filter } => crate::reference::print(filter.as_deref()),
         Command::Check { path } => crate::catalog::check(&path),
         Command::New { name } => crate::catalog::scaffold(&name),
         Command::Inventory {

@@ -100,26 +100,49 @@ pub fn register(engine: &mut Engine) {
         .register_into_engine(engine, |then: &str| -> Result<i64, Box<EvalAltResult>> {
             Ok(Timestamp::now().days_until(&parsed(then)?))
         });
-    engine.register_fn("days_until", |then: Timestamp| {
-        Timestamp::now().days_until(&then)
-    });
-    // t.days_until(then): whole days from t until then
-    engine.register_fn("days_until", |t: &mut Timestamp, then: Timestamp| {
-        t.days_until(&then)
-    });
-    engine.register_fn(
-        "days_until",
-        |t: &mut Timestamp, then: &str| -> Result<i64, Box<EvalAltResult>> {
-            Ok(t.days_until(&parsed(then)?))
-        },
-    );
-    // t.add_days(n): n days later (earlier when negative)
-    engine.register_fn(
-        "add_days",
-        |t: &mut Timestamp, days: i64| -> Result<Timestamp, Box<EvalAltResult>> {
-            t.add_days(days).map_err(script_error)
-        },
-    );
+    let until_doc = [
+        "/// Whole days from now (or from `t`, as `t.days_until(then)`) until `then`, a",
+        "/// `Timestamp` or an RFC 3339 string; negative when `then` is past.",
+        "///",
+        "/// ```rhai",
+        "/// let left = now().days_until(cert.not_after);",
+        "/// ```",
+    ];
+    rhai::FuncRegistration::new("days_until")
+        .with_params_info(["then: Timestamp", "i64"])
+        .with_comments(until_doc)
+        .register_into_engine(engine, |then: Timestamp| Timestamp::now().days_until(&then));
+    rhai::FuncRegistration::new("days_until")
+        .with_params_info(["t: Timestamp", "then: Timestamp", "i64"])
+        .with_comments(until_doc)
+        .register_into_engine(engine, |t: &mut Timestamp, then: Timestamp| {
+            t.days_until(&then)
+        });
+    rhai::FuncRegistration::new("days_until")
+        .with_params_info(["t: Timestamp", "then: &str", "i64"])
+        .with_comments(until_doc)
+        .register_into_engine(
+            engine,
+            |t: &mut Timestamp, then: &str| -> Result<i64, Box<EvalAltResult>> {
+                Ok(t.days_until(&parsed(then)?))
+            },
+        );
+    rhai::FuncRegistration::new("add_days")
+        .with_params_info(["t: Timestamp", "days: i64", "Timestamp"])
+        .with_comments([
+            "/// The time `days` days after `t` (before it when negative).",
+            "///",
+            "/// ```rhai",
+            "/// let soon = now().add_days(30);",
+            "/// if cert_expiry < soon { warn(\"expires within 30 days\"); }",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            |t: &mut Timestamp, days: i64| -> Result<Timestamp, Box<EvalAltResult>> {
+                t.add_days(days).map_err(script_error)
+            },
+        );
     // a - b: seconds between two times
     engine.register_fn("-", |a: Timestamp, b: Timestamp| {
         (a.0 - b.0).whole_seconds()

@@ -5,7 +5,7 @@
 //! `import "./x"` from the runbook's folder, sets limits, and stops a script
 //! when Ctrl-C is pressed.
 
-use crate::executor::{current_scope, script_error, with_scope, Executor};
+use crate::executor::{script_error, Executor};
 use crate::host::Host;
 use crate::runbook::{stdlib_module, Runbook};
 use crate::secrets::{Secrets, MASK};
@@ -30,6 +30,8 @@ pub struct ScriptInputs {
     pub declared: Vec<String>,
     /// `cairn check`: the hosts are placeholders that stand for any group.
     pub any_group: bool,
+    /// How many hosts an `on(...)` runs at once unless it says (`max_parallel`).
+    pub max_parallel: usize,
 }
 
 /// Options of `hosts(...)`.
@@ -249,57 +251,126 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
         .register_fn("print", |_: &mut Secret| MASK.to_string())
-        .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"))
-        .register_fn("reveal", |s: &mut Secret| s.0.to_string());
+        .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"));
+    rhai::FuncRegistration::new("reveal")
+        .with_params_info(["secret: Secret", "String"])
+        .with_comments([
+            "/// The clear text of a secret parameter, for a primitive argument that needs it",
+            "/// (a file's content, a cloud token). Printing or interpolating a `Secret` shows",
+            "/// `********`; a revealed value is still redacted from plans, logs and journals.",
+            "///",
+            "/// ```rhai",
+            "/// file(h, #{ path: \"/etc/app/token\", content: params.token.reveal(), mode: \"0600\" });",
+            "/// ```",
+        ])
+        .register_into_engine(engine, |s: &mut Secret| s.0.to_string());
 
     // hosts() / hosts(group) / hosts(#{ allow_empty }) / hosts(group, #{ allow_empty }):
     // an empty selection is an error unless `allow_empty: true`.
     crate::params::register(engine, &inputs.declared);
     let all = Arc::new(inputs.hosts.clone());
     let any = inputs.any_group;
+    let hosts_doc = [
+        "/// The inventory's (or lab's) hosts, in inventory order: all of them, or those of",
+        "/// `group`. An empty selection is an error naming the group, unless",
+        "/// `#{ allow_empty: true }` is given.",
+        "///",
+        "/// ```rhai",
+        "/// let nodes = hosts(\"etcd\");",
+        "/// let maybe = hosts(\"backup\", #{ allow_empty: true });",
+        "/// ```",
+    ];
     let a = all.clone();
-    engine.register_fn("hosts", move || select_hosts(&a, None, any, Map::new()));
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move || select_hosts(&a, None, any, Map::new()));
     let a = all.clone();
-    engine.register_fn("hosts", move |options: Map| {
-        select_hosts(&a, None, any, options)
-    });
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["options: Map", "Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move |options: Map| {
+            select_hosts(&a, None, any, options)
+        });
     let a = all.clone();
-    engine.register_fn("hosts", move |group: &str| {
-        select_hosts(&a, Some(group), any, Map::new())
-    });
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["group: &str", "Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move |group: &str| {
+            select_hosts(&a, Some(group), any, Map::new())
+        });
     let a = all.clone();
-    engine.register_fn("hosts", move |group: &str, options: Map| {
-        select_hosts(&a, Some(group), any, options)
-    });
-    // host(#{name, address, ...}): a host from values (e.g. a created server)
-    engine.register_fn("host", |args: Map| -> Result<Host, Box<EvalAltResult>> {
-        let host: Host = crate::args::parse("host", args)?;
-        host.check()
-            .map_err(|e| format!("host: bad arguments: {e}"))?;
-        Ok(host)
-    });
+    rhai::FuncRegistration::new("hosts")
+        .with_params_info(["group: &str", "options: Map", "Array"])
+        .with_comments(hosts_doc)
+        .register_into_engine(engine, move |group: &str, options: Map| {
+            select_hosts(&a, Some(group), any, options)
+        });
+    rhai::FuncRegistration::new("host")
+        .with_params_info(["args: Map", "Host"])
+        .with_comments([
+            "/// A host from values, e.g. a server a cloud step just created:",
+            "/// `#{name, address, internal_address?, user?, port?, groups?}`. Its arguments are",
+            "/// checked as an inventory's are.",
+            "///",
+            "/// ```rhai",
+            "/// let h = host(#{ name: server.name, address: server.ipv4, user: \"root\" });",
+            "/// ```",
+        ])
+        .register_into_engine(engine, |args: Map| -> Result<Host, Box<EvalAltResult>> {
+            let host: Host = crate::args::parse("host", args)?;
+            host.check()
+                .map_err(|e| format!("host: bad arguments: {e}"))?;
+            Ok(host)
+        });
 
-    // env(name): a variable of cairn's environment (lab env file overlaid), or ()
     let x = exec.clone();
-    engine.register_fn("env", move |name: &str| -> Dynamic {
-        match x.ctx().env(name) {
-            Some(v) => Dynamic::from(v.to_string()),
-            None => Dynamic::UNIT,
-        }
-    });
-    // is_known(value): false while planning when the value (or anything in it)
-    // only exists after an earlier step runs — e.g. a server's address.
-    engine.register_fn(
-        "is_known",
-        |call: NativeCallContext, value: Dynamic| -> bool { is_known(&call, &value) },
-    );
-    // fail(message): stop the run with an error at this line
-    engine.register_fn(
-        "fail",
-        |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-            Err(script_error(msg.to_string()))
-        },
-    );
+    rhai::FuncRegistration::new("env")
+        .with_params_info(["name: &str", "Dynamic"])
+        .with_comments([
+            "/// A variable of cairn's environment (with the lab's env file laid over it), or",
+            "/// `()` when it is not set.",
+            "///",
+            "/// ```rhai",
+            "/// let mirror = env(\"CAIRN_RELEASE_MIRROR\") ?? \"https://github.com\";",
+            "/// ```",
+        ])
+        .register_into_engine(engine, move |name: &str| -> Dynamic {
+            match x.ctx().env(name) {
+                Some(v) => Dynamic::from(v.to_string()),
+                None => Dynamic::UNIT,
+            }
+        });
+    rhai::FuncRegistration::new("is_known")
+        .with_params_info(["value: Dynamic", "bool"])
+        .with_comments([
+            "/// False while planning when `value` (or anything in it) exists only after an",
+            "/// earlier step runs, e.g. the address of a server not created yet; always true",
+            "/// in a run. Use it to skip work a plan cannot do yet.",
+            "///",
+            "/// ```rhai",
+            "/// if is_known(sums.stdout) { sha = checksum_of(sums.stdout, file); }",
+            "/// ```",
+        ])
+        .register_into_engine(engine, |call: NativeCallContext, value: Dynamic| -> bool {
+            is_known(&call, &value)
+        });
+    rhai::FuncRegistration::new("fail")
+        .with_params_info(["message: &str", "()"])
+        .with_comments([
+            "/// Stop the runbook with an error: `message`, at this line's position. Nothing",
+            "/// after it runs; a plan stops there too.",
+            "///",
+            "/// ```rhai",
+            "/// if nodes.len() % 2 == 0 { fail(`${nodes.len()} members: use an odd number`); }",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+                Err(script_error(msg.to_string()))
+            },
+        );
     let x = exec.clone();
     rhai::FuncRegistration::new("warn")
         .with_params_info(["message: &str", "()"])
@@ -314,24 +385,91 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         ])
         .register_into_engine(engine, move |msg: ImmutableString| x.warn(&msg));
     crate::clock::register(engine);
-    engine.register_fn(
-        "assert",
-        |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-            if ok {
-                Ok(())
-            } else {
-                Err(script_error(format!("assertion failed: {msg}")))
-            }
-        },
-    );
+    rhai::FuncRegistration::new("assert")
+        .with_params_info(["ok: bool", "message: &str", "()"])
+        .with_comments([
+            "/// Stop with `assertion failed: MESSAGE` (at this line's position) unless `ok`.",
+            "///",
+            "/// ```rhai",
+            "/// assert(members.len() == 3, `expected 3 members, found ${members.len()}`);",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(script_error(format!("assertion failed: {msg}")))
+                }
+            },
+        );
 
-    // on(hosts, |h| ...): run the closure for every host concurrently
-    engine.register_fn(
-        "on",
-        |call: NativeCallContext, hosts: Array, f: FnPtr| -> Result<Array, Box<EvalAltResult>> {
-            on_hosts(&call, hosts, f)
-        },
-    );
+    // on(hosts, |h| ...) and on(hosts, #{ options }, |h| ...): see crate::fanout
+    let cap = inputs.max_parallel;
+    let x = exec.clone();
+    rhai::FuncRegistration::new("on")
+        .with_params_info(["hosts: Array", "f: FnPtr", "Array"])
+        .with_comments([
+            "/// Run the closure for every host, concurrently (at most the run's cap at once:",
+            "/// 32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`), each host's steps in its",
+            "/// own scope. Returns the closure's results in the order of `hosts`. Every host",
+            "/// finishes its branch; if any failed, the error names each failed host.",
+            "///",
+            "/// ```rhai",
+            "/// let kernels = on(hosts(), |h| fact(h, \"uname -r\").stdout);",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  hosts: Array,
+                  f: FnPtr|
+                  -> Result<Array, Box<EvalAltResult>> {
+                crate::fanout::on_hosts(&call, &x, cap, hosts, None, f)
+            },
+        );
+    let x = exec.clone();
+    rhai::FuncRegistration::new("on")
+        .with_params_info(["hosts: Array", "options: Map", "f: FnPtr", "Array"])
+        .with_comments([
+            "/// Run the closure for every host in batches, one batch after the other.",
+            "///",
+            "/// Options (all optional):",
+            "/// - `serial`: hosts per batch, an integer >= 1 or a percentage of the hosts",
+            "///   like `\"34%\"` (rounded up, at least 1). Default: all hosts in one batch.",
+            "/// - `max_parallel`: at most this many hosts of a batch at once (integer >= 1).",
+            "///   Default: the run's cap (32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`).",
+            "/// - `gate`: a closure `|batch| ...` called after each batch (the last one",
+            "///   too) with the array of that batch's hosts. It fails by throwing (a failed",
+            "///   check, `fail`, `assert`) or by returning `false`; any other value passes.",
+            "/// - `order`: an array naming every host once, or a closure `|h| key` giving",
+            "///   each host a sort key (integers, strings or bools, all of one kind; hosts",
+            "///   sorted by it, ties in the order given: `|h| h.name == leader` puts the",
+            "///   leader last).",
+            "///",
+            "/// Inside a batch every host finishes its branch. The first batch with a",
+            "/// failed host or a failed gate stops the call: later hosts are never",
+            "/// started, and the error names the failures and the hosts not started.",
+            "/// Results come in the order of `hosts` as given, whatever `order` says.",
+            "/// In a plan every batch is planned; a gate that fails there is a warning.",
+            "///",
+            "/// ```rhai",
+            "/// on(members, #{ serial: 1, order: |h| h.name == leader,",
+            "///                gate: |batch| etcd_health(#{ endpoints: eps, ca: ca, cert: op, cert_key: key }) },",
+            "///    |h| { systemctl(h, #{ unit: \"etcd\", action: \"restart\" }); });",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  hosts: Array,
+                  options: Map,
+                  f: FnPtr|
+                  -> Result<Array, Box<EvalAltResult>> {
+                crate::fanout::on_hosts(&call, &x, cap, hosts, Some(options), f)
+            },
+        );
 }
 
 /// Whether a value holds no placeholder: strings are checked directly,
@@ -349,107 +487,5 @@ fn is_known(call: &NativeCallContext, value: &Dynamic) -> bool {
     match call.call_fn::<ImmutableString>("to_string", (value.clone(),)) {
         Ok(s) => !crate::unknown::is_unknown(&s),
         Err(_) => true,
-    }
-}
-
-/// `on(hosts, |h| ...)`: one thread per host, each with its own step scope,
-/// results in host order. Every host finishes its branch; if any failed, the
-/// error names each failed host.
-fn on_hosts(call: &NativeCallContext, hosts: Array, f: FnPtr) -> Result<Array, Box<EvalAltResult>> {
-    let mut names = Vec::with_capacity(hosts.len());
-    for h in &hosts {
-        let name = if let Some(host) = h.read_lock::<Host>() {
-            host.name.clone()
-        } else if let Some(s) = h.read_lock::<ImmutableString>() {
-            s.to_string()
-        } else {
-            return Err(script_error(format!(
-                "on: expected an array of hosts, found a {}",
-                h.type_name()
-            )));
-        };
-        if names.contains(&name) {
-            return Err(script_error(format!("on: host `{name}` appears twice")));
-        }
-        names.push(name);
-    }
-    #[allow(deprecated)]
-    let store = call.store_data();
-    let engine = call.engine();
-    let parent = current_scope();
-    let results: Vec<Result<Dynamic, Box<EvalAltResult>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = hosts
-            .iter()
-            .zip(&names)
-            .map(|(h, name)| {
-                let (store, f, parent) = (&store, &f, &parent);
-                let h = h.clone();
-                s.spawn(move || {
-                    with_scope(parent, name, || {
-                        #[allow(deprecated)]
-                        let ctx = NativeCallContext::from_stored_data(engine, store);
-                        f.call_within_context::<Dynamic>(&ctx, (h,))
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(script_error("on: a host's branch panicked")))
-            })
-            .collect()
-    });
-    let mut out = Array::with_capacity(results.len());
-    let mut failures = Vec::new();
-    for (name, r) in names.iter().zip(results) {
-        match r {
-            Ok(v) => out.push(v),
-            Err(e) => failures.push((name.clone(), e)),
-        }
-    }
-    match failures.len() {
-        0 => Ok(out),
-        1 => {
-            let (name, e) = failures.remove(0);
-            let msg = crate::diagnostic::message_of(&e);
-            if msg.contains(name.as_str()) {
-                Err(e)
-            } else {
-                Err(with_message(*e, format!("on {name}: {msg}")))
-            }
-        }
-        n => {
-            let lines: Vec<String> = failures
-                .iter()
-                .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
-                .collect();
-            // shown at the first failed host's failing call, inside the closure
-            let (_, first) = failures.remove(0);
-            Err(with_message(
-                *first,
-                format!("{n} of {} hosts failed:\n{}", names.len(), lines.join("\n")),
-            ))
-        }
-    }
-}
-
-/// `err` with its innermost message replaced by `message`, keeping where it
-/// happened (the failing call) and the calls that led there.
-fn with_message(err: EvalAltResult, message: String) -> Box<EvalAltResult> {
-    match err {
-        EvalAltResult::ErrorInFunctionCall(f, src, inner, pos) => Box::new(
-            EvalAltResult::ErrorInFunctionCall(f, src, with_message(*inner, message), pos),
-        ),
-        EvalAltResult::ErrorInModule(m, inner, pos) => Box::new(EvalAltResult::ErrorInModule(
-            m,
-            with_message(*inner, message),
-            pos,
-        )),
-        other => Box::new(EvalAltResult::ErrorRuntime(
-            message.into(),
-            other.position(),
-        )),
     }
 }

@@ -51,6 +51,9 @@ pub struct Request {
     pub approved_plan: Option<PathBuf>,
     /// `plan --show-unchanged` (or `-v`): list every `= ok` line.
     pub show_unchanged: bool,
+    /// `--max-parallel N` (or `CAIRN_MAX_PARALLEL`): hosts an `on(...)` runs
+    /// at once unless it says; `None`: [`crate::fanout::DEFAULT_MAX_PARALLEL`].
+    pub max_parallel: Option<usize>,
 }
 
 /// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
@@ -196,6 +199,9 @@ fn prepare(
             secret_params: values.secret,
             declared,
             any_group: false,
+            max_parallel: req
+                .max_parallel
+                .unwrap_or(crate::fanout::DEFAULT_MAX_PARALLEL),
         },
         env,
         secrets,
@@ -468,6 +474,7 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
             secret_params,
             declared: m.params.names().into_iter().map(String::from).collect(),
             any_group: true,
+            max_parallel: crate::fanout::DEFAULT_MAX_PARALLEL,
         },
         runbook: Arc::new(runbook),
         env: BTreeMap::new(),
@@ -877,6 +884,8 @@ pub struct ResumeRequest {
     pub vars: Vec<(String, String)>,
     /// `--vars FILE`: secret parameters only.
     pub vars_files: Vec<PathBuf>,
+    /// `--max-parallel N`: as for `run` (not journaled: a resume may use another).
+    pub max_parallel: Option<usize>,
 }
 
 /// `cairn resume [ID]`.
@@ -947,6 +956,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
         inventory: h.inventory.clone(),
         lab: h.lab.clone(),
         state_dir: state_dir.to_path_buf(),
+        max_parallel: r.max_parallel,
         ..Default::default()
     };
     if !h.source.starts_with("builtin:") && !Path::new(&h.source).is_dir() {

@@ -57,16 +57,25 @@ pub fn register(engine: &mut Engine, declared: &[String]) {
     engine
         .register_type_with_name::<Params>("Params")
         .register_indexer_get(|p: &mut Params, name: ImmutableString| p.get(&name))
-        .register_fn("contains", |p: &mut Params, name: ImmutableString| {
-            p.values.contains_key(name.as_str())
-        })
-        .register_fn("keys", |p: &mut Params| -> rhai::Array {
-            p.values.keys().map(|k| Dynamic::from(k.clone())).collect()
-        })
         .register_fn("to_string", |p: &mut Params| {
             format!("params({})", p.declared.join(", "))
         })
         .register_fn("to_debug", |p: &mut Params| {
             format!("params({})", p.declared.join(", "))
+        });
+    rhai::FuncRegistration::new("contains")
+        .with_params_info(["params: Params", "name: &str", "bool"])
+        .with_comments([
+            "/// Whether the runbook was given a value for the parameter `name`",
+            "/// (`\"name\" in params` says the same).",
+        ])
+        .register_into_engine(engine, |p: &mut Params, name: ImmutableString| {
+            p.values.contains_key(name.as_str())
+        });
+    rhai::FuncRegistration::new("keys")
+        .with_params_info(["params: Params", "Array"])
+        .with_comments(["/// The names of the parameters that have a value, sorted."])
+        .register_into_engine(engine, |p: &mut Params| -> rhai::Array {
+            p.values.keys().map(|k| Dynamic::from(k.clone())).collect()
         });
 }

@@ -327,14 +327,21 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("{} ({})", r.data_dir, r.state)
         });
     let x = exec.clone();
-    // etcd_pristine_data_dir(host, #{ data_dir, unit?, package_peer_url?, package_client_url? })
-    // Replace the single-member data dir a distro package made at install
-    // time (and nothing else): a dir whose write-ahead log has only ever known
-    // the package's peer URL and whose member holds no keys is stopped and
-    // moved aside; a cluster member's data dir is kept; anything unclear is an
-    // error that leaves the dir alone.
-    engine.register_fn(
-        "etcd_pristine_data_dir",
+    rhai::FuncRegistration::new("etcd_pristine_data_dir")
+        .with_params_info(["host: Host", "options: Map", "DataDirResult"])
+        .with_comments([
+            "/// Move aside the single-member data dir a distro package made at install time",
+            "/// (and nothing else): `#{ data_dir, unit?, package_peer_url?, package_client_url? }`.",
+            "/// A dir whose write-ahead log has only ever known the package's peer URL and whose",
+            "/// member holds no keys is stopped and moved aside; a cluster member's data dir is",
+            "/// kept; anything unclear is an error that leaves the dir alone.",
+            "///",
+            "/// ```rhai",
+            "/// etcd_pristine_data_dir(h, #{ data_dir: \"/var/lib/etcd/default\" });",
+            "/// ```",
+        ])
+        .register_into_engine(
+        engine,
         move |call: NativeCallContext,
               host: Host,
               opts: Map|

@@ -240,16 +240,28 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             )
         });
     let x = exec.clone();
-    // local_file(#{ path, content, mode, area? }) -> LocalFileResult
-    // Write a file on the operator's machine under <workspace>/files/ (or
-    // <workspace>/backups/ with `area: "backups"`).
-    engine.register_fn(
-        "local_file",
-        move |call: NativeCallContext, args: Map| -> Result<LocalFileResult, Box<EvalAltResult>> {
-            let step: LocalFile = crate::args::parse("local_file", args)?;
-            x.exec(&call, step)
-        },
-    );
+    rhai::FuncRegistration::new("local_file")
+        .with_params_info(["args: Map", "LocalFileResult"])
+        .with_comments([
+            "/// Write a file on the operator's machine, under the workspace's `files/` folder",
+            "/// (or `backups/` with `area: \"backups\"`): `#{ path, content, mode?, area? }`",
+            "/// (`path` relative to that folder, no `..`). Written to a",
+            "/// temp file and renamed; a no-op when it already holds `content` with that mode.",
+            "/// The plan shows a diff. Returns `LocalFileResult` (`path`, `changed`).",
+            "///",
+            "/// ```rhai",
+            "/// local_file(#{ path: `${params.cluster}/endpoints.txt`, content: eps.join(\"\\n\") });",
+            "/// ```",
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext,
+                  args: Map|
+                  -> Result<LocalFileResult, Box<EvalAltResult>> {
+                let step: LocalFile = crate::args::parse("local_file", args)?;
+                x.exec(&call, step)
+            },
+        );
     register_housekeeping(engine, exec);
 }
 

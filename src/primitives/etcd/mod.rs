@@ -327,14 +327,23 @@ fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                 .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
                 .collect()
         })
-        .register_fn("to_map", |m: &mut L| -> Dynamic {
-            rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT)
-        })
-        .register_fn("to_json", |m: &mut L| -> String {
-            serde_json::to_string(&*m).unwrap_or_default()
-        })
         .register_fn("to_string", |m: &mut L| layout_line(m))
         .register_fn("to_debug", |m: &mut L| layout_line(m));
+    FuncRegistration::new("to_map")
+        .with_params_info(["layout: EtcdMemberLayout", "Map"])
+        .with_comments([
+            "/// The whole member layout as a map (every field, and `origins`: where each",
+            "/// value came from), e.g. to compare or print it.",
+        ])
+        .register_into_engine(engine, |m: &mut L| -> Dynamic {
+            rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT)
+        });
+    FuncRegistration::new("to_json")
+        .with_params_info(["layout: EtcdMemberLayout", "String"])
+        .with_comments(["/// The whole member layout as one line of JSON."])
+        .register_into_engine(engine, |m: &mut L| -> String {
+            serde_json::to_string(&*m).unwrap_or_default()
+        });
 
     let x = exec.clone();
     FuncRegistration::new("etcd_member")
@@ -403,11 +412,14 @@ fn register_audit(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("key", |r: &mut R| r.key.clone())
         .register_get("chain", |r: &mut R| r.chain.clone())
         .register_get("differs", |r: &mut R| r.differs)
-        .register_fn("to_map", |r: &mut R| -> Dynamic {
-            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
-        })
         .register_fn("to_string", |r: &mut R| row_line(r))
         .register_fn("to_debug", |r: &mut R| row_line(r));
+    FuncRegistration::new("to_map")
+        .with_params_info(["row: EtcdCertRow", "Map"])
+        .with_comments(["/// The audit row as a map (the fields above), e.g. for JSON output."])
+        .register_into_engine(engine, |r: &mut R| -> Dynamic {
+            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
+        });
 
     let x = exec.clone();
     FuncRegistration::new("etcd_cert_audit")
@@ -604,14 +616,22 @@ fn register_snapshot(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("restore_tested", |r: &mut R| r.restore_tested)
         .register_get("version", |r: &mut R| r.version.clone())
         .register_get("tool", |r: &mut R| r.tool.clone())
-        .register_fn("to_map", |r: &mut R| -> Dynamic {
-            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
-        })
-        .register_fn("to_json", |r: &mut R| -> String {
-            serde_json::to_string_pretty(&*r).unwrap_or_default()
-        })
         .register_fn("to_string", |r: &mut R| snapshot_line(r))
         .register_fn("to_debug", |r: &mut R| snapshot_line(r));
+    FuncRegistration::new("to_map")
+        .with_params_info(["snapshot: EtcdSnapshot", "Map"])
+        .with_comments(["/// The snapshot's record as a map (the getters above)."])
+        .register_into_engine(engine, |r: &mut R| -> Dynamic {
+            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
+        });
+    FuncRegistration::new("to_json")
+        .with_params_info(["snapshot: EtcdSnapshot", "String"])
+        .with_comments([
+            "/// The snapshot's record as pretty JSON (what etcd-backup keeps next to the file).",
+        ])
+        .register_into_engine(engine, |r: &mut R| -> String {
+            serde_json::to_string_pretty(&*r).unwrap_or_default()
+        });
     let x = exec.clone();
     FuncRegistration::new("etcd_snapshot")
         .with_params_info(["host: Host", "EtcdSnapshot"])

@@ -9,11 +9,13 @@
 
 mod cert;
 mod issue;
+mod read;
 mod spec;
 mod steps;
 mod store;
 
 pub use cert::{fingerprint, parse_pem, signed_by, Cert, CertInfo, Parsed};
+pub use read::WorkspaceCert;
 pub use spec::{decide, Decision, Facts, IssuerFact, KeyFact, KeyType, KeyUse, Spec, Usage};
 pub use steps::{CaRef, GenCa, GenCert, SignCsr};
 pub use store::{check_name, Store};
@@ -201,6 +203,18 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
                 let step: SignCsr = crate::args::parse("sign_csr", args)?;
                 x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
+            },
+        );
+
+    // ---- workspace_cert (etcd-cert-rotate) ----
+    let x = exec.clone();
+    FuncRegistration::new("workspace_cert")
+        .with_params_info(["name: &str", "CertInfo"])
+        .with_comments([read::DOC])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, name: &str| -> Result<CertInfo, Box<EvalAltResult>> {
+                x.exec(&call, WorkspaceCert { name: name.into() })
             },
         );
 

@@ -1,0 +1,790 @@
+//! etcd-cert-rotate on a lab, under client load.
+//!
+//! Leaf rotation on clusters built by etcd-binary-yaml and etcd-debian-binary
+//! with 40-day certificates (`rotate_below_days=60` makes them due): while a
+//! client writes and reads through every endpoint (25 requests/s, each on a
+//! new TLS connection, so every request is a handshake that reads the
+//! member's certificate files), the rotation must fail no request, the serials
+//! served on 2379 and 2380 must become the workspace's new certificates while
+//! etcd's process id stays the same, every acknowledged write must read back,
+//! and a rerun right after must rotate nothing. A rotation killed inside a
+//! step (`CAIRN_FAULT_KILL=applied:N`) resumes to the same verified end.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use base64::Engine as _;
+use cairn::cmd::quote;
+use cairn::primitives::pki::parse_pem;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cairn ARGS` in workspace `ws` (with `kill`: `CAIRN_FAULT_KILL`).
+fn cairn(ws: &Path, args: &[&str], kill: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(ws)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CAIRN_FAULT_KILL")
+        .env_remove("CAIRN_RELEASE_MIRROR")
+        .env_remove("CAIRN_STATE_DIR");
+    if let Some(k) = kill {
+        cmd.env("CAIRN_FAULT_KILL", k);
+    }
+    cmd.output().unwrap()
+}
+
+fn cairn_ok(ws: &Path, args: &[&str]) -> String {
+    let out = cairn(ws, args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cairn {args:?}:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What the load saw.
+#[derive(Debug, Default)]
+struct LoadReport {
+    sent: u64,
+    failed: u64,
+    first_errors: Vec<String>,
+    /// Sequence numbers whose write was acknowledged.
+    acked: Vec<u64>,
+}
+
+/// A client load: every 1/rate seconds a request on a new TLS connection,
+/// alternately a write of `/cairn-load/<seq>` through the next endpoint and a
+/// read of an acknowledged key (its value checked) through the next one.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<LoadReport>,
+}
+
+/// A client certificate and CA, read once (the workspace files may be
+/// replaced by the rotation while the load runs: it keeps the old ones).
+#[derive(Clone)]
+struct Tls {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Tls {
+    fn read(pki: &Path, ca: &str, client: &str) -> Tls {
+        let r = |n: String| std::fs::read_to_string(pki.join(&n)).unwrap();
+        Tls {
+            ca: r(format!("{ca}.crt")),
+            cert: r(format!("{client}.crt")),
+            key: r(format!("{client}.key")),
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca.as_bytes()).unwrap()])
+            .identity(
+                reqwest::Identity::from_pem(format!("{}{}", self.cert, self.key).as_bytes())
+                    .unwrap(),
+            )
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+}
+
+async fn put(c: &reqwest::Client, ep: &str, key: &str, value: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "key": B64.encode(key), "value": B64.encode(value) });
+    let r = c
+        .post(format!("{ep}/v3/kv/put"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("put {key} via {ep}: {e:?}"))?;
+    if !r.status().is_success() {
+        return Err(format!("put {key} via {ep}: HTTP {}", r.status()));
+    }
+    Ok(())
+}
+
+async fn get(c: &reqwest::Client, ep: &str, key: &str) -> Result<Option<String>, String> {
+    let body = serde_json::json!({ "key": B64.encode(key) });
+    let r = c
+        .post(format!("{ep}/v3/kv/range"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("get {key} via {ep}: {e:?}"))?;
+    if !r.status().is_success() {
+        return Err(format!("get {key} via {ep}: HTTP {}", r.status()));
+    }
+    let v: serde_json::Value = r.json().await.map_err(|e| format!("get {key}: {e}"))?;
+    Ok(v["kvs"][0]["value"]
+        .as_str()
+        .map(|s| String::from_utf8(B64.decode(s).unwrap()).unwrap()))
+}
+
+impl Load {
+    fn start(endpoints: Vec<String>, tls: Tls, per_second: u32) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = tls.client();
+                let report = Arc::new(Mutex::new(LoadReport::default()));
+                let seq = Arc::new(AtomicU64::new(0));
+                let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+                let mut tasks = Vec::new();
+                let mut n: usize = 0;
+                while !flag.load(Ordering::SeqCst) {
+                    tick.tick().await;
+                    let ep = endpoints[n % endpoints.len()].clone();
+                    let (c, report, seq) = (client.clone(), report.clone(), seq.clone());
+                    let write = n.is_multiple_of(2);
+                    n += 1;
+                    tasks.push(tokio::spawn(async move {
+                        let result = if write {
+                            let s = seq.fetch_add(1, Ordering::SeqCst);
+                            put(&c, &ep, &format!("/cairn-load/{s}"), &s.to_string())
+                                .await
+                                .map(|()| Some(s))
+                        } else {
+                            let pick = {
+                                let r = report.lock().unwrap();
+                                r.acked.last().copied()
+                            };
+                            match pick {
+                                None => Ok(None),
+                                Some(s) => match get(&c, &ep, &format!("/cairn-load/{s}")).await {
+                                    Ok(Some(v)) if v == s.to_string() => Ok(None),
+                                    Ok(v) => Err(format!("read /cairn-load/{s} via {ep}: {v:?}")),
+                                    Err(e) => Err(e),
+                                },
+                            }
+                        };
+                        let mut r = report.lock().unwrap();
+                        r.sent += 1;
+                        match result {
+                            Ok(Some(s)) => r.acked.push(s),
+                            Ok(None) => {}
+                            Err(e) => {
+                                r.failed += 1;
+                                if r.first_errors.len() < 5 {
+                                    r.first_errors.push(e);
+                                }
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let mut r = report.lock().unwrap();
+                std::mem::take(&mut *r)
+            })
+        });
+        Load { stop, thread }
+    }
+
+    fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Every acknowledged write reads back with its value.
+fn check_data(endpoints: &[String], tls: &Tls, acked: &[u64]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = tls.client();
+    rt.block_on(async {
+        for (i, s) in acked.iter().enumerate() {
+            let ep = &endpoints[i % endpoints.len()];
+            let v = get(&c, ep, &format!("/cairn-load/{s}")).await.unwrap();
+            assert_eq!(v, Some(s.to_string()), "/cairn-load/{s} via {ep}");
+        }
+    });
+}
+
+/// A member as the test reaches it.
+#[derive(Clone, Debug)]
+struct Node {
+    /// Inventory host name.
+    host: String,
+    /// etcd member name.
+    member: String,
+    /// Where ssh reaches it.
+    ssh: String,
+    /// The address etcd listens on.
+    etcd: String,
+}
+
+fn on(l: &lab::LabHandle, n: &Node, cmd: &str) -> String {
+    let out = l.ssh_to(&n.ssh, &l.key, cmd);
+    assert!(
+        out.status.success(),
+        "on {}: `{cmd}`: {}",
+        n.host,
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The serial etcd serves on `etcd:port` of `n`, asked on the node.
+fn served_serial(l: &lab::LabHandle, n: &Node, port: u16) -> String {
+    let probe = format!(
+        "openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        quote(&format!("{}:{port}", n.etcd))
+    );
+    let out = on(l, n, &probe);
+    out.trim()
+        .strip_prefix("serial=")
+        .unwrap_or_else(|| panic!("{}:{port} serves no certificate: {out}", n.host))
+        .to_lowercase()
+}
+
+fn etcd_pid(l: &lab::LabHandle, n: &Node) -> String {
+    let pid = on(l, n, "systemctl show -p MainPID --value etcd")
+        .trim()
+        .to_string();
+    assert_ne!(pid, "0", "etcd is not running on {}", n.host);
+    pid
+}
+
+/// Serial (lowercase hex) of a workspace certificate.
+fn serial_of(pki: &Path, name: &str) -> String {
+    let pem = std::fs::read_to_string(pki.join(format!("{name}.crt"))).unwrap();
+    parse_pem(&pem).unwrap().info.serial.to_lowercase()
+}
+
+/// Per node: (pid, serial on 2379, serial on 2380).
+fn observe(l: &lab::LabHandle, nodes: &[Node]) -> Vec<(String, String, String)> {
+    nodes
+        .iter()
+        .map(|n| {
+            (
+                etcd_pid(l, n),
+                served_serial(l, n, 2379),
+                served_serial(l, n, 2380),
+            )
+        })
+        .collect()
+}
+
+/// `ssh -L` forwards from this machine to each member's 127.0.0.1:2379 (the
+/// emulated cloud's private network is not reached from here); killed on drop.
+struct Tunnels {
+    children: Vec<std::process::Child>,
+    endpoints: Vec<String>,
+}
+
+impl Tunnels {
+    fn open(l: &lab::LabHandle, nodes: &[Node]) -> Tunnels {
+        let mut t = Tunnels {
+            children: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        for n in nodes {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("ssh")
+                .arg("-i")
+                .arg(&l.key)
+                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                ])
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", l.known_hosts.display()))
+                .args(["-N", "-L", &format!("127.0.0.1:{port}:127.0.0.1:2379")])
+                .arg(format!("root@{}", n.ssh))
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            t.children.push(child);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "no tunnel to {}", n.host);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            t.endpoints.push(format!("https://127.0.0.1:{port}"));
+        }
+        t
+    }
+}
+
+impl Drop for Tunnels {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Stop etcd and remove what a runbook installed, so another layout can be
+/// built on the same nodes.
+fn wipe(l: &lab::LabHandle, nodes: &[Node]) {
+    for n in nodes {
+        on(
+            l,
+            n,
+            "systemctl stop etcd; systemctl disable etcd 2>/dev/null; \
+             rm -rf /var/lib/etcd /opt/etcd /etc/etcd /etc/ssl/etcd \
+             /etc/systemd/system/etcd.service /etc/cairn; systemctl daemon-reload",
+        );
+    }
+}
+
+struct Layout {
+    runbook: &'static str,
+    build_args: &'static [&'static str],
+    /// Inventory group of the members (`lab`, or `cloud` for servers).
+    group: &'static str,
+    ca: &'static str,
+    operator: &'static str,
+    /// Workspace certificates of a member's (server, peer) certificates.
+    node_certs: fn(&str) -> (String, String),
+    /// Whether the node's key is made on the node (no workspace key).
+    node_keys: bool,
+    /// `CAIRN_FAULT_KILL` points of rotations killed and resumed.
+    kill_points: &'static [&'static str],
+}
+
+/// The members of `group` (their member name is the first label of the fqdn).
+fn members(l: &lab::LabHandle, group: &str) -> Vec<Node> {
+    let mut v: Vec<Node> = l
+        .hosts()
+        .into_iter()
+        .filter(|h| h.groups.iter().any(|g| g == group))
+        .map(|h| Node {
+            member: h
+                .fqdn
+                .clone()
+                .unwrap_or_else(|| h.name.clone())
+                .split('.')
+                .next()
+                .unwrap()
+                .to_string(),
+            etcd: h
+                .private_address
+                .clone()
+                .unwrap_or_else(|| h.address.clone()),
+            ssh: h.address.clone(),
+            host: h.name.clone(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.member.cmp(&b.member));
+    v
+}
+
+/// The load's endpoints, and the tunnels they need.
+fn endpoints(
+    l: &lab::LabHandle,
+    layout: &Layout,
+    nodes: &[Node],
+) -> (Vec<String>, Option<Tunnels>) {
+    if layout.group == "lab" {
+        let e = nodes
+            .iter()
+            .map(|n| format!("https://{}:2379", n.etcd))
+            .collect();
+        (e, None)
+    } else {
+        let t = Tunnels::open(l, nodes);
+        (t.endpoints.clone(), Some(t))
+    }
+}
+
+fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    let pki: PathBuf = w.join(".cairn/pki");
+    let mut build = vec!["run", layout.runbook, "--lab", l.name.as_str()];
+    build.extend_from_slice(layout.build_args);
+    cairn_ok(w, &build);
+    let nodes = members(l, layout.group);
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    let before = observe(l, &nodes);
+    let tls = Tls::read(&pki, layout.ca, layout.operator);
+    let by = format!("built_by={}", layout.runbook);
+    let group = format!("group={}", layout.group);
+    let (eps, _tunnels) = endpoints(l, layout, &nodes);
+
+    // 1. the plan names every file and command, the rotation runs under load
+    let plan = cairn(
+        w,
+        &[
+            "plan",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &group,
+            "--var",
+            "rotate_below_days=60",
+        ],
+        None,
+    );
+    let plan = {
+        // exit 2: changes planned
+        assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+        text(&plan)
+    };
+    for n in &nodes {
+        assert!(
+            plan.contains(&format!("{}: ", n.host)),
+            "{n:?} not in plan:\n{plan}"
+        );
+    }
+    assert!(plan.matches(".cairn-new (0644").count() >= 3, "{plan}");
+    assert!(plan.matches("mv -f -T").count() >= 3, "{plan}");
+    let load = Load::start(eps.clone(), tls.clone(), 25);
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let out = cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &group,
+            "--var",
+            "rotate_below_days=60",
+        ],
+    );
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let report = load.stop();
+    check_data(&eps, &tls, &report.acked);
+    eprintln!(
+        "FIGURES {} leaf rotation: {:.1}s, {} requests sent, {} failed",
+        layout.runbook,
+        took.as_secs_f64(),
+        report.sent,
+        report.failed
+    );
+    assert!(
+        report.sent as f64 >= 20.0 * (took.as_secs_f64() + 2.0) * 0.9,
+        "{report:?}"
+    );
+    assert_eq!(report.failed, 0, "failed requests: {report:?}\n{out}");
+    let after = observe(l, &nodes);
+    for (i, n) in nodes.iter().enumerate() {
+        let (pid0, c0, p0) = &before[i];
+        let (pid1, c1, p1) = &after[i];
+        let h = &n.host;
+        assert_eq!(pid0, pid1, "{h}: etcd restarted");
+        assert_ne!(c0, c1, "{h}: 2379 still serves {c0}");
+        assert_ne!(p0, p1, "{h}: 2380 still serves {p0}");
+        let (server, peer) = (layout.node_certs)(&n.member);
+        assert_eq!(
+            c1,
+            &serial_of(&pki, &server),
+            "{h}: 2379 serves not {server}"
+        );
+        assert_eq!(p1, &serial_of(&pki, &peer), "{h}: 2380 serves not {peer}");
+        assert!(
+            out.contains(&format!("{h}: server")),
+            "{h} not reported:\n{out}"
+        );
+        if !layout.node_keys {
+            assert!(pki.join(format!("{server}.key")).exists());
+        }
+    }
+    assert_ne!(
+        parse_pem(&tls.cert).unwrap().info.serial.to_lowercase(),
+        serial_of(&pki, layout.operator),
+        "the operator's client certificate was not re-issued"
+    );
+
+    // 2. a rerun right after rotates nothing; the building runbook keeps it all
+    let rerun = [
+        "run",
+        "etcd-cert-rotate",
+        "--lab",
+        l.name.as_str(),
+        "--var",
+        &by,
+        "--var",
+        &group,
+        "--var",
+        "rotate_below_days=60",
+    ];
+    let again = cairn_ok(w, &rerun);
+    assert!(again.contains("nothing to rotate"), "{again}");
+    assert!(again.contains("0 created, 0 changed"), "{again}");
+    let mut plan = vec!["plan", layout.runbook, "--lab", l.name.as_str()];
+    plan.extend_from_slice(layout.build_args);
+    let rebuilt = cairn_ok(w, &plan);
+    assert!(rebuilt.contains("No changes."), "{rebuilt}");
+    assert_eq!(observe(l, &nodes), after);
+
+    // 3. killed inside a step and resumed: the same verified end, under load
+    let mut previous = after;
+    for (i, kill) in layout.kill_points.iter().enumerate() {
+        // every certificate is due again: below 400 + 100 i days (they have 365, then 500, ...)
+        let below = format!("rotate_below_days={}", 400 + 100 * i);
+        let days = format!("days={}", 500 + 100 * i);
+        let load = Load::start(eps.clone(), tls.clone(), 25);
+        let t = Instant::now();
+        let args = [
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &group,
+            "--var",
+            &below,
+            "--var",
+            &days,
+        ];
+        let killed = cairn(w, &args, Some(kill));
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "not killed at {kill}:\n{}",
+            text(&killed)
+        );
+        let resumed = cairn_ok(w, &["resume"]);
+        let took = t.elapsed();
+        let report = load.stop();
+        check_data(&eps, &tls, &report.acked);
+        eprintln!(
+            "FIGURES {} leaf rotation killed at {kill} and resumed: {:.1}s, {} requests sent, {} failed",
+            layout.runbook,
+            took.as_secs_f64(),
+            report.sent,
+            report.failed
+        );
+        assert_eq!(report.failed, 0, "failed requests: {report:?}\n{resumed}");
+        let now = observe(l, &nodes);
+        for (j, n) in nodes.iter().enumerate() {
+            let h = &n.host;
+            let (server, peer) = (layout.node_certs)(&n.member);
+            assert_eq!(now[j].0, previous[j].0, "{h}: etcd restarted ({kill})");
+            assert_ne!(now[j].1, previous[j].1, "{h}: not rotated ({kill})");
+            assert_eq!(now[j].1, serial_of(&pki, &server), "{h}: 2379 after {kill}");
+            assert_eq!(now[j].2, serial_of(&pki, &peer), "{h}: 2380 after {kill}");
+            let left = on(
+                l,
+                n,
+                "find /etc/etcd /etc/ssl/etcd -name '*.cairn-new*' 2>/dev/null; true",
+            );
+            assert_eq!(left.trim(), "", "{h}: staged files left after {kill}");
+        }
+        let again = cairn_ok(w, &args);
+        assert!(again.contains("nothing to rotate"), "{again}");
+        previous = now;
+    }
+}
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// On the etcd-binary-yaml cluster of the last workspace: node-1's
+/// certificate re-issued (365 days, same key) with only `DNS:node-1`, in the
+/// workspace and on the node. A rotation with the default threshold rotates
+/// node-1 alone (its SANs miss the advertised URLs), adding its address.
+fn san_correction(l: &lab::LabHandle) {
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    // the cluster is there: a fresh workspace adopts it with its own CA
+    cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-binary-yaml",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            "adopt=true",
+        ],
+    );
+    let pki = w.join(".cairn/pki");
+    let ext = "subjectAltName=DNS:node-1\nextendedKeyUsage=serverAuth,clientAuth\n\
+               keyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n";
+    std::fs::write(pki.join("nosan.ext"), ext).unwrap();
+    openssl(
+        &pki,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "etcd-cluster-1-node-1.key",
+            "-subj",
+            "/CN=node-1",
+            "-out",
+            "nosan.csr",
+        ],
+    );
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "nosan.csr",
+            "-CA",
+            "etcd-cluster-1-etcd-ca.crt",
+            "-CAkey",
+            "etcd-cluster-1-etcd-ca.key",
+            "-days",
+            "365",
+            "-set_serial",
+            "0x5a0001",
+            "-extfile",
+            "nosan.ext",
+            "-out",
+            "etcd-cluster-1-node-1.crt",
+        ],
+    );
+    let pem = std::fs::read_to_string(pki.join("etcd-cluster-1-node-1.crt")).unwrap();
+    let node = members(l, "lab")
+        .into_iter()
+        .find(|n| n.member == "node-1")
+        .unwrap();
+    on(
+        l,
+        &node,
+        &format!(
+            "printf %s {} | base64 -d > /etc/etcd/pki/node-1.crt.t && mv /etc/etcd/pki/node-1.crt.t /etc/etcd/pki/node-1.crt",
+            quote(&B64.encode(&pem))
+        ),
+    );
+    let pid = etcd_pid(l, &node);
+    assert_eq!(served_serial(l, &node, 2379), "5a0001");
+
+    let out = cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            "group=lab",
+        ],
+    );
+    assert!(out.contains("node-1: server+peer"), "{out}");
+    assert!(!out.contains("node-2: server+peer"), "{out}");
+    assert!(!out.contains("node-3: server+peer"), "{out}");
+    let sans = on(
+        l,
+        &node,
+        &format!(
+            "openssl s_client -connect {} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
+            quote(&format!("{}:2380", node.etcd))
+        ),
+    );
+    assert!(
+        sans.contains(&format!("IP Address:{}", node.etcd)),
+        "{sans}"
+    );
+    assert_ne!(served_serial(l, &node, 2379), "5a0001");
+    assert_eq!(etcd_pid(l, &node), pid, "node-1 restarted");
+}
+
+#[test]
+fn leaf_rotation_without_restart_under_load() {
+    let started = Instant::now();
+    let l = lab::lab();
+
+    leaf_rotation(
+        l,
+        &Layout {
+            runbook: "etcd-binary-yaml",
+            build_args: &["--var", "cert_days=40"],
+            group: "lab",
+            ca: "etcd-cluster-1-etcd-ca",
+            operator: "etcd-cluster-1-operator",
+            node_certs: |n| (format!("etcd-cluster-1-{n}"), format!("etcd-cluster-1-{n}")),
+            node_keys: false,
+            kill_points: &["applied:5", "applied:9"],
+        },
+    );
+    eprintln!("FIGURES etcd-binary-yaml done at {:?}", started.elapsed());
+    san_correction(l);
+
+    wipe(l, &members(l, "lab"));
+    leaf_rotation(
+        l,
+        &Layout {
+            runbook: "etcd-debian-binary",
+            build_args: &["--var", "cert_days=40"],
+            group: "lab",
+            ca: "etcd-cluster-ca",
+            operator: "etcd-cluster-operator",
+            node_certs: |n| (format!("etcd-cluster-{n}"), format!("etcd-cluster-{n}")),
+            node_keys: true,
+            kill_points: &["applied:4"],
+        },
+    );
+    eprintln!("FIGURES etcd-debian-binary done at {:?}", started.elapsed());
+
+    // the emulated Hetzner servers: their own nodes, group `cloud`
+    leaf_rotation(
+        l,
+        &Layout {
+            runbook: "etcd-hetzner-apt",
+            build_args: &["--var", "cert_days=40"],
+            group: "cloud",
+            ca: "cluster-1-etcd-ca",
+            operator: "cluster-1-operator",
+            node_certs: |n| {
+                (
+                    format!("cluster-1-{n}-etcd-server"),
+                    format!("cluster-1-{n}-etcd-peer"),
+                )
+            },
+            node_keys: false,
+            kill_points: &["applied:7"],
+        },
+    );
+    eprintln!("FIGURES etcd-hetzner-apt done at {:?}", started.elapsed());
+}
