@@ -594,35 +594,35 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
             "etcd-static-pods",
             "image_registry",
             "reg\"\nenable-pprof: true #{M}",
-            vec![("kubelet", "lab-standin"), ("etcd_version", "v3.5.1")],
+            vec![("kubelet", "lab-standin")],
             vec!["image_registry"],
         ),
         (
             "etcd-static-pods",
             "release_mirror",
             "http://127.0.0.1:9/$(touch {M})",
-            vec![("kubelet", "lab-standin"), ("etcd_version", "v3.5.1")],
+            vec![("kubelet", "lab-standin")],
             vec!["release_mirror"],
         ),
         (
             "etcd-static-pods",
             "sha256",
             ";touch {M}",
-            vec![("kubelet", "lab-standin"), ("etcd_version", "v3.5.1")],
+            vec![("kubelet", "lab-standin")],
             vec!["sha256"],
         ),
         (
             "etcd-static-pods",
             "kubernetes_apt_repo",
             "https://127.0.0.1:9/$(touch {M})",
-            vec![("kubelet", "real"), ("etcd_version", "v3.5.1")],
+            vec![("kubelet", "real")],
             vec!["kubernetes_apt_repo"],
         ),
         (
             "etcd-static-pods",
             "packages",
             "containerd,kubelet;touch {M}",
-            vec![("kubelet", "real"), ("etcd_version", "v3.5.1")],
+            vec![("kubelet", "real")],
             vec!["packages"],
         ),
         (
@@ -747,10 +747,7 @@ fn hostile_inputs_and_a_hostile_service_account_change_nothing_they_should_not()
         env.push(("CAIRN_RELEASE_MIRROR".into(), value));
         let mut args = strings(&["--inventory", l.inventory.to_str().unwrap()]);
         if runbook == "etcd-static-pods" {
-            args = with(
-                args,
-                &[var("kubelet", "lab-standin"), var("etcd_version", "v3.5.1")],
-            );
+            args = with(args, &[var("kubelet", "lab-standin")]);
         }
         c.plan(
             &ws_plans,

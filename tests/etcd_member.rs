@@ -683,12 +683,7 @@ fn discovers_runbook_and_hand_built_members() {
                 &l,
                 "etcd-static-pods",
                 "node-3",
-                &[
-                    "--var",
-                    "kubelet=lab-standin",
-                    "--var",
-                    "etcd_version=v3.5.1",
-                ],
+                &["--var", "kubelet=lab-standin"],
             )
         });
         s.spawn(|| hand_build_003(&l, "node-4"));
@@ -865,8 +860,8 @@ fn discovers_runbook_and_hand_built_members() {
                            "trusted_ca_file": format!("{pki}/ca.crt"), "client_cert_auth": true},
             "peer_tls": {"cert_file": format!("{pki}/peer.crt"), "key_file": format!("{pki}/peer.key"),
                          "trusted_ca_file": format!("{pki}/ca.crt"), "client_cert_auth": true},
-            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.1", "running": true, "pid": pid("node-3"),
-            "running_version": "3.5.1", "running_version_from": "endpoint https://127.0.0.1:2379",
+            "binary": "/usr/local/bin/etcd", "binary_version": "3.5.30", "running": true, "pid": pid("node-3"),
+            "running_version": "3.5.30", "running_version_from": "endpoint https://127.0.0.1:2379",
             "origins": default_origins(&[
                 ("name", &flag3("name")),
                 ("data_dir", &flag3("data-dir")),

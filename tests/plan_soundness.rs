@@ -338,7 +338,7 @@ fn static_pods() {
         "etcd-static-pods",
         "ps-spods",
         3,
-        &[("kubelet", "lab-standin"), ("etcd_version", "v3.5.1")],
+        &[("kubelet", "lab-standin")],
     );
     m.scenario("fresh");
     m.scenario("converged");

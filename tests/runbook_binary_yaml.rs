@@ -403,6 +403,7 @@ fn defaults_to_3_5_30_and_refuses_unsafe_versions_unless_allowed() {
         (RUNBOOK, "v3.5.30"),
         ("etcd-debian-binary", "3.5.30"),
         ("etcd-do-discovery", "3.5.30"),
+        ("etcd-static-pods", "v3.5.30"),
     ] {
         let show = cairn(w, &["show", runbook], &[]);
         let s = text(&show);

@@ -2,7 +2,7 @@
 //! made by cairn, the static pod manifest `kubeadm init phase etcd local`
 //! writes, and — labs have no kubelet or container runtime — the runbook's
 //! documented `kubelet=lab-standin` mode: a unit that runs the manifest's own
-//! etcd command with the 3.5.1 release binary from the lab's mirror. The
+//! etcd command with the default 3.5.30 release binary from the lab's mirror. The
 //! runbook's own verification must pass. The manifest is checked against the
 //! Pod schema's required fields and types; the PKI against kubeadm's
 //! specification. Then: a rerun changes nothing and keeps data and
@@ -17,13 +17,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 const RUNBOOK: &str = "etcd-static-pods";
-/// The lab has no kubelet; its release mirror has etcd v3.5.1.
-const STANDIN: [&str; 4] = [
-    "--var",
-    "kubelet=lab-standin",
-    "--var",
-    "etcd_version=v3.5.1",
-];
+/// The lab has no kubelet; its release mirror has the default etcd v3.5.30.
+const STANDIN: [&str; 2] = ["--var", "kubelet=lab-standin"];
 
 fn text(o: &Output) -> String {
     format!(
@@ -275,7 +270,7 @@ fn check_manifest(doc: &str, node: &str, ip: &str, cluster: &str) -> Vec<String>
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     assert_eq!(string(c, "/name"), "etcd");
-    assert_eq!(string(c, "/image"), "registry.k8s.io/etcd:3.5.1-0");
+    assert_eq!(string(c, "/image"), "registry.k8s.io/etcd:3.5.30-0");
     assert_eq!(string(c, "/imagePullPolicy"), "IfNotPresent");
     let command: Vec<String> = c["command"]
         .as_array()
@@ -425,7 +420,7 @@ fn plan_run_verify_rerun() {
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
         "kubelet = lab-standin: no kubelet or container runtime".to_string(),
-        format!("= ok read `curl -fsSL -- {mirror}/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS`"),
+        format!("= ok read `curl -fsSL -- {mirror}/etcd-io/etcd/releases/download/v3.5.30/SHA256SUMS`"),
         "= ok run `sed -i '/^[^#].*[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab`".into(),
         "+ create file /etc/modules-load.d/k8s.conf (0644 root:root)".into(),
         "+br_netfilter".into(),
@@ -433,8 +428,8 @@ fn plan_run_verify_rerun() {
         "+net.bridge.bridge-nf-call-ip6tables = 1".into(),
         "+ create file /etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf".into(),
         "+ExecStart=/usr/bin/kubelet --address=127.0.0.1 --pod-manifest-path=/etc/kubernetes/manifests".into(),
-        format!("+ create file /opt/etcd/etcd-v3.5.1-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz)"),
-        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.1-linux-amd64/etcd /opt/etcd/etcd-v3.5.1-linux-amd64/etcdctl /usr/local/bin/`".into(),
+        format!("+ create file /opt/etcd/etcd-v3.5.30-linux-amd64.tar.gz (0644) (from {mirror}/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz)"),
+        "> run `install -v -m 0755 -o root -g root -- /opt/etcd/etcd-v3.5.30-linux-amd64/etcd /opt/etcd/etcd-v3.5.30-linux-amd64/etcdctl /usr/local/bin/`".into(),
         "+ create CA certificate external-etcd-etcd-ca".into(),
         "(CN=etcd-ca; CA; rsa2048; 3650 days; self-signed)".into(),
         "(CN=kube-apiserver-etcd-client, O=system:masters; usage client; rsa2048; 365 days; signed by external-etcd-etcd-ca".into(),
@@ -445,7 +440,7 @@ fn plan_run_verify_rerun() {
         "+ create file /etc/kubernetes/pki/etcd/ca.key (0600 root:root)".into(),
         "+ create file /etc/kubernetes/manifests/etcd.yaml (0600 root:root)".into(),
         format!("+    - --initial-cluster={initial_cluster}\n"),
-        "+    image: registry.k8s.io/etcd:3.5.1-0".into(),
+        "+    image: registry.k8s.io/etcd:3.5.30-0".into(),
         "+ create file /usr/local/sbin/etcd-static-pod (0755 root:root)".into(),
         "+ExecStart=/usr/local/sbin/etcd-static-pod".into(),
         "> run restart unit etcd-static-pod".into(),
@@ -456,18 +451,7 @@ fn plan_run_verify_rerun() {
         assert!(p.contains(&expect), "plan lacks `{expect}`:\n{p}");
     }
     // real mode, planned: the runtime and the kubelet from the Kubernetes repo
-    let real = cairn(
-        w,
-        &[
-            "plan",
-            RUNBOOK,
-            "--lab",
-            &l.name,
-            "--var",
-            "etcd_version=v3.5.1",
-        ],
-        &[],
-    );
+    let real = cairn(w, &["plan", RUNBOOK, "--lab", &l.name], &[]);
     let r = text(&real);
     assert_eq!(real.status.code(), Some(2), "{r}");
     for expect in [

@@ -478,6 +478,14 @@ impl EtcdClient {
         }
     }
 
+    /// `GET /version` of one endpoint: the member's server version and the
+    /// cluster version it reports (`etcdserver`, `etcdcluster`).
+    pub async fn version(&self, url: &str) -> Result<(String, String), StepError> {
+        let v = self.call(url, "GET", "/version", None).await?;
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        Ok((field("etcdserver"), field("etcdcluster")))
+    }
+
     /// `maintenance/status` of one endpoint.
     pub async fn status(&self, url: &str) -> Result<Status, StepError> {
         let v = self.post(url, "/v3/maintenance/status", json!({})).await?;

@@ -14,10 +14,11 @@ pub mod layout;
 mod leader;
 pub mod maintenance;
 pub mod member;
+pub mod membership;
 pub mod query;
 pub mod snapshot;
-pub mod membership;
 mod steps;
+pub mod upgrade;
 
 pub use client::{chain, Endpoint, EtcdClient, Identity, Member, Refusal, Status};
 pub use leader::EtcdMoveLeader;
@@ -148,6 +149,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     maintenance::register(engine, exec);
     query::register(engine, exec);
     membership::register(engine, exec);
+    register_upgrade(engine, exec);
 
     let x = exec.clone();
     FuncRegistration::new("etcd_health")
@@ -491,6 +493,86 @@ fn row_line(r: &audit::CertRow) -> String {
     )
 }
 
+// ---- etcd-upgrade: version checks (upgrade.rs) -----------------------------
+fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
+    use upgrade::{EndpointVersion, EtcdCaughtUp, EtcdVersion};
+    engine
+        .register_type_with_name::<EndpointVersion>("EtcdEndpointVersion")
+        .register_get("endpoint", |v: &mut EndpointVersion| v.endpoint.clone())
+        .register_get("server", |v: &mut EndpointVersion| v.server.clone())
+        .register_get("cluster", |v: &mut EndpointVersion| v.cluster.clone())
+        .register_fn("to_string", |v: &mut EndpointVersion| {
+            format!("{}: server {}, cluster {}", v.endpoint, v.server, v.cluster)
+        });
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_version")
+        .with_params_info(["args: Map", "Array"])
+        .with_comments([
+            "/// Every endpoint's `/version` (`EtcdEndpointVersion`: endpoint, server, cluster).",
+            "/// With `expect_server: \"3.5.30\"` every member must run that version; with",
+            "/// `expect_cluster: \"3.5\"` every member must report that cluster version (the",
+            "/// lowest minor version of all members). Asks again for up to `wait_seconds`",
+            "/// (default 0); fails naming each endpoint that differs.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, expect_server?, expect_cluster?, wait_seconds?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdVersion = crate::args::parse("etcd_version", args)?;
+                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+            },
+        );
+
+    let x = exec.clone();
+    FuncRegistration::new("etcd_caught_up")
+        .with_params_info(["args: Map", "Array"])
+        .with_comments([
+            "/// Wait until the cluster is caught up: every endpoint answers `maintenance/status`,",
+            "/// all follow one leader, and every raft index is within `max_lag` (default 50) of",
+            "/// the highest. Asks again for up to `wait_seconds` (default 60), then fails naming",
+            "/// the members that do not answer or lag. Returns the `EtcdStatus` of each endpoint.",
+            "///",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, max_lag?, wait_seconds?}`",
+            CONN_DOC,
+        ])
+        .register_into_engine(
+            engine,
+            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdCaughtUp = crate::args::parse("etcd_caught_up", args)?;
+                Ok(x.exec(&call, step)?
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect())
+            },
+        );
+
+    FuncRegistration::new("etcd_upgrade_path")
+        .with_params_info(["from: &str", "to: &str", "allow_downgrade: bool", "String"])
+        .with_comments([upgrade::PATH_DOC])
+        .register_into_engine(
+            engine,
+            |from: &str, to: &str, allow_downgrade: bool| -> Result<String, Box<EvalAltResult>> {
+                upgrade::upgrade_path(from, to, allow_downgrade)
+                    .map_err(crate::executor::script_error)
+            },
+        );
+
+    FuncRegistration::new("etcd_removed_settings")
+        .with_params_info(["settings: Array", "target: &str", "Array"])
+        .with_comments([upgrade::REMOVED_DOC])
+        .register_into_engine(
+            engine,
+            |settings: Array, target: &str| -> Result<Array, Box<EvalAltResult>> {
+                let settings: Vec<String> = settings.into_iter().map(|s| s.to_string()).collect();
+                upgrade::removed_settings(&settings, target)
+                    .map(|v| v.into_iter().map(Dynamic::from).collect())
+                    .map_err(crate::executor::script_error)
+            },
+        );
+}
 // ---- etcd_snapshot: a restore-tested snapshot (see snapshot.rs) ----------
 fn register_snapshot(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     use snapshot::{EtcdSnapshot, SnapshotArgs, SnapshotRecord as R};
@@ -513,14 +595,22 @@ fn register_snapshot(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("restore_tested", |r: &mut R| r.restore_tested)
         .register_get("version", |r: &mut R| r.version.clone())
         .register_get("tool", |r: &mut R| r.tool.clone())
-        .register_fn("to_map", |r: &mut R| -> Dynamic {
-            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
-        })
-        .register_fn("to_json", |r: &mut R| -> String {
-            serde_json::to_string_pretty(&*r).unwrap_or_default()
-        })
         .register_fn("to_string", |r: &mut R| snapshot_line(r))
         .register_fn("to_debug", |r: &mut R| snapshot_line(r));
+    FuncRegistration::new("to_map")
+        .with_params_info(["snapshot: EtcdSnapshot", "Map"])
+        .with_comments(["/// The snapshot's record as a map (the getters above)."])
+        .register_into_engine(engine, |r: &mut R| -> Dynamic {
+            rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT)
+        });
+    FuncRegistration::new("to_json")
+        .with_params_info(["snapshot: EtcdSnapshot", "String"])
+        .with_comments([
+            "/// The snapshot's record as pretty JSON (what etcd-backup keeps next to the file).",
+        ])
+        .register_into_engine(engine, |r: &mut R| -> String {
+            serde_json::to_string_pretty(&*r).unwrap_or_default()
+        });
     let x = exec.clone();
     FuncRegistration::new("etcd_snapshot")
         .with_params_info(["host: Host", "EtcdSnapshot"])
