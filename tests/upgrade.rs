@@ -694,3 +694,127 @@ fn apt_cluster_upgrade_killed_midway_resumes() {
     );
     assert_eq!(c.pids(), pids, "a rerun restarted etcd");
 }
+
+/// Tutorial 004's layout (etcd-binary-yaml: release binaries, a YAML
+/// config file), 3.5.16 -> 3.5.30, on a lab of its own, under the load of
+/// tests/common/load.rs through every endpoint and the sampler's member
+/// availability: one member down at a time, the leader last, data intact.
+#[test]
+fn yaml_cluster_patch_upgrade_under_load() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = lab::start(&lab::unique_name("upg-yaml"), 3);
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+
+    let t = Instant::now();
+    let built = cairn(
+        w,
+        &l,
+        &["run", "etcd-binary-yaml", "--var", "version=v3.5.16"],
+        &[],
+    );
+    assert_eq!(built.status.code(), Some(0), "{}", text(&built));
+    eprintln!("3.5.16 yaml cluster built in {:?}", t.elapsed());
+    let c = Cluster {
+        lab: &l,
+        nodes: l.nodes.iter().map(|n| n.name.clone()).collect(),
+        endpoints: l
+            .nodes
+            .iter()
+            .map(|n| format!("https://{}:2379", n.address))
+            .collect(),
+        // node-1's own files: the sampler and etcdctl run on node-1 only
+        ca: "/etc/etcd/pki/etcd-ca.crt",
+        cert: "/etc/etcd/pki/node-1.crt",
+        key: "/etc/etcd/pki/node-1.key",
+    };
+    for v in c.versions() {
+        assert_eq!(v["etcdserver"], "3.5.16", "{v}");
+    }
+    c.etcdctl("node-1", "put precious written-on-3.5.16");
+    let pki = w.join(".cairn/pki");
+    let target = load::Target {
+        endpoints: c.endpoints.clone(),
+        ca: pki.join("etcd-cluster-1-etcd-ca.crt"),
+        cert: pki.join("etcd-cluster-1-operator.crt"),
+        key: pki.join("etcd-cluster-1-operator.key"),
+    };
+
+    let go = upgrade_vars(
+        "etcd-cluster-1-etcd-ca",
+        "etcd-cluster-1",
+        &["version=3.5.30"],
+    );
+    let args = [&["run", "etcd-upgrade"][..], &vars(&go)].concat();
+    let running = load::Load::start(target.clone(), 20);
+    running.wait_for(std::time::Duration::from_secs(20), "20 requests", |s, _| {
+        s >= 20
+    });
+    let sampler = c.sampler();
+    let t = Instant::now();
+    let upgraded = cairn(w, &l, &args, &[]);
+    let took = t.elapsed();
+    let seen = sampler.stop();
+    let report = running.stop();
+    let out = text(&upgraded);
+    assert_eq!(upgraded.status.code(), Some(0), "{out}");
+    eprintln!(
+        "FIGURES yaml 3.5.16 -> 3.5.30: upgrade {took:?}; load {report}; availability {seen:?}"
+    );
+    assert!(
+        out.contains("etcd cluster upgraded to 3.5.30: 3 members, cluster version 3.5.0"),
+        "{out}"
+    );
+    assert!(seen.samples > 10, "{seen:?}");
+    assert_eq!(seen.max_down, 1, "two members down at once: {seen:?}");
+    assert!(
+        seen.down_per_member.iter().all(|d| *d > 0),
+        "every member must have been seen down once: {seen:?}"
+    );
+    // failed requests: only through a member while it was stopped (refused
+    // connections), or while leadership moved (a handful)
+    let refused = report
+        .failures
+        .iter()
+        .filter(|f| f.error.contains("Connection refused"))
+        .count() as u64;
+    assert!(
+        report.failed - refused <= 5,
+        "failures other than a stopped member's refused connections: {report}"
+    );
+    report.check_data(&target);
+    assert_acked_writes_intact(&c, &seen);
+    for v in c.versions() {
+        assert_eq!(v["etcdserver"], "3.5.30", "{v}");
+        assert_eq!(v["etcdcluster"], "3.5.0", "{v}");
+    }
+    for n in &c.nodes {
+        let installed = l.ssh_ok(n, "etcd --version | head -1");
+        assert!(
+            installed.contains("etcd Version: 3.5.30"),
+            "{n}: {installed}"
+        );
+    }
+    assert_eq!(
+        c.etcdctl("node-1", "get precious --print-value-only"),
+        "written-on-3.5.16"
+    );
+    let taken = backups(w);
+    assert!(
+        taken.len() == 1 && taken[0]["restore_tested"] == true && taken[0]["version"] == "3.5.16",
+        "{taken:?}"
+    );
+
+    // the end state is the runbook's: a rerun changes nothing
+    let pids = c.pids();
+    let rerun = cairn(w, &l, &args, &[]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
+    assert!(
+        text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
+        "{}",
+        changes(&rerun)
+    );
+    assert_eq!(c.pids(), pids, "a rerun restarted etcd");
+    lab::cairn_lab(&["down", "--name", &l.name]);
+    lab::disown(&l.name);
+}
