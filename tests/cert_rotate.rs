@@ -740,6 +740,8 @@ fn leaf_rotation_without_restart_under_load() {
     let _nodes = LAB_NODES.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let l = lab::lab();
+    // the CA rotation test may have run first on these nodes
+    wipe(l, &members(l, "lab"));
 
     leaf_rotation(
         l,
