@@ -12,6 +12,8 @@
 
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "common/load.rs"]
+mod load;
 
 use base64::Engine as _;
 use cairn::cmd::quote;
@@ -730,10 +732,16 @@ fn san_correction(l: &lab::LabHandle) {
     assert_eq!(etcd_pid(l, &node), pid, "node-1 restarted");
 }
 
+/// The lab's `lab` nodes are shared by the tests of this binary: one at a time.
+static LAB_NODES: Mutex<()> = Mutex::new(());
+
 #[test]
 fn leaf_rotation_without_restart_under_load() {
+    let _nodes = LAB_NODES.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let l = lab::lab();
+    // the CA rotation test may have run first on these nodes
+    wipe(l, &members(l, "lab"));
 
     leaf_rotation(
         l,
@@ -787,4 +795,244 @@ fn leaf_rotation_without_restart_under_load() {
         },
     );
     eprintln!("FIGURES etcd-hetzner-apt done at {:?}", started.elapsed());
+}
+
+/// Writes `content` to `path` by a rename, so a reader (the load, which reads
+/// its files on every request) sees the old file or the new one.
+fn replace(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The certificates (PEM blocks) in `pem`.
+fn pem_count(pem: &str) -> usize {
+    pem.matches("-----BEGIN CERTIFICATE-----").count()
+}
+
+/// One CA rotation phase under the running load: killed at `kill`, resumed.
+/// Returns its wall time.
+fn ca_phase(l: &lab::LabHandle, w: &Path, phase: &str, kill: &str) -> Duration {
+    let args = [
+        "run",
+        "etcd-cert-rotate",
+        "--lab",
+        l.name.as_str(),
+        "--var",
+        "group=lab",
+        "--var",
+        &format!("ca_phase={phase}"),
+    ];
+    let t = Instant::now();
+    let killed = cairn(w, &args, Some(kill));
+    assert_eq!(
+        killed.status.code(),
+        None,
+        "{phase}: not killed at {kill}:\n{}",
+        text(&killed)
+    );
+    let resumed = cairn_ok(w, &["resume"]);
+    let took = t.elapsed();
+    eprintln!("--- {phase} resumed after {kill}:\n{resumed}");
+    // a rerun of the phase finds it done: nothing restarted, nothing changed
+    let again = cairn_ok(w, &args);
+    assert!(
+        again.contains("0 created, 0 changed"),
+        "{phase} rerun:\n{again}"
+    );
+    took
+}
+
+/// CA rotation of the etcd-binary-yaml cluster under load, each phase killed
+/// once and resumed: the load switches to the new CA's client certificate
+/// before phase 3. Failed requests are allowed only on the member being
+/// restarted (at most one endpoint failing in any second: quorum kept); at
+/// the end only the new CA is trusted and every acknowledged write reads back.
+#[test]
+fn ca_rotation_under_load() {
+    let _nodes = LAB_NODES.lock().unwrap_or_else(|e| e.into_inner());
+    let l = lab::lab();
+    let nodes = members(l, "lab");
+    wipe(l, &nodes);
+    let ws = tempfile::tempdir().unwrap();
+    let w = ws.path();
+    let pki = w.join(".cairn/pki");
+    cairn_ok(w, &["run", "etcd-binary-yaml", "--lab", l.name.as_str()]);
+    let pids: Vec<String> = nodes.iter().map(|n| etcd_pid(l, n)).collect();
+    let before = observe(l, &nodes);
+
+    // the load's files: CA(s) it trusts, and its client certificate + key in one file
+    let files = tempfile::tempdir().unwrap();
+    let (ca, client) = (files.path().join("ca.pem"), files.path().join("client.pem"));
+    let read = |n: &str| std::fs::read_to_string(pki.join(n)).unwrap();
+    let old_client = format!(
+        "{}{}",
+        read("etcd-cluster-1-operator.crt"),
+        read("etcd-cluster-1-operator.key")
+    );
+    replace(&ca, &read("etcd-cluster-1-etcd-ca.crt"));
+    replace(&client, &old_client);
+    let target = load::Target {
+        endpoints: nodes
+            .iter()
+            .map(|n| format!("https://{}:2379", n.etcd))
+            .collect(),
+        ca: ca.clone(),
+        cert: client.clone(),
+        key: client.clone(),
+    };
+
+    // the plan of phase 1 shows every file and every restart
+    let plan = cairn(
+        w,
+        &[
+            "plan",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            "group=lab",
+            "--var",
+            "ca_phase=bundle",
+        ],
+        None,
+    );
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let plan = text(&plan);
+    eprintln!("--- plan of ca_phase=bundle:\n{plan}");
+    assert!(
+        plan.matches("/etc/etcd/pki/etcd-ca.crt").count() >= 3,
+        "{plan}"
+    );
+    assert!(plan.matches("restart").count() >= 3, "{plan}");
+
+    let running = load::Load::start(target.clone(), 25);
+    let t1 = ca_phase(l, w, "bundle", "applied:5");
+    for (i, n) in nodes.iter().enumerate() {
+        let trusted = on(l, n, "cat /etc/etcd/pki/etcd-ca.crt");
+        assert_eq!(pem_count(&trusted), 2, "{}: {trusted}", n.host);
+        assert_ne!(etcd_pid(l, n), pids[i], "{}: etcd not restarted", n.host);
+    }
+    // servers still serve the old CA's certificates; from phase 2 on, the new one's
+    replace(
+        &ca,
+        &std::fs::read_to_string(w.join(".cairn/files/etcd-cluster-1-ca-bundle.crt")).unwrap(),
+    );
+    let pids: Vec<String> = nodes.iter().map(|n| etcd_pid(l, n)).collect();
+
+    let t2 = ca_phase(l, w, "leaves", "applied:4");
+    let after_leaves = observe(l, &nodes);
+    for (i, n) in nodes.iter().enumerate() {
+        let (pid, c, p) = &after_leaves[i];
+        assert_eq!(pid, &pids[i], "{}: etcd restarted in phase leaves", n.host);
+        assert_ne!(
+            c, &before[i].1,
+            "{}: 2379 still serves the old certificate",
+            n.host
+        );
+        let serial = serial_of(&pki, &format!("etcd-cluster-1-{}", n.member));
+        assert_eq!((c, p), (&serial, &serial), "{}", n.host);
+    }
+    let new_ca = "etcd-cluster-1-etcd-ca-next";
+    for name in [
+        "etcd-cluster-1-operator",
+        "etcd-cluster-1-apiserver-etcd-client",
+    ] {
+        let pem = read(&format!("{name}.crt"));
+        let issuer = parse_pem(&pem).unwrap().info.issuer;
+        assert!(issuer.contains(new_ca), "{name} issued by {issuer}");
+    }
+    // the load's client certificate from the new CA before the old one is dropped
+    replace(
+        &client,
+        &format!(
+            "{}{}",
+            read("etcd-cluster-1-operator.crt"),
+            read("etcd-cluster-1-operator.key")
+        ),
+    );
+
+    let t3 = ca_phase(l, w, "drop", "applied:3");
+    let report = running.stop();
+    report.check_data(&target);
+    for (i, n) in nodes.iter().enumerate() {
+        let trusted = on(l, n, "cat /etc/etcd/pki/etcd-ca.crt");
+        assert_eq!(pem_count(&trusted), 1, "{}: {trusted}", n.host);
+        assert_ne!(
+            etcd_pid(l, n),
+            pids[i],
+            "{}: not restarted in phase drop",
+            n.host
+        );
+    }
+    // a client with the old CA's certificate is refused by every member
+    let old = load::Target {
+        cert: files.path().join("old.pem"),
+        key: files.path().join("old.pem"),
+        ..target.clone()
+    };
+    replace(&old.cert, &old_client);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = old.client();
+    for ep in &target.endpoints {
+        let refused = rt.block_on(c.expect_refused(ep));
+        assert!(
+            refused.is_ok(),
+            "{ep} accepted the old CA's client: {refused:?}"
+        );
+    }
+
+    // one member down at a time: each endpoint's failures grouped into
+    // outages (failures less than 1 s apart); no two endpoints' outages overlap
+    let mut outages: Vec<(String, f64, f64)> = Vec::new();
+    for f in &report.failures {
+        let at = f.at.as_secs_f64();
+        match outages
+            .iter_mut()
+            .rev()
+            .find(|o| o.0 == f.endpoint && at - o.2 < 1.0)
+        {
+            Some(o) => o.2 = at,
+            None => outages.push((f.endpoint.clone(), at, at)),
+        }
+    }
+    eprintln!(
+        "FIGURES etcd-binary-yaml CA rotation: bundle {:.1}s, leaves {:.1}s, drop {:.1}s (each killed once and resumed); {} requests sent ({:.1}/s), {} failed; per endpoint (sent, failed): {:?}",
+        t1.as_secs_f64(),
+        t2.as_secs_f64(),
+        t3.as_secs_f64(),
+        report.sent,
+        report.rate(),
+        report.failed,
+        report.per_endpoint
+    );
+    eprintln!("FIGURES CA rotation outages (endpoint, from s, to s): {outages:?}");
+    // at most one outage per member restart: 3 members, 2 rolling restarts
+    assert!(outages.len() <= 6, "{outages:?}");
+    for a in &outages {
+        for b in &outages {
+            assert!(
+                a.0 == b.0 || a.2 < b.1 || b.2 < a.1,
+                "{} and {} failed at once ({:.1}-{:.1}s, {:.1}-{:.1}s): {:?}",
+                a.0,
+                b.0,
+                a.1,
+                a.2,
+                b.1,
+                b.2,
+                report.first_errors()
+            );
+        }
+    }
+    assert!(report.rate() >= 20.0, "{:.1} requests/s", report.rate());
+    assert!(
+        report.failed * 10 <= report.sent,
+        "{} of {} failed: {:?}",
+        report.failed,
+        report.sent,
+        report.first_errors()
+    );
 }
