@@ -337,14 +337,23 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
     };
     m.sh(&fill(&m.ctl, 22));
     let leader = m.leader();
+    // the plan names the member the run snapshots: the first follower
+    let follower = if leader == "node-1" {
+        "node-2"
+    } else {
+        "node-1"
+    };
     // the plan: snapshot, fetch, record; nothing written
     let plan = cairn(w, &["plan", "etcd-backup", "--lab", &l.name]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
+    let fetch_line = format!(
+        "+ create fetch {follower}:(known after create: {follower}: etcd snapshot path) → backups/etcd-cluster-1/"
+    );
     for expect in [
         "+ create etcd snapshot of member node-",
         "into /var/lib/cairn/backups/, restore-tested on 127.0.0.1:52379 (etcd 3.5.30, through https://127.0.0.1:2379 with /etc/etcd/pki/node-",
-        "+ create fetch node-1:(known after create: node-1: etcd snapshot path) → backups/etcd-cluster-1/",
+        fetch_line.as_str(),
         "+ create file <workspace>/backups/etcd-cluster-1/",
     ] {
         assert!(p.contains(expect), "plan lacks `{expect}`:\n{p}");
@@ -352,7 +361,7 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
     assert!(!w.join(".cairn/backups").exists(), "the plan wrote backups");
     let first = run_ok(w, &["run", "etcd-backup", "--lab", &l.name]);
     let one = check_backup(w, "etcd-cluster-1", &first, &leader, 210);
-    assert!(first.contains("from node-"), "{first}");
+    assert!(first.contains(&format!("from {follower}")), "{first}");
     for n in &l.nodes {
         assert_clean(l, &n.address);
     }
@@ -377,10 +386,11 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
     // killed between steps and inside them, resumed: one more restore-tested
     // backup each time, none left on the hosts (a snapshot taken by a step
     // killed before it was journaled is replaced by the resumed run's). (Steps: 1-3 etcd_member, 4
-    // etcd_status, 5 etcd_snapshot, 6 fetch, 7 record, 8 rm on the host;
-    // applied: 1 etcd_status, 2 etcd_snapshot, 3 fetch, 4 record, 5 rm.)
+    // etcd_cluster, 5 etcd_snapshot, 6 fetch, 7 record, 8 rm on the host;
+    // applied (steps with work; the read-only ones are not): 1 etcd_snapshot,
+    // 2 fetch, 3 record, 4 rm.)
     let mut last = two;
-    for kill in ["applied:2", "done:5", "applied:3", "done:7", "applied:5"] {
+    for kill in ["applied:1", "done:5", "applied:2", "done:7", "applied:4"] {
         let killed = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .current_dir(w)
             .args(["run", "etcd-backup", "--lab", &l.name, "--var", "keep=1"])
@@ -402,6 +412,19 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
         }
         last = now;
     }
+    // a member down: skipped, the next follower is snapshotted
+    l.ssh_ok(follower, "systemctl stop etcd");
+    let other = ["node-1", "node-2", "node-3"]
+        .into_iter()
+        .find(|n| *n != follower && *n != leader)
+        .unwrap();
+    let down = run_ok(
+        w,
+        &["run", "etcd-backup", "--lab", &l.name, "--var", "keep=1"],
+    );
+    l.ssh_ok(follower, "systemctl start etcd");
+    check_backup(w, "etcd-cluster-1", &down, &leader, 210);
+    assert!(down.contains(&format!("from {other}")), "{down}");
     eprintln!("etcd 3.5 backups: {:.0?}", started.elapsed());
 
     // ---- etcd 3.4: etcd-hetzner-apt on the lab's cloud emulation ----------

@@ -905,6 +905,12 @@ fn ca_rotation_under_load() {
         "{plan}"
     );
     assert!(plan.matches("restart").count() >= 3, "{plan}");
+    // the plan knows who leads (etcd_cluster answers in plans): the leader's
+    // turn comes last, after leadership moves to a member restarted before
+    assert!(
+        plan.contains("etcd leadership to ") && plan.contains(" leads now)"),
+        "{plan}"
+    );
 
     let running = load::Load::start(target.clone(), 25);
     let t1 = ca_phase(l, w, "bundle", "applied:5");
@@ -985,6 +991,23 @@ fn ca_rotation_under_load() {
         );
     }
 
+    // the building runbook, run again, would put the old CA back: the hosts'
+    // owner record names the new CA, so it is refused before any change
+    let again = cairn(
+        w,
+        &["plan", "etcd-binary-yaml", "--lab", l.name.as_str()],
+        None,
+    );
+    let again = (again.status.code(), text(&again));
+    assert_eq!(again.0, Some(1), "{}", again.1);
+    assert!(
+        again.1.contains("etcd-cert-rotate) with CA")
+            && again.1.contains("(CN=etcd-cluster-1-etcd-ca-next)")
+            && again.1.contains("nothing was changed"),
+        "{}",
+        again.1
+    );
+
     // one member down at a time: each endpoint's failures grouped into
     // outages (failures less than 1 s apart); no two endpoints' outages overlap
     let mut outages: Vec<(String, f64, f64)> = Vec::new();
@@ -1010,8 +1033,10 @@ fn ca_rotation_under_load() {
         report.per_endpoint
     );
     eprintln!("FIGURES CA rotation outages (endpoint, from s, to s): {outages:?}");
-    // at most one outage per member restart: 3 members, 2 rolling restarts
-    assert!(outages.len() <= 6, "{outages:?}");
+    // at most one outage per member restart: 3 members, 2 rolling restarts,
+    // plus one more restart per kill (a member restarted just before the kill,
+    // not yet journaled, is restarted again on resume: see the README), so 9
+    assert!(outages.len() <= 9, "{outages:?}");
     for a in &outages {
         for b in &outages {
             assert!(
