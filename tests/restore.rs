@@ -176,8 +176,32 @@ fn restore_after_quorum_loss() {
     lab::cairn_lab(&["node", "poweroff", "node-3", "--name", name]);
     let lost_at = Instant::now();
 
-    // ---- restored onto node-1, node-4, node-5 -------------------------------
+    // ---- another layout on a host: refused, nothing changed -------------------
     let args = ["run", "etcd-restore", "--lab", name, "--inventory", &new];
+    l.ssh_ok(
+        "node-4",
+        "printf '#!/bin/sh\\necho etcd Version: 3.5.30\\n' > /usr/bin/etcd && chmod 755 /usr/bin/etcd && \
+         printf '[Service]\\nExecStart=/usr/bin/etcd --data-dir /srv/etcd\\n' \
+         > /etc/systemd/system/etcd.service && systemctl daemon-reload",
+    );
+    let refused = cairn(w, &args, None);
+    let r = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{r}");
+    assert!(
+        r.contains("etcd on node-4 is not laid out as etcd-binary-yaml builds it")
+            && r.contains("etcd-restore restores only etcd-binary-yaml clusters"),
+        "{r}"
+    );
+    l.ssh_ok(
+        "node-1",
+        "test ! -e /var/lib/etcd-before-restore && test -d /var/lib/etcd/member",
+    );
+    l.ssh_ok(
+        "node-4",
+        "rm /usr/bin/etcd /etc/systemd/system/etcd.service && systemctl daemon-reload",
+    );
+
+    // ---- restored onto node-1, node-4, node-5 -------------------------------
     let out = ok(w, &args);
     let restore_time = lost_at.elapsed();
     let new_id = check_restored(&l, old_id, "restored");
@@ -224,7 +248,11 @@ fn restore_after_quorum_loss() {
         ("5", "applied:8"),
     ] {
         let var = format!("attempt={attempt}");
-        let a = [&args[..], &["--var", &var]].concat();
+        let mut a = [&args[..], &["--var", &var]].concat();
+        // the last one as for Kubernetes: revisions bumped, compacted
+        if attempt == "5" {
+            a.extend(["--var", "bump_revision=1000"]);
+        }
         let killed = cairn(w, &a, Some(point));
         let k = text(&killed);
         assert_eq!(killed.status.code(), None, "not killed at {point}:\n{k}");
@@ -236,6 +264,13 @@ fn restore_after_quorum_loss() {
         let r = ok(w, &["resume", &id]);
         assert!(r.contains("new cluster ID"), "{point}: {r}");
         let id = check_restored(&l, old_id, point);
+        if attempt == "5" {
+            let (_, rev) = status(&l, "node-4");
+            assert!(
+                rev > backup_rev + 1000,
+                "{point}: revision {rev} not bumped"
+            );
+        }
         assert_ne!(id, last_id, "{point}: not restored again");
         last_id = id;
         let token = format!("etcd-restore-{}-{attempt}", db.trim_end_matches(".db"));
