@@ -177,7 +177,16 @@ fn restore_after_quorum_loss() {
     let lost_at = Instant::now();
 
     // ---- another layout on a host: refused, nothing changed -------------------
-    let args = ["run", "etcd-restore", "--lab", name, "--inventory", &new];
+    let args = [
+        "run",
+        "etcd-restore",
+        "--lab",
+        name,
+        "--inventory",
+        &new,
+        "--var",
+        "check_key=/before/7",
+    ];
     l.ssh_ok(
         "node-4",
         "printf '#!/bin/sh\\necho etcd Version: 3.5.30\\n' > /usr/bin/etcd && chmod 755 /usr/bin/etcd && \
@@ -221,11 +230,7 @@ fn restore_after_quorum_loss() {
     assert_eq!(aside.lines().count(), 1, "{aside}");
 
     // ---- a rerun changes nothing ---------------------------------------------
-    let plan = cairn(
-        w,
-        &["plan", "etcd-restore", "--lab", name, "--inventory", &new],
-        None,
-    );
+    let plan = cairn(w, &[&["plan"], &args[1..]].concat(), None);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(0), "{p}");
     assert!(p.contains("No changes."), "{p}");
@@ -236,6 +241,23 @@ fn restore_after_quorum_loss() {
             .lines()
             .count(),
         1
+    );
+    // the runbook's own read-back: a key written after the backup is missing
+    let missing = cairn(
+        w,
+        &[&args[..6], &["--var", "check_key=/after/3"]].concat(),
+        None,
+    );
+    let m = text(&missing);
+    assert_eq!(missing.status.code(), Some(1), "{m}");
+    assert!(
+        m.contains("verification failed: key /after/3 is not in the restored cluster"),
+        "{m}"
+    );
+    assert_eq!(
+        status(&l, "node-4").0,
+        new_id,
+        "a failed check restored again"
     );
     let first_done = t0.elapsed();
 
