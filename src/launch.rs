@@ -853,13 +853,11 @@ pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), F
         }
         return Ok((id.to_string(), path));
     }
-    let mut ids: Vec<String> = std::fs::read_dir(&runs)
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
+    // The newest run that did not succeed, refused ones included: a run
+    // refused by a check changed nothing, and its error said to fix the cause
+    // and resume it; an older unfinished run is never picked over it (its
+    // changes are an older intent: resume it by its id).
+    let ids = crate::runs::run_ids(ws);
     for id in ids.iter().rev() {
         let path = runs.join(id).join("journal.jsonl");
         match Journal::read(&path) {

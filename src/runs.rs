@@ -31,16 +31,39 @@ pub fn readable_time(rfc3339: &str) -> String {
         .unwrap_or_else(|| rfc3339.to_string())
 }
 
-/// The run ids of the workspace, oldest first (ids start with their UTC start time).
-fn run_ids(ws: &Workspace) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(ws.runs_dir())
+/// The run ids of the workspace, oldest first: by the start time in each
+/// journal's header (to the nanosecond), then by id. An id holds its start
+/// time only to the second and then a random suffix, so two runs started in
+/// the same second (a run refused at once, then the next one) would sort by
+/// chance. A journal without a readable header sorts by its id's second.
+pub fn run_ids(ws: &Workspace) -> Vec<String> {
+    use time::format_description::well_known::Rfc3339;
+    let runs = ws.runs_dir();
+    let mut ids: Vec<(Option<time::OffsetDateTime>, String)> = std::fs::read_dir(&runs)
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .map(|id| {
+                    let started = Journal::read(&runs.join(&id).join("journal.jsonl"))
+                        .ok()
+                        .and_then(|j| {
+                            time::OffsetDateTime::parse(&j.header.started_at, &Rfc3339).ok()
+                        })
+                        .or_else(|| id_time(&id));
+                    (started, id)
+                })
                 .collect()
         })
         .unwrap_or_default();
     ids.sort();
-    ids
+    ids.into_iter().map(|(_, id)| id).collect()
+}
+
+/// The start time an id carries (`20261201-180116-abcd`: to the second, UTC).
+fn id_time(id: &str) -> Option<time::OffsetDateTime> {
+    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::PrimitiveDateTime::parse(id.get(..15)?, &fmt)
+        .ok()
+        .map(|t| t.assume_utc())
 }
 
 /// List runs, newest last.
@@ -233,5 +256,12 @@ mod tests {
             "2026-12-01 11:31:37 UTC"
         );
         assert_eq!(readable_time("garbage"), "garbage");
+    }
+
+    #[test]
+    fn an_id_carries_its_start_second() {
+        let t = id_time("20261201-180116-0a1b").unwrap();
+        assert_eq!((t.hour(), t.minute(), t.second(), t.day()), (18, 1, 16, 1));
+        assert_eq!(id_time("not-an-id"), None);
     }
 }

@@ -3,9 +3,11 @@
 //! (etcd-member-remove, the leader among the removed) while a client writes
 //! and reads through the original members' endpoints; then a member whose
 //! node is powered off for good is replaced by node-6 (etcd-member-replace).
-//! Runs are killed (CAIRN_FAULT_KILL) inside and between steps and resumed:
-//! every resumed run ends verified. Last, node-3 loses its data and is
-//! replaced by itself. Refusals (an even size, a removal that
+//! Runs are killed (CAIRN_FAULT_KILL) inside and between steps and resumed by
+//! id, some again inside their resumes (add at 4 points, remove at 5, replace
+//! at 4: after the removal, inside the install, once started as a learner,
+//! once promoted): every resumed run ends verified. Last, node-3 loses its
+//! data and is replaced by itself. Refusals (an even size, a removal that
 //! would lose quorum) change nothing.
 
 #[path = "common/lab.rs"]
@@ -50,31 +52,67 @@ fn ok(ws: &Path, args: &[&str]) -> String {
     t
 }
 
-/// A run killed at `point`, then `cairn resume`: the resumed run must succeed.
+/// A run killed at `point`, then `cairn resume ID`: the resumed run must succeed.
 fn killed_and_resumed(ws: &Path, args: &[&str], point: &str) -> String {
-    let killed = cairn(ws, args, Some(point));
+    killed_again_and_resumed(ws, args, &[(point, "")])
+}
+
+/// The kind of the last step run `id` journaled done (`cairn runs show`).
+fn last_done(ws: &Path, id: &str) -> String {
+    let show = text(&cairn(ws, &["runs", "show", id], None));
+    show.lines()
+        .filter_map(|l| l.strip_prefix("  done  "))
+        .next_back()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no done step in:\n{show}"))
+        .to_string()
+}
+
+/// A run killed at the first point, resumed by its id and killed again at
+/// each further point (the counts start again in each resume: replayed steps
+/// are not counted), then resumed once more: that resume must succeed. Each
+/// point comes with the kind of the last step journaled done before it (the
+/// phase the kill landed in; "" for any). The output of every resume, in order.
+fn killed_again_and_resumed(ws: &Path, args: &[&str], points: &[(&str, &str)]) -> String {
+    let (first, _) = points[0];
+    let killed = cairn(ws, args, Some(first));
     assert_eq!(
         killed.status.code(),
         None,
-        "cairn {} was not killed at {point}:\n{}",
+        "cairn {} was not killed at {first}:\n{}",
         args.join(" "),
         text(&killed)
     );
-    // (by id: a refused run earlier in the workspace may be the one `resume` picks)
     let out = text(&killed);
     let id = out
         .lines()
         .find_map(|l| l.strip_prefix("Run ")?.split_once(": ").map(|(id, _)| id))
         .unwrap_or_else(|| panic!("no run id in:\n{out}"));
+    let mut all = String::new();
+    for (i, (point, before)) in points.iter().enumerate() {
+        if i > 0 {
+            let again = cairn(ws, &["resume", id], Some(point));
+            all.push_str(&text(&again));
+            assert_eq!(
+                again.status.code(),
+                None,
+                "resume {id} of cairn {} was not killed at {point} (kills {points:?}):\n{all}",
+                args.join(" "),
+            );
+        }
+        if !before.is_empty() {
+            assert_eq!(&last_done(ws, id), before, "kill at {point}");
+        }
+    }
     let resumed = cairn(ws, &["resume", id], None);
-    let r = text(&resumed);
+    all.push_str(&text(&resumed));
     assert_eq!(
         resumed.status.code(),
         Some(0),
-        "resume after a kill at {point} of cairn {} failed:\n{r}",
+        "resume {id} after kills at {points:?} of cairn {} failed:\n{all}",
         args.join(" ")
     );
-    r
+    all
 }
 
 /// `cairn run RUNBOOK --lab LAB --var k=v ...`
@@ -302,9 +340,22 @@ fn grow_shrink_and_replace_under_load() {
             && out.contains("4 of the 4 remaining voting members healthy, quorum 3"),
         "{out}"
     );
-    // killed right after the member was removed (before it was journaled)
+    // killed right after the member was removed (before it was journaled);
+    // its resume killed right after the data dir was moved (applied 1 stops
+    // etcd, 2 moves); the next resume killed while verifying (done 1, 2 read
+    // the layout and the members, 3, 4 find etcd stopped and the dir moved, 5
+    // verifies the member list, before the health of the rest); then resumed
+    // to the end
     let rm4 = vars(&["member=node-4"]);
-    let out = killed_and_resumed(w, &run_args("etcd-member-remove", name, &rm4), "applied:2");
+    let out = killed_again_and_resumed(
+        w,
+        &run_args("etcd-member-remove", name, &rm4),
+        &[
+            ("applied:2", "etcd_status"),
+            ("applied:2", "systemctl"),
+            ("done:5", "etcd_members"),
+        ],
+    );
     assert!(out.contains("not a member"), "{out}");
     let shrink = load.stop();
     let report = &shrink;
@@ -374,12 +425,28 @@ fn grow_shrink_and_replace_under_load() {
         l.ssh_ok("node-3", "systemctl is-active etcd").trim(),
         "active"
     );
-    // replaced by node-6, killed after the dead member was removed
+    // replaced by node-6: killed right after the dead member was removed
+    // (applied 1 claims node-6, 2 removes); its resume killed inside the
+    // install (1 adds the learner, 2 its certificate, 3 downloads etcd, 4
+    // unpacks it, 5 installs the binaries); the next resume killed right
+    // after etcd started on node-6 as a learner (1 the etcd user, 2, 3 dirs,
+    // 4-6 certificates, 7 etcd.conf, 8 the unit, 9 daemon-reload, 10 start);
+    // the next one right after it was promoted (its etcd runs: nothing more
+    // to install, 1 promotes); then resumed to the end
     let replace = vars(&["dead=node-2", "member=node-6"]);
-    let out = killed_and_resumed(
+    let out = killed_again_and_resumed(
         w,
         &run_args("etcd-member-replace", name, &replace),
-        "applied:2",
+        &[
+            ("applied:2", "etcd_member_health"),
+            ("applied:5", "unpack"),
+            ("applied:10", "systemctl"),
+            ("applied:1", "etcd_member_health"),
+        ],
+    );
+    assert!(
+        out.contains("node-2 is not a member") && out.contains("node-6 has joined already"),
+        "the resumes found the dead member removed and node-6's etcd started:\n{out}"
     );
     assert!(
         out.contains("node-2 replaced by node-6") && out.contains("verified"),
