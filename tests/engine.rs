@@ -386,7 +386,7 @@ fn unknown_argument_key_is_reported_at_the_call() {
     let first = err.lines().next().unwrap();
     assert_eq!(
         first,
-        "error: local_file: bad arguments: unknown field `contnet`, expected one of `path`, `content`, `mode`"
+        "error: local_file: bad arguments: unknown field `contnet`, expected one of `path`, `content`, `mode`, `area`"
     );
     assert!(err.contains("  --> rb/main.rhai:2:1\n  |\n2 | local_file(#{ path: \"a\", contnet: \"x\" });\n  | ^\n"), "{err}");
 }
