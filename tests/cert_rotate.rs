@@ -1053,11 +1053,9 @@ fn ca_rotation_under_load() {
         }
     }
     assert!(report.rate() >= 20.0, "{:.1} requests/s", report.rate());
-    assert!(
-        report.failed * 10 <= report.sent,
-        "{} of {} failed: {:?}",
-        report.failed,
-        report.sent,
-        report.first_errors()
-    );
+    // How many requests fail depends on how long a member takes to restart
+    // (about 1 s on an idle machine, 3 s or more on a loaded one), so no
+    // ratio is held. What must hold is the goal, checked above: the
+    // failures group into outages of one member at a time that never overlap
+    // (so the cluster never lost quorum), at most one per restart.
 }
