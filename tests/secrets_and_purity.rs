@@ -394,15 +394,7 @@ fn plans_of_shipped_runbooks_never_upload_a_ca_key() {
         ),
         ("etcd-binary-yaml", vec![]),
         ("etcd-debian-binary", vec![]),
-        (
-            "etcd-static-pods",
-            vec![
-                "--var",
-                "kubelet=lab-standin",
-                "--var",
-                "etcd_version=v3.5.1",
-            ],
-        ),
+        ("etcd-static-pods", vec!["--var", "kubelet=lab-standin"]),
     ];
     let mut checked = 0;
     let inv_dir = tempfile::tempdir().unwrap();
@@ -795,14 +787,7 @@ fn plan_of_a_half_applied_debian_binary_run_changes_nothing() {
 fn plan_of_a_half_applied_static_pods_run_changes_nothing() {
     let _turn = serial();
     let (l, nodes) = own_lab("pur-pods");
-    let args = strings(&[
-        "--lab",
-        &l.name,
-        "--var",
-        "kubelet=lab-standin",
-        "--var",
-        "etcd_version=v3.5.1",
-    ]);
+    let args = strings(&["--lab", &l.name, "--var", "kubelet=lab-standin"]);
     plan_of_half_applied_run_is_pure(&l, "etcd-static-pods", &args, &nodes, "applied:40");
     drop_lab(l);
 }
