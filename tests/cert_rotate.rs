@@ -75,6 +75,7 @@ struct LoadReport {
 /// read of an acknowledged key (its value checked) through the next one.
 struct Load {
     stop: Arc<AtomicBool>,
+    report: Arc<Mutex<LoadReport>>,
     thread: std::thread::JoinHandle<LoadReport>,
 }
 
@@ -146,6 +147,8 @@ impl Load {
     fn start(endpoints: Vec<String>, tls: Tls, per_second: u32) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let shared = report.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -154,7 +157,7 @@ impl Load {
                 .unwrap();
             rt.block_on(async move {
                 let client = tls.client();
-                let report = Arc::new(Mutex::new(LoadReport::default()));
+                let report = shared;
                 let seq = Arc::new(AtomicU64::new(0));
                 let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
                 let mut tasks = Vec::new();
@@ -206,7 +209,25 @@ impl Load {
                 std::mem::take(&mut *r)
             })
         });
-        Load { stop, thread }
+        Load {
+            stop,
+            report,
+            thread,
+        }
+    }
+
+    /// Waits (polling, at most 30 s) until `more` requests beyond the ones
+    /// answered so far have been answered: the load runs for that long.
+    fn run_for(&self, more: u64) {
+        let target = self.report.lock().unwrap().sent + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.report.lock().unwrap().sent < target {
+            assert!(
+                Instant::now() < deadline,
+                "the load answered no {more} requests in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn stop(self) -> LoadReport {
@@ -473,7 +494,7 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
     assert!(plan.matches(".cairn-new (0644").count() >= 3, "{plan}");
     assert!(plan.matches("mv -f -T").count() >= 3, "{plan}");
     let load = Load::start(eps.clone(), tls.clone(), 25);
-    std::thread::sleep(Duration::from_secs(1));
+    load.run_for(25); // about 1 s of load before the rotation
     let t = Instant::now();
     let out = cairn_ok(
         w,
@@ -491,7 +512,7 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
         ],
     );
     let took = t.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
+    load.run_for(25); // and about 1 s after it
     let report = load.stop();
     check_data(&eps, &tls, &report.acked);
     eprintln!(

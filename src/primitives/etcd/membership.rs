@@ -568,6 +568,8 @@ impl Step for EtcdMemberAdd {
             match answer {
                 Ok(v) => return Ok(member_of(&v["member"])),
                 Err(e) if settling(&e) && Instant::now() < deadline => {
+                    // a bounded retry (until `deadline`): etcd gives this
+                    // answer only for the seconds its cluster settles
                     tokio::time::sleep(Duration::from_secs(1)).await
                 }
                 Err(e) => return Err(e),
@@ -690,6 +692,8 @@ impl Step for EtcdMemberPromote {
                     })
                 }
                 Err(e) if (says(&e, NOT_IN_SYNC) || settling(&e)) && Instant::now() < deadline => {
+                    // a bounded retry (until `deadline`): etcd gives this
+                    // answer only for the seconds its cluster settles
                     tokio::time::sleep(Duration::from_secs(1)).await
                 }
                 Err(e) if says(&e, NOT_IN_SYNC) => {
@@ -806,6 +810,8 @@ impl Step for EtcdMemberRemove {
                 // removed by an earlier, interrupted attempt
                 Err(e) if says(&e, NOT_FOUND) => return Ok(true),
                 Err(e) if settling(&e) && Instant::now() < deadline => {
+                    // a bounded retry (until `deadline`): etcd gives this
+                    // answer only for the seconds its cluster settles
                     tokio::time::sleep(Duration::from_secs(1)).await
                 }
                 Err(e) => return Err(e),
