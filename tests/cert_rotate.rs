@@ -317,6 +317,23 @@ fn observe(l: &lab::LabHandle, nodes: &[Node]) -> Vec<(String, String, String)> 
         .collect()
 }
 
+/// Per node: `sha256sum` of every etcd key file (`*.key` under /etc/etcd and
+/// /etc/ssl/etcd), to tell a renewal on the same key from a new key.
+fn key_hashes(l: &lab::LabHandle, nodes: &[Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| {
+            let sums = on(
+                l,
+                n,
+                "find /etc/etcd /etc/ssl/etcd -name '*.key' -exec sha256sum {} + 2>/dev/null | sort; true",
+            );
+            assert!(sums.contains(".key"), "{}: no key files found", n.host);
+            sums
+        })
+        .collect()
+}
+
 /// `ssh -L` forwards from this machine to each member's 127.0.0.1:2379 (the
 /// emulated cloud's private network is not reached from here); killed on drop.
 struct Tunnels {
@@ -401,6 +418,8 @@ struct Layout {
     node_keys: bool,
     /// `CAIRN_FAULT_KILL` points of rotations killed and resumed.
     kill_points: &'static [&'static str],
+    /// Whether to rotate once more with `new_keys=true` at the end.
+    new_keys: bool,
 }
 
 /// The members of `group` (their member name is the first label of the fqdn).
@@ -491,8 +510,15 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
             "{n:?} not in plan:\n{plan}"
         );
     }
-    assert!(plan.matches(".cairn-new (0644").count() >= 3, "{plan}");
-    assert!(plan.matches("perl -e 'rename(").count() >= 3, "{plan}");
+    // renewed on their keys: a certificate for each member's public key, the
+    // certificate file replaced by cairn's safe write, no key staged or swapped
+    assert!(
+        plan.matches("for a given public key").count() >= 3,
+        "{plan}"
+    );
+    assert!(!plan.contains(".cairn-new"), "{plan}");
+    assert!(!plan.contains("perl -e 'rename("), "{plan}");
+    let keys_before = key_hashes(l, &nodes);
     let load = Load::start(eps.clone(), tls.clone(), 25);
     load.run_for(25); // about 1 s of load before the rotation
     let t = Instant::now();
@@ -528,6 +554,11 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
     );
     assert_eq!(report.failed, 0, "failed requests: {report:?}\n{out}");
     let after = observe(l, &nodes);
+    assert_eq!(
+        key_hashes(l, &nodes),
+        keys_before,
+        "renewal changed a key file"
+    );
     for (i, n) in nodes.iter().enumerate() {
         let (pid0, c0, p0) = &before[i];
         let (pid1, c1, p1) = &after[i];
@@ -638,6 +669,55 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
         assert!(again.contains("nothing to rotate"), "{again}");
         previous = now;
     }
+
+    // 4. `new_keys=true`: new keys too (two renames per pair; handshakes that
+    // fall between them fail, so failed requests are reported, not required 0)
+    if !layout.new_keys {
+        return;
+    }
+    let keys_before = key_hashes(l, &nodes);
+    let load = Load::start(eps.clone(), tls.clone(), 25);
+    let t = Instant::now();
+    let out = cairn_ok(
+        w,
+        &[
+            "run",
+            "etcd-cert-rotate",
+            "--lab",
+            l.name.as_str(),
+            "--var",
+            &by,
+            "--var",
+            &group,
+            "--var",
+            "rotate_below_days=900",
+            "--var",
+            "days=1000",
+            "--var",
+            "new_keys=true",
+        ],
+    );
+    let took = t.elapsed();
+    let report = load.stop();
+    check_data(&eps, &tls, &report.acked);
+    eprintln!(
+        "FIGURES {} leaf rotation with new keys: {:.1}s, {} requests sent, {} failed",
+        layout.runbook,
+        took.as_secs_f64(),
+        report.sent,
+        report.failed
+    );
+    let keys_after = key_hashes(l, &nodes);
+    let now = observe(l, &nodes);
+    for (j, n) in nodes.iter().enumerate() {
+        let h = &n.host;
+        let (server, _) = (layout.node_certs)(&n.member);
+        assert_ne!(keys_after[j], keys_before[j], "{h}: keys unchanged");
+        assert_eq!(now[j].0, previous[j].0, "{h}: etcd restarted (new keys)");
+        assert_eq!(now[j].1, serial_of(&pki, &server), "{h}: 2379 (new keys)");
+        assert!(out.contains(&format!("{h}: server")), "{out}");
+    }
+    assert!(out.contains(", new): serial"), "{out}");
 }
 
 /// `openssl ARGS` in `dir`, which must succeed.
@@ -774,7 +854,8 @@ fn leaf_rotation_without_restart_under_load() {
             operator: "etcd-cluster-1-operator",
             node_certs: |n| (format!("etcd-cluster-1-{n}"), format!("etcd-cluster-1-{n}")),
             node_keys: false,
-            kill_points: &["applied:5", "applied:9"],
+            kill_points: &["applied:3", "applied:6"],
+            new_keys: false,
         },
     );
     eprintln!("FIGURES etcd-binary-yaml done at {:?}", started.elapsed());
@@ -792,6 +873,7 @@ fn leaf_rotation_without_restart_under_load() {
             node_certs: |n| (format!("etcd-cluster-{n}"), format!("etcd-cluster-{n}")),
             node_keys: true,
             kill_points: &["applied:4"],
+            new_keys: true,
         },
     );
     eprintln!("FIGURES etcd-debian-binary done at {:?}", started.elapsed());
@@ -813,6 +895,7 @@ fn leaf_rotation_without_restart_under_load() {
             },
             node_keys: false,
             kill_points: &["applied:7"],
+            new_keys: false,
         },
     );
     eprintln!("FIGURES etcd-hetzner-apt done at {:?}", started.elapsed());

@@ -345,7 +345,9 @@ fn csr_step(csr: String) -> SignCsr {
     SignCsr {
         name: "node-2".into(),
         ca: CaRef::Name("etcd-ca".into()),
-        csr,
+        csr: Some(csr),
+        public_key: None,
+        o: None,
         days: 90,
         usage: vec![Usage::Server, Usage::Client],
         key_usage: None,
@@ -477,6 +479,95 @@ async fn an_openssl_csr_is_signed_with_its_sans_and_the_runbooks_usages() {
         err.starts_with("invalid `csr`: not a valid certificate signing request"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_public_key_gets_a_certificate_for_that_key_and_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tempfile::tempdir().unwrap();
+    let ctx = ctx(tmp.path());
+    let (_, ca) = run(&ctx, &ca_step("etcd-ca")).await;
+    let key = node.path().join("member.key");
+    let key = key.to_str().unwrap();
+    let (ok, text) = openssl(&["genrsa", "-out", key, "2048"]);
+    assert!(ok, "{text}");
+    let (ok, public) = openssl(&["pkey", "-in", key, "-pubout"]);
+    assert!(ok, "{public}");
+
+    let mut step = csr_step(String::new());
+    step.csr = None;
+    step.public_key = Some(public.clone());
+    step.cn = Some("node-2".into());
+    step.o = Some("nodes".into());
+    step.ips = Some(vec!["10.1.1.2".into()]);
+    step.dns = Some(vec!["node-2".into()]);
+    let (lines, cert): (Vec<String>, Cert) = run(&ctx, &step).await;
+    assert_eq!(
+        lines,
+        vec!["+ create certificate node-2 for a given public key (pki/node-2.crt) \
+              (CN=node-2, O=nodes; DNS node-2; IP 10.1.1.2; usage server,client; 90 days; signed by etcd-ca)"]
+    );
+    assert_eq!(cert.key_path, "");
+    let (ok, text) = openssl(&[
+        "verify",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        &ca.cert_path,
+        &cert.cert_path,
+    ]);
+    assert!(ok, "{text}");
+    // the certificate is for that key: a server can pair them
+    let (_, from_cert) = openssl(&["x509", "-pubkey", "-noout", "-in", &cert.cert_path]);
+    assert_eq!(from_cert, public);
+
+    // the same key again: kept; another key: a new certificate
+    let (lines, _) = run(&ctx, &step).await;
+    assert!(
+        lines[0].starts_with("= ok certificate node-2 for a given public key"),
+        "{lines:?}"
+    );
+    let other = node.path().join("other.key");
+    let other = other.to_str().unwrap();
+    assert!(openssl(&["genrsa", "-out", other, "2048"]).0);
+    let (_, other_public) = openssl(&["pkey", "-in", other, "-pubout"]);
+    let mut moved = step.clone();
+    moved.public_key = Some(other_public);
+    let (lines, _) = run(&ctx, &moved).await;
+    assert!(
+        lines[0].starts_with("~ change certificate node-2"),
+        "{lines:?}"
+    );
+
+    // refused: no subject, both sources, neither, and a private key (never echoed)
+    let mut bad = step.clone();
+    bad.cn = None;
+    let err = bad.prepare(&ctx).await.err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "invalid `cn`: required with `public_key` (a bare key has no subject)"
+    );
+    let mut bad = step.clone();
+    bad.csr = Some("x".into());
+    let err = bad.prepare(&ctx).await.err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "invalid `public_key`: give `csr` or `public_key`, not both"
+    );
+    let mut bad = step.clone();
+    bad.public_key = None;
+    let err = bad.prepare(&ctx).await.err().unwrap().to_string();
+    assert!(err.starts_with("invalid `csr`: missing"), "{err}");
+    let private = std::fs::read_to_string(key).unwrap();
+    let mut bad = step.clone();
+    bad.public_key = Some(private.clone());
+    let err = bad.prepare(&ctx).await.err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "invalid `public_key`: a PEM `PRIVATE KEY`, not a `PUBLIC KEY` (e.g. `openssl pkey -in KEY -pubout`)"
+    );
+    let body = private.lines().nth(1).unwrap();
+    assert!(!err.contains(body));
 }
 
 #[tokio::test]

@@ -140,3 +140,24 @@ pub fn from_csr(
         key_pem: None,
     })
 }
+
+/// A certificate for a bare public key (PEM `PUBLIC KEY`), signed by the CA:
+/// a renewal that keeps the key. Subject, SANs and usages come from `spec`.
+pub fn for_public_key(
+    spec: &Spec,
+    public_key_pem: &str,
+    days: u32,
+    ca_pem: &str,
+    ca_key_pem: &str,
+) -> Result<Issued, StepError> {
+    let issuer = issuer(ca_pem, ca_key_pem)?;
+    let key = rcgen::SubjectPublicKeyInfo::from_pem(public_key_pem)
+        .map_err(|e| StepError::invalid("public_key", format!("not a public key: {e}")))?;
+    let cert = params(spec, days, OffsetDateTime::now_utc())?
+        .signed_by(&key, &issuer)
+        .map_err(|e| failed("signing certificate", e))?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: None,
+    })
+}

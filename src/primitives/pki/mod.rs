@@ -193,10 +193,15 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// Sign a certificate signing request (PEM, e.g. made by `openssl req` on a node);",
             "/// the private key stays where the CSR was made (`key_path` is empty).",
             "///",
-            "/// `#{name, ca, csr, days, usage, key_usage?, cn?, dns?, ips?, override_sans? (false), renew_before_days?}`",
+            "/// `#{name, ca, csr | public_key, days, usage, key_usage?, cn?, o?, dns?, ips?, override_sans? (false), renew_before_days?}`",
             "///",
             "/// SANs come from the CSR. Given `dns`/`ips` must equal the CSR's, unless",
             "/// `override_sans: true`, which signs exactly those instead. A CSR never makes a CA.",
+            "///",
+            "/// `public_key` (a PEM `PUBLIC KEY`, e.g. `openssl pkey -in KEY -pubout` run on the",
+            "/// node) instead of `csr`: a certificate for that key, subject `cn` (required) and",
+            "/// `o`, SANs `dns`/`ips` as given. A renewal that keeps the key: the only certificate",
+            "/// replacement etcd, which re-reads cert and key per handshake, never sees half-done.",
         ])
         .register_into_engine(
             engine,

@@ -85,16 +85,29 @@ pub struct GenCert {
     pub pki_dir: Option<PathBuf>,
 }
 
-/// `sign_csr(#{name, ca, csr, days, usage, key_usage?, cn?, dns?, ips?, override_sans?, renew_before_days?})`
+/// `sign_csr(#{name, ca, csr | public_key, days, usage, key_usage?, cn?, o?, dns?, ips?, override_sans?, renew_before_days?})`
 ///
 /// SANs come from the CSR. Given `dns`/`ips` are requirements: the CSR must
 /// ask for exactly those; with `override_sans: true` they replace the CSR's.
+///
+/// With `public_key` (a PEM `PUBLIC KEY`, e.g. printed by `openssl pkey
+/// -pubout` from a member's own key file) instead of `csr`, the certificate
+/// is for that key: `cn` is required, `o`, `dns` and `ips` are the subject and
+/// SANs as given. There is no proof of possession, so only a key read from
+/// where it is used belongs here; it renews a certificate without changing
+/// its key, the one replacement a server that re-reads its cert and key files
+/// per handshake cannot observe half-done.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignCsr {
     pub name: String,
     pub ca: CaRef,
-    pub csr: String,
+    #[serde(default)]
+    pub csr: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub o: Option<String>,
     pub days: u32,
     pub usage: Vec<Usage>,
     #[serde(default)]
@@ -173,6 +186,8 @@ struct Plan<'a> {
     ca: Option<&'a str>,
     /// Whether cairn keeps the private key.
     keeps_key: bool,
+    /// Where the key to certify comes from when cairn does not keep it.
+    key_from: &'static str,
     days: u32,
     renew_before_days: u32,
 }
@@ -183,7 +198,7 @@ impl Plan<'_> {
         match (self.spec.is_ca, self.keeps_key) {
             (true, _) => format!("CA certificate {n} (pki/{n}.crt, key pki/{n}.key)"),
             (false, true) => format!("certificate {n} (pki/{n}.crt, key pki/{n}.key)"),
-            (false, false) => format!("certificate {n} from CSR (pki/{n}.crt)"),
+            (false, false) => format!("certificate {n} {} (pki/{n}.crt)", self.key_from),
         }
     }
 
@@ -425,6 +440,7 @@ impl GenCa {
             },
             ca: None,
             keeps_key: true,
+            key_from: "",
             days: self.days,
             renew_before_days: self.renew_before_days,
         }
@@ -501,6 +517,7 @@ impl GenCert {
             spec,
             ca: Some(self.ca.name()),
             keeps_key: true,
+            key_from: "",
             days: self.days,
             renew_before_days: self.renew_before_days,
         }
@@ -601,6 +618,29 @@ struct CsrRequest {
     public_key: String,
 }
 
+/// What a bare public key gives: its type and digest (subject and SANs come
+/// from the runbook).
+fn parse_public_key(pem: &str) -> Result<(String, String), StepError> {
+    let bad = |m: String| StepError::invalid("public_key", m);
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| bad(format!("not PEM ({e})")))?;
+    if block.label != "PUBLIC KEY" {
+        return Err(bad(format!(
+            "a PEM `{}`, not a `PUBLIC KEY` (e.g. `openssl pkey -in KEY -pubout`)",
+            block.label
+        )));
+    }
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&block.contents)
+        .map_err(|e| bad(format!("not a subject public key ({e})")))?;
+    rcgen::SubjectPublicKeyInfo::from_pem(pem)
+        .map_err(|e| bad(format!("a public key cairn cannot sign for: {e}")))?;
+    let key = cert::key_type_of(&spki);
+    if key.starts_with("other") || key == "unknown" {
+        return Err(bad(format!("a {key} key: cairn signs RSA and EC keys")));
+    }
+    Ok((key, cert::public_key_digest(&spki.subject_public_key.data)))
+}
+
 fn parse_csr(pem: &str) -> Result<CsrRequest, StepError> {
     let bad = |m: String| StepError::invalid("csr", m);
     // rcgen checks the signature and refuses extensions it cannot honour
@@ -678,7 +718,46 @@ impl SignCsr {
     }
 
     fn spec(&self) -> Result<Spec, StepError> {
-        let req = parse_csr(&self.csr)?;
+        let req = match (&self.csr, &self.public_key) {
+            (Some(csr), None) => {
+                if self.o.is_some() {
+                    return Err(StepError::invalid(
+                        "o",
+                        "the organisation comes from the CSR; `o` goes with `public_key`",
+                    ));
+                }
+                parse_csr(csr)?
+            }
+            (None, Some(pem)) => {
+                let (key, public_key) = parse_public_key(pem)?;
+                let Some(cn) = self.cn.clone() else {
+                    return Err(StepError::invalid(
+                        "cn",
+                        "required with `public_key` (a bare key has no subject)",
+                    ));
+                };
+                CsrRequest {
+                    cn,
+                    o: self.o.clone(),
+                    dns: self.dns.clone().unwrap_or_default(),
+                    ips: self.ips.clone().unwrap_or_default(),
+                    key,
+                    public_key,
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(StepError::invalid(
+                    "public_key",
+                    "give `csr` or `public_key`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(StepError::invalid(
+                    "csr",
+                    "missing: give `csr` (a PEM certificate request) or `public_key` (a PEM public key)",
+                ))
+            }
+        };
         if let Some(cn) = &self.cn {
             if &req.cn != cn {
                 return Err(StepError::invalid(
@@ -730,6 +809,11 @@ impl SignCsr {
             spec,
             ca: Some(self.ca.name()),
             keeps_key: false,
+            key_from: if self.public_key.is_some() {
+                "for a given public key"
+            } else {
+                "from CSR"
+            },
             days: self.days,
             renew_before_days: self.renew_before_days,
         }
@@ -785,7 +869,13 @@ impl Step for SignCsr {
         blocking(move || {
             let (ca, ca_key) = load_ca(&store, this.ca.name())?;
             let plan = this.plan(this.spec()?);
-            let issued = issue::from_csr(&plan.spec, &this.csr, this.days, &ca.pem, &ca_key)?;
+            let issued = match (&this.csr, &this.public_key) {
+                (Some(csr), _) => issue::from_csr(&plan.spec, csr, this.days, &ca.pem, &ca_key)?,
+                (None, Some(pem)) => {
+                    issue::for_public_key(&plan.spec, pem, this.days, &ca.pem, &ca_key)?
+                }
+                (None, None) => unreachable!("spec() refuses a sign_csr without csr or public_key"),
+            };
             plan.finish(&store, issued, &ca.pem)
         })
         .await
