@@ -11,7 +11,8 @@
 //! fork of BoringSSL, already linked into cairn through rustls and rcgen), used
 //! through its `RandomizedNonceKey`: a fresh random 96-bit nonce per seal, safe
 //! far beyond the number of values a team ever seals with one key (NIST's
-//! bound for random GCM nonces is 2^32 messages per key). No crate was added.
+//! bound for random GCM nonces is 2^32 messages per key). aws-lc-rs is a
+//! direct dependency at the version already in the tree: nothing new is built.
 //!
 //! The logical name of a value (`pki/ca.key`) is bound as associated data: a
 //! sealed value copied under another name does not open.
@@ -305,8 +306,11 @@ fn parse(name: &str, sealed: &[u8]) -> Result<Parsed, SealError> {
 /// Whether a workspace file holds a secret, and so is sealed in shared
 /// state: its content contains `PRIVATE KEY` (any PEM private key: PKCS#8,
 /// RSA, EC, encrypted), or its mode lets no one but its owner read it (the
-/// 0600 that cairn gives every key file it writes in `pki/`). Anything else (certificates,
-/// journals, pinned host keys) is public and stored as it is.
+/// 0600 that cairn gives every key file it writes in `pki/`, and that
+/// runbooks give secret files they write with `local_file`). Anything else
+/// (certificates, journals, pinned host keys) is public and stored as it is.
+/// The workspace's own `lock` and `audit.log` (0600 too) are not state
+/// files: a shared state keeps a lease lock and its own audit store instead.
 pub fn is_secret_file(mode: u32, content: &[u8]) -> bool {
     let owner_only = mode & 0o077 == 0;
     owner_only || content.windows(11).any(|w| w == b"PRIVATE KEY")
