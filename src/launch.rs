@@ -96,6 +96,8 @@ struct Audit {
     /// The script started (a run: its journal exists): an error from here on
     /// is a failure, before it a refusal.
     started: bool,
+    /// A signal stopped it (a plan exits 1 then, a run 130).
+    interrupted: bool,
 }
 
 impl Audit {
@@ -116,15 +118,8 @@ impl Audit {
 /// store. A log that cannot be written is a warning: the command's own result
 /// and exit code stand.
 fn record_audit(state_dir: &Path, command: crate::audit::Command, a: &Audit, code: i32) {
-    use crate::audit::{Entry, Outcome};
-    let result = match code {
-        exit::OK => Outcome::Ok,
-        exit::CHANGES if command == crate::audit::Command::Plan => Outcome::Changes,
-        exit::INTERRUPTED => Outcome::Interrupted,
-        _ if a.started => Outcome::Failed,
-        _ => Outcome::Refused,
-    };
-    let mut e = Entry::now(command, &a.runbook, result, code);
+    use crate::audit::Entry;
+    let mut e = Entry::now(command, &a.runbook, audit_outcome(command, a, code), code);
     e.version = a.version.clone();
     e.run_id = a.run_id.clone();
     e.plan_digest = a.plan_digest.clone();
@@ -132,6 +127,19 @@ fn record_audit(state_dir: &Path, command: crate::audit::Command, a: &Audit, cod
         if let Err(err) = store.append(&e) {
             eprintln!("warning: {err}; this {command} is not in the audit log");
         }
+    }
+}
+
+/// How a command ended, from its exit code and how far it got.
+fn audit_outcome(command: crate::audit::Command, a: &Audit, code: i32) -> crate::audit::Outcome {
+    use crate::audit::Outcome;
+    match code {
+        exit::OK => Outcome::Ok,
+        exit::CHANGES if command == crate::audit::Command::Plan => Outcome::Changes,
+        exit::INTERRUPTED => Outcome::Interrupted,
+        _ if a.interrupted => Outcome::Interrupted,
+        _ if a.started => Outcome::Failed,
+        _ => Outcome::Refused,
     }
 }
 
@@ -602,6 +610,7 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
     let progress = reporter.tick(rt.handle());
     audit.started = true;
     let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
+    audit.interrupted = out.interrupted;
     progress.abort();
     if let Some(err) = out.error {
         // what the script printed before it failed, as a run would show it
@@ -1172,4 +1181,39 @@ fn read_vars_file(path: &std::path::Path) -> Result<toml::Table, Failure> {
             crate::manifest::toml_message(&text, &e)
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Command as C, Outcome as O};
+
+    #[test]
+    fn audit_outcomes_follow_exit_codes_and_progress() {
+        let at = |started, interrupted| Audit {
+            started,
+            interrupted,
+            ..Default::default()
+        };
+        let table = [
+            (C::Plan, at(true, false), exit::OK, O::Ok),
+            (C::Plan, at(true, false), exit::CHANGES, O::Changes),
+            (C::Plan, at(false, false), exit::ERROR, O::Refused),
+            (C::Plan, at(true, false), exit::ERROR, O::Failed),
+            (C::Plan, at(true, true), exit::ERROR, O::Interrupted),
+            (C::Run, at(false, false), exit::ERROR, O::Refused),
+            (C::Run, at(true, false), exit::ERROR, O::Failed),
+            (C::Run, at(true, false), exit::CHANGES, O::Failed),
+            (C::Run, at(true, true), exit::INTERRUPTED, O::Interrupted),
+            (C::Resume, at(true, false), exit::OK, O::Ok),
+            (C::Resume, at(false, false), exit::ERROR, O::Refused),
+        ];
+        for (command, a, code, want) in table {
+            assert_eq!(
+                audit_outcome(command, &a, code),
+                want,
+                "{command} {a:?} {code}"
+            );
+        }
+    }
 }
