@@ -119,6 +119,25 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::lab::cli::LabCommand,
     },
+    /// The workspace's state: the team key for sealed secrets, the audit log.
+    State {
+        #[command(subcommand)]
+        cmd: StateCommand,
+    },
+}
+
+/// `cairn state ...`
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Print a new random team key for CAIRN_STATE_KEY (the only command that
+    /// ever prints a key).
+    Keygen,
+    /// Who ran what: every run, plan and resume of this workspace, oldest first.
+    Log {
+        /// One JSON array of the entries.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,5 +239,9 @@ pub fn main() -> i32 {
             cmd: InventoryCommand::Check { file },
         } => crate::inventory::check(&file),
         Command::Lab { cmd } => crate::lab::cli::run(cmd),
+        Command::State { cmd } => match cmd {
+            StateCommand::Keygen => crate::seal::keygen(),
+            StateCommand::Log { json } => crate::audit::log(&state, json),
+        },
     }
 }

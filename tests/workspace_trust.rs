@@ -324,6 +324,20 @@ fn sigterm_and_sighup_interrupt_a_run_as_ctrl_c_does() {
         let resumed = ws.cairn(&["resume"], &[]);
         assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
         assert_each_step_done_once(&runs[0], 4);
+        // the audit log: the run interrupted (130), then the resume ok
+        use cairn::audit::{AuditStore, Command as C, Outcome as O};
+        let audit = cairn::audit::LocalAudit::new(&ws.path().join(".cairn"));
+        let got: Vec<(C, O, i32)> = audit
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| (e.command, e.result, e.exit_code))
+            .collect();
+        assert_eq!(
+            got,
+            [(C::Run, O::Interrupted, 130), (C::Resume, O::Ok, 0)],
+            "{name}"
+        );
     }
 }
 
