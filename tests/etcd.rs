@@ -836,3 +836,148 @@ async fn statuses(
     }
     out
 }
+
+// ---- stdlib etcd::verify against a real etcd ------------------------------
+
+/// A one-member etcd `n1` at `addr` on etcd's own ports (2379, 2380: the URLs
+/// `etcd::verify` expects a member to advertise), serving the workspace's
+/// `pki/n1` certificate, asking clients on each port for a certificate of
+/// `pki/etcd-ca` only where `client_auth` / `peer_auth` say.
+fn start_member_at(dir: &Path, addr: &str, client_auth: bool, peer_auth: bool) -> Etcd {
+    let pki = dir.join(".cairn/pki");
+    let file = |n: &str| pki.join(n).display().to_string();
+    let client_url = format!("https://{addr}:2379");
+    let peer_url = format!("https://{addr}:2380");
+    let log = dir.join("etcd-at.log");
+    let mut cmd = Command::new(etcd_binary());
+    cmd.args(["--name", "n1", "--data-dir"])
+        .arg(dir.join("data-at"))
+        .args(["--listen-client-urls", &client_url])
+        .args(["--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("n1={peer_url}")])
+        .args(["--listen-metrics-urls", &format!("http://{addr}:2381")])
+        .args([
+            "--cert-file",
+            &file("n1.crt"),
+            "--key-file",
+            &file("n1.key"),
+        ])
+        .args(["--peer-cert-file", &file("n1.crt")])
+        .args(["--peer-key-file", &file("n1.key")])
+        .args(["--log-outputs", &log.display().to_string()]);
+    // (etcd asks for a client certificate whenever it has a trusted CA file)
+    let ca = file("etcd-ca.crt");
+    if client_auth {
+        cmd.args(["--client-cert-auth", "--trusted-ca-file", &ca]);
+    }
+    if peer_auth {
+        cmd.args(["--peer-client-cert-auth", "--peer-trusted-ca-file", &ca]);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    Etcd {
+        child,
+        client_url,
+        peer_url,
+        log,
+    }
+}
+
+/// `etcd::verify` (the building runbooks' verification) passes on a member
+/// that refuses strangers, and fails the run, naming the port, when the
+/// member accepts a client without a certificate on its peer port or on its
+/// client port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdlib_verify_fails_the_run_when_a_stranger_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // a loopback address of this test's own (its ports are etcd's standard ones)
+    let pid = std::process::id();
+    let addr = format!("127.77.{}.{}", (pid >> 8) % 250 + 1, pid % 250 + 1);
+    let certs = format!(
+        r#"import "etcd" as etcd;
+let ca = gen_ca(#{{ name: "etcd-ca", cn: "etcd-ca", key: "p256", days: 90 }});
+let server = gen_cert(#{{ name: "n1", ca: ca, cn: "n1", ips: ["{addr}"], usage: ["server", "client"], key: "p256", days: 90 }});
+let operator = gen_cert(#{{ name: "operator", ca: ca, cn: "operator", usage: ["client"], key: "p256", days: 90 }});
+"#
+    );
+    runbook(dir, "certs", &certs);
+    let (code, out, err) = cairn(dir, &["run", "certs"]);
+    assert_eq!(code, 0, "{out}{err}");
+    runbook(
+        dir,
+        "verify",
+        &format!(
+            r#"{certs}
+let listed = etcd::verify(#{{ members: [#{{ name: "n1", address: "{addr}" }}], ca: ca, cert: operator, wait_seconds: 20 }});
+if is_known(listed) {{ print(`verified: ${{listed.len()}} ${{listed[0].name}}`); }}
+"#
+        ),
+    );
+    let pki = dir.join(".cairn/pki");
+    let read = |n: &str| std::fs::read_to_string(pki.join(n)).unwrap();
+    let probe = EtcdClient::new(
+        &[format!("https://{addr}:2379")],
+        &read("etcd-ca.crt"),
+        Some(Identity::new(read("operator.crt"), read("operator.key"))),
+    )
+    .unwrap();
+
+    // strangers refused on both ports: verified, every check shown in the plan
+    let mut etcd = start_member_at(dir, &addr, true, true);
+    wait_healthy(&mut etcd, &probe).await;
+    let (code, out, err) = cairn(dir, &["plan", "verify", "--show-unchanged"]);
+    assert!(code == 0 || code == 2, "{out}{err}");
+    for line in [
+        format!("? verify etcd https://{addr}:2379 healthy"),
+        "? verify etcd members are n1".into(),
+        "? verify etcd get cairn/verify".into(),
+        format!("? verify etcd https://{addr}:2379 refuses a client without a certificate"),
+        format!(
+            "? verify etcd https://{addr}:2379 refuses a client with certificate verify-stranger-client"
+        ),
+        format!("? verify etcd https://{addr}:2380 refuses a client without a certificate"),
+    ] {
+        assert!(out.contains(&line), "`{line}` missing in:\n{out}{err}");
+    }
+    let (code, out, err) = cairn(dir, &["run", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verified: 1 n1"), "{out}{err}");
+
+    // the peer port accepts a client without a certificate: the run fails
+    drop(etcd);
+    let mut etcd = start_member_at(dir, &addr, true, false);
+    wait_healthy(&mut etcd, &probe).await;
+    let (code, out, err) = cairn(dir, &["run", "verify"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("verified:"), "{out}");
+    assert!(
+        err.contains("etcd_expect_refused on local failed")
+            && err.contains(&format!(
+                "https://{addr}:2380 accepted a client without a certificate"
+            )),
+        "{err}"
+    );
+
+    // the client port accepts one: the run fails
+    drop(etcd);
+    let mut etcd = start_member_at(dir, &addr, false, true);
+    wait_healthy(&mut etcd, &probe).await;
+    let (code, out, err) = cairn(dir, &["run", "verify"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("verified:"), "{out}");
+    assert!(
+        err.contains("etcd_expect_refused on local failed")
+            && err.contains(&format!(
+                "https://{addr}:2379 accepted a client without a certificate"
+            )),
+        "{err}"
+    );
+    drop(etcd);
+}
