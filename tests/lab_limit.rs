@@ -66,7 +66,7 @@ fn markers(l: &lab::LabHandle) -> Vec<(String, String)> {
 const SCRIPT: &str = r#"
 let nodes = hosts();
 on(nodes, |h| {
-    file(h, #{ path: "/root/cairn-limit-marker", content: `${h.name} of ${nodes.len()}\n`, mode: "0644" });
+    file(h, #{ path: "/root/cairn-limit-marker", content: `${h.name} of ${nodes.len()}`, mode: "0644" });
 });
 if env("LIMIT_TEST_FAIL") == "1" { fail("stopped by LIMIT_TEST_FAIL"); }
 if env("LIMIT_TEST_PEEK") == "1" { let name = fact(nodes[2], "hostname"); }
@@ -120,7 +120,7 @@ fn a_limited_run_touches_only_its_hosts_and_resumes_only_with_its_limit() {
     // hosts() still listed all 3; only node-2 got the file
     assert_eq!(
         markers(l),
-        [("node-2".to_string(), "node-2 of 3\n".to_string())]
+        [("node-2".to_string(), "node-2 of 3".to_string())]
     );
     // no login on node-1 or node-3 but the counting ones (2 each)
     assert_eq!(
@@ -175,7 +175,7 @@ fn a_limited_run_touches_only_its_hosts_and_resumes_only_with_its_limit() {
     }
     assert_eq!(
         markers(l),
-        [("node-2".to_string(), "node-2 of 3\n".to_string())]
+        [("node-2".to_string(), "node-2 of 3".to_string())]
     );
 
     // the same limit finishes it
@@ -204,6 +204,6 @@ fn a_limited_run_touches_only_its_hosts_and_resumes_only_with_its_limit() {
     assert_eq!(logins(l, "node-3"), before3 + 1);
     assert_eq!(
         markers(l),
-        [("node-2".to_string(), "node-2 of 3\n".to_string())]
+        [("node-2".to_string(), "node-2 of 3".to_string())]
     );
 }
