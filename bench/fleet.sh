@@ -15,7 +15,8 @@
 # - the lab nodes' CPU seconds meanwhile (cgroup cpu.stat of the lab);
 # - the peak number of cairn's threads and of live ssh masters (sampled every
 #   0.1 s from /proc: masters are `ssh` processes whose control socket lies in
-#   this bench's private $XDG_RUNTIME_DIR/cairn-ssh).
+#   this bench's private $XDG_RUNTIME_DIR/cairn-ssh); the thread names at the
+#   peak go to DIR/threads-SIZE-ROUND.txt.
 # The on() cap is cairn's default (32) unless --max-parallel is given.
 # Raw figures: DIR/fleet.tsv (default /tmp/cairn-fleet-PID); logs and journals
 # in DIR. CAIRN=path overrides the binary (default target/release/cairn).
@@ -57,7 +58,11 @@ sample() {
         cp=$(pgrep -P "$pid" -x cairn | head -n1 || true)
         if [ -n "$cp" ]; then
             t=$(awk '/^Threads:/ { print $2 }' "/proc/$cp/status" 2>/dev/null || echo 0)
-            [ "${t:-0}" -gt "$th" ] && th=$t
+            if [ "${t:-0}" -gt "$th" ]; then
+                th=$t
+                # thread names at the peak: what the threads are
+                cat /proc/"$cp"/task/*/comm 2>/dev/null | sort | uniq -c | sort -rn > "$f.threads" || true
+            fi
         fi
         c=$(pgrep -f -c -- "-S $xdg/cairn-ssh/" || true)
         [ "${c:-0}" -gt "$ms" ] && ms=$c
@@ -98,6 +103,7 @@ for n in $sizes; do
         grep -q 'succeeded' "$out/flow-$n-$r.log" || { log "no success line"; exit 1; }
         read -r rss u s < <(tail -n1 "$out/.time")
         read -r threads masters < "$out/.sample"
+        cp "$out/.sample.threads" "$out/threads-$n-$r.txt" 2>/dev/null || true
         wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
         cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
         perhost=$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.1f", c * 1000 / n }')

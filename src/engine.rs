@@ -247,7 +247,7 @@ fn register_host(engine: &mut Engine) {
 
 fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInputs) {
     register_host(engine);
-    crate::limit::register(engine);
+    crate::limit::register(engine, exec.limit_arc());
     engine
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())

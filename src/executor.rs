@@ -241,6 +241,11 @@ impl Executor {
         self.limit.as_deref()
     }
 
+    /// The run's `--limit`, shared.
+    pub fn limit_arc(&self) -> Option<Arc<crate::limit::Limit>> {
+        self.limit.clone()
+    }
+
     /// The context steps run with.
     pub fn ctx(&self) -> &Ctx {
         &self.ctx

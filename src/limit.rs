@@ -19,6 +19,8 @@
 //!   whether it would change something or only read a fact (the executor
 //!   checks step targets; the ssh pool refuses connections, which covers
 //!   steps that reach a host through a port forward).
+//! - `in_limit(h)` tells a runbook whether a host is inside the limit (for a
+//!   step over many hosts, like `claim_hosts`).
 //! - Cloud steps that would create or delete servers are refused under a
 //!   limit: a limited run changes only the limited hosts. Cloud reads run.
 
@@ -211,10 +213,24 @@ impl OutsideLimit {
     }
 }
 
-/// Register [`OutsideLimit`]: comparisons are errors; as text it says what
-/// it is (Rhai shows a failing `to_string` as the type name, so it cannot
-/// fail there).
-pub fn register(engine: &mut rhai::Engine) {
+/// Register [`OutsideLimit`] (comparisons are errors; as text it says what
+/// it is: Rhai shows a failing `to_string` as the type name, so it cannot
+/// fail there) and `in_limit(host)` for the run's `limit`.
+pub fn register(engine: &mut rhai::Engine, limit: Option<std::sync::Arc<Limit>>) {
+    rhai::FuncRegistration::new("in_limit")
+        .with_params_info(["host: Host", "bool"])
+        .with_comments([
+            "/// Whether `host` is inside the run's `--limit` (always true without one).",
+            "/// `hosts()` lists every host under a limit; a step on a host outside it is",
+            "/// an error, so a step over many hosts can be given only those inside it.",
+            "///",
+            "/// ```rhai",
+            "/// claim_hosts(#{ hosts: nodes.filter(|h| in_limit(h)), cluster: c, ca: ca });",
+            "/// ```",
+        ])
+        .register_into_engine(engine, move |h: Host| {
+            limit.as_ref().is_none_or(|l| l.contains(&h.name))
+        });
     use rhai::{Dynamic, EvalAltResult};
     type R<T> = Result<T, Box<EvalAltResult>>;
     let err = |o: &OutsideLimit| -> Box<EvalAltResult> { o.error().into() };

@@ -170,6 +170,22 @@ fn only_hosts_inside_the_limit_run_their_branch_and_hosts_still_lists_all() {
 }
 
 #[test]
+fn in_limit_tells_hosts_inside_the_limit() {
+    let d = Dir::new();
+    d.runbook(
+        r#"
+let inside = "";
+for h in hosts() { if in_limit(h) { inside += `${h.name} `; } }
+local_file(#{ path: "touched/inside", content: inside });
+"#,
+    );
+    let out = d.run(&["--limit", "node-3,node-2"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let inside = std::fs::read_to_string(d.path().join(".cairn/files/touched/inside")).unwrap();
+    assert_eq!(inside, "node-2 node-3 ");
+}
+
+#[test]
 fn a_group_limit_with_serial_batches_counts_only_its_hosts() {
     let d = Dir::new();
     d.runbook(
