@@ -485,3 +485,29 @@ fn resume_is_refused_when_the_inventory_changed_what_the_limit_selects() {
     );
     assert_eq!(d.touched(), ["node-3"]);
 }
+
+#[test]
+fn a_shipped_bootstrap_runbook_stops_at_its_claim_of_every_member() {
+    let d = Dir::new();
+    let out = d.cairn(
+        &[
+            "plan",
+            "etcd-debian-binary",
+            "--inventory",
+            "hosts.toml",
+            "--limit",
+            "node-1",
+            "--offline",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "error: `claim_hosts` on node-1,node-2,node-3 refused: node-2 is outside --limit \
+             node-1 (it selects node-1)"
+        ),
+        "{}",
+        text(&out)
+    );
+}
