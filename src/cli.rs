@@ -40,6 +40,12 @@ pub struct Target {
     /// `max_parallel` (default 32).
     #[arg(long, value_name = "N", env = "CAIRN_MAX_PARALLEL", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
+    /// Touch only these hosts: comma-separated inventory host names and group
+    /// names (as Ansible's --limit). `hosts()` still lists every host; `on()`
+    /// skips those outside the limit, and any step on one of them is an error.
+    /// Recorded in the journal: `cairn resume` must give the same limit.
+    #[arg(long, value_name = "NAMES|GROUPS")]
+    pub limit: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +96,10 @@ pub enum Command {
         /// `max_parallel` (default 32).
         #[arg(long, value_name = "N", env = "CAIRN_MAX_PARALLEL", value_parser = clap::value_parser!(u32).range(1..))]
         max_parallel: Option<u32>,
+        /// The run's own --limit, if it had one (another limit, or none, is
+        /// refused before anything runs).
+        #[arg(long, value_name = "NAMES|GROUPS")]
+        limit: Option<String>,
     },
     /// List runs with their status; `runs show ID` lists a run's steps.
     Runs {
@@ -168,6 +178,7 @@ fn request(state_dir: PathBuf, t: Target) -> Request {
         lab: t.lab,
         state_dir,
         max_parallel: t.max_parallel.map(|n| n as usize),
+        limit: t.limit,
         ..Default::default()
     }
 }
@@ -216,6 +227,7 @@ pub fn main() -> i32 {
             vars,
             vars_files,
             max_parallel,
+            limit,
         } => launch::resume(
             &state,
             &launch::ResumeRequest {
@@ -224,6 +236,7 @@ pub fn main() -> i32 {
                 vars,
                 vars_files,
                 max_parallel: max_parallel.map(|n| n as usize),
+                limit,
             },
         ),
         Command::Runs { show } => match show {

@@ -247,6 +247,7 @@ fn register_host(engine: &mut Engine) {
 
 fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInputs) {
     register_host(engine);
+    crate::limit::register(engine, exec.limit_arc());
     engine
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
@@ -273,7 +274,9 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
     let hosts_doc = [
         "/// The inventory's (or lab's) hosts, in inventory order: all of them, or those of",
         "/// `group`. An empty selection is an error naming the group, unless",
-        "/// `#{ allow_empty: true }` is given.",
+        "/// `#{ allow_empty: true }` is given. Under `--limit` it still gives every host",
+        "/// (names and addresses are inventory data): `on(...)` skips those outside the",
+        "/// limit, and any step on one of them is an error naming it and the limit.",
         "///",
         "/// ```rhai",
         "/// let nodes = hosts(\"etcd\");",
@@ -415,6 +418,8 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// 32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`), each host's steps in its",
             "/// own scope. Returns the closure's results in the order of `hosts`. Every host",
             "/// finishes its branch; if any failed, the error names each failed host.",
+            "/// Under `--limit`, hosts outside it run no branch; their result is a value",
+            "/// that is an error to use (it names the host and the limit).",
             "///",
             "/// ```rhai",
             "/// let kernels = on(hosts(), |h| fact(h, \"uname -r\").stdout);",
@@ -453,6 +458,8 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// started, and the error names the failures and the hosts not started.",
             "/// Results come in the order of `hosts` as given, whatever `order` says.",
             "/// In a plan every batch is planned; a gate that fails there is a warning.",
+            "/// Under `--limit`, hosts outside it are left out before batching (`serial`",
+            "/// percentages count the hosts inside it); their result is as for `on(hosts, f)`.",
             "///",
             "/// ```rhai",
             "/// on(members, #{ serial: 1, order: |h| h.name == leader,",

@@ -89,6 +89,8 @@ pub struct ExecutorSetup {
     /// The approved plan's steps by key (`cairn run --plan`): every change
     /// is checked against them before it is made.
     pub approved: Option<BTreeMap<String, StepRecord>>,
+    /// `--limit`: steps aimed at hosts outside it are refused.
+    pub limit: Option<Arc<crate::limit::Limit>>,
 }
 
 /// See the module documentation.
@@ -110,6 +112,7 @@ pub struct Executor {
     halted: Mutex<Option<String>>,
     /// Targets a plan changes something on so far.
     changing: Mutex<HashSet<String>>,
+    limit: Option<Arc<crate::limit::Limit>>,
 }
 
 /// Fault injection for cairn's own kill/resume tests: `CAIRN_FAULT_KILL=done:N`
@@ -225,11 +228,22 @@ impl Executor {
             approved: setup.approved,
             halted: Mutex::new(None),
             changing: Mutex::new(HashSet::new()),
+            limit: setup.limit,
         }
     }
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The run's `--limit`, if any.
+    pub fn limit(&self) -> Option<&crate::limit::Limit> {
+        self.limit.as_deref()
+    }
+
+    /// The run's `--limit`, shared.
+    pub fn limit_arc(&self) -> Option<Arc<crate::limit::Limit>> {
+        self.limit.clone()
     }
 
     /// The context steps run with.
@@ -328,6 +342,14 @@ impl Executor {
         let key = self.next_key(call);
         let kind = step.kind();
         let target = step.target();
+        // --limit: nothing runs on a host outside it, not even a read.
+        if let Some(limit) = &self.limit {
+            let changes = || step.intent().actions.iter().any(|a| a.kind.is_change());
+            let cloud = crate::limit::CLOUD_TARGETS.contains(&target.as_str());
+            if let Err(why) = limit.check_target(&target, cloud && changes()) {
+                return Err(script_error(format!("`{kind}` on {target} refused: {why}")));
+            }
+        }
         let args_json =
             serde_json::to_value(&step).map_err(|e| script_error(format!("{kind}: {e}")))?;
         let args = digest(args_json.to_string().as_bytes());

@@ -17,6 +17,11 @@
 //! killed run therefore resumes batch by batch: the done hosts' steps are
 //! replayed, their checks and the gates run again.
 //!
+//! Under `--limit` (see [`crate::limit`]) a host outside the limit runs no
+//! branch: batches, `serial` percentages and `max_parallel` count only the
+//! hosts inside it, and the host's slot in the result is an
+//! [`crate::limit::OutsideLimit`], which is an error to use.
+//!
 //! Plans run every batch. A gate that fails while planning (its checks see
 //! placeholders, or the state before the changes planned) is a warning, not
 //! an error: the plan goes on as if it passed, so it still shows every batch.
@@ -331,10 +336,24 @@ pub fn on_hosts(
         Some(map) => parse_options(map)?,
         None => Options::default(),
     };
-    let order = ordered(call, &hosts, &names, opts.order.as_ref())?;
+    let mut order = ordered(call, &hosts, &names, opts.order.as_ref())?;
+    // --limit: hosts outside it run no branch; their results say why.
+    let mut results: Vec<Option<Dynamic>> = vec![None; names.len()];
+    if let Some(limit) = exec.limit() {
+        order.retain(|i| {
+            let outside = hosts[*i].is::<Host>() && !limit.contains(&names[*i]);
+            if outside {
+                results[*i] = Some(Dynamic::from(crate::limit::OutsideLimit {
+                    host: names[*i].clone(),
+                    limit: limit.spec(),
+                }));
+            }
+            !outside
+        });
+    }
     let size = opts
         .serial
-        .map_or(names.len(), |s| s.size(names.len()))
+        .map_or(order.len(), |s| s.size(order.len()))
         .max(1);
     let cap = opts.max_parallel.unwrap_or(cap).max(1);
     let batches: Vec<&[usize]> = order.chunks(size).collect();
@@ -347,7 +366,6 @@ pub fn on_hosts(
             shown.join(", ")
         }
     };
-    let mut results: Vec<Option<Dynamic>> = vec![None; names.len()];
     for (b, batch) in batches.iter().enumerate() {
         let later: Vec<usize> = batches[b + 1..].concat();
         let this = format!("batch {} of {count} ({})", b + 1, list(batch));

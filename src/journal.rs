@@ -49,6 +49,12 @@ pub struct RunHeader {
     pub inventory: Option<PathBuf>,
     #[serde(default)]
     pub lab: Option<String>,
+    /// `--limit` as given (canonical), if the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// The hosts the limit selected when the run started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit_hosts: Vec<String>,
     pub started_at: String,
     pub cairn_version: String,
 }
@@ -369,6 +375,8 @@ mod tests {
             params: BTreeMap::new(),
             inventory: None,
             lab: None,
+            limit: None,
+            limit_hosts: Vec::new(),
             started_at: "now".into(),
             cairn_version: "0".into(),
         }

@@ -6,6 +6,7 @@ use crate::engine::{build_engine, params_map, ScriptInputs};
 use crate::executor::{drift_of, Executor, ExecutorSetup, Mode, StepRecord};
 use crate::host::Host;
 use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus, RunbookVersion};
+use crate::limit::Limit;
 use crate::lock::WorkspaceLock;
 use crate::manifest::{resolve, Inputs};
 use crate::params::Params;
@@ -54,6 +55,8 @@ pub struct Request {
     /// `--max-parallel N` (or `CAIRN_MAX_PARALLEL`): hosts an `on(...)` runs
     /// at once unless it says; `None`: [`crate::fanout::DEFAULT_MAX_PARALLEL`].
     pub max_parallel: Option<usize>,
+    /// `--limit NAMES|GROUPS`: only these hosts are touched (see [`crate::limit`]).
+    pub limit: Option<String>,
 }
 
 /// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
@@ -65,6 +68,9 @@ pub struct SavedPlan {
     pub content_hash: String,
     pub params: BTreeMap<String, serde_json::Value>,
     pub offline: bool,
+    /// The `--limit` it was made with (canonical), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
     pub steps: Vec<StepRecord>,
     pub summary: crate::action::Summary,
 }
@@ -151,6 +157,8 @@ struct Prepared {
     secrets: Secrets,
     workspace: Workspace,
     lab: Option<String>,
+    /// `--limit`, resolved against the inventory.
+    limit: Option<Arc<Limit>>,
 }
 
 /// An error before or around the script, already rendered.
@@ -223,6 +231,16 @@ fn prepare(
         Some(p) => read_inventory(p)?,
         None => Vec::new(),
     };
+    let limit = match &req.limit {
+        Some(spec) => Some(Arc::new(Limit::resolve(spec, &hosts).map_err(|why| {
+            let from = match &inventory {
+                Some(p) => format!(" (inventory {})", p.display()),
+                None => " (no --inventory or --lab given)".to_string(),
+            };
+            Failure(format!("error: {why}{from}"))
+        })?)),
+        None => None,
+    };
     let mut files = Vec::new();
     for path in &req.vars_files {
         let table = read_vars_file(path)?;
@@ -283,6 +301,7 @@ fn prepare(
         secrets,
         workspace,
         lab: req.lab.clone(),
+        limit,
     })
 }
 
@@ -392,7 +411,8 @@ fn execute(
     let ssh = match (mode, shared_ssh(&p.env)) {
         (Mode::Apply, Some((dir, persist))) => Pool::shared(known_hosts, dir, persist),
         _ => Pool::new(known_hosts),
-    };
+    }
+    .with_limit(p.limit.clone());
     let ctx = Ctx {
         workspace: p.workspace.clone(),
         ssh,
@@ -411,6 +431,7 @@ fn execute(
         reporter,
         cancel: cancel.clone(),
         approved,
+        limit: p.limit.clone(),
     }));
     let engine = build_engine(&exec, &p.runbook, &p.inputs);
     let sources = sources(&p.runbook);
@@ -557,6 +578,7 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
         secrets: Secrets::default(),
         workspace: Workspace::new(scratch.path().join("workspace")),
         lab: None,
+        limit: None,
     };
     let rt = runtime().map_err(|f| f.0)?;
     let reporter = Arc::new(Reporter::quiet());
@@ -625,6 +647,7 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
         content_hash: p.runbook.content_hash(),
         params: public_params(&p.inputs),
         offline,
+        limit: p.limit.as_ref().map(|l| l.spec()),
         steps: out.steps.clone(),
         summary,
     };
@@ -643,6 +666,12 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
             p.runbook.manifest.version,
             if offline { " (offline)" } else { "" }
         );
+        if let Some(limit) = &p.limit {
+            println!(
+                "Limited to {}; other hosts are not touched.\n",
+                limit.describe()
+            );
+        }
         let view = PlanView {
             show_unchanged: req.show_unchanged,
             hosts: p.inputs.hosts.iter().map(|h| h.name.clone()).collect(),
@@ -743,6 +772,18 @@ fn check_approved(
             p.runbook.content_hash()
         )));
     }
+    let now_limit = p.limit.as_ref().map(|l| l.spec());
+    if saved.limit != now_limit {
+        let shown = |l: &Option<String>| match l {
+            Some(l) => format!("--limit {l}"),
+            None => "no --limit".to_string(),
+        };
+        return Err(refuse(format!(
+            "it was made with {} and this run has {}",
+            shown(&saved.limit),
+            shown(&now_limit)
+        )));
+    }
     if saved.params != public_params(&p.inputs) {
         return Err(refuse("the parameter values differ from the plan's".into()));
     }
@@ -808,6 +849,8 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
         params: public_params(&p.inputs),
         inventory: req.inventory.clone(),
         lab: p.lab.clone(),
+        limit: p.limit.as_ref().map(|l| l.spec()),
+        limit_hosts: p.limit.as_ref().map(|l| l.selected()).unwrap_or_default(),
         started_at: now_rfc3339(),
         cairn_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -833,6 +876,12 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
         "Run {id}: {} {}",
         p.runbook.manifest.name, p.runbook.manifest.version
     );
+    if let Some(limit) = &p.limit {
+        println!(
+            "Limited to {}; other hosts are not touched.",
+            limit.describe()
+        );
+    }
     finish(
         &p,
         &rt,
@@ -973,6 +1022,8 @@ pub struct ResumeRequest {
     pub vars_files: Vec<PathBuf>,
     /// `--max-parallel N`: as for `run` (not journaled: a resume may use another).
     pub max_parallel: Option<usize>,
+    /// `--limit`: must be the run's own (journaled in its header).
+    pub limit: Option<String>,
 }
 
 /// `cairn resume [ID]`.
@@ -1037,6 +1088,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         )));
     }
     let h = &journal.header;
+    same_limit(&id, h.limit.as_deref(), r.limit.as_deref())?;
     let params: BTreeMap<String, toml::Value> = h
         .params
         .iter()
@@ -1051,6 +1103,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         lab: h.lab.clone(),
         state_dir: state_dir.to_path_buf(),
         max_parallel: r.max_parallel,
+        limit: h.limit.clone(),
         ..Default::default()
     };
     if !h.source.starts_with("builtin:") && !Path::new(&h.source).is_dir() {
@@ -1060,6 +1113,18 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         )));
     }
     let p = prepare(&req, params, audit)?;
+    if let Some(limit) = &p.limit {
+        if limit.selected() != h.limit_hosts {
+            return Err(Failure(format!(
+                "error: cannot resume run {id}: --limit {} selected {} when the run started \
+                 and selects {} now (the inventory changed); a resume touches the hosts the \
+                 run started with: restore the inventory, or start a new run",
+                limit.spec(),
+                h.limit_hosts.join(", "),
+                limit.selected().join(", ")
+            )));
+        }
+    }
     let spec = h.source.strip_prefix("builtin:").unwrap_or(&h.source);
     only_secrets(&p, r, &id, &h.runbook, spec)?;
     let was = journal.runbook();
@@ -1142,6 +1207,31 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         replay.len()
     );
     finish(&p, &rt, writer, (replay, r.force), None, &id, cancel)
+}
+
+/// A resume must give the run's own `--limit` (in any order), or none when
+/// the run had none; refused before anything runs, naming both.
+fn same_limit(id: &str, run: Option<&str>, now: Option<&str>) -> Result<(), Failure> {
+    let set = |l: Option<&str>| -> Option<std::collections::BTreeSet<String>> {
+        l.map(|l| Limit::items(l).into_iter().collect())
+    };
+    if set(run) == set(now) {
+        return Ok(());
+    }
+    let shown = |l: Option<&str>| match l {
+        Some(l) => format!("--limit {}", Limit::canonical(l)),
+        None => "no --limit".to_string(),
+    };
+    let again = match run {
+        Some(l) => format!("`cairn resume {id} --limit {l}`"),
+        None => format!("`cairn resume {id}` without --limit"),
+    };
+    Err(Failure(format!(
+        "error: cannot resume run {id}: it started with {} and this resume has {}; a resume \
+         touches the hosts the run started with: {again} (for other hosts start a new run)",
+        shown(run),
+        shown(now)
+    )))
 }
 
 /// How long runs keep their ssh masters for the next run:

@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lab;
 pub mod launch;
+pub mod limit;
 pub mod lock;
 pub mod manifest;
 pub mod params;

@@ -94,6 +94,7 @@ pub fn functions() -> Vec<Function> {
         reporter: Arc::new(Reporter::quiet()),
         cancel: Arc::new(AtomicBool::new(false)),
         approved: None,
+        limit: None,
     }));
     let inputs = ScriptInputs {
         hosts: Vec::new(),

@@ -186,6 +186,9 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
         h.source,
         readable_time(&h.started_at)
     );
+    if let Some(limit) = &h.limit {
+        println!("  limit {limit} ({})", h.limit_hosts.join(", "));
+    }
     if matches!(
         j.status(),
         Some(RunStatus::Failed) | Some(RunStatus::Interrupted)

@@ -188,6 +188,8 @@ pub struct Pool {
     /// Stands for exit status 127 on stderr (see [`locked`]); random, so no
     /// command's output can fake it.
     exit_127: String,
+    /// `--limit`: hosts outside it are never connected to.
+    limit: Option<std::sync::Arc<crate::limit::Limit>>,
 }
 
 impl Pool {
@@ -203,6 +205,7 @@ impl Pool {
             lock_dir: HOST_LOCK_DIR.into(),
             shared: None,
             exit_127: format!("cairn: exit status 127 ({:016x})", rand::random::<u64>()),
+            limit: None,
         }
     }
 
@@ -251,6 +254,12 @@ impl Pool {
     /// `dir` must be absolute, in a folder only root may write to).
     pub fn with_lock_dir(mut self, dir: &str) -> Self {
         self.lock_dir = dir.into();
+        self
+    }
+
+    /// The same pool refusing to connect to hosts outside `limit` (`--limit`).
+    pub fn with_limit(mut self, limit: Option<std::sync::Arc<crate::limit::Limit>>) -> Self {
+        self.limit = limit;
         self
     }
 
@@ -589,6 +598,9 @@ impl Pool {
 
     /// The connection to `host`, opened if needed (once, however many ask).
     async fn conn(&self, host: &Host) -> Result<Arc<Conn>, StepError> {
+        if let Some(limit) = self.limit.as_ref().filter(|l| !l.contains(&host.name)) {
+            return Err(StepError::Other(limit.outside(&host.name)));
+        }
         let slot = {
             let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(Endpoint::of(host)).or_default().clone()
