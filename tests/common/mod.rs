@@ -127,29 +127,17 @@ impl Cairn {
 }
 
 /// `cairn ARGS` in workspace `ws` (see [`Cairn::new`]).
-pub fn cairn<I, S>(ws: &Path, args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn cairn<S: AsRef<OsStr>>(ws: &Path, args: &[S]) -> Output {
     Cairn::new(ws).args(args).output()
 }
 
 /// `cairn ARGS` in `ws` with the variables `env` set.
-pub fn cairn_env<I, S>(ws: &Path, args: I, env: &[(&str, &str)]) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn cairn_env<S: AsRef<OsStr>>(ws: &Path, args: &[S], env: &[(&str, &str)]) -> Output {
     Cairn::new(ws).args(args).envs(env.iter().copied()).output()
 }
 
 /// `cairn ARGS` in `ws`, killed at kill point `kill` (if any).
-pub fn cairn_kill<I, S>(ws: &Path, args: I, kill: Option<&str>) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn cairn_kill<S: AsRef<OsStr>>(ws: &Path, args: &[S], kill: Option<&str>) -> Output {
     Cairn::new(ws).args(args).kill(kill).output()
 }
 
