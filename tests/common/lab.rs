@@ -217,7 +217,7 @@ pub struct LabHandle {
 /// The `cairn` binary under test, for `cairn lab ...` (scrubbed
 /// environment, no workspace).
 pub fn cairn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
+    super::Cairn::detached().command()
 }
 
 /// Runs `cairn lab ARGS`, panicking with its output when it fails.

@@ -47,6 +47,8 @@ pub const STATE_DIR: &str = ".cairn";
 /// A `cairn` command under test, built from a scrubbed environment.
 pub struct Cairn {
     cmd: Command,
+    /// Killed (SIGKILL) after this many seconds, by `timeout(1)`.
+    patience: Option<u32>,
 }
 
 impl Cairn {
@@ -71,7 +73,10 @@ impl Cairn {
             }
         }
         cmd.env("NO_COLOR", "1").stdin(Stdio::null());
-        Cairn { cmd }
+        Cairn {
+            cmd,
+            patience: None,
+        }
     }
 
     /// Adds one argument.
@@ -115,14 +120,37 @@ impl Cairn {
         }
     }
 
-    /// Runs it to the end and returns its output.
-    pub fn output(mut self) -> Output {
-        self.cmd.output().expect("the cairn binary runs")
+    /// Kills it (SIGKILL, by `timeout -s KILL`) after `secs` seconds.
+    pub fn patience(mut self, secs: u32) -> Cairn {
+        self.patience = Some(secs);
+        self
     }
 
-    /// The underlying command (to spawn it, or to wrap it in `timeout`).
+    /// Runs it to the end and returns its output.
+    pub fn output(self) -> Output {
+        self.command().output().expect("the cairn binary runs")
+    }
+
+    /// The command to run (to spawn it with pipes of the test's choice).
     pub fn command(self) -> Command {
-        self.cmd
+        let Some(secs) = self.patience else {
+            return self.cmd;
+        };
+        let mut t = Command::new("timeout");
+        t.args(["-s", "KILL", &secs.to_string()])
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args())
+            .env_clear()
+            .stdin(Stdio::null());
+        for (k, v) in self.cmd.get_envs() {
+            if let Some(v) = v {
+                t.env(k, v);
+            }
+        }
+        if let Some(dir) = self.cmd.get_current_dir() {
+            t.current_dir(dir);
+        }
+        t
     }
 }
 
@@ -139,6 +167,16 @@ pub fn cairn_env<S: AsRef<OsStr>>(ws: &Path, args: &[S], env: &[(&str, &str)]) -
 /// `cairn ARGS` in `ws`, killed at kill point `kill` (if any).
 pub fn cairn_kill<S: AsRef<OsStr>>(ws: &Path, args: &[S], kill: Option<&str>) -> Output {
     Cairn::new(ws).args(args).kill(kill).output()
+}
+
+/// `cairn ARGS --lab LAB` in `ws` with `env` set; `cairn resume ...` gets
+/// no `--lab` (a resumed run keeps its inputs).
+pub fn cairn_on_lab(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Cairn::new(ws).args(args);
+    if args.first() != Some(&"resume") {
+        c = c.args(["--lab", lab]);
+    }
+    c.envs(env.iter().copied()).output()
 }
 
 /// A finished command's stdout followed by its stderr, as text.
