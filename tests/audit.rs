@@ -3,10 +3,11 @@
 //! it ended; `cairn state log` shows them; no parameter value is ever in it.
 
 use cairn::audit::{AuditStore, Command as Cmd, Entry, LocalAudit, Outcome};
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+use common::text;
+use std::path::Path;
+use std::process::Output;
 
 const MANIFEST: &str = r#"
 name = "steps"
@@ -55,15 +56,7 @@ impl Ws {
         self.dir.path()
     }
     fn cairn(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .current_dir(self.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("CAIRN_STATE_DIR")
-            .env_remove("CAIRN_FAULT_KILL")
-            .env_remove("CAIRN_STATE_KEY")
-            .output()
-            .unwrap()
+        common::Cairn::new(self.path()).args(args).output()
     }
     fn entries(&self) -> Vec<Entry> {
         LocalAudit::new(&self.path().join(".cairn"))
@@ -75,13 +68,6 @@ impl Ws {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -4,11 +4,13 @@
 //! certificate's `not_after`), `warn()` in the summary without failing, and
 //! `print()` under its section of a plan.
 
+mod common;
+
+use common::cairn;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+use std::process::Output;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -20,19 +22,6 @@ fn stderr(o: &Output) -> String {
 
 fn all(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
-}
-
-/// `cairn ARGS` in `dir`, no colour, no inherited cairn settings.
-fn cairn(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_STATE_DIR")
-        .env_remove("CAIRN_FAULT_KILL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("cairn runs")
 }
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {

@@ -1,10 +1,12 @@
 //! The engine end to end through the real binary: plan, run, rerun, kill and
 //! resume, saved plans, and exact error output.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+use common::{text, Cairn};
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 struct Dir {
     tmp: tempfile::TempDir,
@@ -29,15 +31,7 @@ impl Dir {
         self.cairn_env(args, &[])
     }
     fn cairn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(self.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("CAIRN_FAULT_KILL");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        common::cairn_env(self.path(), args, env)
     }
     fn journal(&self, id: &str) -> cairn::journal::Journal {
         cairn::journal::Journal::read(
@@ -83,14 +77,6 @@ fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
             ));
         }
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const MANIFEST: &str = r#"
@@ -572,10 +558,9 @@ fn template_with_undefined_variable_names_template_and_line() {
 fn ctrl_c_stops_between_steps_and_resume_finishes() {
     use std::io::{BufRead, BufReader};
     let d = Dir::new();
-    let mut child = Command::new(BIN)
-        .current_dir(d.path())
+    let mut child = Cairn::new(d.path())
         .args(["run", &example("resume"), "--var", "steps=3000"])
-        .env("NO_COLOR", "1")
+        .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -4,8 +4,9 @@
 //! The etcd binary comes from `$CAIRN_TEST_ETCD`, else from
 //! `tests/fixtures/fetch-etcd.sh` (which downloads it once into a cache).
 
-#[path = "common/sshd.rs"]
-mod sshd;
+mod common;
+
+use common::{lab, load, sshd};
 
 use cairn::action::ActionKind;
 use cairn::bundle::Bundle;
@@ -398,6 +399,9 @@ async fn steps_against_a_real_etcd_with_client_cert_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn via_a_host_the_server_is_verified_for_the_endpoints_name() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let ctx = ctx(tmp.path());
     let ca = gen_ca(&ctx, "etcd-ca").await;
@@ -468,12 +472,7 @@ async fn via_a_host_the_server_is_verified_for_the_endpoints_name() {
 }
 
 fn cairn(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = common::cairn(dir, args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -750,9 +749,6 @@ async fn move_leader_hands_leadership_to_the_named_member_and_is_a_noop_after() 
         "{err}"
     );
 }
-
-#[path = "common/load.rs"]
-mod load;
 
 /// The load harness of the day-2 lab tests: it counts no failure against a
 /// healthy cluster, its acknowledged writes read back, and a member that dies

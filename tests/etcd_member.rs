@@ -17,34 +17,14 @@
 //! One lab of eight nodes plus the clouds' servers `hz-1` and `do-0`; every
 //! member is made once, all concurrently.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn, lab, text};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `cairn ARGS` in workspace `ws`.
-fn cairn(ws: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("CAIRN_RELEASE_MIRROR")
-        .env_remove("CAIRN_STATE_DIR")
-        .output()
-        .unwrap()
-}
 
 /// An inventory of the one lab host `node`, written into `ws`.
 fn one_host_inventory(l: &lab::LabHandle, ws: &Path, node: &str) -> String {
@@ -668,6 +648,9 @@ fn cross_check(l: &lab::LabHandle, node: &str, ssh_address: &str, client_host: &
 
 #[test]
 fn discovers_runbook_and_hand_built_members() {
+    if lab::skip() {
+        return;
+    }
     let started = std::time::Instant::now();
     let l = lab::start(&lab::unique_name("member"), 8);
     let ip = |n: &str| l.node(n).address.clone();

@@ -2,7 +2,10 @@
 //! (its doc comment is what `cairn functions` prints), and named in the
 //! reference under docs/.
 
+mod common;
+
 use cairn::reference::functions;
+use common::Cairn;
 
 #[test]
 fn every_registered_function_has_a_doc_comment() {
@@ -53,11 +56,9 @@ fn every_registered_function_is_named_in_the_docs() {
 
 #[test]
 fn cairn_functions_prints_a_function_with_its_documentation() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let out = Cairn::detached()
         .args(["functions", "etcd_move_leader"])
-        .env_clear()
-        .output()
-        .unwrap();
+        .output();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(

@@ -8,8 +8,9 @@
 //! running by opening a fifo the command reads (the open blocks until then).
 //! The only time limits here are generous bounds that prove nothing hangs.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn, lab, text, Cairn};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -63,26 +64,8 @@ impl std::ops::Deref for OwnLab {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn cairn_cmd(ws: &Path, args: &[&str]) -> Command {
-    let mut c = lab::cairn();
-    c.current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .stdin(Stdio::null());
-    c
-}
-
-fn cairn(ws: &Path, args: &[&str]) -> Output {
-    cairn_cmd(ws, args).output().expect("cairn runs")
+    Cairn::new(ws).args(args).command()
 }
 
 /// A cairn process whose output arrives line by line (stdout and stderr
@@ -197,6 +180,9 @@ fn assert_no_step_twice(j: &cairn::journal::Journal) {
 /// finishes with a verified cluster and no step done twice.
 #[test]
 fn node_powered_off_mid_run_fails_fast_then_resumes() {
+    if lab::skip() {
+        return;
+    }
     let _serial = serial();
     let l = OwnLab::up("hf-power");
     let ws = tempfile::tempdir().unwrap();
@@ -424,6 +410,9 @@ fn open_gate(fifo: PathBuf) -> mpsc::Receiver<std::fs::File> {
 /// guard would run again on resume: at least once.)
 #[test]
 fn ssh_connection_cut_mid_step() {
+    if lab::skip() {
+        return;
+    }
     let _serial = serial();
     let l = OwnLab::up("hf-cut");
     let ws = tempfile::tempdir().unwrap();
@@ -518,6 +507,9 @@ fn ssh_connection_cut_mid_step() {
 /// host is killed, the next command on that host runs (on a new connection).
 #[test]
 fn pool_reconnects_after_a_cut_connection() {
+    if lab::skip() {
+        return;
+    }
     let _serial = serial();
     let l = OwnLab::up("hf-pool");
     let host = l
@@ -579,6 +571,9 @@ fn lines_of<'a>(out: &'a str, node: &str) -> Vec<&'a str> {
 /// fails naming node-2, within a bound; thawed → the rerun verifies.
 #[test]
 fn member_with_etcd_stopped_or_frozen() {
+    if lab::skip() {
+        return;
+    }
     let _serial = serial();
     let l = OwnLab::up("hf-etcd");
     let ws = tempfile::tempdir().unwrap();
@@ -748,6 +743,9 @@ fn node_row(l: &lab::LabHandle, node: &str) -> String {
 /// behind keeps its disk and host key.
 #[test]
 fn cloud_power_actions_keep_the_disk() {
+    if lab::skip() {
+        return;
+    }
     let _serial = serial();
     let l = OwnLab::with_nodes("hf-cloud", 0);
     let (hb, ht) = ("HCLOUD_ENDPOINT", "HCLOUD_TOKEN");

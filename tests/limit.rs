@@ -3,10 +3,11 @@
 //! would fail with a transport error instead of the limit's own error, and
 //! the work a branch does is a local file named after its host.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+use common::text;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 struct Dir {
     tmp: tempfile::TempDir,
@@ -34,17 +35,11 @@ impl Dir {
         self.write("rb/main.rhai", script);
     }
     fn cairn(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(self.path())
+        common::Cairn::new(self.path())
             .args(args)
-            .env("NO_COLOR", "1")
             .env("CAIRN_SSH_PERSIST", "0")
-            .env_remove("CAIRN_FAULT_KILL")
-            .env_remove("CAIRN_MAX_PARALLEL");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+            .envs(env.iter().copied())
+            .output()
     }
     /// `cairn run rb --inventory hosts.toml` plus `extra`.
     fn run(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
@@ -84,14 +79,6 @@ impl Dir {
         )
         .unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Port 1 on 127.0.0.1: nothing listens, a connection is refused at once.

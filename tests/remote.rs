@@ -3,8 +3,9 @@
 //! The test sshd runs on this machine, so what a step writes "remotely" is
 //! checked directly on the local file system.
 
-#[path = "common/sshd.rs"]
-mod sshd;
+mod common;
+
+use common::{lab, sshd, Cairn};
 
 use cairn::action::ActionKind;
 use cairn::bundle::Bundle;
@@ -89,6 +90,9 @@ fn mode_of(path: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_run_and_share_one_connection() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let host = w.host();
     let out = w
@@ -128,6 +132,9 @@ async fn commands_run_and_share_one_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn command_timeout_is_enforced() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let started = Instant::now();
     let err = w
@@ -150,6 +157,9 @@ async fn command_timeout_is_enforced() {
 /// holds the lock too long, without having run.
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_wait_for_a_command_still_running_on_the_host() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let f = w.dir.path().join("f");
     let gate = w.dir.path().join("gate");
@@ -224,6 +234,9 @@ async fn commands_wait_for_a_command_still_running_on_the_host() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_plans_guards_and_fails_loudly() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let host = w.host();
     let marker = w.path("marker");
@@ -299,6 +312,9 @@ async fn run_plans_guards_and_fails_loudly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fact_reads_in_prepare_as_a_noop() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let fact = Fact::new(w.host(), "echo 42", FactOptions::default());
     let p = fact.prepare(&w.ctx).await.unwrap();
@@ -339,6 +355,9 @@ fn file(host: Host, path: &str, content: &str) -> File {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn file_is_created_then_left_alone_then_changed_with_a_diff() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let path = w.path("etc/default/etcd");
     let step = file(w.host(), &path, "A=1\nB=2\n");
@@ -406,6 +425,9 @@ async fn file_is_created_then_left_alone_then_changed_with_a_diff() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn private_keys_are_written_0600_and_never_shown() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let path = w.path("server.key");
     let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKEYMATERIAL\n-----END PRIVATE KEY-----\n";
@@ -432,6 +454,9 @@ async fn private_keys_are_written_0600_and_never_shown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_reads_the_runbook_folder_and_the_workspace_only() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let mut files = BTreeMap::new();
     files.insert(PathBuf::from("files/motd"), b"hello\n".to_vec());
     let w = world_with(Bundle::new("test-runbook", files));
@@ -488,6 +513,9 @@ async fn upload_reads_the_runbook_folder_and_the_workspace_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_host_key_is_refused() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let mut w = world();
     let host = w.host();
     w.ctx.ssh.exec(&host, "true", None).await.unwrap();
@@ -533,6 +561,9 @@ async fn an_unreachable_host_fails_fast_with_its_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_readable_identity_file_is_refused_with_advice() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let key = w.dir.path().join("loose_key");
     std::fs::copy(w.sshd.client_key(), &key).unwrap();
@@ -550,6 +581,9 @@ async fn a_readable_identity_file_is_refused_with_advice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_port_is_forwarded_over_the_connection() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let remote = server.local_addr().unwrap();
@@ -607,6 +641,9 @@ fn dir_step(host: Host, path: &str, mode: &str) -> Dir {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dir_is_created_then_a_noop_then_its_mode_fixed() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let path = w.path("var/lib/etcd");
     let step = dir_step(w.host(), &path, "0700");
@@ -665,6 +702,9 @@ fn sha256(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn download_is_verified_before_it_is_installed() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     const BODY: &[u8] = b"pretend this is etcd\n";
     let w = world();
     let url = serve(BODY).await;
@@ -729,6 +769,9 @@ fn unpack_etcd(w: &World, archive: &str) -> (Unpack, String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unpack_extracts_once_when_told_what_it_creates() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let src = w.path("src/etcd-v3.5.1/bin");
     std::fs::create_dir_all(&src).unwrap();
@@ -776,6 +819,9 @@ async fn unpack_extracts_once_when_told_what_it_creates() {
 /// no staging folder behind.
 #[tokio::test(flavor = "multi_thread")]
 async fn unpack_puts_creates_in_place_last() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let src = w.path("src/etcd-v3.5.1/bin");
     std::fs::create_dir_all(&src).unwrap();
@@ -826,6 +872,9 @@ async fn unpack_puts_creates_in_place_last() {
 /// The Rhai functions, through the real binary: plan, run, plan again.
 #[test]
 fn a_runbook_drives_the_remote_primitives() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let sshd = Sshd::start();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("target");
@@ -855,17 +904,8 @@ print(`user: ${{who}} file changed: ${{f.changed}} dir: ${{d}}`);
     );
     std::fs::write(rb.join("main.rhai"), script).unwrap();
     let cairn = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .current_dir(work.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Cairn::new(work.path()).args(args).output();
+        let text = common::text(&out);
         (out.status.code(), text)
     };
 
@@ -903,6 +943,9 @@ print(`user: ${{who}} file changed: ${{f.changed}} dir: ${{d}}`);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_connection_is_reopened_for_the_next_command() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let host = w.host();
     let first = w
@@ -930,6 +973,9 @@ async fn a_dropped_connection_is_reopened_for_the_next_command() {
 /// no-op, missing ones planned (nothing is installed here).
 #[tokio::test(flavor = "multi_thread")]
 async fn apt_plans_from_dpkg_facts() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let apt = |packages: &[&str]| Apt {
         host: w.host(),
@@ -972,6 +1018,9 @@ async fn connection_of(w: &World) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_127_is_returned_like_any_exit_code() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let allow = FactOptions {
         allow_fail: true,
@@ -1108,6 +1157,9 @@ fn owner_and_mode(path: &Path) -> (u32, u32) {
 /// and changes nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn dir_never_follows_a_link_planted_where_a_folder_belongs() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let victim = w.dir.path().join("victim");
     std::fs::create_dir(&victim).unwrap();
@@ -1145,6 +1197,9 @@ async fn dir_never_follows_a_link_planted_where_a_folder_belongs() {
 /// new file in its place, leaving the secret as it was.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_link_at_a_file_path_is_replaced_and_never_read_through() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let secret = w.dir.path().join("shadow");
     std::fs::write(&secret, "root:$6$SECRETHASH:19000::::::\n").unwrap();
@@ -1195,6 +1250,9 @@ async fn a_link_at_a_file_path_is_replaced_and_never_read_through() {
 /// for a link between the check and the write: writing below it is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_below_a_folder_another_account_controls_are_refused() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let theirs = w.dir.path().join("theirs");
     std::fs::create_dir_all(theirs.join("sub")).unwrap();
@@ -1217,6 +1275,9 @@ async fn writes_below_a_folder_another_account_controls_are_refused() {
 /// item as one argument, in plans and runs, whatever it holds.
 #[test]
 fn argument_lists_never_become_code() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let sshd = Sshd::start();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("target");
@@ -1254,17 +1315,10 @@ print(`seen: ${{seen}}`);
         format!("a\ntouch {m}\n"),
     ] {
         for cmd in ["plan", "run"] {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-                .current_dir(work.path())
+            let out = Cairn::new(work.path())
                 .args([cmd, "rb", "--var", &format!("v={hostile}")])
-                .env("NO_COLOR", "1")
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+                .output();
+            let text = common::text(&out);
             assert!(
                 matches!(out.status.code(), Some(0 | 2)),
                 "{cmd} {hostile:?}: {text}"
@@ -1295,6 +1349,9 @@ async fn argument_lists_are_checked_before_they_run() {
 /// account can enter.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_other_account_can_reach_the_host_lock() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     w.ctx.ssh.exec(&w.host(), "true", None).await.unwrap();
     let lock = Path::new(cairn::ssh::HOST_LOCK);
@@ -1322,6 +1379,9 @@ async fn no_other_account_can_reach_the_host_lock() {
 /// is touched.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lock_folder_is_repaired_and_links_are_never_followed() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let dir = format!("/run/cairn-test-{}", std::process::id());
     let lock_dir = Path::new(&dir);
@@ -1367,6 +1427,9 @@ async fn the_lock_folder_is_repaired_and_links_are_never_followed() {
 /// holder's pid on the host, its program, the cairn process and since when.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_lock_names_its_holder() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let w = world();
     let dir = format!("/run/cairn-test-busy-{}", std::process::id());
     let gate = w.dir.path().join("gate");

@@ -4,29 +4,12 @@
 //! start within the same second, and `resume` once picked the refused one
 //! about half the time (seen in tests/members.rs).
 
+mod common;
+
+use common::{cairn, cairn_kill, text};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn cairn(ws: &Path, args: &[&str], kill: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("CAIRN_STATE_DIR");
-    if let Some(k) = kill {
-        cmd.env("CAIRN_FAULT_KILL", k);
-    }
-    cmd.output().unwrap()
-}
+use std::process::Output;
 
 /// A runbook of local files that refuses, before writing any, when `refuse`.
 fn runbook(ws: &Path) {
@@ -64,30 +47,30 @@ fn plain_resume_continues_the_killed_run_started_after_a_refused_one() {
         let ws = tempfile::tempdir().unwrap();
         let w = ws.path();
         runbook(w);
-        let refused = cairn(w, &["run", "rb", "--var", "refuse=true"], None);
+        let refused = cairn(w, &["run", "rb", "--var", "refuse=true"]);
         assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
         let refused_id = run_id(&refused);
-        let killed = cairn(w, &["run", "rb"], Some("done:2"));
+        let killed = cairn_kill(w, &["run", "rb"], Some("done:2"));
         assert_eq!(killed.status.code(), None, "{}", text(&killed));
         let killed_id = run_id(&killed);
         if refused_id[..15] == killed_id[..15] {
             same_second += 1;
         }
         // `cairn runs` and `runs show last` agree: the killed run is the newest
-        let runs = text(&cairn(w, &["runs"], None));
+        let runs = text(&cairn(w, &["runs"]));
         let order: Vec<&str> = runs
             .lines()
             .skip(1)
             .filter_map(|l| l.split_whitespace().next())
             .collect();
         assert_eq!(order, [&refused_id, &killed_id], "round {round}:\n{runs}");
-        let last = text(&cairn(w, &["runs", "show", "last"], None));
+        let last = text(&cairn(w, &["runs", "show", "last"]));
         assert!(
             last.starts_with(&format!("Run {killed_id}:")),
             "round {round}:\n{last}"
         );
 
-        let resumed = cairn(w, &["resume"], None);
+        let resumed = cairn(w, &["resume"]);
         let r = text(&resumed);
         assert_eq!(resumed.status.code(), Some(0), "round {round}:\n{r}");
         assert!(
@@ -102,7 +85,7 @@ fn plain_resume_continues_the_killed_run_started_after_a_refused_one() {
         }
         // the refused run is now the newest unfinished one: a plain resume
         // picks it (and it is refused again, changing nothing)
-        let again = cairn(w, &["resume"], None);
+        let again = cairn(w, &["resume"]);
         let a = text(&again);
         assert_eq!(again.status.code(), Some(1), "round {round}:\n{a}");
         assert!(

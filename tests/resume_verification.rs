@@ -4,37 +4,15 @@
 //! the resume fails naming node-2, while every step that changed something
 //! is replayed from the journal, not redone.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn, cairn_kill, lab, text};
 
 use cairn::journal::{Journal, Record};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const RUNBOOK: &str = "etcd-binary-yaml";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn cairn(ws: &Path, args: &[&str], kill: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("CAIRN_RELEASE_MIRROR")
-        .env_remove("CAIRN_STATE_DIR")
-        .stdin(Stdio::null());
-    if let Some(k) = kill {
-        cmd.env("CAIRN_FAULT_KILL", k);
-    }
-    cmd.output().unwrap()
-}
 
 /// The journal of the run whose output is `out` (`Run ID: ...`).
 fn journal_path(ws: &Path, out: &Output) -> PathBuf {
@@ -58,15 +36,18 @@ fn done_kinds(j: &Journal) -> Vec<String> {
 
 #[test]
 fn resume_checks_the_hosts_again() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("resume-verify"), 3);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
     let run = ["run", RUNBOOK, "--lab", l.name.as_str()];
 
-    let first = cairn(w, &run, None);
+    let first = cairn(w, &run);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     // A rerun's steps (the first run has more: it restarts, reloads units).
-    let rerun = cairn(w, &run, None);
+    let rerun = cairn(w, &run);
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
     let steps = done_kinds(&Journal::read(&journal_path(w, &rerun)).unwrap());
     assert!(steps.iter().any(|k| k == "etcd_health"), "{steps:?}");
@@ -74,7 +55,7 @@ fn resume_checks_the_hosts_again() {
     // A rerun killed right after its last step is journaled done: every
     // check passed, the end was never recorded.
     let last = format!("done:{}", steps.len());
-    let killed = cairn(w, &run, Some(&last));
+    let killed = cairn_kill(w, &run, Some(&last));
     assert_eq!(killed.status.code(), None, "not killed:\n{}", text(&killed));
     let jpath = journal_path(w, &killed);
     let before = Journal::read(&jpath).unwrap();
@@ -82,7 +63,7 @@ fn resume_checks_the_hosts_again() {
     assert_eq!(done_kinds(&before).len(), steps.len());
 
     l.ssh_ok("node-2", "systemctl stop etcd");
-    let resumed = cairn(w, &["resume"], None);
+    let resumed = cairn(w, &["resume"]);
     let r = text(&resumed);
     assert_eq!(resumed.status.code(), Some(1), "resume must fail:\n{r}");
     let failed: Vec<String> = r

@@ -8,10 +8,12 @@
 //! What ran when is read from the run's journal: records are appended in the
 //! order steps start and finish, each keyed under its host's scope (`c/...`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+use common::{text, Cairn};
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 struct Dir {
     tmp: tempfile::TempDir,
@@ -48,17 +50,7 @@ impl Dir {
         self.cairn_env(args, &[])
     }
     fn cairn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(self.path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("CAIRN_STATE_DIR")
-            .env_remove("CAIRN_FAULT_KILL")
-            .env_remove("CAIRN_MAX_PARALLEL");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        common::cairn_env(self.path(), args, env)
     }
     fn run_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.path().join(".cairn/runs"))
@@ -87,14 +79,6 @@ impl Dir {
     fn file(&self, rel: &str) -> Option<String> {
         std::fs::read_to_string(self.path().join(".cairn/files").join(rel)).ok()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn stderr(o: &Output) -> String {
@@ -623,13 +607,10 @@ fn an_interrupt_stops_before_the_next_batch_and_resume_finishes() {
         .open(&fifo)
         .unwrap();
     let wait = format!("1:{}", fifo.display());
-    let mut child = Command::new(BIN)
-        .current_dir(d.path())
+    let mut child = Cairn::new(d.path())
         .args(["run", "rb"])
-        .env("NO_COLOR", "1")
         .env("CAIRN_FAULT_WAIT", &wait)
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("CAIRN_MAX_PARALLEL")
+        .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -6,36 +6,14 @@
 //! killed mid-way resumes to the same healthy end. The tutorial's six hosts
 //! plan offline.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn, cairn_env, lab, text};
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const RUNBOOK: &str = "etcd-binary-yaml";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `cairn ARGS` in workspace `ws`, with a clean environment for what matters.
-fn cairn(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("CAIRN_RELEASE_MIRROR")
-        .env_remove("CAIRN_STATE_DIR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
 
 /// The lines of a run's output that are not no-ops, for failure messages.
 fn changes(o: &Output) -> String {
@@ -87,6 +65,9 @@ fn main_pid(l: &lab::LabHandle, node: &str) -> String {
 
 #[test]
 fn plan_run_verify_rerun() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("byaml"), 3);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
@@ -96,7 +77,7 @@ fn plan_run_verify_rerun() {
     let full_plan_args = [&plan_args[..], &["--show-unchanged"]].concat();
 
     // 1. plan on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(w, &full_plan_args, &[]);
+    let plan = cairn(w, &full_plan_args);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
@@ -144,7 +125,7 @@ fn plan_run_verify_rerun() {
     }
 
     // 2. run: a verified cluster
-    let run = cairn(w, &run_args, &[]);
+    let run = cairn(w, &run_args);
     let r = text(&run);
     assert_eq!(run.status.code(), Some(0), "{r}");
     assert!(
@@ -211,14 +192,14 @@ fn plan_run_verify_rerun() {
     // and restarts nothing
     etcdctl(&l, "node-1", "put precious data-before-rerun");
     let pids: Vec<String> = l.nodes.iter().map(|n| main_pid(&l, &n.name)).collect();
-    let plan = cairn(w, &plan_args, &[]);
+    let plan = cairn(w, &plan_args);
     assert_eq!(
         plan.status.code(),
         Some(0),
         "plan after run must be empty:\n{}",
         changes(&plan)
     );
-    let rerun = cairn(w, &run_args, &[]);
+    let rerun = cairn(w, &run_args);
     assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert!(
         text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
@@ -235,6 +216,9 @@ fn plan_run_verify_rerun() {
 
 #[test]
 fn even_size_refused_then_killed_run_resumes() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("byaml-kill"), 3);
 
     // 1. two hosts: refused with the quorum explanation, nothing changed
@@ -246,7 +230,6 @@ fn even_size_refused_then_killed_run_resumes() {
         let out = cairn(
             ws.path(),
             &[verb, RUNBOOK, "--lab", &l.name, "--inventory", two],
-            &[],
         );
         let o = text(&out);
         assert_eq!(out.status.code(), Some(1), "{verb}: {o}");
@@ -279,7 +262,7 @@ fn even_size_refused_then_killed_run_resumes() {
     // 2. three hosts, killed mid-way (inside a step, not journaled), resumed
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
-    let killed = cairn(
+    let killed = cairn_env(
         w,
         &["run", RUNBOOK, "--lab", &l.name],
         &[("CAIRN_FAULT_KILL", "applied:20")],
@@ -290,7 +273,7 @@ fn even_size_refused_then_killed_run_resumes() {
         "must die by SIGKILL: {}",
         text(&killed)
     );
-    let resumed = cairn(w, &["resume"], &[]);
+    let resumed = cairn(w, &["resume"]);
     let r = text(&resumed);
     assert_eq!(resumed.status.code(), Some(0), "{r}");
     assert!(
@@ -302,7 +285,7 @@ fn even_size_refused_then_killed_run_resumes() {
     assert_eq!(members.matches(", started, ").count(), 3, "{members}");
 
     // and the resumed cluster is the runbook's end state: a rerun changes nothing
-    let rerun = cairn(w, &["run", RUNBOOK, "--lab", &l.name], &[]);
+    let rerun = cairn(w, &["run", RUNBOOK, "--lab", &l.name]);
     assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert!(
         text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
@@ -337,7 +320,6 @@ fn offline_plan_of_the_tutorials_six_hosts() {
     let refused = cairn(
         w,
         &["plan", RUNBOOK, "--offline", "--inventory", "hosts.toml"],
-        &[],
     );
     let o = text(&refused);
     assert_eq!(refused.status.code(), Some(1), "{o}");
@@ -362,7 +344,6 @@ fn offline_plan_of_the_tutorials_six_hosts() {
             "allow_even_size=true",
             "--show-unchanged",
         ],
-        &[],
     );
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
@@ -405,7 +386,7 @@ fn defaults_to_3_5_30_and_refuses_unsafe_versions_unless_allowed() {
         ("etcd-do-discovery", "3.5.30"),
         ("etcd-static-pods", "v3.5.30"),
     ] {
-        let show = cairn(w, &["show", runbook], &[]);
+        let show = cairn(w, &["show", runbook]);
         let s = text(&show);
         assert_eq!(show.status.code(), Some(0), "{s}");
         assert!(s.contains(line), "{runbook}: {s}");
@@ -424,7 +405,7 @@ fn defaults_to_3_5_30_and_refuses_unsafe_versions_unless_allowed() {
         for v in vars {
             args.extend(["--var", v]);
         }
-        cairn(w, &args, &[])
+        cairn(w, &args)
     };
 
     let default = plan(&[]);

@@ -7,22 +7,15 @@
 //! rerun changes nothing and keeps data; on a second lab, a run killed mid-way
 //! resumes to the same healthy end.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn_on_lab, lab, text};
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const RUNBOOK: &str = "etcd-debian-binary";
 const FLANNEL: &str = r#"{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan"},"SubnetLen":24}"#;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The lines of a run's output that are not `= ok` (what it did, and errors).
 fn changes(o: &Output) -> String {
@@ -31,19 +24,6 @@ fn changes(o: &Output) -> String {
         .filter(|l| !l.contains("= ok") && !l.starts_with("      "))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws).args(args);
-    if args[0] != "resume" {
-        cmd.args(["--lab", lab]);
-    }
-    cmd.env("NO_COLOR", "1").env_remove("CAIRN_FAULT_KILL");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 /// etcdctl (v3) on a member over https, with the member's own certificate (as
@@ -84,12 +64,15 @@ fn assert_members(l: &lab::LabHandle) {
 
 #[test]
 fn plan_run_rerun_kill_resume() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("dbin"), 3);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
 
     // 1. plan on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK, "--show-unchanged"], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", RUNBOOK, "--show-unchanged"], &[]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
@@ -135,7 +118,7 @@ fn plan_run_rerun_kill_resume() {
     }
 
     // 2. run: a verified cluster, flannel's config readable through the v2 API
-    let run = cairn(w, &l.name, &["run", RUNBOOK], &[]);
+    let run = cairn_on_lab(w, &l.name, &["run", RUNBOOK], &[]);
     let r = text(&run);
     assert_eq!(run.status.code(), Some(0), "{}", changes(&run));
     assert!(
@@ -201,14 +184,14 @@ fn plan_run_rerun_kill_resume() {
 
     // 3. data written before a rerun survives it; the rerun changes nothing
     etcdctl(&l, "node-1", "put precious data-before-rerun");
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", RUNBOOK], &[]);
     assert_eq!(
         plan.status.code(),
         Some(0),
         "plan after run must be empty:\n{}",
         changes(&plan)
     );
-    let rerun = cairn(w, &l.name, &["run", RUNBOOK], &[]);
+    let rerun = cairn_on_lab(w, &l.name, &["run", RUNBOOK], &[]);
     assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert!(
         text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
@@ -226,7 +209,7 @@ fn plan_run_rerun_kill_resume() {
     let l2 = lab::start(&lab::unique_name("dbin-kill"), 3);
     let ws2 = tempfile::tempdir().unwrap();
     let w2 = ws2.path();
-    let killed = cairn(
+    let killed = cairn_on_lab(
         w2,
         &l2.name,
         &["run", RUNBOOK],
@@ -238,7 +221,7 @@ fn plan_run_rerun_kill_resume() {
         "must die by SIGKILL: {}",
         text(&killed)
     );
-    let resumed = cairn(w2, &l2.name, &["resume"], &[]);
+    let resumed = cairn_on_lab(w2, &l2.name, &["resume"], &[]);
     assert_eq!(resumed.status.code(), Some(0), "{}", changes(&resumed));
     let rs = text(&resumed);
     assert!(
@@ -248,7 +231,7 @@ fn plan_run_rerun_kill_resume() {
     assert!(rs.contains(&format!("(v2): {FLANNEL}")), "{rs}");
     assert_members(&l2);
     assert_eq!(flannel_config(&l2, "node-3"), FLANNEL);
-    let again = cairn(w2, &l2.name, &["run", RUNBOOK], &[]);
+    let again = cairn_on_lab(w2, &l2.name, &["run", RUNBOOK], &[]);
     assert_eq!(again.status.code(), Some(0), "{}", changes(&again));
     assert!(
         text(&again).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
@@ -263,11 +246,14 @@ fn plan_run_rerun_kill_resume() {
 /// rerun as root, and no output or journal shows what they point to.
 #[test]
 fn links_planted_by_the_etcd_account_are_never_followed() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("dbin-links"), 1);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
     let one = ["--var", "nodes=1"];
-    let run = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let run = cairn_on_lab(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", changes(&run));
     let n = "node-1";
     let as_etcd = |cmd: &str| l.ssh(n, &format!("runuser -u etcd -- sh -c '{cmd}'"));
@@ -305,14 +291,14 @@ fn links_planted_by_the_etcd_account_are_never_followed() {
 
     // The plan says each link is replaced and reads none of them; the run
     // replaces them and makes the folder root's again.
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     assert!(
         p.contains("replace symlink → /etc/cairn-secret"),
         "the plan does not say the link is replaced:\n{p}"
     );
-    let rerun = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let rerun = cairn_on_lab(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
     let r = text(&rerun);
     assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert_eq!(
@@ -340,11 +326,11 @@ fn links_planted_by_the_etcd_account_are_never_followed() {
         as_etcd("mv /opt/etcd/data /opt/etcd/data.moved && ln -s /etc/cairn-victim /opt/etcd/data");
     assert!(out.status.success(), "{}", text(&out));
     let refused = "/opt/etcd/data on node-1 is a symlink (owner etcd) to /etc/cairn-victim";
-    let plan2 = cairn(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
+    let plan2 = cairn_on_lab(w, &l.name, &["plan", RUNBOOK, one[0], one[1]], &[]);
     let p2 = text(&plan2);
     assert_eq!(plan2.status.code(), Some(1), "{p2}");
     assert!(p2.contains(refused), "{p2}");
-    let rerun2 = cairn(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
+    let rerun2 = cairn_on_lab(w, &l.name, &["run", RUNBOOK, one[0], one[1]], &[]);
     let r2 = text(&rerun2);
     assert_eq!(rerun2.status.code(), Some(1), "{r2}");
     assert!(r2.contains(refused), "{r2}");

@@ -9,23 +9,16 @@
 //! mode on a second tag; a node-mode run on a third tag killed mid-way
 //! resumes to a verified cluster; the cleanup leaves no droplet.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn_on_lab, lab, text};
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Instant;
 
 const RUNBOOK: &str = "etcd-do-discovery";
 const NAMES: [&str; 3] = ["etcd-server-0", "etcd-server-1", "etcd-server-2"];
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The lines of a run's output that are not `= ok` (what it did, and errors).
 fn changes(o: &Output) -> String {
@@ -34,28 +27,6 @@ fn changes(o: &Output) -> String {
         .filter(|l| !l.contains("= ok") && !l.starts_with("      "))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// `cairn ARGS [--lab LAB]` in workspace `ws`, with no cloud settings or
-/// tokens from this process (the lab's env gives them).
-fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws).args(args);
-    if args[0] != "resume" {
-        cmd.args(["--lab", lab]);
-    }
-    cmd.env("NO_COLOR", "1").env_remove("CAIRN_FAULT_KILL");
-    for var in [
-        "DIGITALOCEAN_ACCESS_TOKEN",
-        "DIGITALOCEAN_ENDPOINT",
-        "DIGITALOCEAN_READ_TOKEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null()).output().unwrap()
 }
 
 /// Runs `cmd` on lab node `node` (static or cloud-made) and returns stdout.
@@ -118,6 +89,9 @@ fn sha(l: &lab::LabHandle, node: &str, path: &str) -> String {
 
 #[test]
 fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("dodisc"), 0);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
@@ -125,7 +99,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
 
     // 1. plan on a fresh lab: every action listed, nothing created anywhere
     let t = Instant::now();
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK, "--show-unchanged"], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", RUNBOOK, "--show-unchanged"], &[]);
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
@@ -165,7 +139,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
 
     // 2. run: droplets, discovery on each, a verified cluster
     let t = Instant::now();
-    let run = cairn(w, &l.name, &["run", RUNBOOK], &[]);
+    let run = cairn_on_lab(w, &l.name, &["run", RUNBOOK], &[]);
     let r = text(&run);
     assert_eq!(run.status.code(), Some(0), "{}", changes(&run));
     assert!(
@@ -260,7 +234,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
     // 4. data written before a rerun survives it; the rerun changes nothing,
     //    also when the droplets are found by their tag instead of created
     etcdctl(&l, "etcd-server-0", "put precious data-before-rerun");
-    let plan = cairn(w, &l.name, &["plan", RUNBOOK], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", RUNBOOK], &[]);
     assert_eq!(
         plan.status.code(),
         Some(0),
@@ -270,7 +244,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
     for vars in [&[][..], &["--var", "create_droplets=false"][..]] {
         let t = Instant::now();
         let args = [&["run", RUNBOOK][..], vars].concat();
-        let rerun = cairn(w, &l.name, &args, &[]);
+        let rerun = cairn_on_lab(w, &l.name, &args, &[]);
         assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
         assert!(
             text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
@@ -298,7 +272,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         "cluster=etcd-cluster-2",
     ];
     let t = Instant::now();
-    let op = cairn(w, &l.name, &[&["run", RUNBOOK][..], &op_vars].concat(), &[]);
+    let op = cairn_on_lab(w, &l.name, &[&["run", RUNBOOK][..], &op_vars].concat(), &[]);
     assert_eq!(op.status.code(), Some(0), "{}", changes(&op));
     assert!(
         text(&op).contains(
@@ -326,7 +300,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         );
         assert_eq!(absent, "none\n", "{n}");
     }
-    let again = cairn(w, &l.name, &[&["run", RUNBOOK][..], &op_vars].concat(), &[]);
+    let again = cairn_on_lab(w, &l.name, &[&["run", RUNBOOK][..], &op_vars].concat(), &[]);
     assert!(
         text(&again).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
         "{}",
@@ -347,7 +321,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         "--var",
         "cluster=etcd-cluster-3",
     ];
-    let killed = cairn(
+    let killed = cairn_on_lab(
         w3,
         &l.name,
         &[&["run", RUNBOOK][..], &k_vars].concat(),
@@ -360,7 +334,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         text(&killed)
     );
     let t = Instant::now();
-    let resumed = cairn(w3, &l.name, &["resume"], &[]);
+    let resumed = cairn_on_lab(w3, &l.name, &["resume"], &[]);
     assert_eq!(resumed.status.code(), Some(0), "{}", changes(&resumed));
     assert!(
         text(&resumed).contains(
@@ -371,7 +345,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
     );
     eprintln!("resume: {:.1}s", t.elapsed().as_secs_f64());
     assert_members(&l, "k-0", &["k-0", "k-1", "k-2"]);
-    let again = cairn(w3, &l.name, &[&["run", RUNBOOK][..], &k_vars].concat(), &[]);
+    let again = cairn_on_lab(w3, &l.name, &[&["run", RUNBOOK][..], &k_vars].concat(), &[]);
     assert!(
         text(&again).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
         "{}",
@@ -380,7 +354,7 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
 
     // 7. cleanup, by tag: no droplet and no node left
     for tag in ["etcd", "etcd-ops", "etcd-k"] {
-        let clean = cairn(
+        let clean = cairn_on_lab(
             w,
             &l.name,
             &[
@@ -399,6 +373,6 @@ fn plan_run_rediscover_rerun_operator_kill_resume_cleanup() {
         );
     }
     assert!(node_names(&l).is_empty(), "{:?}", node_names(&l));
-    let plan = cairn(w, &l.name, &["plan", "etcd-do-discovery-cleanup"], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", "etcd-do-discovery-cleanup"], &[]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }

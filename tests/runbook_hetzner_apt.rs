@@ -5,34 +5,11 @@
 //! mid-way resumes to the same healthy end with no duplicate servers; the
 //! cleanup runbook removes everything.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use common::{cairn_on_lab, lab, text};
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws).args(args);
-    if args[0] != "resume" {
-        cmd.args(["--lab", lab]);
-    }
-    cmd.env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("HCLOUD_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
+use std::process::Command;
 
 /// Servers in the emulation with both labels, via the API as any client sees it.
 fn servers(l: &lab::LabHandle, cluster: &str) -> Vec<String> {
@@ -101,12 +78,15 @@ fn vars(extra: &[String]) -> Vec<&str> {
 
 #[test]
 fn plan_run_rerun_kill_resume_cleanup() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("hapt"), 0);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
 
     // 1. plan on a fresh lab: everything to create, nothing changed anywhere
-    let plan = cairn(
+    let plan = cairn_on_lab(
         w,
         &l.name,
         &["plan", "etcd-hetzner-apt", "--show-unchanged"],
@@ -127,7 +107,7 @@ fn plan_run_rerun_kill_resume_cleanup() {
     assert!(!w.join(".cairn").exists(), "plan wrote the workspace");
 
     // 2. run: verified cluster
-    let run = cairn(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
+    let run = cairn_on_lab(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
     let r = text(&run);
     assert_eq!(run.status.code(), Some(0), "{r}");
     assert!(
@@ -150,14 +130,14 @@ fn plan_run_rerun_kill_resume_cleanup() {
 
     // 3. data written before a rerun survives it; the rerun changes nothing
     etcdctl(&l, "node-1", "put precious data-before-rerun");
-    let plan = cairn(w, &l.name, &["plan", "etcd-hetzner-apt"], &[]);
+    let plan = cairn_on_lab(w, &l.name, &["plan", "etcd-hetzner-apt"], &[]);
     assert_eq!(
         plan.status.code(),
         Some(0),
         "plan after run must be empty:\n{}",
         text(&plan)
     );
-    let rerun = cairn(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
+    let rerun = cairn_on_lab(w, &l.name, &["run", "etcd-hetzner-apt"], &[]);
     let rr = text(&rerun);
     assert_eq!(
         rerun.status.code(),
@@ -192,14 +172,14 @@ fn plan_run_rerun_kill_resume_cleanup() {
     .collect();
     let mut args = vec!["run", "etcd-hetzner-apt"];
     args.extend(vars(&c2));
-    let killed = cairn(w, &l.name, &args, &[("CAIRN_FAULT_KILL", "applied:9")]);
+    let killed = cairn_on_lab(w, &l.name, &args, &[("CAIRN_FAULT_KILL", "applied:9")]);
     assert_eq!(
         killed.status.code(),
         None,
         "must die by SIGKILL: {}",
         text(&killed)
     );
-    let resumed = cairn(w, &l.name, &["resume"], &[]);
+    let resumed = cairn_on_lab(w, &l.name, &["resume"], &[]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
     assert!(
         text(&resumed).contains("etcd cluster c2: 3 members, verified"),
@@ -217,7 +197,7 @@ fn plan_run_rerun_kill_resume_cleanup() {
         ("cluster-1", "network-1", "ssh-key-1"),
         ("c2", "net-2", "ssh-key-2"),
     ] {
-        let c = cairn(
+        let c = cairn_on_lab(
             w,
             &l.name,
             &[

@@ -9,8 +9,9 @@
 //! processes; a run killed mid-way resumes to the same healthy end. The real
 //! mode (containerd and kubelet from the Kubernetes apt repo) is planned.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn, cairn_env, lab, text};
 
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -19,29 +20,6 @@ use std::process::{Command, Output};
 const RUNBOOK: &str = "etcd-static-pods";
 /// The lab has no kubelet; its release mirror has the default etcd v3.5.30.
 const STANDIN: [&str; 2] = ["--var", "kubelet=lab-standin"];
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `cairn ARGS` in workspace `ws`, with a clean environment for what matters.
-fn cairn(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_FAULT_KILL")
-        .env_remove("CAIRN_RELEASE_MIRROR")
-        .env_remove("CAIRN_STATE_DIR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
 
 /// `VERB etcd-static-pods --lab LAB` in the stand-in mode.
 fn standin<'a>(verb: &'a str, l: &'a lab::LabHandle) -> Vec<&'a str> {
@@ -398,6 +376,9 @@ fn check_pki(l: &lab::LabHandle, ws: &Path, node: &str) {
 
 #[test]
 fn plan_run_verify_rerun() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("spods"), 3);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
@@ -411,11 +392,7 @@ fn plan_run_verify_rerun() {
         .join(",");
 
     // 1. plans on a fresh lab: every action listed, nothing changed anywhere
-    let plan = cairn(
-        w,
-        &[standin("plan", &l), vec!["--show-unchanged"]].concat(),
-        &[],
-    );
+    let plan = cairn(w, &[standin("plan", &l), vec!["--show-unchanged"]].concat());
     let p = text(&plan);
     assert_eq!(plan.status.code(), Some(2), "{p}");
     for expect in [
@@ -451,7 +428,7 @@ fn plan_run_verify_rerun() {
         assert!(p.contains(&expect), "plan lacks `{expect}`:\n{p}");
     }
     // real mode, planned: the runtime and the kubelet from the Kubernetes repo
-    let real = cairn(w, &["plan", RUNBOOK, "--lab", &l.name], &[]);
+    let real = cairn(w, &["plan", RUNBOOK, "--lab", &l.name]);
     let r = text(&real);
     assert_eq!(real.status.code(), Some(2), "{r}");
     for expect in [
@@ -479,7 +456,7 @@ fn plan_run_verify_rerun() {
     }
 
     // 2. run: a verified cluster, and the control plane's etcd.external block
-    let run = cairn(w, &standin("run", &l), &[]);
+    let run = cairn(w, &standin("run", &l));
     let out = text(&run);
     assert_eq!(run.status.code(), Some(0), "{out}");
     assert!(
@@ -564,14 +541,14 @@ fn plan_run_verify_rerun() {
     // and restarts nothing
     etcdctl(&l, "node-1", "put precious data-before-rerun");
     let pids: Vec<String> = l.nodes.iter().map(|n| main_pid(&l, &n.name)).collect();
-    let plan = cairn(w, &standin("plan", &l), &[]);
+    let plan = cairn(w, &standin("plan", &l));
     assert_eq!(
         plan.status.code(),
         Some(0),
         "plan after run must be empty:\n{}",
         changes(&plan)
     );
-    let rerun = cairn(w, &standin("run", &l), &[]);
+    let rerun = cairn(w, &standin("run", &l));
     assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert!(
         text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),
@@ -588,10 +565,13 @@ fn plan_run_verify_rerun() {
 
 #[test]
 fn killed_run_resumes() {
+    if lab::skip() {
+        return;
+    }
     let l = lab::start(&lab::unique_name("spods-kill"), 3);
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
-    let killed = cairn(
+    let killed = cairn_env(
         w,
         &standin("run", &l),
         &[("CAIRN_FAULT_KILL", "applied:40")],
@@ -602,7 +582,7 @@ fn killed_run_resumes() {
         "must die by SIGKILL: {}",
         text(&killed)
     );
-    let resumed = cairn(w, &["resume"], &[]);
+    let resumed = cairn(w, &["resume"]);
     let r = text(&resumed);
     assert_eq!(resumed.status.code(), Some(0), "{r}");
     assert!(
@@ -613,7 +593,7 @@ fn killed_run_resumes() {
     assert_eq!(members.matches(", started, ").count(), 3, "{members}");
 
     // the resumed cluster is the runbook's end state: a rerun changes nothing
-    let rerun = cairn(w, &standin("run", &l), &[]);
+    let rerun = cairn(w, &standin("run", &l));
     assert_eq!(rerun.status.code(), Some(0), "{}", changes(&rerun));
     assert!(
         text(&rerun).contains(" 0 created, 0 changed, 0 deleted, 0 ran"),

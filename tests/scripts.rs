@@ -1,8 +1,10 @@
 //! Every shipped runbook, stdlib module and example compiles and has a valid
 //! manifest; the stdlib's helpers compute what they promise.
 
+mod common;
+
+use common::Cairn;
 use std::path::Path;
-use std::process::Command;
 
 fn folders(dir: &str) -> Vec<std::path::PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -85,12 +87,7 @@ etcd::check_cluster_size(6);
 "#,
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(dir.path())
-        .args(["plan", "rb"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let o = Cairn::new(dir.path()).args(["plan", "rb"]).output();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -128,12 +125,7 @@ fn stdlib_etcd_check_version_refuses_3_5_0_to_3_5_2_unless_allowed() {
     .unwrap();
     let plan = |script: &str| {
         std::fs::write(rb.join("main.rhai"), script).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .current_dir(dir.path())
-            .args(["plan", "rb"])
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let o = Cairn::new(dir.path()).args(["plan", "rb"]).output();
         (
             o.status.code(),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -207,13 +199,10 @@ fn plan_script(script: &str, extra: &[&str]) -> (Option<i32>, String, String) {
         "[[hosts]]\nname = \"node-1\"\naddress = \"10.9.0.11\"\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(dir.path())
+    let o = Cairn::new(dir.path())
         .args(["plan", "rb"])
         .args(extra)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+        .output();
     (
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -14,46 +14,15 @@
 //!   keys, droplets) identical — for each of the five shipped cluster
 //!   runbooks and for etcd-hetzner-apt-cleanup killed mid-deletion.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
+
+use common::{cairn, cairn_env, lab, text};
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `cairn ARGS` in `ws` with no cairn or cloud settings from this process.
-fn cairn(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.current_dir(ws)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    for var in [
-        "CAIRN_FAULT_KILL",
-        "CAIRN_STATE_DIR",
-        "HCLOUD_TOKEN",
-        "HCLOUD_ENDPOINT",
-        "DIGITALOCEAN_ACCESS_TOKEN",
-        "DIGITALOCEAN_READ_TOKEN",
-        "DIGITALOCEAN_ENDPOINT",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("cairn runs")
-}
 
 /// Every file under `root` (relative path, mode, bytes), folders included
 /// with empty content.
@@ -207,6 +176,9 @@ fn with_vars<'a>(args: &[&'a str], vars: &'a [String]) -> Vec<&'a str> {
 
 #[test]
 fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let l = lab::lab();
     let tmp = tempfile::tempdir().unwrap();
@@ -233,14 +205,14 @@ fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
         &[&["plan", "etcd-hetzner-apt", "--json"][..], &lab].concat(),
         &hz,
     );
-    let out = cairn(ws, &a, &[]);
+    let out = cairn(ws, &a);
     ok(&out, "hetzner plan --json", 2);
     printed.keep("hetzner plan --json", &out);
     let a = with_vars(
         &[&["-v", "run", "etcd-hetzner-apt"][..], &lab].concat(),
         &hz,
     );
-    let out = cairn(ws, &a, &[]);
+    let out = cairn(ws, &a);
     ok(&out, "hetzner run -v", 0);
     printed.keep("hetzner run -v", &out);
     let a = with_vars(
@@ -251,7 +223,7 @@ fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
         .concat(),
         &hz,
     );
-    let out = cairn(ws, &a, &[]);
+    let out = cairn(ws, &a);
     ok(&out, "hetzner plan -v -o", 0);
     printed.keep("hetzner plan -v -o", &out);
 
@@ -274,7 +246,7 @@ fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
             &[&["plan", "etcd-do-discovery"][..], extra, &lab].concat(),
             &dov,
         );
-        let out = cairn(ws, &a, &[("DIGITALOCEAN_READ_TOKEN", &canary)]);
+        let out = cairn_env(ws, &a, &[("DIGITALOCEAN_READ_TOKEN", &canary)]);
         ok(&out, label, 2);
         printed.keep(label, &out);
     }
@@ -282,10 +254,10 @@ fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
         &[&["-v", "run", "etcd-do-discovery"][..], &lab].concat(),
         &dov,
     );
-    let out = cairn(ws, &a, &[("DIGITALOCEAN_READ_TOKEN", &do_token)]);
+    let out = cairn_env(ws, &a, &[("DIGITALOCEAN_READ_TOKEN", &do_token)]);
     ok(&out, "do run -v", 0);
     printed.keep("do run -v", &out);
-    let out = cairn(ws, &["runs"], &[]);
+    let out = cairn(ws, &["runs"]);
     printed.keep("runs", &out);
 
     // -vv trace logs of a plan too
@@ -293,7 +265,7 @@ fn secrets_never_reach_what_cairn_writes_or_prints_and_keys_are_0600() {
         &[&["-vv", "plan", "etcd-hetzner-apt"][..], &lab].concat(),
         &hz,
     );
-    let out = cairn(ws, &a, &[]);
+    let out = cairn(ws, &a);
     ok(&out, "hetzner plan -vv", 0);
     printed.keep("hetzner plan -vv", &out);
 
@@ -363,6 +335,9 @@ fn ca_keys(plan: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn plans_of_shipped_runbooks_never_upload_a_ca_key() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let l = lab::lab();
     let lab = ["--lab", l.name.as_str()];
@@ -409,7 +384,7 @@ fn plans_of_shipped_runbooks_never_upload_a_ca_key() {
             // what gets uploaded, so it takes them over (a plan changes nothing)
             args.extend(["--inventory", inventory, "--var", "adopt=true"]);
         }
-        let out = cairn(tmp.path(), &args, &[]);
+        let out = cairn(tmp.path(), &args);
         ok(&out, rb, 2);
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let keys = ca_keys(&plan);
@@ -569,7 +544,7 @@ fn plan_of_half_applied_run_is_pure(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     ]
     .concat();
-    let killed = cairn(ws, &a, &[("CAIRN_FAULT_KILL", kill)]);
+    let killed = cairn_env(ws, &a, &[("CAIRN_FAULT_KILL", kill)]);
     assert_eq!(
         killed.status.code(),
         None,
@@ -624,7 +599,7 @@ fn plan_of_half_applied_run_is_pure(
         let mut a: Vec<&str> = vec!["plan", runbook];
         a.extend(extra);
         a.extend(args.iter().map(String::as_str));
-        let plan = cairn(ws, &a, &[]);
+        let plan = cairn(ws, &a);
         ok(
             &plan,
             &format!("{runbook}: plan {extra:?} of the half-applied run"),
@@ -730,6 +705,9 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn plan_of_a_half_applied_hetzner_apt_run_changes_nothing() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let l = lab::lab();
     let mut args = strings(&["--lab", &l.name]);
@@ -749,6 +727,9 @@ fn plan_of_a_half_applied_hetzner_apt_run_changes_nothing() {
 
 #[test]
 fn plan_of_a_half_applied_binary_yaml_run_changes_nothing() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let l = lab::lab();
     let inv_dir = tempfile::tempdir().unwrap();
@@ -776,6 +757,9 @@ fn drop_lab(l: lab::LabHandle) {
 
 #[test]
 fn plan_of_a_half_applied_debian_binary_run_changes_nothing() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let (l, nodes) = own_lab("pur-dbin");
     let args = strings(&["--lab", &l.name]);
@@ -785,6 +769,9 @@ fn plan_of_a_half_applied_debian_binary_run_changes_nothing() {
 
 #[test]
 fn plan_of_a_half_applied_static_pods_run_changes_nothing() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let (l, nodes) = own_lab("pur-pods");
     let args = strings(&["--lab", &l.name, "--var", "kubelet=lab-standin"]);
@@ -797,6 +784,9 @@ fn plan_of_a_half_applied_static_pods_run_changes_nothing() {
 /// not written yet.
 #[test]
 fn plan_of_a_half_applied_do_discovery_run_changes_nothing() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let l = lab::lab();
     let mut args = strings(&["--lab", &l.name]);
@@ -820,6 +810,9 @@ fn plan_of_a_half_applied_do_discovery_run_changes_nothing() {
 /// is all still there, surviving nodes unchanged — and a run then removes it.
 #[test]
 fn plan_of_a_half_applied_hetzner_cleanup_changes_nothing() {
+    if lab::skip() {
+        return;
+    }
     let _turn = serial();
     let l = lab::lab();
     let vars = ["cluster=cln", "network=net-cln", "ssh_key_name=ssh-key-cln"];
@@ -838,7 +831,7 @@ fn plan_of_a_half_applied_hetzner_cleanup_changes_nothing() {
         setup.extend(strings(&["--var", v]));
     }
     let a: Vec<&str> = [&["run", "etcd-hetzner-apt"][..], &to_strs(&setup)].concat();
-    ok(&cairn(tmp.path(), &a, &[]), "etcd-hetzner-apt run", 0);
+    ok(&cairn(tmp.path(), &a), "etcd-hetzner-apt run", 0);
     let mine = |state: &[String]| -> Vec<String> {
         state
             .iter()
@@ -871,7 +864,7 @@ fn plan_of_a_half_applied_hetzner_cleanup_changes_nothing() {
     );
     // and the rest is cleaned up by a run
     let a: Vec<&str> = [&["run", "etcd-hetzner-apt-cleanup"][..], &to_strs(&args)].concat();
-    ok(&cairn(tmp.path(), &a, &[]), "cleanup run", 0);
+    ok(&cairn(tmp.path(), &a), "cleanup run", 0);
     quiet_cloud(l);
     assert_eq!(mine(&cloud_state(l)), Vec::<String>::new());
 }

@@ -3,8 +3,9 @@
 //! known_hosts file, a dead master is replaced, and a process's port forwards
 //! are closed when it is done.
 
-#[path = "common/sshd.rs"]
-mod sshd;
+mod common;
+
+use common::{lab, sshd};
 
 use cairn::ssh::Pool;
 use sshd::Sshd;
@@ -62,6 +63,9 @@ fn kill_masters(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_next_process_reuses_a_live_master_and_replaces_a_dead_one() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     let sshd = Sshd::start();
     let host = sshd.host();
     let ws = tempfile::tempdir().unwrap();

@@ -7,20 +7,14 @@
 //! "while a run is under way" is a state, not a race. The disk-full test
 //! mounts a small tmpfs (root only, as the lab tests).
 
+mod common;
+
+use common::{lab, text, Cairn};
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A workspace folder with a runbook `rb` of `steps` local files, and a
 /// private temp folder for cairn's scratch folders.
@@ -59,20 +53,12 @@ impl Ws {
         std::fs::write(self.path().join(rel), content).unwrap();
     }
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(self.path())
+        Cairn::new(self.path())
             .args(args)
-            .env("NO_COLOR", "1")
             .env("TMPDIR", self.tmp())
             .env("CAIRN_SSH_PERSIST", "0")
-            .stdin(Stdio::null());
-        for var in ["CAIRN_FAULT_KILL", "CAIRN_FAULT_WAIT", "CAIRN_STATE_DIR"] {
-            cmd.env_remove(var);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
+            .envs(env.iter().copied())
+            .command()
     }
     fn cairn(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.command(args, env).output().unwrap()
@@ -490,6 +476,9 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_cuts_off_the_torn_record_and_resume_finishes_the_run() {
+    if lab::skip_unless(lab::Need::Root) {
+        return;
+    }
     // 60 steps of about 650 bytes of journal each outgrow a 16 kB tmpfs;
     // the files themselves land outside it.
     let ws = Ws::new(60);

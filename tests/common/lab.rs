@@ -4,15 +4,191 @@
 //! fail). Labs of test processes that died without tearing down (killed,
 //! Ctrl-C) are swept at the next start: their name ends in a dead pid.
 //!
-//! Use it from a test file with `#[path = "common/lab.rs"] mod lab;` and call
-//! `lab::lab()`. Needs root and the lab's prerequisites (`.ci/lab-prereqs.sh`).
+//! Use it from a test file with `mod common; use common::lab;`: a lab test
+//! starts with `if lab::skip() { return; }` and then calls `lab::lab()`.
+//! Needs root and the lab's prerequisites (`.ci/lab-prereqs.sh`).
+//!
+//! # Test tiers
+//!
+//! Whether tests that need root (the lab, a real sshd) run is decided once
+//! per test process from `CAIRN_LAB_TESTS`:
+//!
+//! - `all`: they run; a missing prerequisite (not root, no lab image, a
+//!   missing tool) fails each of them with what is missing and how to get it;
+//! - `off`: each of them is skipped, printing one line that says so and why;
+//!   the process prints a summary line with their number when it exits;
+//! - unset: `all` when running as root with the lab image present, else
+//!   `off` (saying which of the two is missing).
+//!
+//! The lines go straight to stderr (libtest does not capture them), so a
+//! skip is always visible in `cargo test`'s output. CI sets
+//! `CAIRN_LAB_TESTS=all` (`.ci/test`) and can never skip silently.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// The environment variable that chooses the tier.
+pub const TIER_VAR: &str = "CAIRN_LAB_TESTS";
+
+/// What this test process does with tests that need root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// They run (`CAIRN_LAB_TESTS=all`, or unset on a lab machine).
+    All,
+    /// They are skipped, for this reason.
+    Off(String),
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether the lab's base image (`cairn lab image`) is built.
+fn image_present() -> bool {
+    cairn::lab::image::rootfs_ready(&cairn::lab::paths::image_paths())
+}
+
+/// The tier of this process, decided on first use.
+pub fn tier() -> &'static Tier {
+    static TIER: OnceLock<Tier> = OnceLock::new();
+    TIER.get_or_init(|| {
+        let value = std::env::var(TIER_VAR).unwrap_or_default();
+        match value.as_str() {
+            "all" | "1" => Tier::All,
+            "off" | "0" => Tier::Off(format!("{TIER_VAR}={value}")),
+            "" if !is_root() => Tier::Off(format!(
+                "{TIER_VAR} is unset and this is not root (uid {}); \
+                 as root, with the lab image (.ci/lab-prereqs.sh), they run",
+                // SAFETY: geteuid has no preconditions.
+                unsafe { libc::geteuid() }
+            )),
+            "" if !image_present() => Tier::Off(format!(
+                "{TIER_VAR} is unset and the lab image is missing ({}): \
+                 .ci/lab-prereqs.sh builds it",
+                cairn::lab::paths::IMAGE_CACHE
+            )),
+            "" => Tier::All,
+            other => panic!("{TIER_VAR}={other}: expected `all` or `off` (or unset)"),
+        }
+    })
+}
+
+/// Tests this process skipped.
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Writes `line` to stderr, past libtest's output capture.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+extern "C" fn summary_at_exit() {
+    let n = SKIPPED.load(Ordering::SeqCst);
+    if let (Tier::Off(why), true) = (tier(), n > 0) {
+        say(&format!(
+            "lab tier: {n} test(s) of {} skipped ({why}); CAIRN_LAB_TESTS=all runs them",
+            binary_tag()
+        ));
+    }
+}
+
+/// The running test's name (libtest names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string()
+}
+
+/// What a test needs beyond an unprivileged user.
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    /// A lab: root, the lab's tools and its base image.
+    Lab,
+    /// Root only (a real sshd on 127.0.0.1, a real etcd as root).
+    Root,
+}
+
+/// Why this machine cannot give `need`, with how to get it.
+fn missing(need: Need) -> Option<String> {
+    if !is_root() {
+        return Some(format!(
+            "root privileges (this is uid {}): run the tests as root, or {TIER_VAR}=off to skip them",
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() }
+        ));
+    }
+    if let Need::Lab = need {
+        if let Err(e) = cairn::lab::prereq::check(false) {
+            return Some(format!(
+                "{e}: .ci/lab-prereqs.sh installs what the lab needs"
+            ));
+        }
+        if !image_present() {
+            return Some(format!(
+                "the lab image ({}): .ci/lab-prereqs.sh (or `cairn lab image`) builds it",
+                cairn::lab::paths::IMAGE_CACHE
+            ));
+        }
+    }
+    None
+}
+
+/// Whether the calling test must be skipped because it needs `need` and the
+/// tier is off (printing the skip line); in tier `all` a missing
+/// prerequisite fails the test, naming it.
+pub fn skip_unless(need: Need) -> bool {
+    match tier() {
+        Tier::All => {
+            if let Some(what) = missing(need) {
+                panic!("{TIER_VAR}=all, but this test needs {what}");
+            }
+            false
+        }
+        Tier::Off(why) => {
+            static HOOK: OnceLock<()> = OnceLock::new();
+            HOOK.get_or_init(|| {
+                // SAFETY: registering a plain extern "C" fn with no captured state.
+                unsafe {
+                    libc::atexit(summary_at_exit);
+                }
+            });
+            SKIPPED.fetch_add(1, Ordering::SeqCst);
+            say(&format!(
+                "lab tier: skipped {} (needs {}; {why})",
+                test_name(),
+                match need {
+                    Need::Lab => "the lab",
+                    Need::Root => "root",
+                }
+            ));
+            true
+        }
+    }
+}
+
+/// `skip_unless(Need::Lab)`: the guard at the top of every lab test.
+pub fn skip() -> bool {
+    skip_unless(Need::Lab)
+}
+
+/// Panics unless the tier lets lab tests run: a lab test forgot its guard.
+pub fn assert_tier_on() {
+    if let Tier::Off(why) = tier() {
+        panic!(
+            "{} starts a lab although lab tests are off ({why}): \
+             it needs `if lab::skip() {{ return; }}` at its start",
+            test_name()
+        );
+    }
+}
 
 /// Number of nodes of the shared lab.
 pub const NODES: u32 = 3;
@@ -38,9 +214,10 @@ pub struct LabHandle {
     pub env: BTreeMap<String, String>,
 }
 
-/// The `cairn` binary under test.
+/// The `cairn` binary under test, for `cairn lab ...` (scrubbed
+/// environment, no workspace).
 pub fn cairn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
+    super::Cairn::detached().command()
 }
 
 /// Runs `cairn lab ARGS`, panicking with its output when it fails.
@@ -167,6 +344,7 @@ pub fn disown(name: &str) {
 
 /// Brings up lab `name` with `nodes` nodes (owned: torn down at exit).
 pub fn start(name: &str, nodes: u32) -> LabHandle {
+    assert_tier_on();
     own(name);
     cairn_lab(&["up", "--nodes", &nodes.to_string(), "--name", name]);
     LabHandle::open(name)
@@ -175,6 +353,7 @@ pub fn start(name: &str, nodes: u32) -> LabHandle {
 /// The shared lab of this test binary (started on first use).
 pub fn lab() -> &'static LabHandle {
     static LAB: OnceLock<LabHandle> = OnceLock::new();
+    assert_tier_on();
     LAB.get_or_init(|| {
         sweep_stale_labs();
         start(&unique_name(&binary_tag()), NODES)

@@ -1,7 +1,10 @@
 //! A real OpenSSH server for tests: `/usr/sbin/sshd -D` on 127.0.0.1 with a
 //! random free port, its own host key and a fresh client key. Killed on drop.
 //!
-//! Use it from a test file with `#[path = "common/sshd.rs"] mod sshd;`.
+//! Use it from a test file with `mod common; use common::sshd;`; it needs
+//! root, so a test that starts one begins with
+//! `if lab::skip_unless(lab::Need::Root) { return; }` (see the tiers in
+//! `lab.rs`).
 
 #![allow(dead_code)]
 
@@ -38,6 +41,7 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Start a server accepting the client key for root.
     pub fn start() -> Sshd {
+        super::lab::assert_tier_on();
         let dir = tempfile::Builder::new()
             .prefix("cairn-sshd-")
             .tempdir()
