@@ -54,6 +54,8 @@ pub struct Request {
     /// `--max-parallel N` (or `CAIRN_MAX_PARALLEL`): hosts an `on(...)` runs
     /// at once unless it says; `None`: [`crate::fanout::DEFAULT_MAX_PARALLEL`].
     pub max_parallel: Option<usize>,
+    /// `--state etcd://...`: team state in etcd (see [`crate::state`]).
+    pub shared: Option<Arc<crate::state::StateOptions>>,
 }
 
 /// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
@@ -77,6 +79,8 @@ struct Prepared {
     secrets: Secrets,
     workspace: Workspace,
     lab: Option<String>,
+    /// With `--state`: the team state (`workspace` is its cache).
+    shared: Option<Arc<crate::state::Shared>>,
 }
 
 /// An error before or around the script, already rendered.
@@ -175,8 +179,19 @@ fn prepare(
         .into_iter()
         .map(String::from)
         .collect();
-    let workspace =
-        Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()));
+    let shared = match &req.shared {
+        Some(opts) => Some(Arc::new(crate::state::Shared::connect(
+            opts,
+            &req.state_dir,
+        )?)),
+        None => None,
+    };
+    let workspace = match &shared {
+        Some(s) => s.cache.clone(),
+        None => {
+            Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()))
+        }
+    };
     workspace
         .check_private_dirs()
         .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))?;
@@ -207,6 +222,7 @@ fn prepare(
         secrets,
         workspace,
         lab: req.lab.clone(),
+        shared,
     })
 }
 
@@ -481,6 +497,7 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
         secrets: Secrets::default(),
         workspace: Workspace::new(scratch.path().join("workspace")),
         lab: None,
+        shared: None,
     };
     let rt = runtime().map_err(|f| f.0)?;
     let reporter = Arc::new(Reporter::quiet());
@@ -521,6 +538,8 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
             "note: a run is in progress in this workspace ({holder}); this plan shows the targets \
              as they are now, while that run changes them"
         );
+    } else if let Some(shared) = &p.shared {
+        crate::state::plan_view(shared)?;
     }
     let reporter = Arc::new(if req.json {
         Reporter::new(false, false, Box::new(std::io::stderr()))
@@ -709,9 +728,19 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
     };
     ensure_workspace(&p.workspace)?;
     let _lock = WorkspaceLock::acquire(&p.workspace)?;
+    let id = new_run_id();
+    let session = match &p.shared {
+        Some(shared) => Some(crate::state::begin(
+            shared,
+            "run",
+            &p.runbook.manifest.name,
+            &id,
+            &p.secrets,
+        )?),
+        None => None,
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
-    let id = new_run_id();
     let header = RunHeader {
         id: id.clone(),
         runbook: p.runbook.manifest.name.clone(),
@@ -732,7 +761,14 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
             path.display()
         ))
     })?;
+    if let Some(s) = &session {
+        journal = journal.with_sink(s.journal(&id));
+    }
     if let Err(e) = journal.append(&Record::Run(header), true) {
+        if let Some(r) = refusal(&e) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Failure(format!("error: {r}; nothing was run")));
+        }
         // a run without its header cannot be resumed: leave nothing behind
         let _ = std::fs::remove_dir_all(&dir);
         return Err(Failure(format!(
@@ -750,9 +786,16 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
         journal,
         (BTreeMap::new(), false),
         approved,
-        &id,
+        (&id, session.as_ref()),
         cancel,
     )
+}
+
+/// The team state's refusal inside a journal error, if that is what it is.
+fn refusal(e: &std::io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::state::sync::Refused>())
+        .map(|r| r.0.clone())
 }
 
 /// The error for a journal that cannot take another record: what happened
@@ -773,7 +816,7 @@ fn finish(
     journal: JournalWriter,
     (replay, force): (BTreeMap<String, crate::journal::DoneStep>, bool),
     approved: Option<BTreeMap<String, StepRecord>>,
-    id: &str,
+    (id, session): (&str, Option<&Arc<crate::state::sync::Session>>),
     cancel: Arc<AtomicBool>,
 ) -> Result<i32, Failure> {
     let started = Instant::now();
@@ -796,7 +839,11 @@ fn finish(
         (Some(_), false) => RunStatus::Failed,
     };
     // Re-opening cuts off a record a full disk left torn.
-    let ended = JournalWriter::open(&jpath).and_then(|mut journal| {
+    let ended = JournalWriter::open(&jpath).and_then(|journal| {
+        let mut journal = match session {
+            Some(s) => journal.with_sink(s.journal(id)),
+            None => journal,
+        };
         journal.append(
             &Record::End {
                 status,
@@ -809,6 +856,9 @@ fn finish(
     if let Err(e) = ended {
         if let Some(err) = &out.error {
             eprint!("{}", ensure_nl(err));
+        }
+        if let Some(r) = refusal(&e) {
+            return Err(Failure(format!("error: run {id} stopped: {r}")));
         }
         return Err(journal_full(&jpath, id, &e));
     }
@@ -884,6 +934,8 @@ pub struct ResumeRequest {
     pub vars_files: Vec<PathBuf>,
     /// `--max-parallel N`: as for `run` (not journaled: a resume may use another).
     pub max_parallel: Option<usize>,
+    /// `--state etcd://...`: resume a run of the team state.
+    pub shared: Option<Arc<crate::state::StateOptions>>,
 }
 
 /// `cairn resume [ID]`.
@@ -931,7 +983,25 @@ fn only_secrets(
 }
 
 fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
-    let ws = Workspace::new(state_dir);
+    // With team state: lock it and fill the cache first, then resume there.
+    let (ws, early_lock, session) = match &r.shared {
+        None => (Workspace::new(state_dir), None, None),
+        Some(opts) => {
+            let shared = Arc::new(crate::state::Shared::connect(opts, state_dir)?);
+            let ws = shared.cache.clone();
+            ensure_workspace(&ws)?;
+            let lock = WorkspaceLock::acquire(&ws)?;
+            let which = r.id.as_deref().unwrap_or("(the last unfinished)");
+            let session = crate::state::begin(
+                &shared,
+                "resume",
+                "(reading)",
+                which,
+                &crate::secrets::Secrets::default(),
+            )?;
+            (ws, Some(lock), Some(session))
+        }
+    };
     let (id, path) = find_run(&ws, r.id.as_deref())?;
     // Everything is checked before the workspace is locked or written.
     let journal = Journal::read(&path)?;
@@ -955,6 +1025,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
         lab: h.lab.clone(),
         state_dir: state_dir.to_path_buf(),
         max_parallel: r.max_parallel,
+        shared: r.shared.clone(),
         ..Default::default()
     };
     if !h.source.starts_with("builtin:") && !Path::new(&h.source).is_dir() {
@@ -999,7 +1070,16 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
         )));
     }
     let rt = runtime()?;
-    let _lock = WorkspaceLock::acquire(&ws)?;
+    let _lock = match early_lock {
+        Some(l) => l,
+        None => WorkspaceLock::acquire(&ws)?,
+    };
+    if let Some(s) = &session {
+        s.set_secrets(p.secrets.clone());
+        s.lock
+            .relabel(&h.runbook, &id)
+            .map_err(|e| Failure(format!("error: {e}")))?;
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
     // Read again under the lock: what another writer did before is replayed.
@@ -1015,6 +1095,9 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
             path.display()
         ))
     })?;
+    if let Some(s) = &session {
+        writer = writer.with_sink(s.journal(&id));
+    }
     if writer.cut_off() > 0 {
         println!(
             "Journal {}: cut off its last record ({} bytes), which was not written whole; \
@@ -1035,7 +1118,10 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
             },
             true,
         )
-        .map_err(|e| journal_full(&path, &id, &e))?;
+        .map_err(|e| match refusal(&e) {
+            Some(r) => Failure(format!("error: {r}")),
+            None => journal_full(&path, &id, &e),
+        })?;
     let replay = journal.done_steps();
     println!(
         "Resuming run {id}: {} {} ({} steps done before)",
@@ -1043,7 +1129,15 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
         now_version,
         replay.len()
     );
-    finish(&p, &rt, writer, (replay, r.force), None, &id, cancel)
+    finish(
+        &p,
+        &rt,
+        writer,
+        (replay, r.force),
+        None,
+        (&id, session.as_ref()),
+        cancel,
+    )
 }
 
 /// How long runs keep their ssh masters for the next run:

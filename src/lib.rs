@@ -34,6 +34,7 @@ pub mod runs;
 pub mod scratch;
 pub mod secrets;
 pub mod ssh;
+pub mod state;
 pub mod step;
 pub mod unknown;
 pub mod value_kind;
