@@ -136,6 +136,32 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::lab::cli::LabCommand,
     },
+    /// The workspace's state: the team key for sealed secrets, the audit log.
+    State {
+        #[command(subcommand)]
+        cmd: StateCommand,
+    },
+}
+
+/// `cairn state ...`
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Print a new random team key for CAIRN_STATE_KEY (the only command that
+    /// ever prints a key).
+    Keygen,
+    /// Who ran what: every run, plan and resume of this workspace, oldest first.
+    Log {
+        /// One JSON array of the entries.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Force the team lock of `--state` away from a holder that is gone:
+    /// deletes it only if LOCK_ID is the current holder's (see the warning
+    /// it prints).
+    Unlock {
+        /// The lock id, as the refused runner's error shows it.
+        lock_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,5 +281,22 @@ pub fn main() -> i32 {
             cmd: InventoryCommand::Check { file },
         } => crate::inventory::check(&file),
         Command::Lab { cmd } => crate::lab::cli::run(cmd),
+        Command::State { cmd } => match cmd {
+            StateCommand::Keygen => crate::seal::keygen(),
+            StateCommand::Log { json } => match &shared {
+                Some(opts) => crate::state::audit::log(opts, &state, json),
+                None => crate::audit::log(&state, json),
+            },
+            StateCommand::Unlock { lock_id } => match &shared {
+                Some(opts) => crate::state::unlock_command(opts, &state, &lock_id),
+                None => {
+                    eprintln!(
+                        "error: `cairn state unlock` needs --state (or CAIRN_STATE): the local \
+                         workspace's lock is released by the kernel when its holder dies"
+                    );
+                    1
+                }
+            },
+        },
     }
 }

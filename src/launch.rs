@@ -71,6 +71,81 @@ pub struct SavedPlan {
     pub summary: crate::action::Summary,
 }
 
+impl SavedPlan {
+    /// The saved plan's text, as `cairn plan -o FILE` writes it (pretty JSON,
+    /// no final newline).
+    pub fn to_text(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+/// The digest of a saved plan: SHA-256 (hex) of its text, as written by
+/// `cairn plan -o FILE` and read by `cairn run --plan FILE`, so the audit log's
+/// digest is `sha256sum FILE`.
+pub fn plan_digest(text: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text))
+}
+
+/// What a command tells the audit log, filled in as it learns it; written by
+/// [`record_audit`] when the command ends.
+#[derive(Debug, Default)]
+struct Audit {
+    runbook: String,
+    version: String,
+    run_id: Option<String>,
+    plan_digest: Option<String>,
+    /// The script started (a run: its journal exists): an error from here on
+    /// is a failure, before it a refusal.
+    started: bool,
+}
+
+impl Audit {
+    fn new(runbook: &str) -> Self {
+        Audit {
+            runbook: runbook.to_string(),
+            ..Default::default()
+        }
+    }
+    fn runbook(&mut self, r: &Runbook) {
+        self.runbook = r.manifest.name.clone();
+        self.version = r.manifest.version.to_string();
+    }
+}
+
+/// The one place a command's audit entry is written: one entry per `run`,
+/// `plan` and `resume`, whatever the outcome, to [`crate::audit::store_for`]'s
+/// store. A log that cannot be written is a warning: the command's own result
+/// and exit code stand.
+fn record_audit(
+    (state_dir, shared): (&Path, Option<&Arc<crate::state::StateOptions>>),
+    command: crate::audit::Command,
+    a: &Audit,
+    code: i32,
+) {
+    use crate::audit::{Entry, Outcome};
+    let result = match code {
+        exit::OK => Outcome::Ok,
+        exit::CHANGES if command == crate::audit::Command::Plan => Outcome::Changes,
+        exit::INTERRUPTED => Outcome::Interrupted,
+        _ if a.started => Outcome::Failed,
+        _ => Outcome::Refused,
+    };
+    let mut e = Entry::now(command, &a.runbook, result, code);
+    e.version = a.version.clone();
+    e.run_id = a.run_id.clone();
+    e.plan_digest = a.plan_digest.clone();
+    let store = match shared {
+        Some(opts) => crate::state::audit::store(opts, state_dir),
+        None => crate::audit::store_for(state_dir),
+    };
+    if let Some(store) = store {
+        if let Err(err) = store.append(&e) {
+            eprintln!("warning: {err}; this {command} is not in the audit log");
+        }
+    }
+}
+
 /// Everything resolved before a script runs.
 struct Prepared {
     runbook: Arc<Runbook>,
@@ -129,8 +204,10 @@ fn lab_files(name: &str) -> (PathBuf, PathBuf) {
 fn prepare(
     req: &Request,
     journal_params: BTreeMap<String, toml::Value>,
+    audit: &mut Audit,
 ) -> Result<Prepared, Failure> {
     let runbook = Arc::new(Runbook::load(&req.runbook)?);
+    audit.runbook(&runbook);
     let mut env = process_env();
     ssh_persist(&env).map_err(Failure)?;
     let mut inventory = req.inventory.clone();
@@ -511,13 +588,21 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
 
 /// `cairn plan`: exit 0 when nothing would change, 2 when something would.
 pub fn plan(req: &Request, offline: bool) -> i32 {
-    match plan_inner(req, offline) {
+    let mut audit = Audit::new(&req.runbook);
+    let code = match plan_inner(req, offline, &mut audit) {
         Ok(code) => code,
         Err(Failure(msg)) => {
             eprint!("{}", ensure_nl(&msg));
             exit::ERROR
         }
-    }
+    };
+    record_audit(
+        (&req.state_dir, req.shared.as_ref()),
+        crate::audit::Command::Plan,
+        &audit,
+        code,
+    );
+    code
 }
 
 fn ensure_nl(s: &str) -> String {
@@ -528,8 +613,8 @@ fn ensure_nl(s: &str) -> String {
     }
 }
 
-fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
-    let p = prepare(req, BTreeMap::new())?;
+fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Failure> {
+    let p = prepare(req, BTreeMap::new(), audit)?;
     let rt = runtime()?;
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
@@ -548,6 +633,7 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
     });
     let mode = if offline { Mode::Offline } else { Mode::Plan };
     let progress = reporter.tick(rt.handle());
+    audit.started = true;
     let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
     progress.abort();
     if let Some(err) = out.error {
@@ -566,13 +652,14 @@ fn plan_inner(req: &Request, offline: bool) -> Result<i32, Failure> {
         steps: out.steps.clone(),
         summary,
     };
+    let json = saved.to_text()?;
+    audit.plan_digest = Some(plan_digest(json.as_bytes()));
     if let Some(path) = &req.save_plan {
-        let json = serde_json::to_string_pretty(&saved)?;
-        std::fs::write(path, json)
+        std::fs::write(path, &json)
             .map_err(|e| Failure(format!("error: cannot write plan {}: {e}", path.display())))?;
     }
     if req.json {
-        println!("{}", serde_json::to_string_pretty(&saved)?);
+        println!("{json}");
     } else {
         println!(
             "Plan for {} {}{}\n",
@@ -630,13 +717,21 @@ fn ensure_workspace(ws: &Workspace) -> Result<(), Failure> {
 
 /// `cairn run`.
 pub fn run(req: &Request) -> i32 {
-    match run_inner(req) {
+    let mut audit = Audit::new(&req.runbook);
+    let code = match run_inner(req, &mut audit) {
         Ok(code) => code,
         Err(Failure(msg)) => {
             eprint!("{}", ensure_nl(&msg));
             exit::ERROR
         }
-    }
+    };
+    record_audit(
+        (&req.state_dir, req.shared.as_ref()),
+        crate::audit::Command::Run,
+        &audit,
+        code,
+    );
+    code
 }
 
 /// Refuse a saved plan made for other inputs or targets before anything runs;
@@ -645,9 +740,11 @@ fn check_approved(
     p: &Prepared,
     rt: &tokio::runtime::Runtime,
     path: &Path,
+    audit: &mut Audit,
 ) -> Result<BTreeMap<String, StepRecord>, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure(format!("error: cannot read plan {}: {e}", path.display())))?;
+    audit.plan_digest = Some(plan_digest(text.as_bytes()));
     let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
         Failure(format!(
             "error: {} is not a saved cairn plan: {e}",
@@ -719,11 +816,11 @@ fn check_approved(
     }
 }
 
-fn run_inner(req: &Request) -> Result<i32, Failure> {
-    let p = prepare(req, BTreeMap::new())?;
+fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
+    let p = prepare(req, BTreeMap::new(), audit)?;
     let rt = runtime()?;
     let approved = match &req.approved_plan {
-        Some(path) => Some(check_approved(&p, &rt, path)?),
+        Some(path) => Some(check_approved(&p, &rt, path, audit)?),
         None => None,
     };
     ensure_workspace(&p.workspace)?;
@@ -776,6 +873,8 @@ fn run_inner(req: &Request) -> Result<i32, Failure> {
             path.display()
         )));
     }
+    audit.run_id = Some(id.clone());
+    audit.started = true;
     println!(
         "Run {id}: {} {}",
         p.runbook.manifest.name, p.runbook.manifest.version
@@ -940,13 +1039,22 @@ pub struct ResumeRequest {
 
 /// `cairn resume [ID]`.
 pub fn resume(state_dir: &Path, r: &ResumeRequest) -> i32 {
-    match resume_inner(state_dir, r) {
+    let mut audit = Audit::new("");
+    audit.run_id = r.id.clone();
+    let code = match resume_inner(state_dir, r, &mut audit) {
         Ok(code) => code,
         Err(Failure(msg)) => {
             eprint!("{}", ensure_nl(&msg));
             exit::ERROR
         }
-    }
+    };
+    record_audit(
+        (state_dir, r.shared.as_ref()),
+        crate::audit::Command::Resume,
+        &audit,
+        code,
+    );
+    code
 }
 
 /// A resume continues a run with the values it started with: only secret
@@ -982,7 +1090,7 @@ fn only_secrets(
     Ok(())
 }
 
-fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
+fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Result<i32, Failure> {
     // With team state: lock it and fill the cache first, then resume there.
     let (ws, early_lock, session) = match &r.shared {
         None => (Workspace::new(state_dir), None, None),
@@ -1003,8 +1111,11 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
         }
     };
     let (id, path) = find_run(&ws, r.id.as_deref())?;
+    audit.run_id = Some(id.clone());
     // Everything is checked before the workspace is locked or written.
     let journal = Journal::read(&path)?;
+    audit.runbook = journal.header.runbook.clone();
+    audit.version = journal.runbook().version;
     if journal.status() == Some(RunStatus::Succeeded) {
         return Err(Failure(format!(
             "error: run {id} already succeeded; nothing to resume (start a new one with `cairn run`)"
@@ -1034,7 +1145,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
             h.source
         )));
     }
-    let p = prepare(&req, params)?;
+    let p = prepare(&req, params, audit)?;
     let spec = h.source.strip_prefix("builtin:").unwrap_or(&h.source);
     only_secrets(&p, r, &id, &h.runbook, spec)?;
     let was = journal.runbook();
@@ -1123,6 +1234,8 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest) -> Result<i32, Failure> {
             None => journal_full(&path, &id, &e),
         })?;
     let replay = journal.done_steps();
+    audit.version = now_version.clone();
+    audit.started = true;
     println!(
         "Resuming run {id}: {} {} ({} steps done before)",
         h.runbook,

@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod args;
+pub mod audit;
 pub mod bundle;
 pub mod catalog;
 pub mod cli;
@@ -32,6 +33,7 @@ pub mod report;
 pub mod runbook;
 pub mod runs;
 pub mod scratch;
+pub mod seal;
 pub mod secrets;
 pub mod ssh;
 pub mod state;

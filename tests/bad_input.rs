@@ -17,6 +17,8 @@
 //! workspace lock file, `.cairn/lock`), which must record no step as done
 //! and end `failed`; the same command as a `plan`
 //! must fail with the same error and leave the workspace untouched.
+//! The one exception: a `run` or `plan` in an existing workspace appends one
+//! entry to `.cairn/audit.log` (see `cairn::audit`), and nothing else.
 //! `CAIRN_BLESS=1` writes `stdout`/`stderr` files from the actual output
 //! instead of comparing (review the diff before committing).
 //!
@@ -176,6 +178,31 @@ fn normalise(s: &str, ws: &Path) -> String {
     fixed
 }
 
+/// Take the audit log out of `diff`: a command may append one entry to
+/// `.cairn/audit.log` (creating it 0600) and change nothing else there; says
+/// what is wrong otherwise.
+fn audit_entry_added(before: &Tree, after: &Tree, diff: &mut Vec<String>) -> Option<String> {
+    const LOG: &str = ".cairn/audit.log";
+    diff.retain(|d| !d.ends_with(&format!(" {LOG}")));
+    let (mode, now) = after.get(LOG)?;
+    let was = before
+        .get(LOG)
+        .map(|(_, b)| b.as_slice())
+        .unwrap_or_default();
+    let added = now.strip_prefix(was);
+    let one_line =
+        added.is_some_and(|a| a.ends_with(b"\n") && a.iter().filter(|b| **b == b'\n').count() == 1);
+    if !one_line || mode & 0o777 != 0o600 {
+        return Some(format!(
+            "{LOG} (mode {mode:o}) did not gain exactly one entry: {:?}",
+            String::from_utf8_lossy(now)
+        ));
+    }
+    let entry: serde_json::Value = serde_json::from_slice(added.unwrap()).ok()?;
+    (entry["result"] != "refused" && entry["result"] != "failed")
+        .then(|| format!("{LOG}: the entry is not a refusal or failure: {entry}"))
+}
+
 /// The first `error: ` line of `stderr`.
 fn error_line(stderr: &str) -> Option<&str> {
     stderr.lines().find(|l| l.starts_with("error: "))
@@ -212,6 +239,9 @@ fn check_case(case: &Path, bless: bool) -> Option<String> {
         problems.push(format!("exit status {} (want 1)", out.status));
     }
     let mut diff = tree_diff(&before, &after);
+    if let Some(problem) = audit_entry_added(&before, &after, &mut diff) {
+        problems.push(problem);
+    }
     if args[0] == "run" {
         // a run that started leaves its journal, and only that
         let journals: Vec<String> = diff
@@ -255,7 +285,11 @@ fn check_case(case: &Path, bless: bool) -> Option<String> {
         plan_args[0] = "plan";
         let before = snapshot(ws);
         let plan = cairn(ws, &plan_args, &env);
-        let plan_diff = tree_diff(&before, &snapshot(ws));
+        let after = snapshot(ws);
+        let mut plan_diff = tree_diff(&before, &after);
+        if let Some(problem) = audit_entry_added(&before, &after, &mut plan_diff) {
+            problems.push(format!("plan: {problem}"));
+        }
         let plan_err = String::from_utf8_lossy(&plan.stderr).into_owned();
         if plan.status.code() != Some(1) {
             problems.push(format!("plan: exit status {} (want 1)", plan.status));

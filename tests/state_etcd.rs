@@ -67,18 +67,7 @@ fn team_key() -> &'static str {
             .output()
             .unwrap();
         assert!(out.status.success(), "keygen: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("CAIRN_STATE_KEY="))
-            .or_else(|| {
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .next()
-                    .map(|_| "")
-            })
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     })
 }
 
@@ -132,7 +121,7 @@ help = "a secret"
 "#;
 
 const SCRIPT: &str = r#"
-let ca = gen_ca(#{ name: "team-ca", cn: "team CA", key: "p256", days: 30 });
+let ca = gen_ca(#{ name: "team-ca", cn: "team CA", key: "p256", days: 90 });
 local_file(#{ path: "token.txt", content: params.token });
 for i in 0..6 {
     local_file(#{ path: `f/${i}.txt`, content: `file ${i}` });
@@ -145,6 +134,14 @@ fn runbook(dir: &Path) -> PathBuf {
     std::fs::write(rb.join("runbook.toml"), MANIFEST).unwrap();
     std::fs::write(rb.join("main.rhai"), SCRIPT).unwrap();
     rb
+}
+
+/// A temporary folder only we can enter (workspaces must be 0700).
+fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    t
 }
 
 /// Poll `f` until it gives a value, at most `secs` seconds.
@@ -165,7 +162,7 @@ fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 #[test]
 fn two_runners_one_lock_a_lapse_after_sigkill_and_a_resume_elsewhere() {
     let prefix = "team-a";
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = private_tempdir();
     runbook(tmp.path());
     let (ws_a, ws_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let s = shared(prefix, tmp.path());
@@ -368,7 +365,7 @@ fn two_runners_one_lock_a_lapse_after_sigkill_and_a_resume_elsewhere() {
 #[test]
 fn a_force_unlocked_runner_cannot_record_and_unlock_checks_the_id() {
     let prefix = "team-u";
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = private_tempdir();
     let s = shared(prefix, tmp.path());
     let info = LockInfo::me("run", "unit", "r-unlock", TTL);
     let id = info.id.clone();

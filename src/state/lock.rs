@@ -141,7 +141,10 @@ fn describe(kv: &Kv, e: &Entry) -> Current {
     let lapses_in = if e.lease == "0" {
         None
     } else {
-        kv.time_to_live(&e.lease).ok().flatten()
+        kv.time_to_live(&e.lease)
+            .map_err(|err| tracing::warn!("cannot ask how long lease {} has left: {err}", e.lease))
+            .ok()
+            .flatten()
     };
     Current {
         info: serde_json::from_slice(&e.value).ok(),

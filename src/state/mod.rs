@@ -48,6 +48,7 @@
 //! with a short TTL kept alive while a run or resume runs. A killed holder's
 //! lock lapses within the TTL; nothing can go stale.
 
+pub mod audit;
 pub mod etcd;
 pub mod lock;
 pub mod runs;
@@ -316,9 +317,37 @@ mod tests {
     }
 }
 
+impl sync::Vault for crate::seal::TeamKey {
+    fn seal(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(crate::seal::TeamKey::seal(self, name, plain))
+    }
+    fn open(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        crate::seal::TeamKey::open(self, name, sealed).map_err(|e| e.to_string())
+    }
+}
+
 /// The team key from `CAIRN_STATE_KEY`, if set (see [`sync::Vault`]).
 pub fn vault_from_env() -> Result<Option<Arc<dyn sync::Vault>>, String> {
-    Ok(None)
+    crate::seal::TeamKey::from_env()
+        .map(|k| k.map(|k| Arc::new(k) as Arc<dyn sync::Vault>))
+        .map_err(|e| e.to_string())
+}
+
+/// `cairn state unlock LOCK_ID`.
+pub fn unlock_command(opts: &StateOptions, state_dir: &Path, lock_id: &str) -> i32 {
+    let done = Shared::connect(opts, state_dir)
+        .and_then(|s| lock::unlock(&s.kv, &s.url.key("lock"), lock_id));
+    match done {
+        Ok(info) => {
+            println!("Unlocked the team state {}: removed {info}.", opts.url);
+            println!("warning: {}", lock::UNLOCK_RISK);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 /// Start a run or resume on the team state: take its lock (naming
