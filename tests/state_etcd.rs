@@ -122,7 +122,7 @@ help = "a secret"
 
 const SCRIPT: &str = r#"
 let ca = gen_ca(#{ name: "team-ca", cn: "team CA", key: "p256", days: 90 });
-local_file(#{ path: "token.txt", content: params.token });
+local_file(#{ path: "token.txt", content: render_str("token={{ t }}\n", #{ t: params.token }) });
 for i in 0..6 {
     local_file(#{ path: `f/${i}.txt`, content: `file ${i}` });
 }
@@ -335,7 +335,7 @@ fn two_runners_one_lock_a_lapse_after_sigkill_and_a_resume_elsewhere() {
     let b_shared = shared(prefix, &ws_b);
     assert_eq!(
         std::fs::read_to_string(b_shared.cache.files_dir().join("token.txt")).unwrap(),
-        TOKEN
+        format!("token={TOKEN}\n")
     );
     assert!(
         std::fs::read_to_string(b_shared.cache.pki_dir().join("team-ca.key"))
