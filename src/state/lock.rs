@@ -162,7 +162,7 @@ pub enum LockError {
          or, if it is gone, for its lease to lapse; `cairn state unlock LOCK_ID` forces it \
          (see its warning)"
     )]
-    Held { state: String, holder: Current },
+    Held { state: String, holder: Box<Current> },
     #[error("{0}")]
     State(#[from] StateError),
 }
@@ -216,7 +216,7 @@ impl HeldLock {
             };
             return Err(LockError::Held {
                 state: state.into(),
-                holder,
+                holder: Box::new(holder),
             });
         }
         let renewal = Arc::new(Renewal {
@@ -368,10 +368,11 @@ pub fn unlock(kv: &Kv, key: &str, lock_id: &str) -> Result<LockInfo, StateError>
         &[],
     )?;
     if !ok {
-        return Err(StateError::Etcd(format!(
-            "the lock changed while unlocking it; nothing was changed (see who holds it now \
-             with `cairn runs`)"
-        )));
+        return Err(StateError::Etcd(
+            "the lock changed while unlocking it; nothing was changed (run `cairn state unlock` \
+             again with the lock id it names now)"
+                .into(),
+        ));
     }
     if e.lease != "0" {
         let _ = kv.revoke(&e.lease);
