@@ -12,6 +12,23 @@ pub struct Cli {
     /// Workspace folder (journals, PKI, pinned host keys).
     #[arg(long, global = true, env = "CAIRN_STATE_DIR", default_value = ".cairn")]
     pub state_dir: PathBuf,
+    /// Team state in etcd instead of the local folder:
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX (see docs/team-state.md).
+    #[arg(long, global = true, env = "CAIRN_STATE", value_name = "URL")]
+    pub state: Option<String>,
+    /// CA certificate (PEM) of the state etcd.
+    #[arg(long, global = true, env = "CAIRN_STATE_CACERT", value_name = "FILE")]
+    pub state_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for the state etcd.
+    #[arg(long, global = true, env = "CAIRN_STATE_CERT", value_name = "FILE")]
+    pub state_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, env = "CAIRN_STATE_KEY_FILE", value_name = "FILE")]
+    pub state_key: Option<PathBuf>,
+    /// Seconds the team lock outlives a holder that died (its lease TTL).
+    #[arg(long, global = true, env = "CAIRN_STATE_LOCK_TTL", value_name = "SECS",
+          default_value_t = crate::state::DEFAULT_LOCK_TTL)]
+    pub state_lock_ttl: u64,
     /// Debug logs (-v) and trace logs (-vv) on stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -148,6 +165,13 @@ pub enum StateCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Force the team lock of `--state` away from a holder that is gone:
+    /// deletes it only if LOCK_ID is the current holder's (see the warning
+    /// it prints).
+    Unlock {
+        /// The lock id, as the refused runner's error shows it.
+        lock_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +191,20 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+impl Cli {
+    /// `--state` and its options, if given.
+    fn state_options(&self) -> Option<std::sync::Arc<crate::state::StateOptions>> {
+        let url = self.state.clone().filter(|u| !u.is_empty())?;
+        Some(std::sync::Arc::new(crate::state::StateOptions {
+            url,
+            cacert: self.state_cacert.clone(),
+            cert: self.state_cert.clone(),
+            key: self.state_key.clone(),
+            lock_ttl: self.state_lock_ttl,
+        }))
+    }
 }
 
 fn request(state_dir: PathBuf, t: Target) -> Request {
@@ -201,10 +239,12 @@ fn init_logging(verbose: u8) {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let shared = cli.state_options();
     let state = cli.state_dir;
     match cli.command {
         Command::Run { target, plan } => {
             let mut req = request(state, target);
+            req.shared = shared;
             req.approved_plan = plan;
             launch::run(&req)
         }
@@ -216,6 +256,7 @@ pub fn main() -> i32 {
             show_unchanged,
         } => {
             let mut req = request(state, target);
+            req.shared = shared;
             req.json = json;
             req.save_plan = out;
             req.show_unchanged = show_unchanged || cli.verbose > 0;
@@ -237,12 +278,13 @@ pub fn main() -> i32 {
                 vars_files,
                 max_parallel: max_parallel.map(|n| n as usize),
                 limit,
+                shared,
             },
         ),
-        Command::Runs { show } => match show {
-            None => crate::runs::list(&state),
-            Some(RunsCommand::Show { id }) => crate::runs::show(&state, &id),
-        },
+        Command::Runs { show } => crate::state::runs::with_runs(&state, shared, |dir| match show {
+            None => crate::runs::list(dir),
+            Some(RunsCommand::Show { id }) => crate::runs::show(dir, &id),
+        }),
         Command::List => crate::catalog::list(),
         Command::Show { runbook } => crate::catalog::show(&runbook),
         Command::Functions { filter } => crate::reference::print(filter.as_deref()),
@@ -254,7 +296,20 @@ pub fn main() -> i32 {
         Command::Lab { cmd } => crate::lab::cli::run(cmd),
         Command::State { cmd } => match cmd {
             StateCommand::Keygen => crate::seal::keygen(),
-            StateCommand::Log { json } => crate::audit::log(&state, json),
+            StateCommand::Log { json } => match &shared {
+                Some(opts) => crate::state::audit::log(opts, &state, json),
+                None => crate::audit::log(&state, json),
+            },
+            StateCommand::Unlock { lock_id } => match &shared {
+                Some(opts) => crate::state::unlock_command(opts, &state, &lock_id),
+                None => {
+                    eprintln!(
+                        "error: `cairn state unlock` needs --state (or CAIRN_STATE): the local \
+                         workspace's lock is released by the kernel when its holder dies"
+                    );
+                    1
+                }
+            },
         },
     }
 }

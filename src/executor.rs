@@ -296,6 +296,13 @@ impl Executor {
             .map_err(|e| StepError::Other(e.to_string()))?;
         let path = journal.path().to_path_buf();
         journal.append(&record, durable).map_err(|e| {
+            // the team state refused the record (see `crate::state`): say why
+            let refused = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<crate::state::sync::Refused>());
+            if let Some(r) = refused {
+                return StepError::Other(r.0.clone());
+            }
             StepError::Other(format!(
                 "cannot write journal {}: {e}; the record was cut off, so the journal ends \
                  with its last whole record: free space there, then `cairn resume` continues from it",

@@ -137,11 +137,22 @@ fn checksum(json: &str) -> String {
     hex::encode(&Sha256::digest(json.as_bytes())[..4])
 }
 
+/// Somewhere else every record must reach before it counts as written (the
+/// team state in etcd, see [`crate::state`]). A record the sink refuses is not
+/// written locally either, and the append fails with the sink's error.
+pub trait RecordSink: Send {
+    /// Store record number `seq` (0 is the header) whose journal line is `line`.
+    fn store(&mut self, seq: u64, line: &str, record: &Record) -> std::io::Result<()>;
+}
+
 /// Appends records to a journal file.
 pub struct JournalWriter {
     file: File,
     path: PathBuf,
     cut_off: u64,
+    /// Number of the next record (whole records so far).
+    seq: u64,
+    sink: Option<Box<dyn RecordSink>>,
 }
 
 /// The length of `bytes` up to and including its last newline: the whole records.
@@ -170,15 +181,28 @@ impl JournalWriter {
             file,
             path: path.to_path_buf(),
             cut_off: 0,
+            seq: 0,
+            sink: None,
         };
         let len = w.file.metadata()?.len();
-        let whole = whole_len(&std::fs::read(path)?);
+        let bytes = std::fs::read(path)?;
+        let whole = whole_len(&bytes);
+        w.seq = bytes[..whole as usize]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
         if whole < len {
             w.file.set_len(whole)?;
             w.file.sync_data()?;
             w.cut_off = len - whole;
         }
         Ok(w)
+    }
+
+    /// Send every record to `sink` before writing it here.
+    pub fn with_sink(mut self, sink: Box<dyn RecordSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// Bytes of a torn last record that `open` cut off (0: none).
@@ -192,6 +216,9 @@ impl JournalWriter {
     pub fn append(&mut self, record: &Record, durable: bool) -> std::io::Result<()> {
         let json = serde_json::to_string(record).map_err(std::io::Error::other)?;
         let line = format!("{} {json}\n", checksum(&json));
+        if let Some(sink) = &mut self.sink {
+            sink.store(self.seq, &line, record)?;
+        }
         let before = self.file.metadata()?.len();
         if let Err(e) = self.file.write_all(line.as_bytes()) {
             // Shrinking a file needs no space; if even that fails, the next
@@ -199,6 +226,7 @@ impl JournalWriter {
             let _ = self.file.set_len(before);
             return Err(e);
         }
+        self.seq += 1;
         if durable {
             self.file.sync_data()?;
         }

@@ -57,6 +57,8 @@ pub struct Request {
     pub max_parallel: Option<usize>,
     /// `--limit NAMES|GROUPS`: only these hosts are touched (see [`crate::limit`]).
     pub limit: Option<String>,
+    /// `--state etcd://...`: team state in etcd (see [`crate::state`]).
+    pub shared: Option<Arc<crate::state::StateOptions>>,
 }
 
 /// A saved plan (`cairn plan -o`), applied as approved by `cairn run --plan`.
@@ -123,13 +125,22 @@ impl Audit {
 /// `plan` and `resume`, whatever the outcome, to [`crate::audit::store_for`]'s
 /// store. A log that cannot be written is a warning: the command's own result
 /// and exit code stand.
-fn record_audit(state_dir: &Path, command: crate::audit::Command, a: &Audit, code: i32) {
+fn record_audit(
+    (state_dir, shared): (&Path, Option<&Arc<crate::state::StateOptions>>),
+    command: crate::audit::Command,
+    a: &Audit,
+    code: i32,
+) {
     use crate::audit::Entry;
     let mut e = Entry::now(command, &a.runbook, audit_outcome(command, a, code), code);
     e.version = a.version.clone();
     e.run_id = a.run_id.clone();
     e.plan_digest = a.plan_digest.clone();
-    if let Some(store) = crate::audit::store_for(state_dir) {
+    let store = match shared {
+        Some(opts) => crate::state::audit::store(opts, state_dir),
+        None => crate::audit::store_for(state_dir),
+    };
+    if let Some(store) = store {
         if let Err(err) = store.append(&e) {
             eprintln!("warning: {err}; this {command} is not in the audit log");
         }
@@ -159,6 +170,8 @@ struct Prepared {
     lab: Option<String>,
     /// `--limit`, resolved against the inventory.
     limit: Option<Arc<Limit>>,
+    /// With `--state`: the team state (`workspace` is its cache).
+    shared: Option<Arc<crate::state::Shared>>,
 }
 
 /// An error before or around the script, already rendered.
@@ -269,8 +282,19 @@ fn prepare(
         .into_iter()
         .map(String::from)
         .collect();
-    let workspace =
-        Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()));
+    let shared = match &req.shared {
+        Some(opts) => Some(Arc::new(crate::state::Shared::connect(
+            opts,
+            &req.state_dir,
+        )?)),
+        None => None,
+    };
+    let workspace = match &shared {
+        Some(s) => s.cache.clone(),
+        None => {
+            Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()))
+        }
+    };
     workspace
         .check_private_dirs()
         .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))?;
@@ -302,6 +326,7 @@ fn prepare(
         workspace,
         lab: req.lab.clone(),
         limit,
+        shared,
     })
 }
 
@@ -579,6 +604,7 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
         workspace: Workspace::new(scratch.path().join("workspace")),
         lab: None,
         limit: None,
+        shared: None,
     };
     let rt = runtime().map_err(|f| f.0)?;
     let reporter = Arc::new(Reporter::quiet());
@@ -600,7 +626,12 @@ pub fn plan(req: &Request, offline: bool) -> i32 {
             exit::ERROR
         }
     };
-    record_audit(&req.state_dir, crate::audit::Command::Plan, &audit, code);
+    record_audit(
+        (&req.state_dir, req.shared.as_ref()),
+        crate::audit::Command::Plan,
+        &audit,
+        code,
+    );
     code
 }
 
@@ -622,6 +653,8 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
             "note: a run is in progress in this workspace ({holder}); this plan shows the targets \
              as they are now, while that run changes them"
         );
+    } else if let Some(shared) = &p.shared {
+        crate::state::plan_view(shared)?;
     }
     let reporter = Arc::new(if req.json {
         Reporter::new(false, false, Box::new(std::io::stderr()))
@@ -730,7 +763,12 @@ pub fn run(req: &Request) -> i32 {
             exit::ERROR
         }
     };
-    record_audit(&req.state_dir, crate::audit::Command::Run, &audit, code);
+    record_audit(
+        (&req.state_dir, req.shared.as_ref()),
+        crate::audit::Command::Run,
+        &audit,
+        code,
+    );
     code
 }
 
@@ -837,9 +875,19 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
     };
     ensure_workspace(&p.workspace)?;
     let _lock = WorkspaceLock::acquire(&p.workspace)?;
+    let id = new_run_id();
+    let session = match &p.shared {
+        Some(shared) => Some(crate::state::begin(
+            shared,
+            "run",
+            &p.runbook.manifest.name,
+            &id,
+            &p.secrets,
+        )?),
+        None => None,
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
-    let id = new_run_id();
     let header = RunHeader {
         id: id.clone(),
         runbook: p.runbook.manifest.name.clone(),
@@ -862,7 +910,14 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
             path.display()
         ))
     })?;
+    if let Some(s) = &session {
+        journal = journal.with_sink(s.journal(&id));
+    }
     if let Err(e) = journal.append(&Record::Run(header), true) {
+        if let Some(r) = refusal(&e) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(Failure(format!("error: {r}; nothing was run")));
+        }
         // a run without its header cannot be resumed: leave nothing behind
         let _ = std::fs::remove_dir_all(&dir);
         return Err(Failure(format!(
@@ -888,9 +943,16 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
         journal,
         (BTreeMap::new(), false),
         approved,
-        &id,
+        (&id, session.as_ref()),
         cancel,
     )
+}
+
+/// The team state's refusal inside a journal error, if that is what it is.
+fn refusal(e: &std::io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::state::sync::Refused>())
+        .map(|r| r.0.clone())
 }
 
 /// The error for a journal that cannot take another record: what happened
@@ -911,7 +973,7 @@ fn finish(
     journal: JournalWriter,
     (replay, force): (BTreeMap<String, crate::journal::DoneStep>, bool),
     approved: Option<BTreeMap<String, StepRecord>>,
-    id: &str,
+    (id, session): (&str, Option<&Arc<crate::state::sync::Session>>),
     cancel: Arc<AtomicBool>,
 ) -> Result<i32, Failure> {
     let started = Instant::now();
@@ -934,7 +996,11 @@ fn finish(
         (Some(_), false) => RunStatus::Failed,
     };
     // Re-opening cuts off a record a full disk left torn.
-    let ended = JournalWriter::open(&jpath).and_then(|mut journal| {
+    let ended = JournalWriter::open(&jpath).and_then(|journal| {
+        let mut journal = match session {
+            Some(s) => journal.with_sink(s.journal(id)),
+            None => journal,
+        };
         journal.append(
             &Record::End {
                 status,
@@ -947,6 +1013,9 @@ fn finish(
     if let Err(e) = ended {
         if let Some(err) = &out.error {
             eprint!("{}", ensure_nl(err));
+        }
+        if let Some(r) = refusal(&e) {
+            return Err(Failure(format!("error: run {id} stopped: {r}")));
         }
         return Err(journal_full(&jpath, id, &e));
     }
@@ -1024,6 +1093,8 @@ pub struct ResumeRequest {
     pub max_parallel: Option<usize>,
     /// `--limit`: must be the run's own (journaled in its header).
     pub limit: Option<String>,
+    /// `--state etcd://...`: resume a run of the team state.
+    pub shared: Option<Arc<crate::state::StateOptions>>,
 }
 
 /// `cairn resume [ID]`.
@@ -1037,7 +1108,12 @@ pub fn resume(state_dir: &Path, r: &ResumeRequest) -> i32 {
             exit::ERROR
         }
     };
-    record_audit(state_dir, crate::audit::Command::Resume, &audit, code);
+    record_audit(
+        (state_dir, r.shared.as_ref()),
+        crate::audit::Command::Resume,
+        &audit,
+        code,
+    );
     code
 }
 
@@ -1075,7 +1151,25 @@ fn only_secrets(
 }
 
 fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Result<i32, Failure> {
-    let ws = Workspace::new(state_dir);
+    // With team state: lock it and fill the cache first, then resume there.
+    let (ws, early_lock, session) = match &r.shared {
+        None => (Workspace::new(state_dir), None, None),
+        Some(opts) => {
+            let shared = Arc::new(crate::state::Shared::connect(opts, state_dir)?);
+            let ws = shared.cache.clone();
+            ensure_workspace(&ws)?;
+            let lock = WorkspaceLock::acquire(&ws)?;
+            let which = r.id.as_deref().unwrap_or("(the last unfinished)");
+            let session = crate::state::begin(
+                &shared,
+                "resume",
+                "(reading)",
+                which,
+                &crate::secrets::Secrets::default(),
+            )?;
+            (ws, Some(lock), Some(session))
+        }
+    };
     let (id, path) = find_run(&ws, r.id.as_deref())?;
     audit.run_id = Some(id.clone());
     // Everything is checked before the workspace is locked or written.
@@ -1104,6 +1198,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         state_dir: state_dir.to_path_buf(),
         max_parallel: r.max_parallel,
         limit: h.limit.clone(),
+        shared: r.shared.clone(),
         ..Default::default()
     };
     if !h.source.starts_with("builtin:") && !Path::new(&h.source).is_dir() {
@@ -1160,7 +1255,16 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         )));
     }
     let rt = runtime()?;
-    let _lock = WorkspaceLock::acquire(&ws)?;
+    let _lock = match early_lock {
+        Some(l) => l,
+        None => WorkspaceLock::acquire(&ws)?,
+    };
+    if let Some(s) = &session {
+        s.set_secrets(p.secrets.clone());
+        s.lock
+            .relabel(&h.runbook, &id)
+            .map_err(|e| Failure(format!("error: {e}")))?;
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
     // Read again under the lock: what another writer did before is replayed.
@@ -1176,6 +1280,9 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
             path.display()
         ))
     })?;
+    if let Some(s) = &session {
+        writer = writer.with_sink(s.journal(&id));
+    }
     if writer.cut_off() > 0 {
         println!(
             "Journal {}: cut off its last record ({} bytes), which was not written whole; \
@@ -1196,7 +1303,10 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
             },
             true,
         )
-        .map_err(|e| journal_full(&path, &id, &e))?;
+        .map_err(|e| match refusal(&e) {
+            Some(r) => Failure(format!("error: {r}")),
+            None => journal_full(&path, &id, &e),
+        })?;
     let replay = journal.done_steps();
     audit.version = now_version.clone();
     audit.started = true;
@@ -1206,7 +1316,15 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         now_version,
         replay.len()
     );
-    finish(&p, &rt, writer, (replay, r.force), None, &id, cancel)
+    finish(
+        &p,
+        &rt,
+        writer,
+        (replay, r.force),
+        None,
+        (&id, session.as_ref()),
+        cancel,
+    )
 }
 
 /// A resume must give the run's own `--limit` (in any order), or none when

@@ -37,6 +37,7 @@ pub mod scratch;
 pub mod seal;
 pub mod secrets;
 pub mod ssh;
+pub mod state;
 pub mod step;
 pub mod unknown;
 pub mod value_kind;

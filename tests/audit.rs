@@ -68,7 +68,6 @@ impl Ws {
     }
 }
 
-
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))

@@ -24,6 +24,10 @@ pub enum LabCommand {
         /// Seconds to wait for all nodes to be ready.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Also start a TLS etcd for cairn's team state (`--state`) on the
+        /// lab's gateway address, and print the values to use.
+        #[arg(long)]
+        state_etcd: bool,
     },
     /// Stop a lab and remove everything it created. Idempotent.
     Down {
@@ -109,12 +113,17 @@ fn execute(cmd: LabCommand) -> Result<i32> {
             nodes,
             name,
             timeout,
+            state_etcd,
         } => {
             let t0 = Instant::now();
             let st = lifecycle::up(&name, nodes, Duration::from_secs(timeout))?;
             let rec =
                 LabRecord::load(&name)?.ok_or_else(|| LabError::lab(&name, "record vanished"))?;
             let p = paths(&name);
+            let state = match state_etcd {
+                true => Some(super::state_etcd::ensure(&p, &rec)?),
+                false => None,
+            };
             println!(
                 "lab {name} is up: {} nodes on {} in {:.1} s",
                 st.len(),
@@ -133,6 +142,9 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 "ssh:       cairn lab ssh --name {name} {}",
                 st.first().map(|n| n.name.as_str()).unwrap_or("NODE")
             );
+            if let Some(s) = &state {
+                print!("{}", super::state_etcd::usage(s));
+            }
             Ok(0)
         }
         LabCommand::Down { name } => {

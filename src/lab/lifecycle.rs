@@ -488,6 +488,7 @@ pub fn down(name: &str) -> Result<()> {
     };
     let rec = LabRecord::load(name).unwrap_or(None);
     daemon::stop(name, rec.as_ref().and_then(|r| r.daemon_pid));
+    super::state_etcd::stop(name);
     let cg = all_cgroup_dirs(rec.as_ref(), &names);
 
     // Every node we know of: recorded, with a directory, or with a cgroup.
@@ -604,6 +605,9 @@ pub fn leftovers(name: &str) -> Vec<String> {
     }
     for pid in daemon::pids(name) {
         out.push(format!("lab daemon pid {pid}"));
+    }
+    for pid in super::state_etcd::pids(name) {
+        out.push(format!("state etcd pid {pid}"));
     }
     for ns in net::netns_list() {
         if ns.starts_with(&names.netns_prefix()) {

@@ -31,6 +31,7 @@ pub mod process;
 pub mod record;
 pub mod ssh;
 pub mod state;
+pub mod state_etcd;
 
 pub use error::{LabError, Result};
 pub use paths::{image_paths, paths, ImagePaths, LabPaths};

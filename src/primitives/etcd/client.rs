@@ -450,7 +450,7 @@ impl EtcdClient {
     }
 
     /// `POST path` with a JSON `body` to endpoint `url`.
-    pub(super) async fn post(
+    pub(crate) async fn post(
         &self,
         url: &str,
         path: &str,
@@ -505,7 +505,7 @@ impl EtcdClient {
     }
 
     /// Try each endpoint in turn until one answers.
-    pub(super) async fn first<T, F, Fut>(&self, f: F) -> Result<T, StepError>
+    pub(crate) async fn first<T, F, Fut>(&self, f: F) -> Result<T, StepError>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, StepError>>,

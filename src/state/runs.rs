@@ -1,0 +1,38 @@
+//! `cairn runs` on the team state: the runs stored in etcd, read into a
+//! scratch folder (no lock, no key needed: journals hold no secrets) and
+//! listed as the local ones are.
+
+use super::{Shared, StateOptions};
+use crate::launch::exit;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Call `f` with the folder whose `runs/` to show: the local `state_dir`, or
+/// with `--state` a scratch copy of the team state's runs.
+pub fn with_runs(
+    state_dir: &Path,
+    shared: Option<Arc<StateOptions>>,
+    f: impl FnOnce(&Path) -> i32,
+) -> i32 {
+    let Some(opts) = shared else {
+        return f(state_dir);
+    };
+    let copy = Shared::connect(&opts, state_dir)
+        .map_err(|e| format!("error: {e}"))
+        .and_then(|s| {
+            let dir = tempfile::Builder::new()
+                .prefix("cairn-runs-")
+                .tempdir()
+                .map_err(|e| format!("error: cannot create a scratch folder: {e}"))?;
+            let ws = crate::workspace::Workspace::new(dir.path());
+            super::sync::pull(&s, &ws, None, false).map_err(|e| format!("error: {e}"))?;
+            Ok(dir)
+        });
+    match copy {
+        Ok(dir) => f(dir.path()),
+        Err(e) => {
+            eprintln!("{e}");
+            exit::ERROR
+        }
+    }
+}
