@@ -87,10 +87,13 @@ lab_up() { # NAME NODES
 }
 lab_down() { "$cairn" lab down --name "$1" >/dev/null; }
 
-# Independent check, not timed: every node lists 3 started members.
+# Independent check, not timed: every node lists 3 started members and runs
+# the same etcd on both sides (3.5.30 from the lab's newer repository).
 check_cluster() {
     local l=$1 n out
     for n in node-1 node-2 node-3; do
+        out=$("$cairn" lab ssh --name "$l" "$n" -- 'etcd --version')
+        grep -q '^etcd Version: 3.5.30$' <<<"$out" || { log "$n does not run etcd 3.5.30:"; echo "$out" >&2; exit 1; }
         out=$("$cairn" lab ssh --name "$l" "$n" -- 'ETCDCTL_API=3 etcdctl member list --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.crt --cert=/etc/etcd/server.crt --key=/etc/etcd/server.key')
         if [ "$(grep -c ', started, ' <<<"$out")" != 3 ]; then
             log "cluster check failed on $n:"; echo "$out" >&2; exit 1

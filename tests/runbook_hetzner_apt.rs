@@ -1,9 +1,11 @@
 //! etcd-hetzner-apt end to end on a lab: the Hetzner emulation boots real
-//! nodes, apt installs Debian's etcd from the lab mirror, and the runbook's
-//! own verification (health, members, a write read back, strangers refused)
-//! must pass. Then: a rerun changes nothing and keeps data; a run killed
-//! mid-way resumes to the same healthy end with no duplicate servers; the
-//! cleanup runbook removes everything.
+//! nodes, apt installs etcd 3.5.30 (the default `etcd_version`, pinned, from
+//! the lab's newer repository) and the runbook's own verification (health,
+//! members, a write read back, strangers refused) must pass. Then: a rerun
+//! changes nothing and keeps data; a version the hosts' sources lack fails
+//! before anything is installed, naming the ways out; a run killed mid-way
+//! resumes to the same healthy end with no duplicate servers; the cleanup
+//! runbook removes everything.
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -22,7 +24,7 @@ fn text(o: &Output) -> String {
 fn cairn(ws: &Path, lab: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
     cmd.current_dir(ws).args(args);
-    if args[0] != "resume" {
+    if !["resume", "show"].contains(&args[0]) {
         cmd.args(["--lab", lab]);
     }
     cmd.env("NO_COLOR", "1")
@@ -56,6 +58,11 @@ fn servers(l: &lab::LabHandle, cluster: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// `cmd` on server `node` (by its public address, with the lab's key).
+fn on_server(l: &lab::LabHandle, node: &str, cmd: &str) -> Output {
+    l.ssh_to(&server_address(l, node), &l.key, cmd)
 }
 
 /// etcdctl on a member, with its own server certificate (as the tutorial does).
@@ -105,6 +112,15 @@ fn plan_run_rerun_kill_resume_cleanup() {
     let ws = tempfile::tempdir().unwrap();
     let w = ws.path();
 
+    // 0. the default etcd is a safe, current 3.5 release
+    let show = cairn(w, &l.name, &["show", "etcd-hetzner-apt"], &[]);
+    assert_eq!(show.status.code(), Some(0), "{}", text(&show));
+    assert!(
+        text(&show).contains("etcd_version (string; default \"3.5.30\")"),
+        "{}",
+        text(&show)
+    );
+
     // 1. plan on a fresh lab: everything to create, nothing changed anywhere
     let plan = cairn(
         w,
@@ -119,6 +135,8 @@ fn plan_run_rerun_kill_resume_cleanup() {
         "+ create server node-1",
         "+ create CA certificate cluster-1-etcd-ca",
         "/etc/default/etcd",
+        "+ create file /etc/apt/sources.list.d/cairn-etcd.list",
+        "+ create apt package etcd-server (3.5.30, its package version read after apt-get update",
         "? verify",
     ] {
         assert!(p.contains(expect), "plan lacks `{expect}`:\n{p}");
@@ -139,6 +157,15 @@ fn plan_run_rerun_kill_resume_cleanup() {
         "the pristine data dir was not replaced:\n{r}"
     );
     assert_eq!(servers(&l, "cluster-1"), vec!["node-1", "node-2", "node-3"]);
+    for n in ["node-1", "node-3"] {
+        let v = on_server(&l, n, "etcd --version; dpkg-query -W etcd-server");
+        assert!(
+            text(&v).contains("etcd Version: 3.5.30\n")
+                && text(&v).contains("etcd-server\t3.5.30-"),
+            "{n}: {}",
+            text(&v)
+        );
+    }
     let members = etcdctl(&l, "node-2", "member list");
     assert_eq!(members.lines().count(), 3, "{members}");
     for n in ["node-1", "node-2", "node-3"] {
@@ -192,6 +219,35 @@ fn plan_run_rerun_kill_resume_cleanup() {
     .collect();
     let mut args = vec!["run", "etcd-hetzner-apt"];
     args.extend(vars(&c2));
+
+    // 4a. its servers' sources lack the version asked for: each host fails
+    // before installing anything, naming what apt offers and the ways out
+    let mut missing = args.clone();
+    missing.extend(["--var", "etcd_version=3.5.16"]);
+    let refused = cairn(w, &l.name, &missing, &[]);
+    let t = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{t}");
+    for n in ["c2-1", "c2-2", "c2-3"] {
+        let expect = format!(
+            "{n}: the apt sources offer no etcd-server, etcd-client 3.5.16 \
+             (apt-cache madison lists: etcd-server 3.5.30-"
+        );
+        assert!(t.contains(&expect), "no `{expect}` in:\n{t}");
+    }
+    for expect in [
+        "nothing was installed: give --var apt_repository=URL",
+        "or --var etcd_version=distro for what the host's own sources offer",
+    ] {
+        assert!(t.contains(expect), "no `{expect}` in:\n{t}");
+    }
+    let left = on_server(&l, "c2-2", "command -v etcd etcdctl; dpkg -l | grep etcd");
+    assert_eq!(
+        left.status.code(),
+        Some(1),
+        "etcd was installed on c2-2: {}",
+        text(&left)
+    );
+    assert_eq!(text(&left), "", "etcd was installed on c2-2");
     let killed = cairn(w, &l.name, &args, &[("CAIRN_FAULT_KILL", "applied:9")]);
     assert_eq!(
         killed.status.code(),
