@@ -938,6 +938,7 @@ async fn apt_plans_from_dpkg_facts() {
             update: AptUpdate::Never,
             version: None,
             hint: None,
+            start_services: None,
         },
     };
     let p = apt(&["coreutils", "openssh-server"])

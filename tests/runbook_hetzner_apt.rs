@@ -5,7 +5,11 @@
 //! changes nothing and keeps data; a version the hosts' sources lack fails
 //! before anything is installed, naming the ways out; a run killed mid-way
 //! resumes to the same healthy end with no duplicate servers; the cleanup
-//! runbook removes everything.
+//! runbook removes everything. The package never starts its one-member etcd
+//! (a policy-rc.d holds it while apt installs, removed after), so a fresh
+//! host has no data dir to replace; a host where etcd was installed by hand
+//! (the package's member running) still gets its data dir replaced, cairn's
+//! policy-rc.d left by a cut-off install is removed, an admin's is kept.
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -153,10 +157,23 @@ fn plan_run_rerun_kill_resume_cleanup() {
         "{r}"
     );
     assert!(
-        r.contains("- delete etcd data dir /var/lib/etcd/default"),
-        "the pristine data dir was not replaced:\n{r}"
+        !r.contains("- delete etcd data dir"),
+        "the package started its one-member etcd at install:\n{r}"
     );
     assert_eq!(servers(&l, "cluster-1"), vec!["node-1", "node-2", "node-3"]);
+    for n in ["node-1", "node-2", "node-3"] {
+        let left = on_server(
+            &l,
+            n,
+            "test ! -e /usr/sbin/policy-rc.d && test ! -e /var/lib/etcd/default.pristine-replaced-by-cairn",
+        );
+        assert_eq!(
+            left.status.code(),
+            Some(0),
+            "{n}: a policy-rc.d left, or a pristine data dir replaced: {}",
+            text(&left)
+        );
+    }
     for n in ["node-1", "node-3"] {
         let v = on_server(&l, n, "etcd --version; dpkg-query -W etcd-server");
         assert!(
@@ -248,6 +265,35 @@ fn plan_run_rerun_kill_resume_cleanup() {
         text(&left)
     );
     assert_eq!(text(&left), "", "etcd was installed on c2-2");
+
+    // 4b. by hand before the run: etcd installed on c2-1 the tutorial's way
+    // (the package's one-member etcd running), cairn's policy-rc.d left on
+    // c2-2 by an install that was cut off, an admin's own on c2-3 (allows all)
+    let by_hand = on_server(
+        &l,
+        "c2-1",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server etcd-client >/dev/null \
+         && systemctl is-active etcd && test -d /var/lib/etcd/default/member",
+    );
+    assert_eq!(by_hand.status.code(), Some(0), "{}", text(&by_hand));
+    let mark = "# cairn: no service starts while apt installs (removed when it ends)";
+    let leftover = on_server(
+        &l,
+        "c2-2",
+        &format!("printf '#!/bin/sh\\n{mark}\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d"),
+    );
+    assert_eq!(leftover.status.code(), Some(0), "{}", text(&leftover));
+    let admins = "#!/bin/sh\n# the admins own policy: every start allowed\nexit 0\n";
+    let own = on_server(
+        &l,
+        "c2-3",
+        &format!(
+            "printf '{}' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d",
+            admins.replace('\n', "\\n")
+        ),
+    );
+    assert_eq!(own.status.code(), Some(0), "{}", text(&own));
+
     let killed = cairn(w, &l.name, &args, &[("CAIRN_FAULT_KILL", "applied:9")]);
     assert_eq!(
         killed.status.code(),
@@ -266,6 +312,28 @@ fn plan_run_rerun_kill_resume_cleanup() {
         servers(&l, "c2"),
         vec!["c2-1", "c2-2", "c2-3"],
         "duplicates or missing servers"
+    );
+    // the hand-installed member's pristine data dir was moved aside (only
+    // there and on c2-3, whose admin's policy let the package start etcd)
+    let replaced: Vec<&str> = ["c2-1", "c2-2", "c2-3"]
+        .into_iter()
+        .filter(|n| {
+            let d = "/var/lib/etcd/default.pristine-replaced-by-cairn";
+            on_server(&l, n, &format!("test -d {d}")).status.code() == Some(0)
+        })
+        .collect();
+    assert_eq!(replaced, ["c2-1", "c2-3"]);
+    let gone = on_server(&l, "c2-2", "test ! -e /usr/sbin/policy-rc.d");
+    assert_eq!(
+        gone.status.code(),
+        Some(0),
+        "cairn's leftover policy-rc.d is still on c2-2"
+    );
+    let kept = on_server(&l, "c2-3", "cat /usr/sbin/policy-rc.d");
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout),
+        admins,
+        "the admin's policy-rc.d changed"
     );
 
     // 5. cleanup removes both clusters' servers, networks and keys

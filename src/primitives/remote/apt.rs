@@ -23,7 +23,12 @@ pub(super) const DOC: &str = "\
 /// upstream part is `version`, e.g. `3.5.30-2`; the lists are refreshed first
 /// when they offer none; a package installed at another version is changed),
 /// `hint` (text added to the error when the sources offer no package at
-/// `version`: how to get one).
+/// `version`: how to get one), `start_services` (default true; false: the
+/// packages' services are not started while they install: a
+/// `/usr/sbin/policy-rc.d` that denies starts is in place during the install
+/// and removed when apt-get ends, written only when the host has none; one
+/// left by an install that was cut off is removed by the next `apt` step on
+/// the host).
 ///
 /// A no-op when every package is installed (at `version`, if given). When the
 /// sources offer no package at `version`, fails before installing anything,
@@ -75,6 +80,9 @@ pub struct AptArgs {
     /// Added to the error when no package at `version` is offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// `Some(false)`: no service starts while the packages install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_services: Option<bool>,
 }
 
 /// `apt(host, #{packages, update?, version?, hint?})`.
@@ -118,6 +126,10 @@ pub struct AptFacts {
     pub offered: Option<BTreeMap<String, Vec<String>>>,
     /// Why the lists need a refresh, if they do (None: fresh enough).
     pub stale: Option<String>,
+    /// A `/usr/sbin/policy-rc.d` of cairn's is there: an install that kept
+    /// services from starting was cut off before it could remove it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub leftover_policy: bool,
 }
 
 /// One package to install: its name as asked and the package version to pin
@@ -132,6 +144,29 @@ struct Wanted {
 pub struct AptWork {
     wanted: Vec<Wanted>,
     update_first: bool,
+    /// Remove a policy-rc.d an interrupted install of cairn's left.
+    remove_policy: bool,
+}
+
+/// Where Debian's invoke-rc.d asks whether a service may start.
+pub const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+/// The line that marks a policy-rc.d as cairn's (and safe to remove).
+const POLICY_MARK: &str = "# cairn: no service starts while apt installs (removed when it ends)";
+
+/// Shell lines that put cairn's policy-rc.d in place unless the host has
+/// one (a new file renamed into place: never through a link), and remove it
+/// when the shell exits, also on a hangup or a signal.
+fn hold_services_script() -> String {
+    let p = crate::cmd::quote(POLICY_RC_D);
+    let body = crate::cmd::quote(&format!("#!/bin/sh\n{POLICY_MARK}\nexit 101\n"));
+    format!(
+        "mine=\n\
+         if [ ! -e {p} ] && [ ! -L {p} ]; then\n\
+         t=$(mktemp /usr/sbin/.policy-rc.d.XXXXXX) && printf {body} > \"$t\" && chmod 0755 \"$t\" && mv -T \"$t\" {p} && mine=1\n\
+         fi\n\
+         trap '[ -z \"$mine\" ] || rm -f {p}' EXIT\n\
+         trap 'exit 129' HUP INT TERM\n"
+    )
 }
 
 fn check_name(name: &str) -> Result<(), StepError> {
@@ -211,11 +246,16 @@ pub fn parse_facts(stdout: &str, packages: &[String], max_age: Duration) -> AptF
     let mut now = 0u64;
     let mut madison = String::new();
     let mut looked = false;
+    let mut leftover_policy = false;
     for line in stdout.lines() {
         if let Some(rest) = line.strip_prefix("madison") {
             looked = true;
             madison.push_str(rest.trim_start());
             madison.push('\n');
+            continue;
+        }
+        if line == "leftover-policy" {
+            leftover_policy = true;
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -258,6 +298,7 @@ pub fn parse_facts(stdout: &str, packages: &[String], max_age: Duration) -> AptF
         installed,
         offered: looked.then(|| parse_madison(&madison)),
         stale,
+        leftover_policy,
     }
 }
 
@@ -273,12 +314,18 @@ impl Apt {
         let query = crate::cmd::Cmd::new("dpkg-query")
             .args(["-W", "-f", "${Package} ${Status} ${Version}\\n"])
             .operands(self.args.packages.iter().map(String::as_str));
+        let policy = format!(
+            "grep -qxF {} {} 2>/dev/null && echo leftover-policy\n",
+            crate::cmd::quote(POLICY_MARK),
+            crate::cmd::quote(POLICY_RC_D)
+        );
         let madison = match &self.args.version {
             Some(_) => format!("{} 2>/dev/null | sed 's/^/madison /'\n", self.madison()),
             None => String::new(),
         };
         format!(
             "{query} 2>/dev/null\n\
+             {policy}\
              {madison}\
              l=$(stat -c %Y /var/lib/apt/lists/*_Packages* 2>/dev/null | sort -n | tail -1)\n\
              s=$(stat -c %Y /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | sort -n | tail -1)\n\
@@ -380,18 +427,32 @@ impl Apt {
                 }),
             })
             .collect();
+        let leftover = facts.leftover_policy.then(|| {
+            Action::delete(target, format!("file {POLICY_RC_D}"))
+                .because("left by an apt install of cairn's that was cut off: it keeps every service from starting")
+        });
         if wanted.is_empty() {
             let at = want.map_or(String::new(), |w| format!(" at {w}"));
             let what = format!("apt packages {}", self.args.packages.join(", "));
-            return Ok(Prepared::done(
-                vec![Action::noop(target, what, format!("already installed{at}"))],
-                digest,
-                AptResult {
-                    installed: vec![],
-                    versions: facts.installed.clone(),
-                    changed: false,
-                },
-            ));
+            let ok = Action::noop(target, what, format!("already installed{at}"));
+            let result = AptResult {
+                installed: vec![],
+                versions: facts.installed.clone(),
+                changed: false,
+            };
+            return Ok(match leftover {
+                None => Prepared::done(vec![ok], digest, result),
+                Some(rm) => Prepared::todo(
+                    vec![rm, ok],
+                    digest,
+                    result,
+                    AptWork {
+                        wanted: vec![],
+                        update_first: false,
+                        remove_policy: true,
+                    },
+                ),
+            });
         }
         let unresolved: Vec<&Wanted> = match want {
             Some(_) => wanted.iter().filter(|w| w.pin.is_none()).collect(),
@@ -417,7 +478,7 @@ impl Apt {
                 return Err(self.not_offered(w, &unresolved, offered));
             }
         }
-        let mut actions = Vec::new();
+        let mut actions: Vec<Action> = leftover.into_iter().collect();
         if let Some(reason) = &update_first {
             actions.push(Action::run(target, "apt-get update").because(reason.clone()));
         }
@@ -455,12 +516,18 @@ impl Apt {
             AptWork {
                 wanted,
                 update_first: update_first.is_some(),
+                remove_policy: facts.leftover_policy,
             },
         ))
     }
 
     async fn apt(&self, ctx: &Ctx, args: &str) -> Result<crate::ssh::CommandOutput, StepError> {
-        let line = format!("export DEBIAN_FRONTEND=noninteractive; {APT} {args}");
+        let hold = if args.starts_with("install") && self.args.start_services == Some(false) {
+            hold_services_script()
+        } else {
+            String::new()
+        };
+        let line = format!("export DEBIAN_FRONTEND=noninteractive\n{hold}{APT} {args}");
         ctx.ssh
             .exec_with(&self.host, &line, None, Some(INSTALL_TIMEOUT))
             .await
@@ -535,6 +602,7 @@ impl Step for Apt {
             installed: BTreeMap::new(),
             offered: None,
             stale: None,
+            leftover_policy: false,
         };
         // (without facts nothing is offered or refused: no error to report)
         let mut p = self
@@ -545,6 +613,30 @@ impl Step for Apt {
         p
     }
     async fn apply(&self, ctx: &Ctx, work: AptWork) -> Result<AptResult, StepError> {
+        if work.remove_policy {
+            // (only while it is still cairn's)
+            let rm = format!(
+                "! grep -qxF {m} {p} 2>/dev/null || rm -f {p}",
+                m = crate::cmd::quote(POLICY_MARK),
+                p = crate::cmd::quote(POLICY_RC_D)
+            );
+            let out = ctx.ssh.exec(&self.host, &rm, None).await?;
+            if out.code != 0 {
+                return Err(StepError::Command {
+                    host: self.host.name.clone(),
+                    command: rm,
+                    code: out.code,
+                    stderr: tail(&out.stderr, 2000),
+                });
+            }
+        }
+        if work.wanted.is_empty() {
+            return Ok(AptResult {
+                installed: vec![],
+                versions: self.installed_versions(ctx).await?,
+                changed: false,
+            });
+        }
         let update = || async {
             let out = self.apt(ctx, "update").await?;
             if out.code != 0 {
@@ -608,6 +700,7 @@ mod tests {
                 update,
                 version: None,
                 hint: None,
+                start_services: None,
             },
         }
     }
@@ -835,5 +928,46 @@ mod tests {
         assert!(pinned(&["etcd-server"], "3.5.30; rm", AptUpdate::Auto)
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn a_leftover_policy_is_removed_even_when_nothing_is_installed() {
+        let out = "etcd-server install ok installed 3.5.30-2\nleftover-policy\ntimes 100 50 200\n";
+        let f = parse_facts(out, &["etcd-server".into()], LISTS_MAX_AGE);
+        assert!(f.leftover_policy);
+        let p = apt(&["etcd-server"], AptUpdate::Auto).decide(&f).unwrap();
+        assert_eq!(
+            lines(&p),
+            [
+                "- delete file /usr/sbin/policy-rc.d (left by an apt install of cairn's that was cut off: it keeps every service from starting)",
+                "= ok apt packages etcd-server (already installed)"
+            ]
+        );
+        let w = p.work.unwrap();
+        assert!(w.remove_policy && w.wanted.is_empty());
+        assert!(!p.predicted.changed);
+        let f = parse_facts("times 100 50 200\n", &["etcd-server".into()], LISTS_MAX_AGE);
+        assert!(!f.leftover_policy);
+        let p = apt(&["etcd-server"], AptUpdate::Auto).decide(&f).unwrap();
+        assert!(!p.work.unwrap().remove_policy);
+    }
+
+    #[test]
+    fn the_hold_script_writes_only_a_missing_policy_and_always_removes_its_own() {
+        let s = hold_services_script();
+        assert!(
+            s.contains("if [ ! -e /usr/sbin/policy-rc.d ] && [ ! -L /usr/sbin/policy-rc.d ]"),
+            "{s}"
+        );
+        assert!(
+            s.contains("mv -T \"$t\" /usr/sbin/policy-rc.d && mine=1"),
+            "{s}"
+        );
+        assert!(
+            s.contains("trap '[ -z \"$mine\" ] || rm -f /usr/sbin/policy-rc.d' EXIT"),
+            "{s}"
+        );
+        assert!(s.contains("exit 101"), "{s}");
+        assert!(s.contains(POLICY_MARK), "{s}");
     }
 }
