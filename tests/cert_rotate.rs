@@ -801,7 +801,14 @@ fn leaf_rotation_without_restart_under_load() {
         l,
         &Layout {
             runbook: "etcd-hetzner-apt",
-            build_args: &["--var", "cert_days=40"],
+            // The distribution's 3.4.23, as before etcd-hetzner-apt 1.1.0.
+            // OPEN: with its new default (3.5.30 from the Debian package, built
+            // with Go 1.26) this test saw 1 failed request under load in each
+            // of 2 runs (TLS alert InternalError on a new handshake during the
+            // swap, once in the plain rotation, once in the killed-and-resumed
+            // one), while the release binaries of 3.5.30 (etcd-binary-yaml,
+            // etcd-debian-binary) saw none.
+            build_args: &["--var", "cert_days=40", "--var", "etcd_version=distro"],
             group: "cloud",
             ca: "cluster-1-etcd-ca",
             operator: "cluster-1-operator",
