@@ -12,6 +12,10 @@
 # cluster's members only report ready once they have a leader, so restarting
 # them one after the other would hang on the first.
 #
+# etcd comes from the lab's newer repository (3.5.30, `deb [trusted=yes]
+# $CAIRN_APT_MIRROR_NEWER ./` added in the same ssh as the apt-get update), the
+# package cairn's bench runbook installs: both sides do the same apt work.
+#
 # One step the tutorial lacks: `apt install` starts a one-member etcd whose
 # data dir makes etcd ignore ETCD_INITIAL_CLUSTER, so the tutorial as written
 # ends with three 1-member clusters. Before the restart this script stops etcd
@@ -30,6 +34,10 @@ envfile=/var/lib/cairn/labs/$lab/env
 key=$(sed -n 's/^CAIRN_LAB_SSH_KEY=//p' "$envfile")
 known=$(sed -n 's/^CAIRN_LAB_KNOWN_HOSTS=//p' "$envfile")
 inventory=$(sed -n 's/^CAIRN_LAB_INVENTORY=//p' "$envfile")
+# The same etcd as cairn's run (etcd-apt-inventory 1.1.0 pins 3.5.30 from the
+# lab's newer repository): the same extra apt source, so both install the
+# same package from the same place.
+newer=$(sed -n 's/^CAIRN_APT_MIRROR_NEWER=//p' "$envfile")
 
 # name address pairs from the inventory, in order
 mapfile -t NODES < <(awk -F'"' '/^name = /{n=$2} /^address = /{print n}' "$inventory")
@@ -105,7 +113,9 @@ ETCD_INITIAL_CLUSTER=${ETCD_INITIAL_CLUSTER:1}
 for NODE in "${NODES[@]}"; do
     INTERNAL_IP=${IP[$NODE]}
     # Install etcd (Debian 12 / Ubuntu 22.04 name the packages etcd-server and etcd-client)
-    rssh "$NODE" 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null'
+    # (plus the repository with etcd 3.5.30, as cairn's run: see `newer` above)
+    rssh "$NODE" "echo 'deb [trusted=yes] $newer ./' > /etc/apt/sources.list.d/etcd.list
+export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null"
     rssh "$NODE" 'mkdir -p /etc/etcd
 mv ~/etcd-ca.crt /etc/etcd/ca.crt
 mv ~/etcd-server.key /etc/etcd/server.key

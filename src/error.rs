@@ -85,6 +85,18 @@ pub enum StepError {
     /// the step's intent; a run treats it as an error.
     #[error("{what} does not exist (yet): an earlier step should have made it")]
     Pending { what: String },
+    /// The apt sources of a host offer a package at no version with the
+    /// upstream version asked for (`apt-cache madison`); nothing was installed.
+    #[error("{host}: the apt sources offer no {package} {version} (apt-cache madison lists: {offered}); nothing was installed{hint}")]
+    AptVersionMissing {
+        host: String,
+        package: String,
+        version: String,
+        /// What madison listed for the package, or `none`.
+        offered: String,
+        /// The caller's advice, with its leading separator (`. give ...`), or empty.
+        hint: String,
+    },
     /// Anything else, with a message that names what and where.
     #[error("{0}")]
     Other(String),

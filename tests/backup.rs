@@ -412,7 +412,18 @@ fn backups_of_etcd_34_and_35_clusters_are_restore_tested() {
     // ---- etcd 3.4: etcd-hetzner-apt on the lab's cloud emulation ----------
     let ws34 = tempfile::tempdir().unwrap();
     let w = ws34.path();
-    run_ok(w, &["run", "etcd-hetzner-apt", "--lab", &l.name]);
+    // (the distribution's 3.4.23, not the runbook's default 3.5.30)
+    run_ok(
+        w,
+        &[
+            "run",
+            "etcd-hetzner-apt",
+            "--lab",
+            &l.name,
+            "--var",
+            "etcd_version=distro",
+        ],
+    );
     let servers = hetzner_hosts(l);
     let inventory = w.join("hosts.toml");
     #[derive(serde::Serialize)]

@@ -684,6 +684,9 @@ fn discovers_runbook_and_hand_built_members() {
                     &l.name,
                     "--var",
                     "nodes=hz-1",
+                    // (the distribution's 3.4.23, not the runbook's default)
+                    "--var",
+                    "etcd_version=distro",
                 ],
             );
             assert_eq!(

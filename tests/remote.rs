@@ -982,6 +982,9 @@ async fn apt_plans_from_dpkg_facts() {
         args: AptArgs {
             packages: packages.iter().map(|p| p.to_string()).collect(),
             update: AptUpdate::Never,
+            version: None,
+            hint: None,
+            start_services: None,
         },
     };
     let p = apt(&["coreutils", "openssh-server"])

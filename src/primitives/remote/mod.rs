@@ -104,6 +104,12 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 x.exec(&call, Run::new(host, cmd.as_str(), opts))
             },
         );
+    FuncRegistration::new("apt_upstream_version")
+        .with_params_info(["version: &str", "String"])
+        .with_comments([apt::DOC_UPSTREAM])
+        .register_into_engine(engine, |version: ImmutableString| -> String {
+            apt::upstream_version(&version).to_string()
+        });
     let x = exec.clone();
     FuncRegistration::new("fact")
         .with_params_info(["host: Host", "cmd: &str", "CommandResult"])
@@ -327,6 +333,12 @@ pub fn register_types(engine: &mut Engine) {
                 .cloned()
                 .map(Dynamic::from)
                 .collect::<rhai::Array>()
+        })
+        .register_get("versions", |r: &mut AptResult| {
+            r.versions
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+                .collect::<Map>()
         })
         .register_get("changed", |r: &mut AptResult| r.changed)
         .register_fn("to_string", |r: &mut AptResult| r.to_string())
