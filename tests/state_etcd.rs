@@ -267,6 +267,25 @@ fn two_runners_one_lock_a_lapse_after_sigkill_and_a_resume_elsewhere() {
         "the resume released the lock"
     );
 
+    // The audit log is the team's: read from A's workspace, it has B's
+    // refused run and B's resume.
+    let log = cairn_cmd(tmp.path(), prefix, &["state", "log", "--json"])
+        .env("CAIRN_STATE_DIR", &ws_a)
+        .output()
+        .unwrap();
+    assert!(log.status.success(), "{}", text(&log));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&log.stdout).unwrap();
+    let has = |command: &str, result: &str| {
+        entries
+            .iter()
+            .any(|e| e["command"] == command && e["result"] == result && e["pid"] != a_pid)
+    };
+    assert!(
+        has("run", "refused"),
+        "B's refused run is logged: {entries:?}"
+    );
+    assert!(has("resume", "ok"), "B's resume is logged: {entries:?}");
+
     // The journal in etcd: records 0..N once each, and no step done twice.
     let jprefix = s.url.key(&format!("runs/{run_id}/journal/"));
     let records = s.kv.list(&jprefix).unwrap();

@@ -119,6 +119,12 @@ impl std::fmt::Display for Current {
             Some(i) => write!(f, "{i}")?,
             None => write!(f, "a lock with value `{}`", self.raw)?,
         }
+        if self.lease == "0" {
+            return write!(
+                f,
+                "; it is tied to no lease and never lapses (`cairn state unlock` removes it)"
+            );
+        }
         match self.lapses_in {
             Some(s) => write!(
                 f,

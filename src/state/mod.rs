@@ -281,42 +281,6 @@ impl Shared {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_urls_are_parsed_and_bad_ones_name_the_option() {
-        let u =
-            StateUrl::parse("etcd://10.0.0.1:2379,h2:32379,[fd00::1]:2379/team/cairn/").unwrap();
-        assert_eq!(
-            u.endpoints,
-            [
-                "https://10.0.0.1:2379",
-                "https://h2:32379",
-                "https://[fd00::1]:2379"
-            ]
-        );
-        assert_eq!(u.prefix, "team/cairn");
-        assert_eq!(u.key("lock"), "team/cairn/lock");
-        assert_eq!(
-            StateUrl::parse("etcd://h/p").unwrap().endpoints,
-            ["https://h:2379"]
-        );
-        let err = |s: &str| StateUrl::parse(s).unwrap_err().to_string();
-        assert_eq!(
-            err("https://h:2379/p"),
-            "invalid --state `https://h:2379/p`: expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX"
-        );
-        assert!(err("etcd://h:2379").contains("has no /PREFIX"));
-        assert!(err("etcd://h:2379/").contains("empty PREFIX"));
-        assert!(err("etcd://h:x/p").contains("endpoint `h:x` has port `x`"));
-        assert!(err("etcd://h:1,,h:2/p").contains("empty endpoint"));
-        assert!(err("etcd:///p").contains("names no endpoint"));
-        assert!(err("etcd://h/a/../b").contains("`..`"));
-    }
-}
-
 impl sync::Vault for crate::seal::TeamKey {
     fn seal(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
         Ok(crate::seal::TeamKey::seal(self, name, plain))
@@ -384,4 +348,40 @@ pub fn plan_view(shared: &Arc<Shared>) -> Result<(), crate::launch::Failure> {
     let vault = vault_from_env().map_err(fail)?;
     sync::pull(shared, &shared.cache, vault.as_deref(), true).map_err(fail)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_urls_are_parsed_and_bad_ones_name_the_option() {
+        let u =
+            StateUrl::parse("etcd://10.0.0.1:2379,h2:32379,[fd00::1]:2379/team/cairn/").unwrap();
+        assert_eq!(
+            u.endpoints,
+            [
+                "https://10.0.0.1:2379",
+                "https://h2:32379",
+                "https://[fd00::1]:2379"
+            ]
+        );
+        assert_eq!(u.prefix, "team/cairn");
+        assert_eq!(u.key("lock"), "team/cairn/lock");
+        assert_eq!(
+            StateUrl::parse("etcd://h/p").unwrap().endpoints,
+            ["https://h:2379"]
+        );
+        let err = |s: &str| StateUrl::parse(s).unwrap_err().to_string();
+        assert_eq!(
+            err("https://h:2379/p"),
+            "invalid --state `https://h:2379/p`: expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX"
+        );
+        assert!(err("etcd://h:2379").contains("has no /PREFIX"));
+        assert!(err("etcd://h:2379/").contains("empty PREFIX"));
+        assert!(err("etcd://h:x/p").contains("endpoint `h:x` has port `x`"));
+        assert!(err("etcd://h:1,,h:2/p").contains("empty endpoint"));
+        assert!(err("etcd:///p").contains("names no endpoint"));
+        assert!(err("etcd://h/a/../b").contains("`..`"));
+    }
 }
