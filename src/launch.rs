@@ -869,9 +869,12 @@ fn check_approved(
 fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
     let p = prepare(req, BTreeMap::new(), audit)?;
     let rt = runtime()?;
-    let approved = match &req.approved_plan {
-        Some(path) => Some(check_approved(&p, &rt, path, audit)?),
-        None => None,
+    // A saved plan is checked against the state the run will use: the local
+    // workspace as it is, or, with `--state`, the team state pulled after its
+    // lock is taken (the cache may be stale until then).
+    let mut approved = match (&req.approved_plan, &p.shared) {
+        (Some(path), None) => Some(check_approved(&p, &rt, path, audit)?),
+        _ => None,
     };
     ensure_workspace(&p.workspace)?;
     let _lock = WorkspaceLock::acquire(&p.workspace)?;
@@ -886,6 +889,9 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
         )?),
         None => None,
     };
+    if let (Some(path), Some(_)) = (&req.approved_plan, &p.shared) {
+        approved = Some(check_approved(&p, &rt, path, audit)?);
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
     let header = RunHeader {

@@ -438,3 +438,47 @@ fn a_force_unlocked_runner_cannot_record_and_unlock_checks_the_id() {
     drop(session);
     let _ = &state_lab().name;
 }
+
+/// A saved plan is checked against the team state as the run will use it:
+/// pulled after the lock is taken. A plan saved in workspace A, then a run of
+/// the same runbook from workspace B (the CA and files now exist in the
+/// team state), then `run --plan` in A: A's cache still says "create", the
+/// team state says otherwise, so the saved plan is refused before anything
+/// runs.
+#[test]
+fn a_saved_plan_is_checked_against_the_team_state_not_a_stale_cache() {
+    if lab::skip() {
+        return;
+    }
+    let prefix = "team-p";
+    let tmp = private_tempdir();
+    runbook(tmp.path());
+    let (ws_a, ws_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let token = format!("token={TOKEN}");
+    let run = |ws: &Path, args: &[&str]| {
+        let out = cairn_cmd(tmp.path(), prefix, args)
+            .env("CAIRN_STATE_DIR", ws)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let plan_file = tmp.path().join("plan.json");
+    let plan_path = plan_file.to_str().unwrap();
+    let (code, out) = run(&ws_a, &["plan", "rb", "--var", &token, "-o", plan_path]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("create CA certificate team-ca"), "{out}");
+
+    let (code, out) = run(&ws_b, &["run", "rb", "--var", &token]);
+    assert_eq!(code, Some(0), "{out}");
+
+    let (code, out) = run(&ws_a, &["run", "rb", "--var", &token, "--plan", plan_path]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refusing to apply the saved plan"),
+        "not refused:\n{out}"
+    );
+    // refused before anything ran: the team state has B's run only
+    let (code, runs) = run(&ws_a, &["runs"]);
+    assert_eq!(code, Some(0), "{runs}");
+    assert_eq!(runs.matches("team-steps").count(), 1, "{runs}");
+}
