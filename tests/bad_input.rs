@@ -405,7 +405,7 @@ fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
             .into_owned();
         let good = std::fs::read(&journal).unwrap();
         std::fs::write(&journal, damage(&good)).unwrap();
-        let before = snapshot(ws);
+        let mut before = snapshot(ws);
         for args in [
             &["resume"][..],
             &["resume", &id],
@@ -429,8 +429,13 @@ fn resume_refuses_a_truncated_or_corrupted_journal_and_leaves_it_as_it_was() {
             };
             assert_eq!(stderr, expected, "{what}: {args:?}");
             assert!(out.stdout.is_empty(), "{what}: {}", text(&out));
-            let diff = tree_diff(&before, &snapshot(ws));
+            // nothing changed but the audit log's one entry for this refusal
+            let after = snapshot(ws);
+            let mut diff = tree_diff(&before, &after);
+            let logged = audit_entry_added(&before, &after, &mut diff);
+            assert!(logged.is_none(), "{what}: {args:?}: {logged:?}");
             assert!(diff.is_empty(), "{what}: {args:?} changed {diff:?}");
+            before = after;
         }
         // the files written before the kill are intact
         for i in 0..2 {
@@ -726,8 +731,14 @@ fn bad_input_against_lab_hosts_changes_no_node() {
                 text(&out)
             ));
         }
-        // only the failed run's journal (and the workspace lock) may be new
-        let diff: Vec<String> = tree_diff(&before, &snapshot(ws))
+        // only the failed run's journal (and the workspace lock) may be new,
+        // and the audit log's one entry for it
+        let after = snapshot(ws);
+        let mut logged = tree_diff(&before, &after);
+        if let Some(problem) = audit_entry_added(&before, &after, &mut logged) {
+            problems.push(problem);
+        }
+        let diff: Vec<String> = logged
             .into_iter()
             .filter(|d| {
                 !d.strip_prefix("new: ").is_some_and(|p| {

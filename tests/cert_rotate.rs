@@ -877,6 +877,26 @@ fn leaf_rotation_without_restart_under_load() {
         },
     );
     eprintln!("FIGURES etcd-hetzner-apt done at {:?}", started.elapsed());
+    remove_cloud_servers(l);
+}
+
+/// Deletes the emulated Hetzner servers (the tutorial's cleanup runbook), so
+/// a later test of this binary on the lab's own nodes sees only those: the
+/// lab's inventory lists the servers too, and `hosts()` would include them.
+fn remove_cloud_servers(l: &lab::LabHandle) {
+    if members(l, "cloud").is_empty() {
+        return;
+    }
+    let ws = tempfile::tempdir().unwrap();
+    cairn_ok(
+        ws.path(),
+        &["run", "etcd-hetzner-apt-cleanup", "--lab", l.name.as_str()],
+    );
+    let left: Vec<String> = members(l, "cloud").into_iter().map(|n| n.host).collect();
+    assert!(
+        left.is_empty(),
+        "cloud servers left after cleanup: {left:?}"
+    );
 }
 
 /// Writes `content` to `path` by a rename, so a reader (the load, which reads
@@ -937,6 +957,8 @@ fn ca_rotation_under_load() {
     }
     let _nodes = LAB_NODES.lock().unwrap_or_else(|e| e.into_inner());
     let l = lab::lab();
+    // the leaf test may have run first, with servers of its own
+    remove_cloud_servers(l);
     let nodes = members(l, "lab");
     wipe(l, &nodes);
     let ws = tempfile::tempdir().unwrap();
