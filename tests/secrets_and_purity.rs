@@ -606,12 +606,33 @@ fn plan_of_half_applied_run_is_pure(
             2,
         );
     }
-    let after_ws = snapshot(ws);
+    let mut before_ws = before_ws;
+    let mut after_ws = snapshot(ws);
     assert_eq!(
         before_cloud,
         cloud_state(l),
         "{runbook}: plan changed a cloud"
     );
+    // the audit log (issue 16) is the one thing a plan adds: one `plan` entry
+    // per plan, appended, nothing else in it changed
+    const LOG: &str = ".cairn/audit.log";
+    let was = before_ws.remove(LOG).map(|(_, b)| b).unwrap_or_default();
+    let (mode, now) = after_ws
+        .remove(LOG)
+        .expect("the plans wrote no audit entry");
+    assert_eq!(mode & 0o777, 0o600, "{runbook}: audit log mode");
+    let added = now
+        .strip_prefix(was.as_slice())
+        .unwrap_or_else(|| panic!("{runbook}: the audit log was rewritten, not appended"));
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(added)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 3, "{runbook}: {entries:?}");
+    for e in &entries {
+        assert_eq!(e["command"], "plan", "{runbook}: {e}");
+        assert_eq!(e["result"], "changes", "{runbook}: {e}");
+    }
     assert!(
         before_ws == after_ws,
         "{runbook}: plan changed the workspace: {:?}",
