@@ -141,6 +141,8 @@ fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
             Instant::now() < deadline,
             "timed out after {secs} s: {what}"
         );
+        // a poll bounded by `deadline`: etcd's lease lapse and the runner's
+        // progress have no event to wait on from here
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -273,6 +273,8 @@ pub fn ensure(p: &LabPaths, rec: &LabRecord) -> Result<StateEtcd> {
                 ),
             ));
         }
+        // a poll bounded by `deadline` (and the process being alive): etcd
+        // gives no signal when it starts serving, so its health is asked again
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(s)
