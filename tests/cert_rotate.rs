@@ -1223,19 +1223,39 @@ fn ca_rotation_under_load() {
         again.1
     );
 
-    // one member down at a time: each endpoint's failures grouped into
-    // outages (failures less than 1 s apart); no two endpoints' outages overlap
+    // one member down at a time: each endpoint's failed requests grouped into
+    // outages, from a failure to the last failure before that endpoint
+    // answered again (by send time); no two endpoints' outages overlap. A
+    // request answered in between splits them: the endpoint served then (a
+    // leadership move fails requests in flight on a member that is up, and
+    // merging that failure into the member's restart a second earlier made
+    // the outage cover the next member's restart).
+    let mut events: Vec<(f64, &str, bool)> = report
+        .failures
+        .iter()
+        .map(|f| (f.at.as_secs_f64(), f.endpoint.as_str(), false))
+        .chain(
+            report
+                .answered
+                .iter()
+                .map(|(at, ep)| (at.as_secs_f64(), ep.as_str(), true)),
+        )
+        .collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut outages: Vec<(String, f64, f64)> = Vec::new();
-    for f in &report.failures {
-        let at = f.at.as_secs_f64();
-        match outages
-            .iter_mut()
-            .rev()
-            .find(|o| o.0 == f.endpoint && at - o.2 < 1.0)
-        {
-            Some(o) => o.2 = at,
-            None => outages.push((f.endpoint.clone(), at, at)),
+    let mut open: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (at, ep, answered) in events {
+        if answered {
+            open.remove(ep);
+        } else if let Some(i) = open.get(ep) {
+            outages[*i].2 = at;
+        } else {
+            open.insert(ep, outages.len());
+            outages.push((ep.to_string(), at, at));
         }
+    }
+    for f in &report.failures {
+        eprintln!("load failure: {f}");
     }
     eprintln!(
         "FIGURES etcd-binary-yaml CA rotation: bundle {:.1}s, leaves {:.1}s, drop {:.1}s (each killed once and resumed); {} requests sent ({:.1}/s), {} failed; per endpoint (sent, failed): {:?}",
@@ -1253,9 +1273,11 @@ fn ca_rotation_under_load() {
         "etcd on the members (load's clock):\n  {}",
         log.join("\n  ")
     );
-    // at most one outage per member restart: 3 members, 2 rolling restarts
-    // (a member restarted just before a kill is not restarted again on resume)
-    assert!(outages.len() <= 6, "{outages:?}");
+    // one outage per member restart (3 members, 2 rolling restarts; a member
+    // restarted just before a kill is not restarted again on resume, checked
+    // above), plus requests in flight on at most two members at each of the
+    // two leadership moves
+    assert!(outages.len() <= 10, "{outages:?}");
     for a in &outages {
         for b in &outages {
             assert!(
