@@ -879,7 +879,6 @@ pub struct DeleteByTag {
 
 /// Register the DigitalOcean functions and the `Droplet` type.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
-    crate::args::register_handle(crate::args::handle_of::<Droplet>);
     engine
         .register_type_with_name::<Droplet>("Droplet")
         .register_get("name", |d: &mut Droplet| d.name.clone())

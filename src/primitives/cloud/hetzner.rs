@@ -1339,8 +1339,6 @@ fn servers_array(servers: Vec<Server>) -> Array {
 
 /// Register the Hetzner functions and the `Server` and `Network` types.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
-    crate::args::register_handle(crate::args::handle_of::<Server>);
-    crate::args::register_handle(crate::args::handle_of::<Network>);
     engine
         .register_type_with_name::<Server>("Server")
         .register_get("name", |s: &mut Server| s.name.clone())
