@@ -12,17 +12,19 @@ use serde::de::{DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess};
 /// A custom type that can appear inside argument maps.
 pub type HandleToArg = fn(&Dynamic) -> Option<Dynamic>;
 
-static HANDLES: std::sync::RwLock<Vec<HandleToArg>> = std::sync::RwLock::new(Vec::new());
+/// Every handle type a runbook can pass inside an argument map: a fixed list
+/// known at compile time, not a registry filled while engines are built. A
+/// new handle type that may appear in arguments is added here.
+const HANDLES: &[HandleToArg] = &[
+    handle_of::<crate::host::Host>,
+    handle_of::<crate::primitives::pki::Cert>,
+    handle_of::<crate::primitives::cloud::SshKey>,
+    handle_of::<crate::primitives::cloud::digitalocean::Droplet>,
+    handle_of::<crate::primitives::cloud::hetzner::Server>,
+    handle_of::<crate::primitives::cloud::hetzner::Network>,
+];
 
-/// Register a converter for a handle type (called by each family's `register`).
-pub fn register_handle(f: HandleToArg) {
-    let mut handles = HANDLES.write().unwrap_or_else(|e| e.into_inner());
-    if !handles.iter().any(|h| std::ptr::fn_addr_eq(*h, f)) {
-        handles.push(f);
-    }
-}
-
-/// Convert a handle `T` to its serde form, for use with [`register_handle`].
+/// Convert a handle `T` to its serde form (an entry of `HANDLES`).
 pub fn handle_of<T: serde::Serialize + Clone + 'static>(value: &Dynamic) -> Option<Dynamic> {
     value
         .read_lock::<T>()
@@ -39,8 +41,7 @@ fn lower(value: Dynamic) -> Dynamic {
         let array = value.cast::<rhai::Array>();
         return Dynamic::from_array(array.into_iter().map(lower).collect());
     }
-    let handles = HANDLES.read().unwrap_or_else(|e| e.into_inner());
-    for h in handles.iter() {
+    for h in HANDLES {
         if let Some(v) = h(&value) {
             return lower(v);
         }

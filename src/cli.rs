@@ -132,6 +132,13 @@ pub enum Command {
         /// Only functions whose name contains this.
         filter: Option<String>,
     },
+    /// Write the function reference pages (one per primitive family) from
+    /// the registered functions' doc comments.
+    Docs {
+        /// Where to write them.
+        #[arg(long, default_value = "docs/primitives")]
+        out: std::path::PathBuf,
+    },
     /// Compile a runbook's scripts and validate its manifest; changes nothing.
     Check { path: String },
     /// Create a new runbook folder to start from.
@@ -288,6 +295,7 @@ pub fn main() -> i32 {
         Command::List => crate::catalog::list(),
         Command::Show { runbook } => crate::catalog::show(&runbook),
         Command::Functions { filter } => crate::reference::print(filter.as_deref()),
+        Command::Docs { out } => crate::docs::run(&out),
         Command::Check { path } => crate::catalog::check(&path),
         Command::New { name } => crate::catalog::scaffold(&name),
         Command::Inventory {

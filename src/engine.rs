@@ -206,7 +206,6 @@ pub fn params_map(inputs: &ScriptInputs, secrets: &Secrets) -> Map {
 
 /// `Host` values: getters for runbooks, and usable inside argument maps.
 fn register_host(engine: &mut Engine) {
-    crate::args::register_handle(crate::args::handle_of::<Host>);
     engine
         .register_type_with_name::<Host>("Host")
         .register_get("name", |h: &mut Host| h.name.clone())

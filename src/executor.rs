@@ -28,7 +28,7 @@ use crate::error::StepError;
 use crate::journal::{DoneStep, JournalWriter, Record};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
-use crate::step::{Ctx, Step};
+use crate::step::{Ctx, Step, Valid};
 use crate::unknown;
 use rhai::{EvalAltResult, NativeCallContext, Position};
 use serde::{Deserialize, Serialize};
@@ -349,16 +349,23 @@ impl Executor {
         let key = self.next_key(call);
         let kind = step.kind();
         let target = step.target();
+        let args_json =
+            serde_json::to_value(&step).map_err(|e| script_error(format!("{kind}: {e}")))?;
+        // The only way to a step's facts and work; its refusal is reported
+        // below, after --limit and resume had their say, as before.
+        let valid = Valid::new(step);
+        let intent_changes = || match &valid {
+            Ok(step) => step.intent().actions.iter().any(|a| a.kind.is_change()),
+            Err(_) => true,
+        };
         // --limit: nothing runs on a host outside it, not even a read.
         if let Some(limit) = &self.limit {
-            let changes = || step.intent().actions.iter().any(|a| a.kind.is_change());
+            let changes = intent_changes;
             let cloud = crate::limit::CLOUD_TARGETS.contains(&target.as_str());
             if let Err(why) = limit.check_target(&target, cloud && changes()) {
                 return Err(script_error(format!("`{kind}` on {target} refused: {why}")));
             }
         }
-        let args_json =
-            serde_json::to_value(&step).map_err(|e| script_error(format!("{kind}: {e}")))?;
         let args = digest(args_json.to_string().as_bytes());
         let fail_target = target.clone();
         let fail = |e: StepError| {
@@ -371,7 +378,7 @@ impl Executor {
         // Resume: a step done before is replayed, never executed again, unless
         // it only reads or checks (its intent changes nothing): verification
         // is never replayed, what it saw may be gone.
-        let reads_only = || !step.intent().actions.iter().any(|a| a.kind.is_change());
+        let reads_only = || !intent_changes();
         if let Some(done) = self.replay.get(&key).filter(|_| !reads_only()) {
             if done.args == args || !self.force {
                 if done.args != args {
@@ -411,9 +418,10 @@ impl Executor {
                     .into(),
             )));
         }
-        if let Err(e) = step.check() {
-            return Err(self.failed(&key, kind, &target, e));
-        }
+        let step = match valid {
+            Ok(step) => step,
+            Err(e) => return Err(self.failed(&key, kind, &target, e)),
+        };
         let started = Instant::now();
         self.reporter.started(&key, kind, &target);
         if self.mode == Mode::Apply {
@@ -524,7 +532,7 @@ impl Executor {
     /// something is planned as that change, and its result is unsettled.
     fn plan_soundly<S: Step>(
         &self,
-        step: &S,
+        step: &Valid<S>,
         args: &serde_json::Value,
         prepared: crate::step::Prepared<S::Output, S::Work>,
         record: &mut StepRecord,

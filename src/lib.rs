@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod diagnostic;
+pub mod docs;
 pub mod engine;
 pub mod error;
 pub mod executor;

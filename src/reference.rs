@@ -69,6 +69,48 @@ struct Metadata {
 /// Every function cairn registers for runbooks (not Rhai's own), sorted by
 /// name then signature.
 pub fn functions() -> Vec<Function> {
+    with_executor(|exec, runbook| {
+        let inputs = ScriptInputs {
+            hosts: Vec::new(),
+            params: Default::default(),
+            secret_params: Vec::new(),
+            declared: Vec::new(),
+            any_group: true,
+            max_parallel: crate::fanout::DEFAULT_MAX_PARALLEL,
+        };
+        let mut all = metadata(&build_engine(exec, runbook, &inputs));
+        all.sort_by(|a, b| (&a.name, &a.signature).cmp(&(&b.name, &b.signature)));
+        all
+    })
+}
+
+/// Each primitive family (see [`crate::primitives::FAMILIES`]) with the
+/// names of the functions it registers, in registration order.
+pub fn family_names() -> Vec<(&'static str, Vec<String>)> {
+    with_executor(|exec, _| {
+        crate::primitives::FAMILIES
+            .iter()
+            .map(|(family, register)| {
+                let mut engine = rhai::Engine::new_raw();
+                register(&mut engine, exec);
+                let names = metadata(&engine).into_iter().map(|f| f.name).collect();
+                (*family, names)
+            })
+            .collect()
+    })
+}
+
+fn metadata(engine: &rhai::Engine) -> Vec<Function> {
+    let json = engine
+        .gen_fn_metadata_to_json(false)
+        .expect("function metadata");
+    serde_json::from_str::<Metadata>(&json)
+        .expect("function metadata is JSON")
+        .functions
+}
+
+/// An offline executor to register functions with (nothing runs).
+fn with_executor<T>(f: impl FnOnce(&Arc<Executor>, &Arc<Runbook>) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,23 +138,7 @@ pub fn functions() -> Vec<Function> {
         approved: None,
         limit: None,
     }));
-    let inputs = ScriptInputs {
-        hosts: Vec::new(),
-        params: Default::default(),
-        secret_params: Vec::new(),
-        declared: Vec::new(),
-        any_group: true,
-        max_parallel: crate::fanout::DEFAULT_MAX_PARALLEL,
-    };
-    let engine = build_engine(&exec, &runbook, &inputs);
-    let json = engine
-        .gen_fn_metadata_to_json(false)
-        .expect("function metadata");
-    let mut all = serde_json::from_str::<Metadata>(&json)
-        .expect("function metadata is JSON")
-        .functions;
-    all.sort_by(|a, b| (&a.name, &a.signature).cmp(&(&b.name, &b.signature)));
-    all
+    f(&exec, &runbook)
 }
 
 /// `cairn functions [FILTER]`: every function (whose name contains

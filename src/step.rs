@@ -83,8 +83,13 @@ impl Ctx {
 
 /// One primitive call. `Serialize` gives the arguments that key and hash the
 /// step in the journal: secret values must be `#[serde(skip)]`ped or hashed.
+///
+/// [`Step::prepare`], [`Step::intent`] and [`Step::apply`] take a
+/// [`Valid`] step, and a [`Valid`] is made only by [`Valid::new`], which runs
+/// [`Step::validate`]: no path (connected plan, offline plan, run, resume)
+/// reaches a step's facts or work with arguments it would refuse.
 #[allow(async_fn_in_trait)]
-pub trait Step: Serialize {
+pub trait Step: Serialize + Sized {
     /// The result handed back to the script; journaled and replayed on resume.
     type Output: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
     /// What `prepare` decided to do, handed to `apply`.
@@ -94,15 +99,75 @@ pub trait Step: Serialize {
     fn kind(&self) -> &'static str;
     /// Where it acts: a host name, `local`, or a cloud provider name.
     fn target(&self) -> String;
-    /// Check the arguments without facts or network: runs before `prepare`
-    /// and before `intent`, so a plan made without facts still refuses bad
-    /// input. Placeholder values (see [`crate::unknown`]) must be let through.
-    fn check(&self) -> Result<(), StepError>;
+    /// Check the arguments without facts or network. Called only by
+    /// [`Valid::new`], so it runs before `prepare` and before `intent`, and a
+    /// plan made without facts refuses what a connected one refuses.
+    /// Placeholder values (see [`crate::unknown`]) must be let through.
+    fn validate(&self) -> Result<(), StepError>;
     /// Observe facts (read-only) and decide.
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Self::Output, Self::Work>, StepError>;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Self::Output, Self::Work>, StepError>;
     /// What the step would do to a blank target, without observing anything.
     /// The output may hold placeholders (see [`crate::unknown`]).
-    fn intent(&self) -> Prepared<Self::Output, Self::Work>;
+    fn intent(this: &Valid<Self>) -> Prepared<Self::Output, Self::Work>;
     /// Carry out the work decided by `prepare`.
-    async fn apply(&self, ctx: &Ctx, work: Self::Work) -> Result<Self::Output, StepError>;
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        work: Self::Work,
+    ) -> Result<Self::Output, StepError>;
 }
+
+/// A step whose [`Step::validate`] passed. It can be read (it derefs to the
+/// step) but not changed, so what was validated is what runs.
+pub struct Valid<S>(S);
+
+impl<S: Step> Valid<S> {
+    /// Validate `step`: the only way to make a `Valid`.
+    pub fn new(step: S) -> Result<Self, StepError> {
+        step.validate()?;
+        Ok(Valid(step))
+    }
+    /// [`Step::prepare`] of the validated step.
+    pub async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<S::Output, S::Work>, StepError> {
+        S::prepare(self, ctx).await
+    }
+    /// [`Step::intent`] of the validated step.
+    pub fn intent(&self) -> Prepared<S::Output, S::Work> {
+        S::intent(self)
+    }
+    /// [`Step::apply`] of the validated step.
+    pub async fn apply(&self, ctx: &Ctx, work: S::Work) -> Result<S::Output, StepError> {
+        S::apply(self, ctx, work).await
+    }
+}
+
+impl<S> std::ops::Deref for Valid<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
+/// Calls on a step not validated yet, for Rust callers (tests, one step at a
+/// time): each validates a copy first and refuses what [`Step::validate`]
+/// refuses, then does what [`Valid`]'s method of the same name does.
+#[allow(async_fn_in_trait)]
+pub trait Validating: Step + Clone {
+    /// Validate, then [`Step::prepare`].
+    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Self::Output, Self::Work>, StepError> {
+        Valid::new(self.clone())?.prepare(ctx).await
+    }
+    /// Validate, then [`Step::intent`].
+    fn intent(&self) -> Result<Prepared<Self::Output, Self::Work>, StepError> {
+        Ok(Valid::new(self.clone())?.intent())
+    }
+    /// Validate, then [`Step::apply`].
+    async fn apply(&self, ctx: &Ctx, work: Self::Work) -> Result<Self::Output, StepError> {
+        Valid::new(self.clone())?.apply(ctx, work).await
+    }
+}
+
+impl<S: Step + Clone> Validating for S {}

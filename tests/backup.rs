@@ -16,7 +16,7 @@ use cairn::host::{Host, HostKeys};
 use cairn::primitives::remote::fetch::FetchWork;
 use cairn::primitives::remote::{Fetch, FetchArgs};
 use cairn::ssh::Pool;
-use cairn::step::{Ctx, Step};
+use cairn::step::{Ctx, Step, Validating};
 use cairn::workspace::Workspace;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -157,7 +157,7 @@ async fn fetch_copies_skips_and_refuses() {
         ("pki/x.key", "is not a file in the workspace's"),
     ] {
         let s = fetch(&host, &src, dest, None);
-        let err = match s.check() {
+        let err = match s.validate() {
             Err(e) => e.to_string(),
             Ok(()) => match s.prepare(&ctx).await {
                 Err(e) => e.to_string(),

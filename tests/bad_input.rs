@@ -1031,3 +1031,93 @@ fn fuzzed_manifests_vars_and_inventories_fail_cleanly() {
     let findings: Vec<String> = [f1, f2, f3].concat();
     assert!(findings.is_empty(), "{}", findings.join("\n"));
 }
+
+/// One invalid argument per primitive family: `plan --offline` refuses it
+/// exactly as a connected plan does (same exit code, same message naming the
+/// argument and the runbook position). The connected plan's hosts and cloud
+/// are unreachable (TEST-NET addresses, no token): validation comes before any
+/// connection, so a primitive that looked at facts first would fail
+/// differently here and the comparison would fail.
+#[test]
+fn offline_plan_refuses_exactly_what_a_connected_plan_refuses() {
+    let host = "let h = host(#{ name: \"n1\", address: \"192.0.2.1\" });\n";
+    let ca = "let ca = gen_ca(#{ name: \"ca\", cn: \"ca\", days: 3650 });";
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "remote",
+            format!("{host}systemctl(h, #{{ unit: \"etcd;reboot\", state: \"started\" }});\n"),
+            "unit",
+            "rb/main.rhai:2:1",
+        ),
+        (
+            "etcd",
+            "etcd_health(#{ endpoints: [], ca: \"pki/ca.crt\" });\n".into(),
+            "endpoints",
+            "rb/main.rhai:1:1",
+        ),
+        (
+            "pki",
+            "let ca = gen_ca(#{ name: \"ca\", cn: \"ca\", days: 3650 });\n\
+             gen_cert(#{ name: \"n1\", ca: ca, cn: \"n1\", ips: [\"10.0.0.300\"], usage: [\"server\"], days: 100 });\n"
+                .into(),
+            "ips",
+            "rb/main.rhai:2:1",
+        ),
+        (
+            "local",
+            "local_file(#{ path: \"../escaped\", content: \"x\" });\n".into(),
+            "path",
+            "rb/main.rhai:1:1",
+        ),
+        (
+            "render",
+            "local_file(#{ path: \"a\", content: render(\"../secret.j2\", #{}) });\n".into(),
+            "template",
+            "rb/main.rhai:1:35",
+        ),
+        (
+            "owner",
+            format!("{host}{ca}\nclaim_hosts(#{{ hosts: [h], cluster: \"\", ca: ca }});\n"),
+            "cluster",
+            "rb/main.rhai:3:1",
+        ),
+        (
+            "cloud",
+            "hcloud_network(#{ name: \"n\", ip_range: \"10.0.0.0/33\" });\n".into(),
+            "ip_range",
+            "rb/main.rhai:1:1",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (family, source, arg, at) in cases {
+        let ws = tempfile::tempdir().unwrap();
+        let rb = ws.path().join("rb");
+        std::fs::create_dir(&rb).unwrap();
+        std::fs::write(
+            rb.join("runbook.toml"),
+            "name = \"bad\"\nversion = \"1.0.0\"\ndescription = \"a bad input\"\n",
+        )
+        .unwrap();
+        std::fs::write(rb.join("main.rhai"), source).unwrap();
+        let offline = cairn(ws.path(), &["plan", "rb", "--offline"]);
+        let connected = cairn(ws.path(), &["plan", "rb"]);
+        let (off_err, con_err) = (
+            String::from_utf8_lossy(&offline.stderr).into_owned(),
+            String::from_utf8_lossy(&connected.stderr).into_owned(),
+        );
+        let names = |e: &str| e.contains(&format!("invalid `{arg}`")) && e.contains(at);
+        if offline.status.code() != connected.status.code()
+            || offline.status.success()
+            || off_err != con_err
+            || !names(&off_err)
+        {
+            failures.push(format!(
+                "{family}: offline {:?} vs connected {:?}, expected `{arg}` at {at}\n\
+                 --- offline:\n{off_err}--- connected:\n{con_err}",
+                offline.status.code(),
+                connected.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -18,7 +18,7 @@ use cairn::primitives::cloud::hetzner::{
 use cairn::primitives::cloud::http::{Api, Provider, Token};
 use cairn::primitives::cloud::KeyRef;
 use cairn::ssh::Pool;
-use cairn::step::{Ctx, Step};
+use cairn::step::{Ctx, Validating};
 use cairn::workspace::Workspace;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -210,7 +210,7 @@ fn digitalocean_answers_parse() {
 
 #[test]
 fn intent_plans_carry_placeholders_without_requests() {
-    let p = server_spec("node-1").intent();
+    let p = server_spec("node-1").intent().unwrap();
     assert_eq!(p.predicted.ipv4, "(known after create: node-1.ipv4)");
     assert_eq!(p.predicted.id, "(known after create: node-1.id)");
     assert_eq!(
@@ -221,7 +221,7 @@ fn intent_plans_carry_placeholders_without_requests() {
         p.actions[0].to_string(),
         "+ create server node-1 (cpx11, ubuntu-22.04, ash) labels cluster=cluster-1,etcd=true networks cluster-net"
     );
-    let d = droplet_spec("etcd-1").intent();
+    let d = droplet_spec("etcd-1").intent().unwrap();
     assert_eq!(d.predicted.ipv4, "(known after create: etcd-1.ipv4)");
 }
 
@@ -400,7 +400,7 @@ impl Lab {
 
 /// Run a step as the executor does in apply mode: prepare, then apply the
 /// work if any. Returns the actions' plan lines and the output.
-async fn run<S: Step>(ctx: &Ctx, step: &S) -> Result<(Vec<String>, S::Output), StepError>
+async fn run<S: Validating>(ctx: &Ctx, step: &S) -> Result<(Vec<String>, S::Output), StepError>
 where
     S::Work: Send,
 {

@@ -17,7 +17,7 @@ use cairn::primitives::etcd::{
 };
 use cairn::primitives::pki::{CaRef, Cert, GenCa, GenCert, KeyType, Usage};
 use cairn::ssh::Pool;
-use cairn::step::{Ctx, Step};
+use cairn::step::{Ctx, Validating};
 use cairn::workspace::Workspace;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ fn ctx(root: &Path) -> Ctx {
     }
 }
 
-async fn apply<S: Step>(ctx: &Ctx, step: &S) -> Result<S::Output, StepError> {
+async fn apply<S: Validating>(ctx: &Ctx, step: &S) -> Result<S::Output, StepError> {
     let prepared = step.prepare(ctx).await?;
     match prepared.work {
         Some(work) => step.apply(ctx, work).await,

@@ -67,3 +67,43 @@ fn cairn_functions_prints_a_function_with_its_documentation() {
     );
     assert!(!text.contains("### `etcd_member("), "{text}");
 }
+
+/// `docs/primitives/` is what `cairn docs` generates now: a changed doc
+/// comment or a new function needs `CAIRN_BLESS=1 cargo test --test
+/// functions` (or `cairn docs`), and the diff reviewed like a golden plan.
+#[test]
+fn committed_primitive_docs_are_what_cairn_docs_generates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("docs/primitives");
+    let pages = cairn::docs::pages(root);
+    assert!(
+        pages.contains_key("etcd.md") && pages.contains_key("remote.md"),
+        "one page per family: {:?}",
+        pages.keys().collect::<Vec<_>>()
+    );
+    if std::env::var_os("CAIRN_BLESS").is_some() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        for (name, text) in &pages {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        return;
+    }
+    let mut committed = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        committed.insert(name, std::fs::read_to_string(&p).unwrap());
+    }
+    let stale: Vec<&String> = pages
+        .keys()
+        .chain(committed.keys())
+        .filter(|name| pages.get(*name) != committed.get(*name))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/primitives/ differs from what `cairn docs` generates in {stale:?}; \
+         run `CAIRN_BLESS=1 cargo test --test functions` and review the diff"
+    );
+}

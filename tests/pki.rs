@@ -4,7 +4,7 @@ use cairn::action::ActionKind;
 use cairn::bundle::Bundle;
 use cairn::primitives::pki::{CaRef, Cert, GenCa, GenCert, KeyType, SignCsr, Usage};
 use cairn::ssh::Pool;
-use cairn::step::{Ctx, Prepared, Step};
+use cairn::step::{Ctx, Prepared, Validating};
 use cairn::workspace::Workspace;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -52,7 +52,7 @@ fn cert_step(ca: CaRef, ips: &[&str]) -> GenCert {
 }
 
 /// Prepare and, if there is work, apply: what `cairn run` does.
-async fn run<S: Step>(ctx: &Ctx, step: &S) -> (Vec<String>, S::Output) {
+async fn run<S: Validating>(ctx: &Ctx, step: &S) -> (Vec<String>, S::Output) {
     let prepared: Prepared<S::Output, S::Work> = step.prepare(ctx).await.expect("prepare");
     let lines = prepared.actions.iter().map(|a| a.to_string()).collect();
     let out = match prepared.work {
@@ -277,7 +277,7 @@ async fn a_cert_whose_ca_is_made_earlier_in_the_same_plan_is_planned_as_create()
 #[test]
 fn intent_has_real_paths_and_placeholders_for_content() {
     let dir = Path::new("/ws/pki");
-    let ca = ca_step("etcd-ca").in_dir(dir).intent();
+    let ca = ca_step("etcd-ca").in_dir(dir).intent().unwrap();
     assert_eq!(ca.actions[0].kind, ActionKind::Create);
     let predicted_ca = ca.predicted;
     assert_eq!(predicted_ca.cert_path, "/ws/pki/etcd-ca.crt");
@@ -291,6 +291,7 @@ fn intent_has_real_paths_and_placeholders_for_content() {
     let cert = cert_step(CaRef::Cert(Box::new(predicted_ca.clone())), &["10.0.0.1"])
         .in_dir(dir)
         .intent()
+        .unwrap()
         .predicted;
     assert_eq!(cert.cert_path, "/ws/pki/node-1.crt");
     assert_eq!(cert.pem, "(known after gen_cert: node-1.pem)");

@@ -13,7 +13,7 @@ use cairn::error::StepError;
 use cairn::host::Host;
 use cairn::primitives::remote::*;
 use cairn::ssh::Pool;
-use cairn::step::{Ctx, Prepared, Step};
+use cairn::step::{Ctx, Prepared, Validating};
 use cairn::workspace::Workspace;
 use sshd::Sshd;
 use std::collections::BTreeMap;
@@ -66,7 +66,7 @@ impl World {
 }
 
 /// Prepare, apply when there is work, and return the actions and output.
-async fn converge<S: Step>(step: &S, ctx: &Ctx) -> (Vec<cairn::action::Action>, S::Output) {
+async fn converge<S: Validating>(step: &S, ctx: &Ctx) -> (Vec<cairn::action::Action>, S::Output) {
     let Prepared {
         actions,
         predicted,
@@ -363,7 +363,7 @@ async fn file_is_created_then_left_alone_then_changed_with_a_diff() {
     let step = file(w.host(), &path, "A=1\nB=2\n");
 
     // intent: a blank host gets the whole content
-    let intent = step.intent();
+    let intent = step.intent().unwrap();
     assert_eq!(kinds(&intent.actions), [ActionKind::Create]);
     assert!(intent.actions[0]
         .diff
@@ -449,7 +449,7 @@ async fn private_keys_are_written_0600_and_never_shown() {
     token.args.secret = true;
     let p = token.prepare(&w.ctx).await.unwrap();
     assert!(!format!("{:?}", p.actions).contains("s3cr3t"));
-    assert!(!format!("{:?}", token.intent().actions).contains("s3cr3t"));
+    assert!(!format!("{:?}", token.intent().unwrap().actions).contains("s3cr3t"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -647,7 +647,7 @@ async fn dir_is_created_then_a_noop_then_its_mode_fixed() {
     let w = world();
     let path = w.path("var/lib/etcd");
     let step = dir_step(w.host(), &path, "0700");
-    assert_eq!(kinds(&step.intent().actions), [ActionKind::Create]);
+    assert_eq!(kinds(&step.intent().unwrap().actions), [ActionKind::Create]);
     let (actions, out) = converge(&step, &w.ctx).await;
     assert_eq!(kinds(&actions), [ActionKind::Create]);
     assert_eq!(actions[0].what, format!("dir {path} (0700 root:-)"));
@@ -784,7 +784,7 @@ async fn unpack_extracts_once_when_told_what_it_creates() {
     assert!(status.success());
 
     let (step, _, creates) = unpack_etcd(&w, &archive);
-    assert_eq!(kinds(&step.intent().actions), [ActionKind::Create]);
+    assert_eq!(kinds(&step.intent().unwrap().actions), [ActionKind::Create]);
     let (actions, out) = converge(&step, &w.ctx).await;
     assert_eq!(kinds(&actions), [ActionKind::Create]);
     assert!(out.created && out.changed);

@@ -14,7 +14,7 @@ use crate::error::StepError;
 use crate::executor::Executor;
 use crate::host::Host;
 use crate::ssh::quote;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use rhai::{EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -198,7 +198,7 @@ impl Step for PristineDataDir {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -208,13 +208,16 @@ impl Step for PristineDataDir {
         self.host.name.clone()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<DataDirResult, DataDirFacts>, StepError> {
-        let out = ctx.ssh.exec(&self.host, &self.script(), None).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<DataDirResult, DataDirFacts>, StepError> {
+        let out = ctx.ssh.exec(&this.host, &this.script(), None).await?;
         let facts = parse_facts(&out.stdout);
         let fp = fingerprint(&facts);
-        let host = self.host.name.clone();
-        let dir = &self.options.data_dir;
-        match decide(&facts, &self.options) {
+        let host = this.host.name.clone();
+        let dir = &this.options.data_dir;
+        match decide(&facts, &this.options) {
             Verdict::Absent => Ok(Prepared::done(
                 vec![Action::noop(
                     &host,
@@ -222,7 +225,7 @@ impl Step for PristineDataDir {
                     "absent: etcd will bootstrap from its configuration",
                 )],
                 fp,
-                self.result(&facts, "absent", "", false),
+                this.result(&facts, "absent", "", false),
             )),
             Verdict::Member => Ok(Prepared::done(
                 vec![Action::noop(
@@ -234,78 +237,82 @@ impl Step for PristineDataDir {
                     ),
                 )],
                 fp,
-                self.result(&facts, "member", "", false),
+                this.result(&facts, "member", "", false),
             )),
             Verdict::Refuse(why) => Err(StepError::Other(format!("on {host}: {why}"))),
             Verdict::Pristine => {
-                let backup = self.backup_path();
+                let backup = this.backup_path();
                 let action = Action::delete(&host, format!("etcd data dir {dir}"))
                     .because(format!(
                         "the package's pristine single-member data (peer {}, no keys) would make etcd ignore the initial cluster; stop {} and move it to {backup}",
-                        self.options.package_peer_url, self.options.unit
+                        this.options.package_peer_url, this.options.unit
                     ));
                 Ok(Prepared::todo(
                     vec![action],
                     fp,
-                    self.result(&facts, "pristine", &backup, true),
+                    this.result(&facts, "pristine", &backup, true),
                     facts,
                 ))
             }
         }
     }
 
-    fn intent(&self) -> Prepared<DataDirResult, DataDirFacts> {
-        let dir = &self.options.data_dir;
+    fn intent(this: &Valid<Self>) -> Prepared<DataDirResult, DataDirFacts> {
+        let dir = &this.options.data_dir;
         Prepared::todo(
             vec![
-                Action::delete(&self.host.name, format!("etcd data dir {dir}"))
+                Action::delete(&this.host.name, format!("etcd data dir {dir}"))
                     .because("if it is the package's pristine single-member data dir"),
             ],
             String::new(),
-            self.result(
+            this.result(
                 &DataDirFacts::default(),
                 "pristine",
-                &self.backup_path(),
+                &this.backup_path(),
                 true,
             ),
             DataDirFacts::default(),
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, facts: DataDirFacts) -> Result<DataDirResult, StepError> {
-        let backup = self.backup_path();
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        facts: DataDirFacts,
+    ) -> Result<DataDirResult, StepError> {
+        let backup = this.backup_path();
         // Re-check under the same rule right before acting (facts may have moved).
-        let out = ctx.ssh.exec(&self.host, &self.script(), None).await?;
+        let out = ctx.ssh.exec(&this.host, &this.script(), None).await?;
         let now = parse_facts(&out.stdout);
-        if decide(&now, &self.options) != Verdict::Pristine {
+        if decide(&now, &this.options) != Verdict::Pristine {
             return Err(StepError::Other(format!(
                 "on {}: {} changed since it was inspected (now: {:?}); not touching it",
-                self.host.name, self.options.data_dir, now.peer_urls
+                this.host.name, this.options.data_dir, now.peer_urls
             )));
         }
         // `rm -rf` removes a link at the backup path, never what it points
         // to; `mv -T` renames onto the path itself, never into a folder a
         // link there points to.
-        let d = &self.options.data_dir;
+        let d = &this.options.data_dir;
         let cmd = [
             Cmd::new("systemctl")
                 .arg("stop")
-                .operands([self.options.unit.as_str()]),
+                .operands([this.options.unit.as_str()]),
             Cmd::new("rm").arg("-rf").operands([backup.as_str()]),
             Cmd::new("mv").args(["-f", "-T"]).operands([d, &backup]),
         ]
         .map(|c| c.to_string())
         .join(" && ");
-        let out = ctx.ssh.exec(&self.host, &cmd, None).await?;
+        let out = ctx.ssh.exec(&this.host, &cmd, None).await?;
         if out.code != 0 {
             return Err(StepError::Command {
-                host: self.host.name.clone(),
+                host: this.host.name.clone(),
                 command: cmd,
                 code: out.code,
                 stderr: crate::ssh::tail(&out.stderr, 2000),
             });
         }
-        Ok(self.result(&facts, "pristine", &backup, true))
+        Ok(this.result(&facts, "pristine", &backup, true))
     }
 }
 

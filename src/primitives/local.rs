@@ -4,7 +4,7 @@
 use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::Executor;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use rhai::{EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -96,7 +96,7 @@ impl Step for LocalFile {
     type Work = PathBuf;
 
     /// The path stays inside the workspace's files folder.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if crate::unknown::is_unknown(&self.path) {
             return Ok(());
         }
@@ -115,10 +115,13 @@ impl Step for LocalFile {
         "local".into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<LocalFileResult, PathBuf>, StepError> {
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<LocalFileResult, PathBuf>, StepError> {
         use std::os::unix::fs::PermissionsExt;
-        let mode = parse_mode("mode", &self.mode)?;
-        let path = self.full_path(ctx)?;
+        let mode = parse_mode("mode", &this.mode)?;
+        let path = this.full_path(ctx)?;
         let shown = path.display().to_string();
         let current = match std::fs::read(&path) {
             Ok(bytes) => Some(bytes),
@@ -140,12 +143,12 @@ impl Step for LocalFile {
         };
         match current {
             None => {
-                let diff = unified_diff(&shown, "", &self.content);
-                let action = Action::create("local", format!("file {shown} ({})", self.mode))
+                let diff = unified_diff(&shown, "", &this.content);
+                let action = Action::create("local", format!("file {shown} ({})", this.mode))
                     .with_diff(Some(diff));
                 Ok(Prepared::todo(vec![action], fp, out(true), path))
             }
-            Some(bytes) if bytes == self.content.as_bytes() && cur_mode == Some(mode) => {
+            Some(bytes) if bytes == this.content.as_bytes() && cur_mode == Some(mode) => {
                 Ok(Prepared::done(
                     vec![Action::noop(
                         "local",
@@ -166,7 +169,7 @@ impl Step for LocalFile {
                         mode
                     ));
                 }
-                let diff = (old != self.content).then(|| unified_diff(&shown, &old, &self.content));
+                let diff = (old != this.content).then(|| unified_diff(&shown, &old, &this.content));
                 Ok(Prepared::todo(
                     vec![Action::change("local", what).with_diff(diff)],
                     fp,
@@ -177,14 +180,14 @@ impl Step for LocalFile {
         }
     }
 
-    fn intent(&self) -> Prepared<LocalFileResult, PathBuf> {
+    fn intent(this: &Valid<Self>) -> Prepared<LocalFileResult, PathBuf> {
         let shown = format!(
             "<workspace>/{}/{}",
-            self.area.as_deref().unwrap_or("files"),
-            self.path
+            this.area.as_deref().unwrap_or("files"),
+            this.path
         );
-        let action = Action::create("local", format!("file {shown} ({})", self.mode))
-            .with_diff(Some(unified_diff(&shown, "", &self.content)));
+        let action = Action::create("local", format!("file {shown} ({})", this.mode))
+            .with_diff(Some(unified_diff(&shown, "", &this.content)));
         Prepared::todo(
             vec![action],
             String::new(),
@@ -196,10 +199,14 @@ impl Step for LocalFile {
         )
     }
 
-    async fn apply(&self, _ctx: &Ctx, path: PathBuf) -> Result<LocalFileResult, StepError> {
+    async fn apply(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+        path: PathBuf,
+    ) -> Result<LocalFileResult, StepError> {
         use std::io::Write;
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let mode = parse_mode("mode", &self.mode)?;
+        let mode = parse_mode("mode", &this.mode)?;
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| StepError::io("creating", dir, e))?;
         let tmp = dir.join(format!(
@@ -213,7 +220,7 @@ impl Step for LocalFile {
             .mode(mode)
             .open(&tmp)
             .map_err(|e| StepError::io("creating", &tmp, e))?;
-        f.write_all(self.content.as_bytes())
+        f.write_all(this.content.as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(|e| StepError::io("writing", &tmp, e))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
@@ -482,7 +489,7 @@ impl Step for LocalRemove {
     type Output = bool;
     type Work = PathBuf;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if crate::unknown::is_unknown(&self.path) {
             return Ok(());
         }
@@ -500,8 +507,8 @@ impl Step for LocalRemove {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<bool, PathBuf>, StepError> {
-        let path = confined(&ctx.workspace, "path", &self.path)?;
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<bool, PathBuf>, StepError> {
+        let path = confined(&ctx.workspace, "path", &this.path)?;
         let shown = path.display().to_string();
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Prepared::done(
@@ -526,18 +533,18 @@ impl Step for LocalRemove {
             )),
         }
     }
-    fn intent(&self) -> Prepared<bool, PathBuf> {
+    fn intent(this: &Valid<Self>) -> Prepared<bool, PathBuf> {
         Prepared::todo(
             vec![Action::delete(
                 "local",
-                format!("file <workspace>/{}", self.path),
+                format!("file <workspace>/{}", this.path),
             )],
             String::new(),
             true,
             PathBuf::new(),
         )
     }
-    async fn apply(&self, _ctx: &Ctx, path: PathBuf) -> Result<bool, StepError> {
+    async fn apply(_this: &Valid<Self>, _ctx: &Ctx, path: PathBuf) -> Result<bool, StepError> {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -667,7 +674,7 @@ impl Step for LocalFiles {
     type Output = Vec<LocalFileInfo>;
     type Work = ();
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if crate::unknown::is_unknown(&self.pattern) {
             return Ok(());
         }
@@ -679,32 +686,35 @@ impl Step for LocalFiles {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Self::Output, ()>, StepError> {
-        let files = self.list(&ctx.workspace)?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Self::Output, ()>, StepError> {
+        let files = this.list(&ctx.workspace)?;
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         Ok(Prepared::done(
             vec![Action::noop(
                 "local",
-                format!("list {} ({} files)", self.pattern, files.len()),
+                format!("list {} ({} files)", this.pattern, files.len()),
                 "read-only fact",
             )],
             fingerprint(&names),
             files,
         ))
     }
-    fn intent(&self) -> Prepared<Self::Output, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Self::Output, ()> {
         Prepared::done(
             vec![Action::noop(
                 "local",
-                format!("list {}", self.pattern),
+                format!("list {}", this.pattern),
                 "read-only fact",
             )],
             String::new(),
             Vec::new(),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Self::Output, StepError> {
-        self.list(&ctx.workspace)
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Self::Output, StepError> {
+        this.list(&ctx.workspace)
     }
 }
 

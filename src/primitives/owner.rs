@@ -20,7 +20,7 @@ use crate::error::StepError;
 use crate::executor::Executor;
 use crate::host::Host;
 use crate::primitives::pki::{parse_pem, Cert};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use rhai::{EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -287,22 +287,25 @@ impl Step for ClaimHosts {
             .collect::<Vec<_>>()
             .join(",")
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if self.cluster.is_empty() {
             return Err(StepError::invalid("cluster", "must not be empty"));
         }
         crate::primitives::pki::check_name("ca", &self.ca)
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<ClaimResult, Self::Work>, StepError> {
-        let ca = if self.ca_known {
-            self.ca_identity(ctx)?
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<ClaimResult, Self::Work>, StepError> {
+        let ca = if this.ca_known {
+            this.ca_identity(ctx)?
         } else {
             None
         };
         let script = fact_script();
         let answers =
-            futures::future::join_all(self.hosts.iter().map(|h| ctx.ssh.exec(h, &script, None)))
+            futures::future::join_all(this.hosts.iter().map(|h| ctx.ssh.exec(h, &script, None)))
                 .await;
         let mut found = Vec::new();
         for answer in answers {
@@ -310,9 +313,9 @@ impl Step for ClaimHosts {
         }
         let verdicts: Vec<Verdict> = found
             .iter()
-            .map(|f| decide(f, &self.cluster, &self.ca, ca.as_ref(), self.adopt))
+            .map(|f| decide(f, &this.cluster, &this.ca, ca.as_ref(), this.adopt))
             .collect();
-        let refused: Vec<String> = self
+        let refused: Vec<String> = this
             .hosts
             .iter()
             .zip(&verdicts)
@@ -328,15 +331,15 @@ impl Step for ClaimHosts {
             )));
         }
         let mut actions = Vec::new();
-        for (h, v) in self.hosts.iter().zip(&verdicts) {
+        for (h, v) in this.hosts.iter().zip(&verdicts) {
             actions.push(match v {
                 Verdict::Ok => Action::noop(
                     &h.name,
-                    self.what(),
+                    this.what(),
                     "the host is this cluster's, with this workspace's CA",
                 ),
-                Verdict::Record => Action::create(&h.name, self.what()),
-                Verdict::Adopt(old) => Action::change(&h.name, self.what()).because(format!(
+                Verdict::Record => Action::create(&h.name, this.what()),
+                Verdict::Adopt(old) => Action::change(&h.name, this.what()).because(format!(
                     "adopt: taken over from cluster `{}` with CA {}, recorded from {}",
                     old.cluster, old.ca_fingerprint, old.workspace
                 )),
@@ -344,7 +347,7 @@ impl Step for ClaimHosts {
             });
         }
         let facts = fingerprint(&found);
-        let output = self.result(&verdicts);
+        let output = this.result(&verdicts);
         let work: Vec<bool> = verdicts
             .iter()
             .map(|v| matches!(v, Verdict::Record | Verdict::Adopt(_)))
@@ -356,34 +359,38 @@ impl Step for ClaimHosts {
         })
     }
 
-    fn intent(&self) -> Prepared<ClaimResult, Self::Work> {
-        let actions = self
+    fn intent(this: &Valid<Self>) -> Prepared<ClaimResult, Self::Work> {
+        let actions = this
             .hosts
             .iter()
             .map(|h| {
-                Action::create(&h.name, self.what())
+                Action::create(&h.name, this.what())
                     .because("unless the host is owned by another cluster or CA (then refused)")
             })
             .collect();
-        let output = self.result(&vec![Verdict::Record; self.hosts.len()]);
+        let output = this.result(&vec![Verdict::Record; this.hosts.len()]);
         Prepared::todo(
             actions,
             String::new(),
             output.clone(),
-            (vec![true; self.hosts.len()], output),
+            (vec![true; this.hosts.len()], output),
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, (work, done): Self::Work) -> Result<ClaimResult, StepError> {
-        let Some(ca) = self.ca_identity(ctx)? else {
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        (work, done): Self::Work,
+    ) -> Result<ClaimResult, StepError> {
+        let Some(ca) = this.ca_identity(ctx)? else {
             return Err(StepError::Pending {
-                what: format!("the workspace's CA `{}`", self.ca),
+                what: format!("the workspace's CA `{}`", this.ca),
             });
         };
-        let record = serde_json::to_vec_pretty(&self.record(ctx, &ca))
+        let record = serde_json::to_vec_pretty(&this.record(ctx, &ca))
             .map_err(|e| StepError::Other(e.to_string()))?;
         let script = write_script();
-        let targets: Vec<&Host> = self
+        let targets: Vec<&Host> = this
             .hosts
             .iter()
             .zip(&work)

@@ -13,7 +13,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::{script_error, Executor};
 use crate::host::{Host, HostKeys};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown::placeholder;
 use reqwest::{Method, Url};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, NativeCallContext};
@@ -403,7 +403,7 @@ impl Step for DoSshKey {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -413,15 +413,18 @@ impl Step for DoSshKey {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<SshKey, (String, String)>, StepError> {
-        let public_key = self.source().read(ctx)?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<SshKey, (String, String)>, StepError> {
+        let public_key = this.source().read(ctx)?;
         let fp = fingerprint_md5(&public_key)?;
-        let private_key = self.source().private_key(ctx);
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
+        let private_key = this.source().private_key(ctx);
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
         let existing = client.ssh_key(&fp).await?;
         let facts = fingerprint(&existing);
         if let Some(k) = existing {
-            let reason = if k.name == self.name {
+            let reason = if k.name == this.name {
                 "exists with the same fingerprint".to_string()
             } else {
                 format!(
@@ -436,11 +439,11 @@ impl Step for DoSshKey {
                 fingerprint: fp,
                 private_key,
             };
-            return Ok(existing.reused(&self.name, reason, facts));
+            return Ok(existing.reused(&this.name, reason, facts));
         }
         Ok(SshKey::to_create(
             TARGET,
-            &self.name,
+            &this.name,
             fp,
             private_key,
             public_key,
@@ -448,17 +451,17 @@ impl Step for DoSshKey {
         ))
     }
 
-    fn intent(&self) -> Prepared<SshKey, (String, String)> {
-        SshKey::intent(TARGET, &self.name)
+    fn intent(this: &Valid<Self>) -> Prepared<SshKey, (String, String)> {
+        SshKey::intent(TARGET, &this.name)
     }
 
     async fn apply(
-        &self,
+        this: &Valid<Self>,
         ctx: &Ctx,
         (public_key, fp): (String, String),
     ) -> Result<SshKey, StepError> {
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
-        let body = json!({ "name": self.name, "public_key": public_key });
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
+        let body = json!({ "name": this.name, "public_key": public_key });
         let created = client
             .api
             .create("account/keys", &body, || async {
@@ -472,7 +475,7 @@ impl Step for DoSshKey {
             name: k.name,
             id: k.id.to_string(),
             fingerprint: k.fingerprint,
-            private_key: self.source().private_key(ctx),
+            private_key: this.source().private_key(ctx),
         })
     }
 }
@@ -577,7 +580,7 @@ impl Step for DoDroplet {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -587,9 +590,12 @@ impl Step for DoDroplet {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Droplet, DropletWork>, StepError> {
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
-        let existing = client.droplet_by_name(&self.name).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Droplet, DropletWork>, StepError> {
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
+        let existing = client.droplet_by_name(&this.name).await?;
         let facts = fingerprint(
             &existing
                 .as_ref()
@@ -597,27 +603,27 @@ impl Step for DoDroplet {
         );
         let Some(d) = existing else {
             return Ok(Prepared::todo(
-                vec![self.create_action()],
+                vec![this.create_action()],
                 facts,
-                self.predicted(),
+                this.predicted(),
                 DropletWork::Create,
             ));
         };
-        let diffs = self.differences(&d);
+        let diffs = this.differences(&d);
         if !diffs.is_empty() {
             return Err(StepError::Other(format!(
                 "droplet {} exists with {}",
-                self.name,
+                this.name,
                 diffs.join("; ")
             )));
         }
-        let what = format!("droplet {}", self.name);
+        let what = format!("droplet {}", this.name);
         if d.status == "active" {
             let action = Action::noop(TARGET, what, "exists with the same spec, active");
             return Ok(Prepared::done(
                 vec![action],
                 facts,
-                Droplet::from_api(&d, self.key()),
+                Droplet::from_api(&d, this.key()),
             ));
         }
         let action = Action::noop(
@@ -631,27 +637,27 @@ impl Step for DoDroplet {
         Ok(Prepared::todo(
             vec![action],
             facts,
-            self.predicted(),
+            this.predicted(),
             DropletWork::Wait(d.id),
         ))
     }
 
-    fn intent(&self) -> Prepared<Droplet, DropletWork> {
+    fn intent(this: &Valid<Self>) -> Prepared<Droplet, DropletWork> {
         Prepared::todo(
-            vec![self.create_action()],
+            vec![this.create_action()],
             String::new(),
-            self.predicted(),
+            this.predicted(),
             DropletWork::Create,
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, work: DropletWork) -> Result<Droplet, StepError> {
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: DropletWork) -> Result<Droplet, StepError> {
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
         let d = match work {
-            DropletWork::Create => client.create_droplet(self, self.timeout()).await?,
-            DropletWork::Wait(id) => client.wait_active(id, &self.name, self.timeout()).await?,
+            DropletWork::Create => client.create_droplet(this, this.timeout()).await?,
+            DropletWork::Wait(id) => client.wait_active(id, &this.name, this.timeout()).await?,
         };
-        Ok(Droplet::from_api(&d, self.key()))
+        Ok(Droplet::from_api(&d, this.key()))
     }
 }
 
@@ -673,7 +679,7 @@ impl Step for DoDroplets {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -683,35 +689,38 @@ impl Step for DoDroplets {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Droplet>, ()>, StepError> {
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Vec<Droplet>, ()>, StepError> {
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
         let mut out: Vec<Droplet> = client
-            .droplets_by_tag(&self.tag)
+            .droplets_by_tag(&this.tag)
             .await?
             .iter()
-            .map(|d| Droplet::from_api(d, self.private_key.clone()))
+            .map(|d| Droplet::from_api(d, this.private_key.clone()))
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<&str> = out.iter().map(|d| d.name.as_str()).collect();
         let action = Action::noop(
             TARGET,
-            format!("list droplets tagged {}", self.tag),
+            format!("list droplets tagged {}", this.tag),
             format!("read-only; found {}: {}", out.len(), names.join(", ")),
         );
         Ok(Prepared::done(vec![action], fingerprint(&names), out))
     }
 
-    fn intent(&self) -> Prepared<Vec<Droplet>, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<Droplet>, ()> {
         let action = Action::noop(
             TARGET,
-            format!("list droplets tagged {}", self.tag),
+            format!("list droplets tagged {}", this.tag),
             "read-only; not listed offline",
         );
         Prepared::done(vec![action], String::new(), Vec::new())
     }
 
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<Droplet>, StepError> {
-        Ok(self.prepare(ctx).await?.predicted)
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<Droplet>, StepError> {
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }
 
@@ -754,7 +763,7 @@ impl Step for DoDelete {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -767,17 +776,20 @@ impl Step for DoDelete {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Removed, Vec<u64>>, StepError> {
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
-        let found = self.find(&client).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Removed, Vec<u64>>, StepError> {
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
+        let found = this.find(&client).await?;
         let ids: Vec<u64> = found.iter().map(|d| d.id).collect();
         let facts = fingerprint(&ids);
         if found.is_empty() {
             return Ok(Prepared::done(
-                vec![Action::noop(TARGET, self.what(), "none exist")],
+                vec![Action::noop(TARGET, this.what(), "none exist")],
                 facts,
                 Removed {
-                    what: self.what(),
+                    what: this.what(),
                     count: 0,
                 },
             ));
@@ -787,27 +799,27 @@ impl Step for DoDelete {
             .map(|d| Action::delete(TARGET, format!("droplet {} (id {})", d.name, d.id)))
             .collect();
         let out = Removed {
-            what: self.what(),
+            what: this.what(),
             count: ids.len() as i64,
         };
         Ok(Prepared::todo(actions, facts, out, ids))
     }
 
-    fn intent(&self) -> Prepared<Removed, Vec<u64>> {
+    fn intent(this: &Valid<Self>) -> Prepared<Removed, Vec<u64>> {
         Prepared::todo(
-            vec![Action::delete(TARGET, format!("{} (if any)", self.what()))],
+            vec![Action::delete(TARGET, format!("{} (if any)", this.what()))],
             String::new(),
             Removed {
-                what: self.what(),
+                what: this.what(),
                 count: 0,
             },
             Vec::new(),
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, ids: Vec<u64>) -> Result<Removed, StepError> {
-        let client = DigitalOcean::from_ctx(ctx, self.token_file.as_deref())?;
-        match &self.selection {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, ids: Vec<u64>) -> Result<Removed, StepError> {
+        let client = DigitalOcean::from_ctx(ctx, this.token_file.as_deref())?;
+        match &this.selection {
             Selection::Tag(t) => {
                 client
                     .api
@@ -820,7 +832,7 @@ impl Step for DoDelete {
                 }
             }
         }
-        let what = self.what();
+        let what = this.what();
         client
             .api
             .wait_until(
@@ -867,7 +879,6 @@ pub struct DeleteByTag {
 
 /// Register the DigitalOcean functions and the `Droplet` type.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
-    crate::args::register_handle(crate::args::handle_of::<Droplet>);
     engine
         .register_type_with_name::<Droplet>("Droplet")
         .register_get("name", |d: &mut Droplet| d.name.clone())

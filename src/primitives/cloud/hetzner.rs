@@ -14,7 +14,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::{script_error, Executor};
 use crate::host::{Host, HostKeys};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown::placeholder;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use serde::de::DeserializeOwned;
@@ -626,7 +626,7 @@ impl Step for HcloudNetwork {
     type Output = Network;
     type Work = NetworkWork;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.validate()
     }
     fn kind(&self) -> &'static str {
@@ -636,28 +636,31 @@ impl Step for HcloudNetwork {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Network, NetworkWork>, StepError> {
-        self.validate()?;
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
-        let existing = client.network_by_name(&self.name).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Network, NetworkWork>, StepError> {
+        this.validate()?;
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
+        let existing = client.network_by_name(&this.name).await?;
         let facts = fingerprint(&existing);
         let Some(net) = existing else {
-            let id = placeholder("create", &format!("{}.id", self.name));
+            let id = placeholder("create", &format!("{}.id", this.name));
             return Ok(Prepared::todo(
-                vec![self.create_action()],
+                vec![this.create_action()],
                 facts,
-                self.output(id),
+                this.output(id),
                 NetworkWork::Create,
             ));
         };
-        if net.ip_range != self.ip_range {
+        if net.ip_range != this.ip_range {
             return Err(StepError::Other(format!(
                 "network {} exists with ip_range {}, runbook asks {}",
-                self.name, net.ip_range, self.ip_range
+                this.name, net.ip_range, this.ip_range
             )));
         }
         let mut missing = Vec::new();
-        for want in &self.subnets {
+        for want in &this.subnets {
             match net
                 .subnets
                 .iter()
@@ -667,7 +670,7 @@ impl Step for HcloudNetwork {
                 Some(have) if have.network_zone != want.network_zone || have.kind != want.kind => {
                     return Err(StepError::Other(format!(
                         "network {} has subnet {} in {} ({}), runbook asks {} ({})",
-                        self.name,
+                        this.name,
                         want.ip_range,
                         have.network_zone,
                         have.kind,
@@ -678,11 +681,11 @@ impl Step for HcloudNetwork {
                 Some(_) => {}
             }
         }
-        let out = self.output(net.id.to_string());
+        let out = this.output(net.id.to_string());
         if missing.is_empty() {
             let action = Action::noop(
                 TARGET,
-                format!("network {} ({})", self.name, self.ip_range),
+                format!("network {} ({})", this.name, this.ip_range),
                 "exists with the requested ip_range and subnets",
             );
             return Ok(Prepared::done(vec![action], facts, out));
@@ -692,7 +695,7 @@ impl Step for HcloudNetwork {
             .map(|s| {
                 Action::change(
                     TARGET,
-                    format!("network {}: add subnet {}", self.name, show_subnet(s)),
+                    format!("network {}: add subnet {}", this.name, show_subnet(s)),
                 )
             })
             .collect();
@@ -707,36 +710,36 @@ impl Step for HcloudNetwork {
         ))
     }
 
-    fn intent(&self) -> Prepared<Network, NetworkWork> {
-        let id = placeholder("create", &format!("{}.id", self.name));
+    fn intent(this: &Valid<Self>) -> Prepared<Network, NetworkWork> {
+        let id = placeholder("create", &format!("{}.id", this.name));
         Prepared::todo(
-            vec![self.create_action()],
+            vec![this.create_action()],
             String::new(),
-            self.output(id),
+            this.output(id),
             NetworkWork::Create,
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, work: NetworkWork) -> Result<Network, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: NetworkWork) -> Result<Network, StepError> {
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
         let timeout = Duration::from_secs(120);
         let (id, missing) = match work {
             NetworkWork::AddSubnets { id, missing } => (id, missing),
             NetworkWork::Create => {
                 let body =
-                    json!({ "name": self.name, "ip_range": self.ip_range, "labels": self.labels });
+                    json!({ "name": this.name, "ip_range": this.ip_range, "labels": this.labels });
                 let created = client
                     .api
                     .create("networks", &body, || async {
                         Ok(client
-                            .network_by_name(&self.name)
+                            .network_by_name(&this.name)
                             .await?
                             .map(|n| json!({ "network": n })))
                     })
                     .await?;
                 let (Created::New(mut v) | Created::Found(mut v)) = created;
                 let net: ApiNetwork = parse("network", v["network"].take())?;
-                let missing = self
+                let missing = this
                     .subnets
                     .iter()
                     .filter(|want| {
@@ -757,7 +760,7 @@ impl Step for HcloudNetwork {
                     &format!("networks/{id}/actions/add_subnet"),
                     &body,
                     || async {
-                        let net = client.network_by_name(&self.name).await?;
+                        let net = client.network_by_name(&this.name).await?;
                         let has = net.is_some_and(|n| {
                             n.subnets
                                 .iter()
@@ -772,7 +775,7 @@ impl Step for HcloudNetwork {
                 client.wait_action(action.id, timeout).await?;
             }
         }
-        Ok(self.output(id.to_string()))
+        Ok(this.output(id.to_string()))
     }
 }
 
@@ -808,7 +811,7 @@ impl Step for HcloudSshKey {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -818,19 +821,22 @@ impl Step for HcloudSshKey {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<SshKey, (String, String)>, StepError> {
-        let public_key = self.source().read(ctx)?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<SshKey, (String, String)>, StepError> {
+        let public_key = this.source().read(ctx)?;
         let fp = fingerprint_md5(&public_key)?;
-        let private_key = self.source().private_key(ctx);
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
+        let private_key = this.source().private_key(ctx);
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
         let by_fp = client.ssh_key_by_fingerprint(&fp).await?;
         let by_name = match &by_fp {
             Some(_) => None,
-            None => client.ssh_key_by_name(&self.name).await?,
+            None => client.ssh_key_by_name(&this.name).await?,
         };
         let facts = fingerprint(&(&by_fp, &by_name));
         if let Some(k) = by_fp {
-            let reason = if k.name == self.name {
+            let reason = if k.name == this.name {
                 "exists with the same fingerprint".to_string()
             } else {
                 format!(
@@ -845,17 +851,17 @@ impl Step for HcloudSshKey {
                 fingerprint: fp,
                 private_key,
             };
-            return Ok(existing.reused(&self.name, reason, facts));
+            return Ok(existing.reused(&this.name, reason, facts));
         }
         if let Some(k) = by_name {
             return Err(StepError::Other(format!(
                 "ssh key {} exists with fingerprint {}, the runbook's key has {}",
-                self.name, k.fingerprint, fp
+                this.name, k.fingerprint, fp
             )));
         }
         Ok(SshKey::to_create(
             TARGET,
-            &self.name,
+            &this.name,
             fp,
             private_key,
             public_key,
@@ -863,17 +869,17 @@ impl Step for HcloudSshKey {
         ))
     }
 
-    fn intent(&self) -> Prepared<SshKey, (String, String)> {
-        SshKey::intent(TARGET, &self.name)
+    fn intent(this: &Valid<Self>) -> Prepared<SshKey, (String, String)> {
+        SshKey::intent(TARGET, &this.name)
     }
 
     async fn apply(
-        &self,
+        this: &Valid<Self>,
         ctx: &Ctx,
         (public_key, fp): (String, String),
     ) -> Result<SshKey, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
-        let body = json!({ "name": self.name, "public_key": public_key, "labels": self.labels });
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
+        let body = json!({ "name": this.name, "public_key": public_key, "labels": this.labels });
         let created = client
             .api
             .create("ssh_keys", &body, || async {
@@ -890,7 +896,7 @@ impl Step for HcloudSshKey {
             name: k.name,
             id: k.id.to_string(),
             fingerprint: k.fingerprint,
-            private_key: self.source().private_key(ctx),
+            private_key: this.source().private_key(ctx),
         })
     }
 }
@@ -1042,7 +1048,7 @@ impl Step for HcloudServer {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -1052,15 +1058,18 @@ impl Step for HcloudServer {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Server, ServerWork>, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
-        let existing = client.server_by_name(&self.name).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Server, ServerWork>, StepError> {
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
+        let existing = client.server_by_name(&this.name).await?;
         let Some(s) = existing else {
             let facts = fingerprint(&Option::<ApiServer>::None);
             return Ok(Prepared::todo(
-                vec![self.create_action()],
+                vec![this.create_action()],
                 facts,
-                self.predicted(),
+                this.predicted(),
                 ServerWork::Create,
             ));
         };
@@ -1073,16 +1082,16 @@ impl Step for HcloudServer {
             &s.labels,
             &s.private_net,
         ));
-        let diffs = self.differences(&s, &networks);
+        let diffs = this.differences(&s, &networks);
         if !diffs.is_empty() {
             return Err(StepError::Other(format!(
                 "server {} exists with {}",
-                self.name,
+                this.name,
                 diffs.join("; ")
             )));
         }
-        let out = Server::from_api(&s, &networks, self.key());
-        let what = format!("server {}", self.name);
+        let out = Server::from_api(&s, &networks, this.key());
+        let what = format!("server {}", this.name);
         if s.status == "running" {
             let action = Action::noop(TARGET, what, "exists with the same spec, running");
             return Ok(Prepared::done(vec![action], facts, out));
@@ -1098,28 +1107,28 @@ impl Step for HcloudServer {
         Ok(Prepared::todo(
             vec![action],
             facts,
-            self.predicted(),
+            this.predicted(),
             ServerWork::Wait(s.id),
         ))
     }
 
-    fn intent(&self) -> Prepared<Server, ServerWork> {
+    fn intent(this: &Valid<Self>) -> Prepared<Server, ServerWork> {
         Prepared::todo(
-            vec![self.create_action()],
+            vec![this.create_action()],
             String::new(),
-            self.predicted(),
+            this.predicted(),
             ServerWork::Create,
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, work: ServerWork) -> Result<Server, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: ServerWork) -> Result<Server, StepError> {
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
         let server = match work {
-            ServerWork::Create => client.create_server(self, self.timeout()).await?,
-            ServerWork::Wait(id) => client.wait_running(id, &self.name, self.timeout()).await?,
+            ServerWork::Create => client.create_server(this, this.timeout()).await?,
+            ServerWork::Wait(id) => client.wait_running(id, &this.name, this.timeout()).await?,
         };
         let networks = client.networks().await?;
-        Ok(Server::from_api(&server, &networks, self.key()))
+        Ok(Server::from_api(&server, &networks, this.key()))
     }
 }
 
@@ -1143,7 +1152,7 @@ impl Step for HcloudServers {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -1153,9 +1162,12 @@ impl Step for HcloudServers {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Server>, ()>, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
-        let servers = client.servers(Some(&self.selector)).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Vec<Server>, ()>, StepError> {
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
+        let servers = client.servers(Some(&this.selector)).await?;
         let networks = if servers.iter().any(|s| !s.private_net.is_empty()) {
             client.networks().await?
         } else {
@@ -1163,29 +1175,29 @@ impl Step for HcloudServers {
         };
         let mut out: Vec<Server> = servers
             .iter()
-            .map(|s| Server::from_api(s, &networks, self.private_key.clone()))
+            .map(|s| Server::from_api(s, &networks, this.private_key.clone()))
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
         let action = Action::noop(
             TARGET,
-            format!("list servers {}", self.selector),
+            format!("list servers {}", this.selector),
             format!("read-only; found {}: {}", out.len(), names.join(", ")),
         );
         Ok(Prepared::done(vec![action], fingerprint(&names), out))
     }
 
-    fn intent(&self) -> Prepared<Vec<Server>, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<Server>, ()> {
         let action = Action::noop(
             TARGET,
-            format!("list servers {}", self.selector),
+            format!("list servers {}", this.selector),
             "read-only; not listed offline",
         );
         Prepared::done(vec![action], String::new(), Vec::new())
     }
 
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<Server>, StepError> {
-        Ok(self.prepare(ctx).await?.predicted)
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<Server>, StepError> {
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }
 
@@ -1245,7 +1257,7 @@ impl Step for HcloudDelete {
 
     /// Every argument is typed where the script calls it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -1259,19 +1271,19 @@ impl Step for HcloudDelete {
         TARGET.into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Removed, u64>, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
-        let id = self.find(&client).await?;
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Removed, u64>, StepError> {
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
+        let id = this.find(&client).await?;
         let facts = fingerprint(&id);
-        let what = format!("{} {}", self.kind.noun(), self.name);
+        let what = format!("{} {}", this.kind.noun(), this.name);
         match id {
             None => Ok(Prepared::done(
-                vec![Action::noop(TARGET, self.what(), "does not exist")],
+                vec![Action::noop(TARGET, this.what(), "does not exist")],
                 facts,
                 Removed { what, count: 0 },
             )),
             Some(id) => Ok(Prepared::todo(
-                vec![Action::delete(TARGET, format!("{} (id {id})", self.what()))],
+                vec![Action::delete(TARGET, format!("{} (id {id})", this.what()))],
                 facts,
                 Removed { what, count: 1 },
                 id,
@@ -1279,24 +1291,24 @@ impl Step for HcloudDelete {
         }
     }
 
-    fn intent(&self) -> Prepared<Removed, u64> {
+    fn intent(this: &Valid<Self>) -> Prepared<Removed, u64> {
         Prepared::todo(
             vec![Action::delete(
                 TARGET,
-                format!("{} (if it exists)", self.what()),
+                format!("{} (if it exists)", this.what()),
             )],
             String::new(),
             Removed {
-                what: format!("{} {}", self.kind.noun(), self.name),
+                what: format!("{} {}", this.kind.noun(), this.name),
                 count: 1,
             },
             0,
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, id: u64) -> Result<Removed, StepError> {
-        let client = Hcloud::from_ctx(ctx, self.token_file.as_deref())?;
-        let path = match self.kind {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, id: u64) -> Result<Removed, StepError> {
+        let client = Hcloud::from_ctx(ctx, this.token_file.as_deref())?;
+        let path = match this.kind {
             Kind::Server => format!("servers/{id}"),
             Kind::Network => format!("networks/{id}"),
             Kind::SshKey => format!("ssh_keys/{id}"),
@@ -1311,7 +1323,7 @@ impl Step for HcloudDelete {
             }
         }
         Ok(Removed {
-            what: format!("{} {}", self.kind.noun(), self.name),
+            what: format!("{} {}", this.kind.noun(), this.name),
             count: 1,
         })
     }
@@ -1327,8 +1339,6 @@ fn servers_array(servers: Vec<Server>) -> Array {
 
 /// Register the Hetzner functions and the `Server` and `Network` types.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
-    crate::args::register_handle(crate::args::handle_of::<Server>);
-    crate::args::register_handle(crate::args::handle_of::<Network>);
     engine
         .register_type_with_name::<Server>("Server")
         .register_get("name", |s: &mut Server| s.name.clone())

@@ -213,7 +213,6 @@ pub fn show_labels(labels: &std::collections::BTreeMap<String, String>) -> Strin
 
 /// Register the cloud primitives and their types.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
-    crate::args::register_handle(crate::args::handle_of::<SshKey>);
     engine
         .register_type_with_name::<SshKey>("SshKey")
         .register_get("name", |k: &mut SshKey| k.name.clone())

@@ -17,7 +17,7 @@ use crate::cmd::Cmd;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::primitives::pki::{parse_pem, signed_by, Parsed};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 
 pub(super) const DOC: &str = "\
@@ -408,7 +408,7 @@ impl Step for EtcdCertAudit {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         for p in &self.args.client_certs {
             if !crate::unknown::is_unknown(p) {
                 crate::primitives::remote::put::check_path("client_certs", p)?;
@@ -416,17 +416,20 @@ impl Step for EtcdCertAudit {
         }
         Ok(())
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<CertRow>, ()>, StepError> {
-        let rows = self.audit(ctx).await?;
-        let action = Action::noop(&self.host.name, "audit etcd certificates", summary(&rows));
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Vec<CertRow>, ()>, StepError> {
+        let rows = this.audit(ctx).await?;
+        let action = Action::noop(&this.host.name, "audit etcd certificates", summary(&rows));
         Ok(Prepared::done(vec![action], fingerprint(&rows), rows))
     }
-    fn intent(&self) -> Prepared<Vec<CertRow>, ()> {
-        Prepared::done(vec![self.action()], String::new(), Vec::new())
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<CertRow>, ()> {
+        Prepared::done(vec![this.action()], String::new(), Vec::new())
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<CertRow>, StepError> {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<CertRow>, StepError> {
         // Never reached: prepare leaves no work.
-        Ok(self.prepare(ctx).await?.predicted)
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }
 

@@ -9,7 +9,7 @@ use super::client::{EtcdClient, Member, Status};
 use super::steps::{Conn, PemFile, Via};
 use crate::action::Action;
 use crate::error::StepError;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -150,7 +150,7 @@ impl Step for EtcdMoveLeader {
     type Output = String;
     type Work = ();
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()?;
         if self.to.trim().is_empty() {
             return Err(StepError::invalid(
@@ -169,26 +169,25 @@ impl Step for EtcdMoveLeader {
         "local".into()
     }
 
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<String, ()>, StepError> {
-        self.check()?;
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<String, ()>, StepError> {
         let unknown_leader = |why: &StepError| {
             Prepared::todo(
-                vec![Action::change("local", self.what())
+                vec![Action::change("local", this.what())
                     .because(format!("current leader unknown: {why}"))],
                 String::new(),
-                self.to.clone(),
+                this.to.clone(),
                 (),
             )
         };
-        if unknown::is_unknown(&self.to) || self.endpoints.iter().any(|e| unknown::is_unknown(e)) {
-            return Ok(self.intent());
+        if unknown::is_unknown(&this.to) || this.endpoints.iter().any(|e| unknown::is_unknown(e)) {
+            return Ok(this.intent());
         }
         // the cluster may not exist yet when planning
-        let client = match self.conn().client(ctx).await {
+        let client = match this.conn().client(ctx).await {
             Ok(c) => c,
             Err(e) => return Ok(unknown_leader(&e)),
         };
-        let now = match self.observe(&client).await {
+        let now = match this.observe(&client).await {
             Ok(now) => now,
             Err(e @ StepError::Invalid { .. }) => return Err(e),
             Err(e) => return Ok(unknown_leader(&e)),
@@ -197,13 +196,13 @@ impl Step for EtcdMoveLeader {
         let name = now.name_of(&now.target.id);
         if now.leader == now.target.id {
             return Ok(Prepared::done(
-                vec![Action::noop("local", self.what(), "already leads")],
+                vec![Action::noop("local", this.what(), "already leads")],
                 facts,
                 name,
             ));
         }
         Ok(Prepared::todo(
-            vec![Action::change("local", self.what())
+            vec![Action::change("local", this.what())
                 .because(format!("{} leads now", now.name_of(&now.leader)))],
             facts,
             name,
@@ -211,18 +210,18 @@ impl Step for EtcdMoveLeader {
         ))
     }
 
-    fn intent(&self) -> Prepared<String, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<String, ()> {
         Prepared::todo(
-            vec![Action::change("local", self.what())],
+            vec![Action::change("local", this.what())],
             String::new(),
-            self.to.clone(),
+            this.to.clone(),
             (),
         )
     }
 
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<String, StepError> {
-        let client = self.conn().client(ctx).await?;
-        let now = self.observe(&client).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<String, StepError> {
+        let client = this.conn().client(ctx).await?;
+        let now = this.observe(&client).await?;
         let name = now.name_of(&now.target.id);
         if now.leader != now.target.id {
             let Some(leader_ep) = now
@@ -244,7 +243,7 @@ impl Step for EtcdMoveLeader {
         // wait (bounded) until every answering endpoint names the new leader
         let deadline = Instant::now() + SETTLE;
         loop {
-            let seen = self.observe(&client).await;
+            let seen = this.observe(&client).await;
             match &seen {
                 Ok(s) if s.leader == now.target.id => return Ok(name),
                 _ if Instant::now() >= deadline => {

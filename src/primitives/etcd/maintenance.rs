@@ -19,7 +19,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::Executor;
 use crate::host::Host;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -327,7 +327,7 @@ pub fn defrag_action(f_member: &str, size: u64, in_use: u64, leads: bool) -> Act
 impl Step for EtcdDefrag {
     type Output = DefragResult;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -336,38 +336,40 @@ impl Step for EtcdDefrag {
     fn target(&self) -> String {
         TARGET.into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<DefragResult, ()>, StepError> {
-        self.conn().validate()?;
-        match self.facts(ctx).await {
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<DefragResult, ()>, StepError> {
+        match this.facts(ctx).await {
             Ok(f) => Ok(Prepared::todo(
                 vec![defrag_action(&f.member, f.size, f.in_use, f.leads)],
                 fingerprint(&f.member_id),
-                self.result(&f),
+                this.result(&f),
                 (),
             )),
             Err(e) => Ok(Prepared::todo(
                 vec![Action::change(
                     TARGET,
-                    format!("defragment etcd member at {}", self.conn().shown(0)),
+                    format!("defragment etcd member at {}", this.conn().shown(0)),
                 )
                 .because(format!("db size unknown: {e}"))],
                 String::new(),
-                self.intent().predicted,
+                this.intent().predicted,
                 (),
             )),
         }
     }
-    fn intent(&self) -> Prepared<DefragResult, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<DefragResult, ()> {
         let p =
-            |what: &str| unknown::placeholder("etcd_defrag", &format!("{}.{what}", self.endpoint));
+            |what: &str| unknown::placeholder("etcd_defrag", &format!("{}.{what}", this.endpoint));
         Prepared::todo(
             vec![Action::change(
                 TARGET,
-                format!("defragment etcd member at {}", self.conn().shown(0)),
+                format!("defragment etcd member at {}", this.conn().shown(0)),
             )],
             String::new(),
             DefragResult {
-                endpoint: self.endpoint.clone(),
+                endpoint: this.endpoint.clone(),
                 member: p("member"),
                 member_id: p("member_id"),
                 db_size_before: 0,
@@ -377,16 +379,16 @@ impl Step for EtcdDefrag {
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<DefragResult, StepError> {
-        let f = self.facts(ctx).await?;
-        let mut client = self.conn().client(ctx).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<DefragResult, StepError> {
+        let f = this.facts(ctx).await?;
+        let mut client = this.conn().client(ctx).await?;
         client.set_timeout(DEFRAG_TIMEOUT);
-        client.defragment(&self.endpoint).await?;
-        let (_, after, in_use, _) = sizes(&client, &self.endpoint).await?;
+        client.defragment(&this.endpoint).await?;
+        let (_, after, in_use, _) = sizes(&client, &this.endpoint).await?;
         Ok(DefragResult {
             db_size_after: after,
             db_size_in_use_after: in_use,
-            ..self.result(&f)
+            ..this.result(&f)
         })
     }
 }
@@ -430,7 +432,7 @@ impl EtcdCompact {
 impl Step for EtcdCompact {
     type Output = CompactResult;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()?;
         if self.revision == Some(0) {
             return Err(StepError::invalid(
@@ -446,12 +448,14 @@ impl Step for EtcdCompact {
     fn target(&self) -> String {
         TARGET.into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CompactResult, ()>, StepError> {
-        self.check()?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<CompactResult, ()>, StepError> {
         let facts = async {
-            let client = self.conn().client(ctx).await?;
+            let client = this.conn().client(ctx).await?;
             let current = client.revision().await?;
-            let target = self.revision.unwrap_or(current);
+            let target = this.revision.unwrap_or(current);
             if target > current {
                 return Ok(Err(StepError::invalid(
                     "revision",
@@ -465,7 +469,7 @@ impl Step for EtcdCompact {
             Ok(Ok((current, target, true))) => Ok(Prepared::done(
                 vec![Action::noop(
                     TARGET,
-                    self.what(Some(current)),
+                    this.what(Some(current)),
                     format!("already compacted to revision {target} or later"),
                 )],
                 fingerprint(&target),
@@ -475,7 +479,7 @@ impl Step for EtcdCompact {
                 },
             )),
             Ok(Ok((current, target, false))) => Ok(Prepared::todo(
-                vec![Action::change(TARGET, self.what(Some(current)))],
+                vec![Action::change(TARGET, this.what(Some(current)))],
                 fingerprint(&target),
                 CompactResult {
                     revision: target,
@@ -484,28 +488,28 @@ impl Step for EtcdCompact {
                 (),
             )),
             Err(e) => Ok(Prepared::todo(
-                vec![Action::change(TARGET, self.what(None))
+                vec![Action::change(TARGET, this.what(None))
                     .because(format!("current revision unknown: {e}"))],
                 String::new(),
-                self.intent().predicted,
+                this.intent().predicted,
                 (),
             )),
         }
     }
-    fn intent(&self) -> Prepared<CompactResult, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<CompactResult, ()> {
         Prepared::todo(
-            vec![Action::change(TARGET, self.what(None))],
+            vec![Action::change(TARGET, this.what(None))],
             String::new(),
             CompactResult {
-                revision: self.revision.unwrap_or(0),
+                revision: this.revision.unwrap_or(0),
                 compacted: true,
             },
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CompactResult, StepError> {
-        let client = self.conn().client(ctx).await?;
-        let revision = match self.revision {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<CompactResult, StepError> {
+        let client = this.conn().client(ctx).await?;
+        let revision = match this.revision {
             Some(r) => r,
             None => client.revision().await?,
         };
@@ -573,7 +577,7 @@ impl EtcdAlarms {
 impl Step for EtcdAlarms {
     type Output = Vec<Alarm>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -582,9 +586,8 @@ impl Step for EtcdAlarms {
     fn target(&self) -> String {
         TARGET.into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Alarm>, ()>, StepError> {
-        self.conn().validate()?;
-        let read = async { self.conn().client(ctx).await?.alarms().await };
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Vec<Alarm>, ()>, StepError> {
+        let read = async { this.conn().client(ctx).await?.alarms().await };
         Ok(match read.await {
             Ok(alarms) => Prepared::done(
                 vec![Action::noop(
@@ -604,7 +607,7 @@ impl Step for EtcdAlarms {
             ),
         })
     }
-    fn intent(&self) -> Prepared<Vec<Alarm>, ()> {
+    fn intent(_this: &Valid<Self>) -> Prepared<Vec<Alarm>, ()> {
         Prepared::todo(
             vec![Action::verify(TARGET, "read etcd alarms")],
             String::new(),
@@ -612,8 +615,8 @@ impl Step for EtcdAlarms {
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<Alarm>, StepError> {
-        self.conn().client(ctx).await?.alarms().await
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<Alarm>, StepError> {
+        this.conn().client(ctx).await?.alarms().await
     }
 }
 
@@ -667,7 +670,7 @@ impl Step for EtcdAlarmDisarm {
     type Output = Vec<Alarm>;
     /// The alarms to disarm; `None`: read them when applying.
     type Work = Option<Vec<Alarm>>;
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()?;
         match self.alarm.as_deref() {
             None | Some("NOSPACE") | Some("CORRUPT") => Ok(()),
@@ -683,10 +686,12 @@ impl Step for EtcdAlarmDisarm {
     fn target(&self) -> String {
         TARGET.into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Alarm>, Self::Work>, StepError> {
-        self.conn().validate()?;
-        let read = async { self.raised(&self.conn().client(ctx).await?).await };
-        let what = match &self.alarm {
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Vec<Alarm>, Self::Work>, StepError> {
+        let read = async { this.raised(&this.conn().client(ctx).await?).await };
+        let what = match &this.alarm {
             Some(t) => format!("disarm etcd {t} alarms"),
             None => "disarm etcd alarms".into(),
         };
@@ -710,7 +715,7 @@ impl Step for EtcdAlarmDisarm {
             ),
         })
     }
-    fn intent(&self) -> Prepared<Vec<Alarm>, Self::Work> {
+    fn intent(_this: &Valid<Self>) -> Prepared<Vec<Alarm>, Self::Work> {
         Prepared::todo(
             vec![Action::change(TARGET, "disarm etcd alarms")],
             String::new(),
@@ -718,11 +723,15 @@ impl Step for EtcdAlarmDisarm {
             None,
         )
     }
-    async fn apply(&self, ctx: &Ctx, work: Self::Work) -> Result<Vec<Alarm>, StepError> {
-        let client = self.conn().client(ctx).await?;
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        work: Self::Work,
+    ) -> Result<Vec<Alarm>, StepError> {
+        let client = this.conn().client(ctx).await?;
         let alarms = match work {
             Some(a) => a,
-            None => self.raised(&client).await?,
+            None => this.raised(&client).await?,
         };
         for a in &alarms {
             client.disarm(&a.member_id, &a.alarm).await?;

@@ -16,7 +16,7 @@ use crate::error::StepError;
 use crate::host::Host;
 use crate::primitives::remote::put::{self, Kind};
 use crate::ssh::quote;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -739,7 +739,7 @@ impl Step for EtcdMember {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if let Some(m) = &self.args.manifest {
             if !unknown::is_unknown(m) {
                 put::check_path("manifest", m)?;
@@ -747,19 +747,22 @@ impl Step for EtcdMember {
         }
         Ok(())
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<MemberLayout, ()>, StepError> {
-        let layout = self.discover(ctx).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<MemberLayout, ()>, StepError> {
+        let layout = this.discover(ctx).await?;
         Ok(Prepared::done(
-            vec![self.action()],
+            vec![this.action()],
             fingerprint(&layout),
             layout,
         ))
     }
-    fn intent(&self) -> Prepared<MemberLayout, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<MemberLayout, ()> {
         let p =
-            |what: &str| unknown::placeholder("read", &format!("{}: etcd {what}", self.host.name));
+            |what: &str| unknown::placeholder("read", &format!("{}: etcd {what}", this.host.name));
         let predicted = MemberLayout {
-            host: self.host.name.clone(),
+            host: this.host.name.clone(),
             started_by: p("started_by"),
             unit: p("unit"),
             config_file: p("config_file"),
@@ -790,10 +793,10 @@ impl Step for EtcdMember {
             running_version_from: p("running_version_from"),
             ..MemberLayout::default()
         };
-        Prepared::done(vec![self.action()], String::new(), predicted)
+        Prepared::done(vec![this.action()], String::new(), predicted)
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<MemberLayout, StepError> {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<MemberLayout, StepError> {
         // Never reached: prepare leaves no work.
-        Ok(self.prepare(ctx).await?.predicted)
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }

@@ -15,7 +15,7 @@ use super::steps::{Conn, PemFile, Via};
 use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::Executor;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
@@ -353,7 +353,7 @@ impl EtcdMemberList {
 impl Step for EtcdMemberList {
     type Output = Vec<Member>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         conn!(self).validate()
     }
     fn kind(&self) -> &'static str {
@@ -362,28 +362,31 @@ impl Step for EtcdMemberList {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<Member>, ()>, StepError> {
-        let (_, members) = list(&conn!(self), ctx).await?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Vec<Member>, ()>, StepError> {
+        let (_, members) = list(&conn!(this), ctx).await?;
         Ok(Prepared::done(
             vec![Action::noop(
                 "local",
-                format!("read {}", self.what()),
+                format!("read {}", this.what()),
                 names(&members),
             )],
             fingerprint(&members),
             members,
         ))
     }
-    fn intent(&self) -> Prepared<Vec<Member>, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<Member>, ()> {
         Prepared::todo(
-            vec![Action::verify("local", format!("read {}", self.what()))],
+            vec![Action::verify("local", format!("read {}", this.what()))],
             String::new(),
             vec![],
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<Member>, StepError> {
-        Ok(list(&conn!(self), ctx).await?.1)
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<Member>, StepError> {
+        Ok(list(&conn!(this), ctx).await?.1)
     }
 }
 
@@ -404,7 +407,7 @@ pub struct EtcdMemberHealth {
 impl Step for EtcdMemberHealth {
     type Output = Vec<MemberHealth>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         conn!(self).validate()
     }
     fn kind(&self) -> &'static str {
@@ -413,8 +416,11 @@ impl Step for EtcdMemberHealth {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Vec<MemberHealth>, ()>, StepError> {
-        let conn = conn!(self);
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<Vec<MemberHealth>, ()>, StepError> {
+        let conn = conn!(this);
         let (_, members) = list(&conn, ctx).await?;
         let report = health(ctx, &conn, &members).await;
         let line = report
@@ -433,7 +439,7 @@ impl Step for EtcdMemberHealth {
                 "local",
                 format!(
                     "read etcd members' health (asking {})",
-                    self.endpoints.join(", ")
+                    this.endpoints.join(", ")
                 ),
                 line,
             )],
@@ -441,7 +447,7 @@ impl Step for EtcdMemberHealth {
             report,
         ))
     }
-    fn intent(&self) -> Prepared<Vec<MemberHealth>, ()> {
+    fn intent(_this: &Valid<Self>) -> Prepared<Vec<MemberHealth>, ()> {
         Prepared::todo(
             vec![Action::verify("local", "read etcd members' health")],
             String::new(),
@@ -449,8 +455,12 @@ impl Step for EtcdMemberHealth {
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<MemberHealth>, StepError> {
-        Ok(self.prepare(ctx).await?.predicted)
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        _work: (),
+    ) -> Result<Vec<MemberHealth>, StepError> {
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }
 
@@ -479,7 +489,7 @@ impl EtcdMemberAdd {
 impl Step for EtcdMemberAdd {
     type Output = Member;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         conn!(self).validate()?;
         if self.peer_urls.is_empty() {
             return Err(StepError::invalid("peer_urls", "at least one peer URL"));
@@ -497,10 +507,10 @@ impl Step for EtcdMemberAdd {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Member, ()>, StepError> {
-        let (_, members) = list(&conn!(self), ctx).await?;
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Member, ()>, StepError> {
+        let (_, members) = list(&conn!(this), ctx).await?;
         let facts = fingerprint(&members);
-        let want = norm(&self.peer_urls);
+        let want = norm(&this.peer_urls);
         if let Some(m) = members.iter().find(|m| norm(&m.peer_urls) == want) {
             let role = if m.is_learner {
                 "a learner"
@@ -510,7 +520,7 @@ impl Step for EtcdMemberAdd {
             return Ok(Prepared::done(
                 vec![Action::noop(
                     "local",
-                    self.what(),
+                    this.what(),
                     format!("already {role}: {}", shown(m)),
                 )],
                 facts,
@@ -523,12 +533,12 @@ impl Step for EtcdMemberAdd {
         {
             return Err(StepError::Verify(format!(
                 "peer URLs {} overlap those of member {} ({}); remove it first",
-                self.peer_urls.join(","),
+                this.peer_urls.join(","),
                 shown(m),
                 m.peer_urls.join(",")
             )));
         }
-        if let Some(name) = &self.name {
+        if let Some(name) = &this.name {
             if let Some(m) = members.iter().find(|m| &m.name == name) {
                 return Err(StepError::Verify(format!(
                     "a member named {name} already exists with peer URLs {} (id {}); remove it first",
@@ -538,24 +548,24 @@ impl Step for EtcdMemberAdd {
             }
         }
         Ok(Prepared::todo(
-            vec![Action::create("local", self.what())
+            vec![Action::create("local", this.what())
                 .because(format!("members now: {}", names(&members)))],
             facts,
-            self.predicted(),
+            this.predicted(),
             (),
         ))
     }
-    fn intent(&self) -> Prepared<Member, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Member, ()> {
         Prepared::todo(
-            vec![Action::create("local", self.what())],
+            vec![Action::create("local", this.what())],
             String::new(),
-            self.predicted(),
+            this.predicted(),
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Member, StepError> {
-        let client = conn!(self).client(ctx).await?;
-        let body = json!({"peerURLs": self.peer_urls, "isLearner": self.learner});
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Member, StepError> {
+        let client = conn!(this).client(ctx).await?;
+        let body = json!({"peerURLs": this.peer_urls, "isLearner": this.learner});
         let deadline = Instant::now() + SETTLE_WAIT;
         loop {
             let answer = client
@@ -593,7 +603,7 @@ impl EtcdMemberPromote {
 impl Step for EtcdMemberPromote {
     type Output = Member;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         conn!(self).validate()?;
         self.which().map(|_| ())
     }
@@ -603,22 +613,22 @@ impl Step for EtcdMemberPromote {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Member, ()>, StepError> {
-        let which = self.which()?;
-        let (_, members) = list(&conn!(self), ctx).await?;
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Member, ()>, StepError> {
+        let which = this.which()?;
+        let (_, members) = list(&conn!(this), ctx).await?;
         let facts = fingerprint(&members);
         match which.find(&members) {
             Some(m) if !m.is_learner => Ok(Prepared::done(
                 vec![Action::noop(
                     "local",
-                    self.what(),
+                    this.what(),
                     format!("already a voting member: {}", shown(m)),
                 )],
                 facts,
                 m.clone(),
             )),
             Some(m) => Ok(Prepared::todo(
-                vec![Action::change("local", self.what())
+                vec![Action::change("local", this.what())
                     .because(format!("{} is a learner", shown(m)))],
                 facts,
                 Member {
@@ -629,42 +639,42 @@ impl Step for EtcdMemberPromote {
             )),
             // added by an earlier step of this run (a plan does not add it)
             None => Ok(Prepared::todo(
-                vec![Action::change("local", self.what()).because(format!(
+                vec![Action::change("local", this.what()).because(format!(
                     "not a member yet (members now: {})",
                     names(&members)
                 ))],
                 facts,
                 Member {
                     id: unknown::placeholder("etcd_member_promote", "id"),
-                    name: self.name.clone().unwrap_or_default(),
-                    peer_urls: self.peer_urls.clone().unwrap_or_default(),
+                    name: this.name.clone().unwrap_or_default(),
+                    peer_urls: this.peer_urls.clone().unwrap_or_default(),
                     client_urls: vec![],
-                    started: self.name.is_some(),
+                    started: this.name.is_some(),
                     is_learner: false,
                 },
                 (),
             )),
         }
     }
-    fn intent(&self) -> Prepared<Member, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Member, ()> {
         Prepared::todo(
-            vec![Action::change("local", self.what())],
+            vec![Action::change("local", this.what())],
             String::new(),
             Member {
                 id: unknown::placeholder("etcd_member_promote", "id"),
-                name: self.name.clone().unwrap_or_default(),
-                peer_urls: self.peer_urls.clone().unwrap_or_default(),
+                name: this.name.clone().unwrap_or_default(),
+                peer_urls: this.peer_urls.clone().unwrap_or_default(),
                 client_urls: vec![],
-                started: self.name.is_some(),
+                started: this.name.is_some(),
                 is_learner: false,
             },
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Member, StepError> {
-        let which = self.which()?;
-        let client = conn!(self).client(ctx).await?;
-        let deadline = Instant::now() + Duration::from_secs(self.wait_seconds);
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Member, StepError> {
+        let which = this.which()?;
+        let client = conn!(this).client(ctx).await?;
+        let deadline = Instant::now() + Duration::from_secs(this.wait_seconds);
         loop {
             let members = client.member_list().await?;
             let Some(m) = which.find(&members) else {
@@ -702,7 +712,7 @@ impl Step for EtcdMemberPromote {
                             "learner {} still not in sync with the leader ({e})",
                             shown(m)
                         ),
-                        seconds: self.wait_seconds,
+                        seconds: this.wait_seconds,
                     })
                 }
                 // promoted meanwhile (by an earlier, interrupted attempt): the loop sees it
@@ -728,7 +738,7 @@ impl EtcdMemberRemove {
 impl Step for EtcdMemberRemove {
     type Output = bool;
     type Work = Member;
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         conn!(self).validate()?;
         self.which().map(|_| ())
     }
@@ -738,15 +748,15 @@ impl Step for EtcdMemberRemove {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<bool, Member>, StepError> {
-        let which = self.which()?;
-        let (_, members) = list(&conn!(self), ctx).await?;
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<bool, Member>, StepError> {
+        let which = this.which()?;
+        let (_, members) = list(&conn!(this), ctx).await?;
         let facts = fingerprint(&members);
         let Some(target) = which.find(&members) else {
             return Ok(Prepared::done(
                 vec![Action::noop(
                     "local",
-                    self.what(),
+                    this.what(),
                     format!("not a member (members: {})", names(&members)),
                 )],
                 facts,
@@ -758,7 +768,7 @@ impl Step for EtcdMemberRemove {
             .filter(|m| !m.is_learner && m.id != target.id)
             .cloned()
             .collect();
-        let report = health(ctx, &conn!(self), &others).await;
+        let report = health(ctx, &conn!(this), &others).await;
         let healthy: BTreeSet<String> = report
             .iter()
             .filter(|h| h.healthy)
@@ -778,23 +788,23 @@ impl Step for EtcdMemberRemove {
             target.clone(),
         ))
     }
-    fn intent(&self) -> Prepared<bool, Member> {
+    fn intent(this: &Valid<Self>) -> Prepared<bool, Member> {
         Prepared::todo(
-            vec![Action::delete("local", self.what())],
+            vec![Action::delete("local", this.what())],
             String::new(),
             true,
             Member {
                 id: unknown::placeholder("etcd_member_remove", "id"),
-                name: self.name.clone().unwrap_or_default(),
-                peer_urls: self.peer_urls.clone().unwrap_or_default(),
+                name: this.name.clone().unwrap_or_default(),
+                peer_urls: this.peer_urls.clone().unwrap_or_default(),
                 client_urls: vec![],
                 started: false,
                 is_learner: false,
             },
         )
     }
-    async fn apply(&self, ctx: &Ctx, target: Member) -> Result<bool, StepError> {
-        let client = conn!(self).client(ctx).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, target: Member) -> Result<bool, StepError> {
+        let client = conn!(this).client(ctx).await?;
         let body = json!({"ID": decimal_id(&target)?});
         let deadline = Instant::now() + SETTLE_WAIT;
         loop {

@@ -13,7 +13,7 @@ use super::steps::{Conn, PemFile, Via};
 use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::Executor;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
@@ -247,7 +247,7 @@ impl EtcdCluster {
 impl Step for EtcdCluster {
     type Output = ClusterView;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -256,9 +256,11 @@ impl Step for EtcdCluster {
     fn target(&self) -> String {
         TARGET.into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<ClusterView, ()>, StepError> {
-        self.conn().validate()?;
-        let read = async { look(&self.conn().client(ctx).await?).await };
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<ClusterView, ()>, StepError> {
+        let read = async { look(&this.conn().client(ctx).await?).await };
         Ok(match read.await {
             Ok(view) => {
                 // what the decision rests on: who is in it and who leads,
@@ -275,21 +277,21 @@ impl Step for EtcdCluster {
                 vec![Action::verify(TARGET, "read etcd cluster")
                     .because(format!("cluster not reachable now: {e}"))],
                 String::new(),
-                self.unknown_view(),
+                this.unknown_view(),
                 (),
             ),
         })
     }
-    fn intent(&self) -> Prepared<ClusterView, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<ClusterView, ()> {
         Prepared::todo(
             vec![Action::verify(TARGET, "read etcd cluster")],
             String::new(),
-            self.unknown_view(),
+            this.unknown_view(),
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<ClusterView, StepError> {
-        look(&self.conn().client(ctx).await?).await
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<ClusterView, StepError> {
+        look(&this.conn().client(ctx).await?).await
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::StepError;
 use crate::host::Host;
 use crate::primitives::remote::put;
 use crate::ssh::{quote, tail};
-use crate::step::{Ctx, Prepared, Step};
+use crate::step::{Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -360,7 +360,7 @@ impl Step for EtcdSnapshot {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         for (field, v) in [
             ("dir", self.args.dir.as_deref()),
             ("ca_file", self.args.ca_file.as_deref()),
@@ -376,21 +376,21 @@ impl Step for EtcdSnapshot {
         self.wait().map(|_| ())
     }
     async fn prepare(
-        &self,
+        this: &Valid<Self>,
         ctx: &Ctx,
     ) -> Result<Prepared<SnapshotRecord, SnapshotWork>, StepError> {
-        let port = self.port()?;
-        let wait = self.wait()?;
+        let port = this.port()?;
+        let wait = this.wait()?;
         let layout = EtcdMember {
-            host: self.host.clone(),
+            host: this.host.clone(),
             args: MemberArgs {
-                unit: self.args.unit.clone(),
-                manifest: self.args.manifest.clone(),
+                unit: this.args.unit.clone(),
+                manifest: this.args.manifest.clone(),
             },
         }
         .discover(ctx)
         .await?;
-        let name = &self.host.name;
+        let name = &this.host.name;
         let member = layout.settings.name.clone();
         if !layout.running {
             return Err(StepError::Verify(format!(
@@ -412,24 +412,24 @@ impl Step for EtcdSnapshot {
             }
         };
         let vars = Vars {
-            ca: pick(&self.args.ca_file, &s.client_tls.trusted_ca_file, "ca")?,
-            cert: pick(&self.args.cert_file, &s.client_tls.cert_file, "cert")?,
-            key: pick(&self.args.key_file, &s.client_tls.key_file, "key")?,
+            ca: pick(&this.args.ca_file, &s.client_tls.trusted_ca_file, "ca")?,
+            cert: pick(&this.args.cert_file, &s.client_tls.cert_file, "cert")?,
+            key: pick(&this.args.key_file, &s.client_tls.key_file, "key")?,
             endpoint,
             etcd: layout.binary.clone(),
-            dir: self.dir().to_string(),
+            dir: this.dir().to_string(),
             port,
             wait,
         };
         // The folder must be root's alone: the snapshot holds every key.
-        let (facts, _) = put::observe(ctx, &self.host, &format!("{}/x", self.dir()), false).await?;
-        facts.check_holders(name, "dir", self.dir())?;
+        let (facts, _) = put::observe(ctx, &this.host, &format!("{}/x", this.dir()), false).await?;
+        facts.check_holders(name, "dir", this.dir())?;
         let version = if layout.running_version.is_empty() {
             layout.binary_version.clone()
         } else {
             layout.running_version.clone()
         };
-        let action = Action::create(name, self.what(&member)).because(format!(
+        let action = Action::create(name, this.what(&member)).because(format!(
             "etcd {version}, through {} with {}",
             vars.endpoint,
             if vars.cert.is_empty() {
@@ -455,16 +455,20 @@ impl Step for EtcdSnapshot {
             },
         ))
     }
-    fn intent(&self) -> Prepared<SnapshotRecord, SnapshotWork> {
-        let name = &self.host.name;
+    fn intent(this: &Valid<Self>) -> Prepared<SnapshotRecord, SnapshotWork> {
+        let name = &this.host.name;
         Prepared {
-            actions: vec![Action::create(name, self.what("(the member on this host)"))],
+            actions: vec![Action::create(name, this.what("(the member on this host)"))],
             facts: String::new(),
             predicted: placeholders(name),
             work: None,
         }
     }
-    async fn apply(&self, ctx: &Ctx, work: SnapshotWork) -> Result<SnapshotRecord, StepError> {
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        work: SnapshotWork,
+    ) -> Result<SnapshotRecord, StepError> {
         let taken_at = crate::clock::Timestamp::now()
             .0
             .format(time::macros::format_description!(
@@ -476,22 +480,22 @@ impl Step for EtcdSnapshot {
         let timeout = Duration::from_secs(900 + work.script_vars.wait);
         let out = ctx
             .ssh
-            .exec_with(&self.host, &script, None, Some(timeout))
+            .exec_with(&this.host, &script, None, Some(timeout))
             .await?;
         let what = format!(
             "etcd snapshot of member {} on {}",
-            work.member, self.host.name
+            work.member, this.host.name
         );
         if out.code != 0 {
             return Err(StepError::Command {
-                host: self.host.name.clone(),
+                host: this.host.name.clone(),
                 command: what,
                 code: out.code,
                 stderr: tail(&out.stderr, 1500),
             });
         }
         let mut record = SnapshotRecord {
-            host: self.host.name.clone(),
+            host: this.host.name.clone(),
             member: work.member.clone(),
             file: format!("{file_stem}.db"),
             taken_at,

@@ -9,7 +9,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::primitives::pki::Cert;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -336,7 +336,7 @@ impl EtcdHealthCheck {
 impl Step for EtcdHealthCheck {
     type Output = EtcdHealth;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -345,17 +345,20 @@ impl Step for EtcdHealthCheck {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<EtcdHealth, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+    ) -> Result<Prepared<EtcdHealth, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<EtcdHealth, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<EtcdHealth, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<EtcdHealth, StepError> {
-        let client = self.conn().client(ctx).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<EtcdHealth, StepError> {
+        let client = this.conn().client(ctx).await?;
         let urls: Vec<String> = client.endpoints().iter().map(|e| e.url.clone()).collect();
-        let deadline = Instant::now() + Duration::from_secs(self.wait_seconds);
+        let deadline = Instant::now() + Duration::from_secs(this.wait_seconds);
         loop {
             let results = futures::future::join_all(urls.iter().map(|u| client.health(u))).await;
             let report: Vec<EndpointHealth> = urls
@@ -462,7 +465,7 @@ impl EtcdMembers {
 impl Step for EtcdMembers {
     type Output = Vec<Member>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -471,18 +474,21 @@ impl Step for EtcdMembers {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<Vec<Member>, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+    ) -> Result<Prepared<Vec<Member>, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<Vec<Member>, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<Member>, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<Member>, StepError> {
-        let client = self.conn().client(ctx).await?;
-        poll(self.wait_seconds, async || {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<Member>, StepError> {
+        let client = this.conn().client(ctx).await?;
+        poll(this.wait_seconds, async || {
             let members = client.member_list().await?;
-            if let Some(expect) = &self.expect {
+            if let Some(expect) = &this.expect {
                 if let Some(problem) = check_members(&members, expect) {
                     return Err(StepError::Verify(problem));
                 }
@@ -526,7 +532,7 @@ impl EtcdStatus {
 impl Step for EtcdStatus {
     type Output = Vec<Status>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -535,15 +541,18 @@ impl Step for EtcdStatus {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<Vec<Status>, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+    ) -> Result<Prepared<Vec<Status>, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<Vec<Status>, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<Status>, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<Status>, StepError> {
-        let client = self.conn().client(ctx).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Vec<Status>, StepError> {
+        let client = this.conn().client(ctx).await?;
         let urls: Vec<String> = client.endpoints().iter().map(|e| e.url.clone()).collect();
         let results = futures::future::join_all(urls.iter().map(|u| client.status(u))).await;
         let mut out = Vec::new();
@@ -586,7 +595,7 @@ impl EtcdPut {
 impl Step for EtcdPut {
     type Output = bool;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()?;
         if self.key.is_empty() {
             return Err(StepError::invalid("key", "the etcd key is empty"));
@@ -599,41 +608,41 @@ impl Step for EtcdPut {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<bool, ()>, StepError> {
-        let conn = self.conn();
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<bool, ()>, StepError> {
+        let conn = this.conn();
         conn.validate()?;
-        if self.key.is_empty() {
+        if this.key.is_empty() {
             return Err(StepError::invalid("key", "the etcd key is empty"));
         }
         // the cluster may not exist yet when planning: then the value is unknown
         let client = match conn.client(ctx).await {
             Ok(c) => c,
-            Err(e) => return Ok(self.unknown_current(&e)),
+            Err(e) => return Ok(this.unknown_current(&e)),
         };
-        let current = match client.get(&self.key).await {
+        let current = match client.get(&this.key).await {
             Ok(v) => v,
-            Err(e) => return Ok(self.unknown_current(&e)),
+            Err(e) => return Ok(this.unknown_current(&e)),
         };
         let facts = fingerprint(&current.as_deref().map(sha));
         Ok(match current {
-            Some(v) if v == self.value => Prepared::done(
-                vec![Action::noop("local", self.what(), "already has this value")],
+            Some(v) if v == this.value => Prepared::done(
+                vec![Action::noop("local", this.what(), "already has this value")],
                 facts,
                 false,
             ),
             Some(v) => {
-                let diff = crate::primitives::local::unified_diff(&self.key, &v, &self.value);
+                let diff = crate::primitives::local::unified_diff(&this.key, &v, &this.value);
                 Prepared::todo(
-                    vec![Action::change("local", self.what()).with_diff(Some(diff))],
+                    vec![Action::change("local", this.what()).with_diff(Some(diff))],
                     facts,
                     true,
                     (),
                 )
             }
             None => {
-                let diff = crate::primitives::local::unified_diff(&self.key, "", &self.value);
+                let diff = crate::primitives::local::unified_diff(&this.key, "", &this.value);
                 Prepared::todo(
-                    vec![Action::create("local", self.what()).with_diff(Some(diff))],
+                    vec![Action::create("local", this.what()).with_diff(Some(diff))],
                     facts,
                     true,
                     (),
@@ -641,17 +650,17 @@ impl Step for EtcdPut {
             }
         })
     }
-    fn intent(&self) -> Prepared<bool, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<bool, ()> {
         Prepared::todo(
-            vec![Action::create("local", self.what())],
+            vec![Action::create("local", this.what())],
             String::new(),
             true,
             (),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<bool, StepError> {
-        let client = self.conn().client(ctx).await?;
-        client.put(&self.key, &self.value).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<bool, StepError> {
+        let client = this.conn().client(ctx).await?;
+        client.put(&this.key, &this.value).await?;
         Ok(true)
     }
 }
@@ -673,7 +682,7 @@ impl EtcdGet {
 impl Step for EtcdGet {
     type Output = Option<String>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -682,15 +691,18 @@ impl Step for EtcdGet {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<Option<String>, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+    ) -> Result<Prepared<Option<String>, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<Option<String>, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<Option<String>, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Option<String>, StepError> {
-        self.conn().client(ctx).await?.get(&self.key).await
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Option<String>, StepError> {
+        this.conn().client(ctx).await?.get(&this.key).await
     }
 }
 
@@ -728,7 +740,7 @@ impl EtcdExpectRefused {
 impl Step for EtcdExpectRefused {
     type Output = Refusal;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -737,21 +749,21 @@ impl Step for EtcdExpectRefused {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<Refusal, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(this: &Valid<Self>, _ctx: &Ctx) -> Result<Prepared<Refusal, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<Refusal, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<Refusal, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Refusal, StepError> {
-        let client = self.conn().client(ctx).await?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Refusal, StepError> {
+        let client = this.conn().client(ctx).await?;
         client
-            .expect_refused(&self.endpoint)
+            .expect_refused(&this.endpoint)
             .await
             .map_err(|e| match e {
                 StepError::Verify(m) => StepError::Verify(m),
-                other => StepError::Verify(format!("{}: {}", self.endpoint, chain(&other))),
+                other => StepError::Verify(format!("{}: {}", this.endpoint, chain(&other))),
             })
     }
 }

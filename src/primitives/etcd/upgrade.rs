@@ -10,7 +10,7 @@
 use super::steps::{Conn, PemFile, Via};
 use crate::action::Action;
 use crate::error::StepError;
-use crate::step::{Ctx, Prepared, Step};
+use crate::step::{Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 
@@ -304,7 +304,7 @@ impl EtcdVersion {
 impl Step for EtcdVersion {
     type Output = Vec<EndpointVersion>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -313,18 +313,25 @@ impl Step for EtcdVersion {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<Vec<EndpointVersion>, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+    ) -> Result<Prepared<Vec<EndpointVersion>, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<Vec<EndpointVersion>, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<EndpointVersion>, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<EndpointVersion>, StepError> {
-        let client = self.conn().client(ctx).await?;
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        _work: (),
+    ) -> Result<Vec<EndpointVersion>, StepError> {
+        let client = this.conn().client(ctx).await?;
         let urls: Vec<String> = client.endpoints().iter().map(|e| e.url.clone()).collect();
         let deadline =
-            std::time::Instant::now() + std::time::Duration::from_secs(self.wait_seconds);
+            std::time::Instant::now() + std::time::Duration::from_secs(this.wait_seconds);
         loop {
             let results = futures::future::join_all(urls.iter().map(|u| client.version(u))).await;
             let mut out = Vec::new();
@@ -339,7 +346,7 @@ impl Step for EtcdVersion {
                     Err(e) => bad.push(format!("endpoint {url}: {e}")),
                 }
             }
-            bad.extend(self.problems(&out));
+            bad.extend(this.problems(&out));
             if bad.is_empty() {
                 return Ok(out);
             }
@@ -461,7 +468,7 @@ impl EtcdCaughtUp {
 impl Step for EtcdCaughtUp {
     type Output = Vec<super::Status>;
     type Work = ();
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.conn().validate()
     }
     fn kind(&self) -> &'static str {
@@ -470,18 +477,25 @@ impl Step for EtcdCaughtUp {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, _ctx: &Ctx) -> Result<Prepared<Vec<super::Status>, ()>, StepError> {
-        self.conn().validate()?;
-        Ok(self.planned())
+    async fn prepare(
+        this: &Valid<Self>,
+        _ctx: &Ctx,
+    ) -> Result<Prepared<Vec<super::Status>, ()>, StepError> {
+        this.conn().validate()?;
+        Ok(this.planned())
     }
-    fn intent(&self) -> Prepared<Vec<super::Status>, ()> {
-        self.planned()
+    fn intent(this: &Valid<Self>) -> Prepared<Vec<super::Status>, ()> {
+        this.planned()
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Vec<super::Status>, StepError> {
-        let client = self.conn().client(ctx).await?;
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        _work: (),
+    ) -> Result<Vec<super::Status>, StepError> {
+        let client = this.conn().client(ctx).await?;
         let urls: Vec<String> = client.endpoints().iter().map(|e| e.url.clone()).collect();
         let deadline =
-            std::time::Instant::now() + std::time::Duration::from_secs(self.wait_seconds);
+            std::time::Instant::now() + std::time::Duration::from_secs(this.wait_seconds);
         loop {
             let results = futures::future::join_all(urls.iter().map(|u| client.status(u))).await;
             let mut out = Vec::new();
@@ -493,7 +507,7 @@ impl Step for EtcdCaughtUp {
                 }
             }
             if bad.is_empty() {
-                match lagging(&out, self.max_lag) {
+                match lagging(&out, this.max_lag) {
                     None => return Ok(out),
                     Some(why) => bad.push(why),
                 }

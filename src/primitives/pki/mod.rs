@@ -61,7 +61,6 @@ fn strings(v: &[String]) -> Array {
 }
 
 fn register_types(engine: &mut rhai::Engine) {
-    crate::args::register_handle(crate::args::handle_of::<Cert>);
     engine
         .register_type_with_name::<Cert>("Cert")
         .register_get("name", |c: &mut Cert| c.name.clone())

@@ -6,7 +6,7 @@ use super::cert::{parse_pem, CertInfo};
 use super::store::{check_name, Store};
 use crate::action::Action;
 use crate::error::StepError;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::Serialize;
 
@@ -49,16 +49,16 @@ impl Step for WorkspaceCert {
     fn target(&self) -> String {
         "local".into()
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if unknown::is_unknown(&self.name) {
             return Ok(());
         }
         check_name("name", &self.name)
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CertInfo, ()>, StepError> {
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<CertInfo, ()>, StepError> {
         let store = Store::new(ctx.workspace.pki_dir());
-        let path = store.cert_path(&self.name);
-        let pem = store.read_cert(&self.name)?.ok_or_else(|| {
+        let path = store.cert_path(&this.name);
+        let pem = store.read_cert(&this.name)?.ok_or_else(|| {
             StepError::invalid(
                 "name",
                 format!(
@@ -71,20 +71,20 @@ impl Step for WorkspaceCert {
             .map_err(|e| StepError::invalid("name", format!("{}: {e}", path.display())))?
             .info;
         Ok(Prepared::done(
-            vec![self.action()],
+            vec![this.action()],
             fingerprint(&info),
             info,
         ))
     }
-    fn intent(&self) -> Prepared<CertInfo, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<CertInfo, ()> {
         Prepared::done(
-            vec![self.action()],
+            vec![this.action()],
             String::new(),
-            CertInfo::unknown(&self.name),
+            CertInfo::unknown(&this.name),
         )
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CertInfo, StepError> {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<CertInfo, StepError> {
         // Never reached: prepare leaves no work.
-        Ok(self.prepare(ctx).await?.predicted)
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }

@@ -12,7 +12,7 @@ use super::spec::{
 use super::store::{check_name, Store};
 use crate::action::Action;
 use crate::error::StepError;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -445,12 +445,6 @@ impl GenCa {
             renew_before_days: self.renew_before_days,
         }
     }
-
-    fn validate(&self) -> Result<(), StepError> {
-        check_name("name", &self.name)?;
-        check_days("days", self.days)?;
-        check_renew(self.days, self.renew_before_days)
-    }
 }
 
 impl Step for GenCa {
@@ -460,23 +454,23 @@ impl Step for GenCa {
     fn kind(&self) -> &'static str {
         "gen_ca"
     }
-    fn check(&self) -> Result<(), StepError> {
-        self.validate()
+    fn validate(&self) -> Result<(), StepError> {
+        check_name("name", &self.name)?;
+        check_days("days", self.days)?;
+        check_renew(self.days, self.renew_before_days)
     }
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Cert, ()>, StepError> {
-        self.validate()?;
-        self.plan().prepare(&Store::new(ctx.workspace.pki_dir()))
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Cert, ()>, StepError> {
+        this.plan().prepare(&Store::new(ctx.workspace.pki_dir()))
     }
-    fn intent(&self) -> Prepared<Cert, ()> {
-        self.plan().intent(&store_for(&self.pki_dir), None)
+    fn intent(this: &Valid<Self>) -> Prepared<Cert, ()> {
+        this.plan().intent(&store_for(&this.pki_dir), None)
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Cert, StepError> {
-        self.validate()?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Cert, StepError> {
         let store = Store::new(ctx.workspace.pki_dir());
-        let this = self.clone();
+        let this = (**this).clone();
         blocking(move || {
             let plan = this.plan();
             let issued = issue::self_signed(&plan.spec, this.key, this.days)?;
@@ -523,7 +517,8 @@ impl GenCert {
         }
     }
 
-    fn validate(&self) -> Result<Spec, StepError> {
+    /// The checks of `validate` that need the spec, and the spec.
+    fn checked_spec(&self) -> Result<Spec, StepError> {
         check_name("name", &self.name)?;
         check_name("ca", self.ca.name())?;
         check_days("days", self.days)?;
@@ -573,7 +568,7 @@ impl Step for GenCert {
     fn kind(&self) -> &'static str {
         "gen_cert"
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         check_name("name", &self.name)?;
         check_days("days", self.days)?;
         check_renew(self.days, self.renew_before_days)?;
@@ -584,20 +579,20 @@ impl Step for GenCert {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Cert, ()>, StepError> {
-        let spec = self.validate()?;
-        self.plan(spec)
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Cert, ()>, StepError> {
+        let spec = this.checked_spec()?;
+        this.plan(spec)
             .prepare(&Store::new(ctx.workspace.pki_dir()))
     }
-    fn intent(&self) -> Prepared<Cert, ()> {
-        let spec = lenient_spec(self.spec(), &self.cn, &self.dns, &self.ips);
-        self.plan(spec)
-            .intent(&store_for(&self.pki_dir), Some(&self.ca))
+    fn intent(this: &Valid<Self>) -> Prepared<Cert, ()> {
+        let spec = lenient_spec(this.spec(), &this.cn, &this.dns, &this.ips);
+        this.plan(spec)
+            .intent(&store_for(&this.pki_dir), Some(&this.ca))
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Cert, StepError> {
-        self.validate()?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Cert, StepError> {
+        this.checked_spec()?;
         let store = Store::new(ctx.workspace.pki_dir());
-        let this = self.clone();
+        let this = (**this).clone();
         blocking(move || {
             let (ca, ca_key) = load_ca(&store, this.ca.name())?;
             let plan = this.plan(this.spec()?);
@@ -819,7 +814,8 @@ impl SignCsr {
         }
     }
 
-    fn validate(&self) -> Result<Spec, StepError> {
+    /// The checks of `validate` that need the spec, and the spec.
+    fn checked_spec(&self) -> Result<Spec, StepError> {
         check_name("name", &self.name)?;
         check_name("ca", self.ca.name())?;
         check_days("days", self.days)?;
@@ -835,7 +831,7 @@ impl Step for SignCsr {
     fn kind(&self) -> &'static str {
         "sign_csr"
     }
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         check_name("name", &self.name)?;
         check_days("days", self.days)?;
         check_renew(self.days, self.renew_before_days)?;
@@ -846,26 +842,26 @@ impl Step for SignCsr {
     fn target(&self) -> String {
         "local".into()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<Cert, ()>, StepError> {
-        let spec = self.validate()?;
-        self.plan(spec)
+    async fn prepare(this: &Valid<Self>, ctx: &Ctx) -> Result<Prepared<Cert, ()>, StepError> {
+        let spec = this.checked_spec()?;
+        this.plan(spec)
             .prepare(&Store::new(ctx.workspace.pki_dir()))
     }
-    fn intent(&self) -> Prepared<Cert, ()> {
+    fn intent(this: &Valid<Self>) -> Prepared<Cert, ()> {
         let empty = Vec::new();
         let spec = lenient_spec(
-            self.spec(),
-            self.cn.as_deref().unwrap_or_default(),
-            self.dns.as_ref().unwrap_or(&empty),
-            self.ips.as_ref().unwrap_or(&empty),
+            this.spec(),
+            this.cn.as_deref().unwrap_or_default(),
+            this.dns.as_ref().unwrap_or(&empty),
+            this.ips.as_ref().unwrap_or(&empty),
         );
-        self.plan(spec)
-            .intent(&store_for(&self.pki_dir), Some(&self.ca))
+        this.plan(spec)
+            .intent(&store_for(&this.pki_dir), Some(&this.ca))
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<Cert, StepError> {
-        self.validate()?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<Cert, StepError> {
+        this.checked_spec()?;
         let store = Store::new(ctx.workspace.pki_dir());
-        let this = self.clone();
+        let this = (**this).clone();
         blocking(move || {
             let (ca, ca_key) = load_ca(&store, this.ca.name())?;
             let plan = this.plan(this.spec()?);

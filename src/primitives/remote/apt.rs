@@ -5,7 +5,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::tail;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -581,7 +581,7 @@ impl Step for Apt {
     type Output = AptResult;
     type Work = AptWork;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.validate()
     }
     fn kind(&self) -> &'static str {
@@ -590,29 +590,32 @@ impl Step for Apt {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<AptResult, AptWork>, StepError> {
-        self.validate()?;
-        let out = ctx.ssh.exec(&self.host, &self.facts_script(), None).await?;
-        let facts = parse_facts(&out.stdout, &self.args.packages, LISTS_MAX_AGE);
-        self.decide(&facts)
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<AptResult, AptWork>, StepError> {
+        this.validate()?;
+        let out = ctx.ssh.exec(&this.host, &this.facts_script(), None).await?;
+        let facts = parse_facts(&out.stdout, &this.args.packages, LISTS_MAX_AGE);
+        this.decide(&facts)
     }
-    fn intent(&self) -> Prepared<AptResult, AptWork> {
+    fn intent(this: &Valid<Self>) -> Prepared<AptResult, AptWork> {
         let facts = AptFacts {
-            missing: self.args.packages.clone(),
+            missing: this.args.packages.clone(),
             installed: BTreeMap::new(),
             offered: None,
             stale: None,
             leftover_policy: false,
         };
         // (without facts nothing is offered or refused: no error to report)
-        let mut p = self
+        let mut p = this
             .decide(&facts)
             .unwrap_or_else(|_| unreachable!("apt without facts refuses nothing"));
         p.facts = String::new();
         p.work = None;
         p
     }
-    async fn apply(&self, ctx: &Ctx, work: AptWork) -> Result<AptResult, StepError> {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: AptWork) -> Result<AptResult, StepError> {
         if work.remove_policy {
             // (only while it is still cairn's)
             let rm = format!(
@@ -620,10 +623,10 @@ impl Step for Apt {
                 m = crate::cmd::quote(POLICY_MARK),
                 p = crate::cmd::quote(POLICY_RC_D)
             );
-            let out = ctx.ssh.exec(&self.host, &rm, None).await?;
+            let out = ctx.ssh.exec(&this.host, &rm, None).await?;
             if out.code != 0 {
                 return Err(StepError::Command {
-                    host: self.host.name.clone(),
+                    host: this.host.name.clone(),
                     command: rm,
                     code: out.code,
                     stderr: tail(&out.stderr, 2000),
@@ -633,14 +636,14 @@ impl Step for Apt {
         if work.wanted.is_empty() {
             return Ok(AptResult {
                 installed: vec![],
-                versions: self.installed_versions(ctx).await?,
+                versions: this.installed_versions(ctx).await?,
                 changed: false,
             });
         }
         let update = || async {
-            let out = self.apt(ctx, "update").await?;
+            let out = this.apt(ctx, "update").await?;
             if out.code != 0 {
-                return Err(self.failed("update", &out));
+                return Err(this.failed("update", &out));
             }
             Ok(())
         };
@@ -648,10 +651,10 @@ impl Step for Apt {
             update().await?;
         }
         let mut wanted = work.wanted;
-        if let Some(want) = &self.args.version {
+        if let Some(want) = &this.args.version {
             // (after an update the lists may offer another package version; read them again)
             if work.update_first || wanted.iter().any(|w| w.pin.is_none()) {
-                wanted = self.resolve(ctx, want, wanted).await?;
+                wanted = this.resolve(ctx, want, wanted).await?;
             }
         }
         // (package names and versions are checked; `--` keeps any from reading as an option)
@@ -666,22 +669,22 @@ impl Step for Apt {
             .arg("-y")
             .operands(specs.iter().map(String::as_str))
             .to_string();
-        let mut out = self.apt(ctx, &install).await?;
+        let mut out = this.apt(ctx, &install).await?;
         if out.code != 0
             && !work.update_first
-            && self.args.update != AptUpdate::Never
-            && self.args.version.is_none()
+            && this.args.update != AptUpdate::Never
+            && this.args.version.is_none()
             && lists_problem(&out.stderr)
         {
             update().await?;
-            out = self.apt(ctx, &install).await?;
+            out = this.apt(ctx, &install).await?;
         }
         if out.code != 0 {
-            return Err(self.failed(&install, &out));
+            return Err(this.failed(&install, &out));
         }
         Ok(AptResult {
             installed: wanted.into_iter().map(|w| w.name).collect(),
-            versions: self.installed_versions(ctx).await?,
+            versions: this.installed_versions(ctx).await?,
             changed: true,
         })
     }
@@ -691,6 +694,7 @@ impl Step for Apt {
 mod tests {
     use super::*;
     use crate::action::ActionKind;
+    use crate::step::Validating;
 
     fn apt(packages: &[&str], update: AptUpdate) -> Apt {
         Apt {
@@ -920,7 +924,9 @@ mod tests {
             .unwrap();
         assert!(e.to_string().contains("lists: etcd-server none)"), "{e}");
         // planned without facts: a possible install, no refusal
-        let p = pinned(&["etcd-server"], "3.5.30", AptUpdate::Never).intent();
+        let p = pinned(&["etcd-server"], "3.5.30", AptUpdate::Never)
+            .intent()
+            .unwrap();
         assert_eq!(
             lines(&p),
             ["+ create apt package etcd-server (3.5.30, its package version read after apt-get update)"]

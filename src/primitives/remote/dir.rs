@@ -5,7 +5,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 
 pub(super) const DOC: &str = "\
@@ -69,7 +69,7 @@ impl Step for Dir {
 
     /// An absolute path and a valid mode, owner and group (values known
     /// only after an earlier change are let through).
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         let a = &self.args;
         put::check_target(
             "path",
@@ -85,14 +85,17 @@ impl Step for Dir {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, DirWork>, StepError> {
-        put::check_path("path", &self.args.path)?;
-        let want = self.want()?;
-        let path = &self.args.path;
-        let (facts, _) = put::observe(ctx, &self.host, path, false).await?;
-        facts.check_holders(&self.host.name, "path", path)?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<FileResult, DirWork>, StepError> {
+        put::check_path("path", &this.args.path)?;
+        let want = this.want()?;
+        let path = &this.args.path;
+        let (facts, _) = put::observe(ctx, &this.host, path, false).await?;
+        facts.check_holders(&this.host.name, "path", path)?;
         let digest = fingerprint(&facts);
-        let target = &self.host.name;
+        let target = &this.host.name;
         let output = |changed, created| FileResult {
             path: path.clone(),
             changed,
@@ -100,7 +103,7 @@ impl Step for Dir {
         };
         match facts.kind {
             Kind::Missing => Ok(Prepared::todo(
-                vec![Action::create(target, self.what(&want))],
+                vec![Action::create(target, this.what(&want))],
                 digest,
                 output(true, true),
                 DirWork {
@@ -115,7 +118,7 @@ impl Step for Dir {
                     return Ok(Prepared::done(
                         vec![Action::noop(
                             target,
-                            self.what(&want),
+                            this.what(&want),
                             "exists with that mode and owner",
                         )],
                         digest,
@@ -123,7 +126,7 @@ impl Step for Dir {
                     ));
                 }
                 Ok(Prepared::todo(
-                    vec![Action::change(target, self.what(&want)).because(changes.join(", "))],
+                    vec![Action::change(target, this.what(&want)).because(changes.join(", "))],
                     digest,
                     output(true, false),
                     DirWork {
@@ -149,23 +152,23 @@ impl Step for Dir {
             )),
         }
     }
-    fn intent(&self) -> Prepared<FileResult, DirWork> {
-        let what = match self.want() {
-            Ok(want) => self.what(&want),
-            Err(_) => format!("dir {}", self.args.path),
+    fn intent(this: &Valid<Self>) -> Prepared<FileResult, DirWork> {
+        let what = match this.want() {
+            Ok(want) => this.what(&want),
+            Err(_) => format!("dir {}", this.args.path),
         };
         Prepared {
-            actions: vec![Action::create(&self.host.name, what)],
+            actions: vec![Action::create(&this.host.name, what)],
             facts: String::new(),
             predicted: FileResult {
-                path: self.args.path.clone(),
+                path: this.args.path.clone(),
                 changed: true,
                 created: true,
             },
             work: None,
         }
     }
-    async fn apply(&self, ctx: &Ctx, work: DirWork) -> Result<FileResult, StepError> {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: DirWork) -> Result<FileResult, StepError> {
         // Mode and owner are set on the folder cairn is in after `cd`, once
         // its real path is checked: a link swapped in is never followed.
         let script = format!(
@@ -175,7 +178,7 @@ impl Step for Dir {
              if [ \"$(pwd -P)\" != \"${{r%/}}/${{p##*/}}\" ]; then\n\
              \x20 echo \"cairn: $p is not a folder of its own (now $(pwd -P)): a link was swapped in; nothing changed\" >&2; exit 5\n\
              fi\n{fix}",
-            p = quote(&self.args.path),
+            p = quote(&this.args.path),
             mkdir = if work.create {
                 "mkdir -p -- \"$p\"\n"
             } else {
@@ -183,11 +186,11 @@ impl Step for Dir {
             },
             fix = work.want.apply_to("."),
         );
-        let out = ctx.ssh.exec(&self.host, &script, None).await?;
+        let out = ctx.ssh.exec(&this.host, &script, None).await?;
         if out.code != 0 {
             return Err(StepError::Command {
-                host: self.host.name.clone(),
-                command: format!("create directory {}", self.args.path),
+                host: this.host.name.clone(),
+                command: format!("create directory {}", this.args.path),
                 code: out.code,
                 stderr: tail(&out.stderr, 1000),
             });

@@ -6,7 +6,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -102,7 +102,7 @@ impl Step for Download {
     type Output = FileResult;
     type Work = DownloadWork;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.validate().map(|_| ())
     }
     fn kind(&self) -> &'static str {
@@ -111,22 +111,25 @@ impl Step for Download {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, DownloadWork>, StepError> {
-        let (want, sha) = self.validate()?;
-        let dest = &self.args.dest;
-        let target = &self.host.name;
-        let (facts, _) = put::observe(ctx, &self.host, dest, false).await?;
-        facts.check_holders(&self.host.name, "dest", dest)?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<FileResult, DownloadWork>, StepError> {
+        let (want, sha) = this.validate()?;
+        let dest = &this.args.dest;
+        let target = &this.host.name;
+        let (facts, _) = put::observe(ctx, &this.host, dest, false).await?;
+        facts.check_holders(&this.host.name, "dest", dest)?;
         let digest = fingerprint(&facts);
         let output = |changed, created| FileResult {
             path: dest.clone(),
             changed,
             created,
         };
-        let from = format!("from {}", self.args.url);
+        let from = format!("from {}", this.args.url);
         match facts.kind {
             Kind::Missing => Ok(Prepared::todo(
-                vec![Action::create(target, self.what(&want)).because(from)],
+                vec![Action::create(target, this.what(&want)).because(from)],
                 digest,
                 output(true, true),
                 DownloadWork {
@@ -152,7 +155,7 @@ impl Step for Download {
                     return Ok(Prepared::done(
                         vec![Action::noop(
                             target,
-                            self.what(&want),
+                            this.what(&want),
                             "already downloaded (sha256 matches)",
                         )],
                         digest,
@@ -160,7 +163,7 @@ impl Step for Download {
                     ));
                 }
                 Ok(Prepared::todo(
-                    vec![Action::change(target, self.what(&want)).because(changes.join(", "))],
+                    vec![Action::change(target, this.what(&want)).because(changes.join(", "))],
                     digest,
                     output(true, false),
                     DownloadWork {
@@ -170,7 +173,7 @@ impl Step for Download {
                 ))
             }
             Kind::Link => Ok(Prepared::todo(
-                vec![Action::change(target, self.what(&want)).because(format!(
+                vec![Action::change(target, this.what(&want)).because(format!(
                     "replace symlink → {}, {from}",
                     facts.link_to.as_deref().unwrap_or("?")
                 ))],
@@ -187,36 +190,40 @@ impl Step for Download {
             )),
         }
     }
-    fn intent(&self) -> Prepared<FileResult, DownloadWork> {
-        let what = match self.validate() {
-            Ok((want, _)) => self.what(&want),
-            Err(_) => format!("file {}", self.args.dest),
+    fn intent(this: &Valid<Self>) -> Prepared<FileResult, DownloadWork> {
+        let what = match this.validate() {
+            Ok((want, _)) => this.what(&want),
+            Err(_) => format!("file {}", this.args.dest),
         };
         Prepared {
             actions: vec![
-                Action::create(&self.host.name, what).because(format!("from {}", self.args.url))
+                Action::create(&this.host.name, what).because(format!("from {}", this.args.url))
             ],
             facts: String::new(),
             predicted: FileResult {
-                path: self.args.dest.clone(),
+                path: this.args.dest.clone(),
                 changed: true,
                 created: true,
             },
             work: None,
         }
     }
-    async fn apply(&self, ctx: &Ctx, work: DownloadWork) -> Result<FileResult, StepError> {
-        let (_, sha) = self.validate()?;
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        work: DownloadWork,
+    ) -> Result<FileResult, StepError> {
+        let (_, sha) = this.validate()?;
         // A mode or owner change alone downloads again: changing them in
         // place would follow a link swapped in since the facts were read.
         let fetch = format!(
             "curl -fsSL --retry 2 --connect-timeout 20 -o \"$f\" -- {}",
-            quote(&self.args.url)
+            quote(&this.args.url)
         );
-        let script = put::private_write(&self.args.dest, true, &fetch, &sha, &work.want);
+        let script = put::private_write(&this.args.dest, true, &fetch, &sha, &work.want);
         let out = ctx
             .ssh
-            .exec_with(&self.host, &script, None, Some(DOWNLOAD_TIMEOUT))
+            .exec_with(&this.host, &script, None, Some(DOWNLOAD_TIMEOUT))
             .await?;
         if out.code == put::SHA_MISMATCH {
             let actual = out
@@ -227,13 +234,13 @@ impl Step for Download {
                 .trim();
             return Err(StepError::Verify(format!(
                 "download of {} to {} on {}: expected sha256 {sha}, got {actual}; nothing was installed",
-                self.args.url, self.args.dest, self.host.name
+                this.args.url, this.args.dest, this.host.name
             )));
         }
         if out.code != 0 {
             return Err(StepError::Command {
-                host: self.host.name.clone(),
-                command: format!("download {} to {}", self.args.url, self.args.dest),
+                host: this.host.name.clone(),
+                command: format!("download {} to {}", this.args.url, this.args.dest),
                 code: out.code,
                 stderr: tail(&out.stderr, 1000),
             });

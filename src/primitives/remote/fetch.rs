@@ -14,7 +14,7 @@ use crate::error::StepError;
 use crate::host::Host;
 use crate::primitives::local::{confined, parse_mode};
 use crate::ssh::{quote, tail};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -254,7 +254,7 @@ impl Step for Fetch {
     type Output = FetchResult;
     type Work = FetchWork;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         if !unknown::is_unknown(&self.args.src) {
             put::check_path("src", &self.args.src)?;
         }
@@ -274,11 +274,14 @@ impl Step for Fetch {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FetchResult, FetchWork>, StepError> {
-        let dest = confined(&ctx.workspace, "dest", &self.args.dest)?;
-        let src = &self.args.src;
-        let (remote, _) = put::observe(ctx, &self.host, src, false).await?;
-        let name = &self.host.name;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<FetchResult, FetchWork>, StepError> {
+        let dest = confined(&ctx.workspace, "dest", &this.args.dest)?;
+        let src = &this.args.src;
+        let (remote, _) = put::observe(ctx, &this.host, src, false).await?;
+        let name = &this.host.name;
         match remote.kind {
             Kind::File => {}
             Kind::Missing => {
@@ -304,7 +307,7 @@ impl Step for Fetch {
             }
         }
         let sha = remote.sha256.clone().unwrap_or_default();
-        let mode = match self.mode()? {
+        let mode = match this.mode()? {
             Some(m) => m,
             None => parse_mode("mode", &remote.mode)?,
         };
@@ -321,7 +324,7 @@ impl Step for Fetch {
                 return Ok(Prepared::done(
                     vec![Action::noop(
                         "local",
-                        self.what(),
+                        this.what(),
                         "already fetched (sha256 matches)",
                     )],
                     digest,
@@ -329,7 +332,7 @@ impl Step for Fetch {
                 ));
             }
             return Ok(Prepared::todo(
-                vec![Action::change("local", self.what()).because(format!(
+                vec![Action::change("local", this.what()).because(format!(
                     "mode {:04o} -> {mode:04o} (content matches)",
                     local.mode.unwrap_or(0)
                 ))],
@@ -339,13 +342,13 @@ impl Step for Fetch {
             ));
         }
         let action = if local.exists {
-            Action::change("local", self.what()).because(format!(
+            Action::change("local", this.what()).because(format!(
                 "{} bytes, sha256 {} (the local copy differs)",
                 remote.size,
                 &sha[..12.min(sha.len())]
             ))
         } else {
-            Action::create("local", self.what()).because(format!(
+            Action::create("local", this.what()).because(format!(
                 "{} bytes, mode {mode:04o}, sha256 {}",
                 remote.size,
                 &sha[..12.min(sha.len())]
@@ -362,13 +365,13 @@ impl Step for Fetch {
             },
         ))
     }
-    fn intent(&self) -> Prepared<FetchResult, FetchWork> {
+    fn intent(this: &Valid<Self>) -> Prepared<FetchResult, FetchWork> {
         Prepared::todo(
-            vec![Action::create("local", self.what())],
+            vec![Action::create("local", this.what())],
             String::new(),
             FetchResult {
-                path: format!("<workspace>/{}", self.args.dest),
-                sha256: unknown::placeholder("fetch", &format!("sha256 of {}", self.args.src)),
+                path: format!("<workspace>/{}", this.args.dest),
+                sha256: unknown::placeholder("fetch", &format!("sha256 of {}", this.args.src)),
                 size: 0,
                 changed: true,
             },
@@ -378,9 +381,13 @@ impl Step for Fetch {
             },
         )
     }
-    async fn apply(&self, ctx: &Ctx, work: FetchWork) -> Result<FetchResult, StepError> {
+    async fn apply(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+        work: FetchWork,
+    ) -> Result<FetchResult, StepError> {
         match work {
-            FetchWork::Copy { dest, sha256, mode } => self.copy(ctx, &dest, &sha256, mode).await,
+            FetchWork::Copy { dest, sha256, mode } => this.copy(ctx, &dest, &sha256, mode).await,
             FetchWork::Chmod { dest, mode } => {
                 use std::os::unix::fs::PermissionsExt;
                 confined(&ctx.workspace, "dest", &dest.display().to_string())?;
@@ -430,12 +437,12 @@ mod tests {
                 mode: mode.map(Into::into),
             },
         };
-        assert!(f("/var/x.db", "backups/c/x.db", None).check().is_ok());
-        assert!(f("var/x.db", "backups/c/x.db", None).check().is_err());
-        assert!(f("/var/x.db", "../x.db", None).check().is_err());
-        assert!(f("/var/x.db", "pki/ca.key", None).check().is_err());
+        assert!(f("/var/x.db", "backups/c/x.db", None).validate().is_ok());
+        assert!(f("var/x.db", "backups/c/x.db", None).validate().is_err());
+        assert!(f("/var/x.db", "../x.db", None).validate().is_err());
+        assert!(f("/var/x.db", "pki/ca.key", None).validate().is_err());
         assert!(f("/var/x.db", "backups/c/x.db", Some("rw"))
-            .check()
+            .validate()
             .is_err());
     }
 }

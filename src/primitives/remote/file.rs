@@ -5,7 +5,7 @@ use super::put::{self, FileResult, NewContent, PutWork, Want};
 use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -169,7 +169,7 @@ impl Step for File {
 
     /// An absolute path and a valid mode, owner and group (values known
     /// only after an earlier change are let through).
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         let a = &self.args;
         put::check_target(
             "path",
@@ -185,8 +185,11 @@ impl Step for File {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, Write>, StepError> {
-        let a = &self.args;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<FileResult, Write>, StepError> {
+        let a = &this.args;
         put::check_path("path", &a.path)?;
         let content = a.content.as_bytes();
         let want = Want::new(
@@ -197,7 +200,7 @@ impl Step for File {
         )?;
         prepare_put(
             ctx,
-            &self.host,
+            &this.host,
             "path",
             "file",
             &a.path,
@@ -207,8 +210,8 @@ impl Step for File {
         )
         .await
     }
-    fn intent(&self) -> Prepared<FileResult, Write> {
-        let a = &self.args;
+    fn intent(this: &Valid<Self>) -> Prepared<FileResult, Write> {
+        let a = &this.args;
         let content = a.content.as_bytes();
         let want = Want::new(
             a.mode.as_deref(),
@@ -217,10 +220,10 @@ impl Step for File {
             default_mode(content, a.secret),
         )
         .ok();
-        intent_put(&self.host, "file", &a.path, Some(content), want, a.secret)
+        intent_put(&this.host, "file", &a.path, Some(content), want, a.secret)
     }
-    async fn apply(&self, ctx: &Ctx, work: Write) -> Result<FileResult, StepError> {
-        apply_put(ctx, &self.host, &self.args.path, work).await
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: Write) -> Result<FileResult, StepError> {
+        apply_put(ctx, &this.host, &this.args.path, work).await
     }
 }
 
@@ -287,7 +290,7 @@ impl Step for Upload {
 
     /// An absolute path and a valid mode, owner and group (values known
     /// only after an earlier change are let through).
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         let a = &self.args;
         put::check_target(
             "dest",
@@ -303,8 +306,11 @@ impl Step for Upload {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, Write>, StepError> {
-        let a = &self.args;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<FileResult, Write>, StepError> {
+        let a = &this.args;
         put::check_path("dest", &a.dest)?;
         let content = read_source(ctx, &a.src)?;
         let want = Want::new(
@@ -314,24 +320,24 @@ impl Step for Upload {
             default_mode(&content, a.secret),
         )?;
         prepare_put(
-            ctx, &self.host, "dest", "file", &a.dest, content, want, a.secret,
+            ctx, &this.host, "dest", "file", &a.dest, content, want, a.secret,
         )
         .await
     }
-    fn intent(&self) -> Prepared<FileResult, Write> {
-        let a = &self.args;
+    fn intent(this: &Valid<Self>) -> Prepared<FileResult, Write> {
+        let a = &this.args;
         // Without the content the default mode (0644, 0600 for keys) is not known.
         let want = a
             .mode
             .as_deref()
             .and_then(|m| Want::new(Some(m), a.owner.as_deref(), a.group.as_deref(), m).ok());
-        let mut p = intent_put(&self.host, "file", &a.dest, None, want, a.secret);
+        let mut p = intent_put(&this.host, "file", &a.dest, None, want, a.secret);
         for action in &mut p.actions {
             action.reason = Some(format!("from {}", a.src));
         }
         p
     }
-    async fn apply(&self, ctx: &Ctx, work: Write) -> Result<FileResult, StepError> {
-        apply_put(ctx, &self.host, &self.args.dest, work).await
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: Write) -> Result<FileResult, StepError> {
+        apply_put(ctx, &this.host, &this.args.dest, work).await
     }
 }

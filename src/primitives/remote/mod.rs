@@ -298,7 +298,6 @@ fn register_argv(engine: &mut Engine, exec: &Arc<Executor>) {
 /// The result types, with getters and readable printing. (`Host` itself is
 /// registered by the engine; it is made usable inside argument maps here too.)
 pub fn register_types(engine: &mut Engine) {
-    args::register_handle(args::handle_of::<Host>);
     engine
         .register_type_with_name::<CommandResult>("CommandResult")
         .register_get("code", |r: &mut CommandResult| r.code as rhai::INT)

@@ -6,7 +6,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize, Serializer};
 use std::time::Duration;
@@ -216,7 +216,7 @@ impl Step for Run {
 
     /// The command was checked where the script gave it (`run`'s argument
     /// list or shell string); nothing else can be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -225,13 +225,16 @@ impl Step for Run {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CommandResult, ()>, StepError> {
-        let o = &self.options;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<CommandResult, ()>, StepError> {
+        let o = &this.options;
         if o.creates.is_none() && o.unless.is_none() {
             return Ok(Prepared::todo(
-                vec![self.action()],
+                vec![this.action()],
                 String::new(),
-                self.predicted(),
+                this.predicted(),
                 (),
             ));
         }
@@ -250,10 +253,10 @@ impl Step for Run {
         }
         let out = ctx
             .ssh
-            .exec_with(&self.host, &script, None, timeout(o.timeout))
+            .exec_with(&this.host, &script, None, timeout(o.timeout))
             .await?;
         if out.code != 0 {
-            return Err(command_error(&self.host, "check creates/unless", &out));
+            return Err(command_error(&this.host, "check creates/unless", &out));
         }
         let guards = Guards {
             creates_exists: out.stdout.lines().any(|l| l == "creates"),
@@ -278,16 +281,16 @@ impl Step for Run {
             ) => format!("`{}` succeeded", brief(&cmd.0)),
             _ => {
                 return Ok(Prepared::todo(
-                    vec![self.action()],
+                    vec![this.action()],
                     facts,
-                    self.predicted(),
+                    this.predicted(),
                     (),
                 ));
             }
         };
         let action = Action::noop(
-            &self.host.name,
-            format!("run `{}`", brief(&self.cmd)),
+            &this.host.name,
+            format!("run `{}`", brief(&this.cmd)),
             reason,
         );
         Ok(Prepared::done(
@@ -296,22 +299,22 @@ impl Step for Run {
             CommandResult::default(),
         ))
     }
-    fn intent(&self) -> Prepared<CommandResult, ()> {
-        Prepared::todo(vec![self.action()], String::new(), self.predicted(), ())
+    fn intent(this: &Valid<Self>) -> Prepared<CommandResult, ()> {
+        Prepared::todo(vec![this.action()], String::new(), this.predicted(), ())
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
-        let o = &self.options;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
+        let o = &this.options;
         let out = ctx
             .ssh
             .exec_with(
-                &self.host,
-                &self.cmd,
+                &this.host,
+                &this.cmd,
                 o.stdin.as_deref().map(str::as_bytes),
                 timeout(o.timeout),
             )
             .await?;
         if out.code != 0 && !o.allow_fail {
-            return Err(command_error(&self.host, &self.cmd, &out));
+            return Err(command_error(&this.host, &this.cmd, &out));
         }
         Ok(out)
     }
@@ -359,7 +362,7 @@ impl Step for Fact {
 
     /// The command was checked where the script gave it; nothing else can
     /// be checked without facts.
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         Ok(())
     }
     fn kind(&self) -> &'static str {
@@ -368,27 +371,30 @@ impl Step for Fact {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<CommandResult, ()>, StepError> {
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<CommandResult, ()>, StepError> {
         let out = ctx
             .ssh
-            .exec_with(&self.host, &self.cmd, None, timeout(self.options.timeout))
+            .exec_with(&this.host, &this.cmd, None, timeout(this.options.timeout))
             .await?;
-        if out.code != 0 && !self.options.allow_fail {
-            return Err(command_error(&self.host, &self.cmd, &out));
+        if out.code != 0 && !this.options.allow_fail {
+            return Err(command_error(&this.host, &this.cmd, &out));
         }
-        Ok(Prepared::done(vec![self.action()], fingerprint(&out), out))
+        Ok(Prepared::done(vec![this.action()], fingerprint(&out), out))
     }
-    fn intent(&self) -> Prepared<CommandResult, ()> {
-        let what = format!("{}: {}", self.host.name, brief(&self.cmd));
+    fn intent(this: &Valid<Self>) -> Prepared<CommandResult, ()> {
+        let what = format!("{}: {}", this.host.name, brief(&this.cmd));
         let predicted = CommandResult {
             code: 0,
             stdout: unknown::placeholder("read", &format!("{what} stdout")),
             stderr: unknown::placeholder("read", &format!("{what} stderr")),
         };
-        Prepared::done(vec![self.action()], String::new(), predicted)
+        Prepared::done(vec![this.action()], String::new(), predicted)
     }
-    async fn apply(&self, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, _work: ()) -> Result<CommandResult, StepError> {
         // Never reached: prepare leaves no work. Kept equivalent for safety.
-        Ok(self.prepare(ctx).await?.predicted)
+        Ok(this.prepare(ctx).await?.predicted)
     }
 }

@@ -6,7 +6,7 @@ use crate::cmd::Cmd;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -338,7 +338,7 @@ impl Step for Systemctl {
     type Output = UnitResult;
     type Work = UnitWork;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.validate()
     }
     fn kind(&self) -> &'static str {
@@ -347,39 +347,41 @@ impl Step for Systemctl {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<UnitResult, UnitWork>, StepError> {
-        self.validate()?;
-        let unit = self.unit()?;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<UnitResult, UnitWork>, StepError> {
+        let unit = this.unit()?;
         if unit.is_empty() {
-            return Ok(self.decide(&UnitFacts::default()));
+            return Ok(this.decide(&UnitFacts::default()));
         }
         let cmd = show(unit).to_string();
-        let out = ctx.ssh.exec(&self.host, &cmd, None).await?;
+        let out = ctx.ssh.exec(&this.host, &cmd, None).await?;
         if out.code != 0 {
             return Err(StepError::Command {
-                host: self.host.name.clone(),
+                host: this.host.name.clone(),
                 command: cmd,
                 code: out.code,
                 stderr: tail(&out.stderr, 1000),
             });
         }
-        Ok(self.decide(&UnitFacts::parse(&out.stdout)))
+        Ok(this.decide(&UnitFacts::parse(&out.stdout)))
     }
-    fn intent(&self) -> Prepared<UnitResult, UnitWork> {
+    fn intent(this: &Valid<Self>) -> Prepared<UnitResult, UnitWork> {
         let blank = UnitFacts {
             load_state: "loaded".into(),
             active_state: "inactive".into(),
             unit_file_state: "disabled".into(),
         };
-        let mut p = self.decide(&blank);
+        let mut p = this.decide(&blank);
         p.facts = String::new();
         p.work = None;
         p
     }
-    async fn apply(&self, ctx: &Ctx, work: UnitWork) -> Result<UnitResult, StepError> {
-        let unit = self.unit()?;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, work: UnitWork) -> Result<UnitResult, StepError> {
+        let unit = this.unit()?;
         let q = quote(unit);
-        let wait = self.args.wait.unwrap_or(DEFAULT_WAIT);
+        let wait = this.args.wait.unwrap_or(DEFAULT_WAIT);
         let mut script = String::from("set -e\n");
         for op in &work.ops {
             match op {
@@ -413,7 +415,7 @@ impl Step for Systemctl {
         let out = ctx
             .ssh
             .exec_with(
-                &self.host,
+                &this.host,
                 &script,
                 None,
                 Some(Duration::from_secs(wait + 120)),
@@ -423,10 +425,10 @@ impl Step for Systemctl {
             let mut stderr = tail(&out.stderr, 1000);
             if !unit.is_empty() {
                 stderr.push_str(&format!("\nlast journal lines of {unit}:\n"));
-                stderr.push_str(&self.journal(ctx, unit).await);
+                stderr.push_str(&this.journal(ctx, unit).await);
             }
             return Err(StepError::Command {
-                host: self.host.name.clone(),
+                host: this.host.name.clone(),
                 command: format!("systemctl {what} {unit}").trim_end().to_string(),
                 code: out.code,
                 stderr,

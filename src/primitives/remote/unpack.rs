@@ -5,7 +5,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::host::Host;
 use crate::ssh::{quote, tail};
-use crate::step::{fingerprint, Ctx, Prepared, Step};
+use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -103,7 +103,7 @@ impl Step for Unpack {
     type Output = FileResult;
     type Work = bool;
 
-    fn check(&self) -> Result<(), StepError> {
+    fn validate(&self) -> Result<(), StepError> {
         self.validate()
     }
     fn kind(&self) -> &'static str {
@@ -112,9 +112,12 @@ impl Step for Unpack {
     fn target(&self) -> String {
         self.host.name.clone()
     }
-    async fn prepare(&self, ctx: &Ctx) -> Result<Prepared<FileResult, bool>, StepError> {
-        self.validate()?;
-        let a = &self.args;
+    async fn prepare(
+        this: &Valid<Self>,
+        ctx: &Ctx,
+    ) -> Result<Prepared<FileResult, bool>, StepError> {
+        this.validate()?;
+        let a = &this.args;
         let creates = a
             .creates
             .as_deref()
@@ -125,18 +128,18 @@ impl Step for Unpack {
             quote(&a.archive),
             quote(&a.dest)
         );
-        let out = ctx.ssh.exec(&self.host, &script, None).await?;
+        let out = ctx.ssh.exec(&this.host, &script, None).await?;
         // tar writes straight into `dest`: it and every folder above it must
         // be root's alone, or a link planted there would take the writes.
-        let (dest_facts, _) = super::put::observe(ctx, &self.host, &a.dest, false).await?;
-        dest_facts.check_holders(&self.host.name, "dest", &a.dest)?;
+        let (dest_facts, _) = super::put::observe(ctx, &this.host, &a.dest, false).await?;
+        dest_facts.check_holders(&this.host.name, "dest", &a.dest)?;
         if dest_facts.kind == super::put::Kind::Link {
             return Err(StepError::invalid(
                 "dest",
                 format!(
                     "{} on {} is a symlink to {}: cairn does not unpack through it",
                     a.dest,
-                    self.host.name,
+                    this.host.name,
                     dest_facts.link_to.as_deref().unwrap_or("?")
                 ),
             ));
@@ -144,8 +147,8 @@ impl Step for Unpack {
         // (a path two levels below `dest` that does not exist: its holders
         // are `dest` itself and every folder above it)
         let inner = format!("{}/.cairn-unpack/x", a.dest.trim_end_matches('/'));
-        let (inner_facts, _) = super::put::observe(ctx, &self.host, &inner, false).await?;
-        inner_facts.check_holders(&self.host.name, "dest", &a.dest)?;
+        let (inner_facts, _) = super::put::observe(ctx, &this.host, &inner, false).await?;
+        inner_facts.check_holders(&this.host.name, "dest", &a.dest)?;
         let has = |word: &str| out.stdout.lines().any(|l| l == word);
         let facts = UnpackFacts {
             creates_exists: has("creates"),
@@ -162,15 +165,15 @@ impl Step for Unpack {
             let creates = a.creates.as_deref().unwrap_or_default();
             return Ok(Prepared::done(
                 vec![Action::noop(
-                    &self.host.name,
-                    self.what(),
+                    &this.host.name,
+                    this.what(),
                     format!("{creates} exists"),
                 )],
                 digest,
                 output(false, false),
             ));
         }
-        let mut action = self.action(facts.dest_exists);
+        let mut action = this.action(facts.dest_exists);
         if !facts.archive_exists {
             // It may come from an earlier step of this run (a download).
             let reason = action
@@ -187,20 +190,20 @@ impl Step for Unpack {
             !facts.dest_exists,
         ))
     }
-    fn intent(&self) -> Prepared<FileResult, bool> {
+    fn intent(this: &Valid<Self>) -> Prepared<FileResult, bool> {
         Prepared {
-            actions: vec![self.action(false)],
+            actions: vec![this.action(false)],
             facts: String::new(),
             predicted: FileResult {
-                path: self.args.dest.clone(),
+                path: this.args.dest.clone(),
                 changed: true,
                 created: true,
             },
             work: None,
         }
     }
-    async fn apply(&self, ctx: &Ctx, created: bool) -> Result<FileResult, StepError> {
-        let a = &self.args;
+    async fn apply(this: &Valid<Self>, ctx: &Ctx, created: bool) -> Result<FileResult, StepError> {
+        let a = &this.args;
         let strip = a
             .strip
             .map(|n| format!(" --strip-components={n}"))
@@ -218,7 +221,7 @@ impl Step for Unpack {
             .unwrap_or_default();
         let d = quote(&a.dest);
         let arch = quote(&a.archive);
-        let script = match self.creates_inside_dest() {
+        let script = match this.creates_inside_dest() {
             // `creates` must only exist once everything is in place, or a run
             // interrupted mid-extraction (killed, host powered off) would
             // leave a half-written archive that the next run skips. So: extract
@@ -246,12 +249,12 @@ impl Step for Unpack {
         };
         let out = ctx
             .ssh
-            .exec_with(&self.host, &script, None, Some(Duration::from_secs(900)))
+            .exec_with(&this.host, &script, None, Some(Duration::from_secs(900)))
             .await?;
         if out.code != 0 {
             return Err(StepError::Command {
-                host: self.host.name.clone(),
-                command: self.what(),
+                host: this.host.name.clone(),
+                command: this.what(),
                 code: out.code,
                 stderr: tail(&out.stderr, 1000),
             });
