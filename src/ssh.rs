@@ -1219,8 +1219,11 @@ impl Drop for Opening<'_> {
 }
 
 /// Ask the master listening on `socket` to exit (`ssh -O exit`) and wait
-/// until its process is gone (at most 5 s), so a master opened next never
-/// runs beside it.
+/// until its process is gone, so a master opened next never runs beside it.
+/// Each `ssh -O` client gets 30 s (a heavily loaded machine starts them
+/// slowly); a master still there after its exit request (or that did not
+/// answer it) is ended by SIGTERM, so a closed master never lingers until its
+/// idle timeout.
 async fn exit_master(socket: &Path) {
     let control = |op: &str| {
         let mut ssh = tokio::process::Command::new("ssh");
@@ -1233,25 +1236,42 @@ async fn exit_master(socket: &Path) {
             .args(["-O", op, "--", "cairn-master"]);
         ssh
     };
-    let limit = Duration::from_secs(5);
+    let limit = Duration::from_secs(30);
     // "Master running (pid=N)"
     let pid = match tokio::time::timeout(limit, control("check").output()).await {
         Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr)
             .split("pid=")
             .nth(1)
             .and_then(|r| r.split(')').next())
-            .and_then(|p| p.trim().parse::<u32>().ok()),
+            .and_then(|p| p.trim().parse::<i32>().ok()),
         _ => None,
     };
     let _ = tokio::time::timeout(limit, control("exit").status()).await;
-    let Some(pid) = pid else { return };
+    let Some(pid) = pid.filter(|p| *p > 1) else {
+        return;
+    };
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let deadline = Instant::now() + limit;
-    // a poll bounded by `deadline`: the master is not our child, so there is
-    // no exit status to wait for
-    while proc.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for signal in [None, Some(libc::SIGTERM)] {
+        if let Some(sig) = signal {
+            if proc.exists() {
+                // SAFETY: a signal to the master's pid, read from the master
+                // itself a moment ago.
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // a poll bounded by `deadline`: the master is not our child, so
+        // there is no exit status to wait for
+        while proc.exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !proc.exists() {
+            return;
+        }
     }
+    tracing::warn!("ssh master {} (pid {pid}) did not exit", socket.display());
 }
 
 /// Where ssh says the mismatching key is pinned (`Offending ... key in FILE:LINE`).
