@@ -16,7 +16,9 @@
 # - the peak number of cairn's threads and of live ssh masters (sampled every
 #   0.1 s from /proc: masters are `ssh` processes whose control socket lies in
 #   this bench's private $XDG_RUNTIME_DIR/cairn-ssh); the thread names at the
-#   peak go to DIR/threads-SIZE-ROUND.txt.
+#   peak go to DIR/threads-SIZE-ROUND.txt; and the masters still up when the
+#   run has ended (kept for the next run: at most the cap on masters,
+#   CAIRN_SSH_MAX_MASTERS, default twice the on() cap).
 # The on() cap is cairn's default (32) unless --max-parallel is given.
 # Raw figures: DIR/fleet.tsv (default /tmp/cairn-fleet-PID); logs and journals
 # in DIR. CAIRN=path overrides the binary (default target/release/cairn).
@@ -38,7 +40,7 @@ if [ ! -x "$cairn" ]; then cargo build --release --bin cairn; fi
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 mkdir -p "$out"
 results=$out/fleet.tsv
-[ -s "$results" ] || printf 'hosts\tround\twall_s\tmax_rss_kib\tcairn_cpu_s\tcpu_per_host_ms\tnodes_cpu_s\tpeak_threads\tpeak_ssh_masters\tload1\tup_s\tmem_used_mib\n' > "$results"
+[ -s "$results" ] || printf 'hosts\tround\twall_s\tmax_rss_kib\tcairn_cpu_s\tcpu_per_host_ms\tnodes_cpu_s\tpeak_threads\tpeak_ssh_masters\tend_ssh_masters\tload1\tup_s\tmem_used_mib\n' > "$results"
 lab=fleet-$$
 trap '"$cairn" lab down --name "$lab" >/dev/null 2>&1 || true' EXIT
 
@@ -103,14 +105,16 @@ for n in $sizes; do
         grep -q 'succeeded' "$out/flow-$n-$r.log" || { log "no success line"; exit 1; }
         read -r rss u s < <(tail -n1 "$out/.time")
         read -r threads masters < "$out/.sample"
+        # masters left up for the next run (at most the cap on masters)
+        endm=$(pgrep -f -c -- "-S $xdg/cairn-ssh/" || true)
         cp "$out/.sample.threads" "$out/threads-$n-$r.txt" 2>/dev/null || true
         wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
         cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
         perhost=$(awk -v c="$cpu" -v n="$n" 'BEGIN { printf "%.1f", c * 1000 / n }')
         ncpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", b - a }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$r" "$wall" "$rss" "$cpu" "$perhost" "$ncpu" \
-            "$threads" "$masters" "$(load1)" "$up" "$mem" >> "$results"
-        log "$n hosts round $r: $wall s, max RSS $((rss / 1024)) MiB, cairn cpu $cpu s ($perhost ms/host), nodes cpu $ncpu s, peak threads $threads, peak ssh masters $masters (load $(load1))"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$r" "$wall" "$rss" "$cpu" "$perhost" "$ncpu" \
+            "$threads" "$masters" "${endm:-0}" "$(load1)" "$up" "$mem" >> "$results"
+        log "$n hosts round $r: $wall s, max RSS $((rss / 1024)) MiB, cairn cpu $cpu s ($perhost ms/host), nodes cpu $ncpu s, peak threads $threads, peak ssh masters $masters, $endm at the end (load $(load1))"
         cp "$st"/runs/*/journal.jsonl "$out/journal-$n-$r.jsonl" 2>/dev/null || true
         # the masters outlive the run (120 s idle): end them with the lab
         "$cairn" lab down --name "$lab" >/dev/null

@@ -256,6 +256,11 @@ impl Executor {
         &self.secrets
     }
 
+    /// The runtime the run's futures run on (to spawn background work).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
     /// Block on a future from the script's thread.
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.handle.block_on(f)

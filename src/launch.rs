@@ -226,6 +226,7 @@ fn prepare(
     audit.runbook(&runbook);
     let mut env = process_env();
     ssh_persist(&env).map_err(Failure)?;
+    check_ssh_max_masters(&env).map_err(Failure)?;
     let mut inventory = req.inventory.clone();
     if let Some(lab) = &req.lab {
         let (inv, env_file) = lab_files(lab);
@@ -437,7 +438,8 @@ fn execute(
         (Mode::Apply, Some((dir, persist))) => Pool::shared(known_hosts, dir, persist),
         _ => Pool::new(known_hosts),
     }
-    .with_limit(p.limit.clone());
+    .with_limit(p.limit.clone())
+    .with_max_masters(ssh_max_masters(&p.env, p.inputs.max_parallel));
     let ctx = Ctx {
         workspace: p.workspace.clone(),
         ssh,
@@ -1369,6 +1371,30 @@ fn ssh_persist(env: &BTreeMap<String, String>) -> Result<u64, String> {
                  (how long ssh connections wait for the next run; 0 closes them at exit)"
             )
         }),
+    }
+}
+
+/// How many ssh masters a run or plan keeps open at once:
+/// `CAIRN_SSH_MAX_MASTERS` (a number >= 1), else twice the run's `on()` cap
+/// (`--max-parallel`, default 32, so 64): room for every running branch's
+/// host and one more each (an etcd client's forward through another member,
+/// a nested `on`), while 200 hosts do not keep 200 ssh processes. An
+/// unparsable value is refused in `prepare`.
+fn ssh_max_masters(env: &BTreeMap<String, String>, max_parallel: usize) -> Option<usize> {
+    match env.get("CAIRN_SSH_MAX_MASTERS") {
+        Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n >= 1),
+        None => Some(max_parallel.saturating_mul(2)),
+    }
+}
+
+/// `CAIRN_SSH_MAX_MASTERS`, if set, must be a number >= 1.
+fn check_ssh_max_masters(env: &BTreeMap<String, String>) -> Result<(), String> {
+    match env.get("CAIRN_SSH_MAX_MASTERS") {
+        Some(v) if v.trim().parse::<usize>().ok().filter(|n| *n >= 1).is_none() => Err(format!(
+            "error: CAIRN_SSH_MAX_MASTERS=`{v}` is not a number >= 1 (how many ssh \
+             connections a run keeps open at once; default twice --max-parallel)"
+        )),
+        _ => Ok(()),
     }
 }
 

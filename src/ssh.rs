@@ -8,6 +8,15 @@
 //! connect. Control sockets live in a short private folder under `/tmp`
 //! (`/tmp/cairn-ssh-<pid>-XXXXXX/`), removed when the pool is dropped.
 //!
+//! **At most N masters** ([`Pool::with_max_masters`]; a run's default is twice
+//! its `on()` cap, see `CAIRN_SSH_MAX_MASTERS`): when a new host needs a master
+//! and N are open, the pool closes the least recently used one that has no
+//! command or forward in flight, and the host it served reconnects on its next
+//! command (the same path as a master found gone). Only a master no other
+//! cairn process uses is ever closed: a shared one ([`Pool::shared`]) that
+//! another process also uses is only dropped from this pool (see
+//! [`Pool::close_master`]).
+//!
 //! Host keys: a [`HostKeys::Workspace`] host is pinned in the workspace's
 //! `known_hosts` on first contact and refused afterwards if its key changes
 //! ([`StepError::HostKeyChanged`]); a [`HostKeys::User`] host is checked against
@@ -22,10 +31,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 /// Output of a remote command. A non-zero `code` is data, not an error.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,6 +155,17 @@ struct Conn {
     /// Local forwards this process asked a shared master for, closed again by
     /// [`Pool::close_all`] so reruns do not pile them up on the master.
     opened: Mutex<Vec<(u16, String, u16)>>,
+    /// Commands in flight over it (each an [`InUse`]).
+    commands: AtomicUsize,
+    /// Forwards in use over it (each a [`ForwardHold`]).
+    forwards: AtomicUsize,
+    /// When its last command or forward ended: the least recently used idle
+    /// master is closed first.
+    last_used: Mutex<Instant>,
+    /// A shared master's name in the shared folder, and its `NAME.use` file,
+    /// locked shared while this process uses the master, so another process
+    /// knows it must not close it.
+    shared: Option<(String, Mutex<Option<std::fs::File>>)>,
 }
 
 impl Conn {
@@ -153,7 +174,80 @@ impl Conn {
             session,
             locking: false,
             opened: Mutex::new(Vec::new()),
+            commands: AtomicUsize::new(0),
+            forwards: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            shared: None,
         }
+    }
+
+    fn counter(&self, forward: bool) -> &AtomicUsize {
+        if forward {
+            &self.forwards
+        } else {
+            &self.commands
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.commands.load(Ordering::SeqCst) == 0 && self.forwards.load(Ordering::SeqCst) == 0
+    }
+
+    fn last_used(&self) -> Instant {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection in use by a command or a forward: counted while alive, so
+/// the pool never closes its master meanwhile; dropping it wakes the tasks
+/// waiting for an idle master.
+struct InUse {
+    conn: Arc<Conn>,
+    idle: Arc<Notify>,
+    forward: bool,
+}
+
+impl InUse {
+    /// Count a new use of `conn` (`counted`: the count was already taken).
+    fn new(conn: Arc<Conn>, idle: Arc<Notify>, forward: bool, counted: bool) -> Self {
+        if !counted {
+            conn.counter(forward).fetch_add(1, Ordering::SeqCst);
+        }
+        InUse {
+            conn,
+            idle,
+            forward,
+        }
+    }
+}
+
+impl std::ops::Deref for InUse {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        *self
+            .conn
+            .last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.conn
+            .counter(self.forward)
+            .fetch_sub(1, Ordering::SeqCst);
+        self.idle.notify_waiters();
+    }
+}
+
+/// Keeps a forward's master open while alive (see [`Pool::forward_held`]).
+pub struct ForwardHold(#[allow(dead_code)] InUse);
+
+impl std::fmt::Debug for ForwardHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardHold")
     }
 }
 
@@ -190,6 +284,10 @@ pub struct Pool {
     exit_127: String,
     /// `--limit`: hosts outside it are never connected to.
     limit: Option<std::sync::Arc<crate::limit::Limit>>,
+    /// At most this many masters at once (`None`: one per host, no cap).
+    max_masters: Option<usize>,
+    /// Woken whenever a command or forward ends or a master goes away.
+    idle: Arc<Notify>,
 }
 
 impl Pool {
@@ -206,6 +304,8 @@ impl Pool {
             shared: None,
             exit_127: format!("cairn: exit status 127 ({:016x})", rand::random::<u64>()),
             limit: None,
+            max_masters: None,
+            idle: Arc::new(Notify::new()),
         }
     }
 
@@ -260,6 +360,13 @@ impl Pool {
     /// The same pool refusing to connect to hosts outside `limit` (`--limit`).
     pub fn with_limit(mut self, limit: Option<std::sync::Arc<crate::limit::Limit>>) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// The same pool keeping at most `max` masters open at once (`None`: no
+    /// cap; at least 1). See [`Pool::lease`] for which one is closed.
+    pub fn with_max_masters(mut self, max: Option<usize>) -> Self {
+        self.max_masters = max.map(|n| n.max(1));
         self
     }
 
@@ -370,7 +477,8 @@ impl Pool {
             timeout.as_secs().max(1),
             quote(command)
         );
-        let mut conn = self.conn(host).await?;
+        let mut conn = self.lease(host, false).await?;
+        let mut retried = false;
         let mut child = loop {
             let mut cmd = conn.session.raw_command(&line);
             cmd.stdin(Stdio::null())
@@ -379,19 +487,20 @@ impl Pool {
             match cmd.spawn().await {
                 Ok(child) => break child,
                 Err(openssh::Error::Disconnected | openssh::Error::SshMux(_))
-                    if conn.session.check().await.is_err() =>
+                    if !retried && conn.session.check().await.is_err() =>
                 {
                     // The master is gone: the command never started; reconnect once.
-                    self.forget(host, &conn);
-                    let fresh = self.conn(host).await?;
-                    if Arc::ptr_eq(&fresh, &conn) {
-                        return Err(StepError::Transport {
-                            host: host.name.clone(),
-                            command: brief(command),
-                            message: "the connection is gone".into(),
-                        });
-                    }
-                    conn = fresh;
+                    self.forget(host, &conn.conn);
+                    drop(conn);
+                    conn = self.lease(host, false).await?;
+                    retried = true;
+                }
+                Err(openssh::Error::Disconnected | openssh::Error::SshMux(_)) if retried => {
+                    return Err(StepError::Transport {
+                        host: host.name.clone(),
+                        command: brief(command),
+                        message: "the connection is gone".into(),
+                    });
                 }
                 Err(e) => return Err(transport(host, command, &e)),
             }
@@ -440,7 +549,7 @@ impl Pool {
         drop(out);
         drop(err);
         let status = child.wait().await.map_err(|e| {
-            self.forget(host, &conn);
+            self.forget(host, &conn.conn);
             lost(host, command, &e)
         })?;
         let code = status.code().unwrap_or(-1);
@@ -471,25 +580,27 @@ impl Pool {
                 .then_some((self.lock_dir.as_str(), wait, holder));
             locked(inner, lock, &self.exit_127)
         };
-        let conn = self.conn(host).await?;
+        let conn = self.lease(host, false).await?;
         match run_on(&conn, host, command, &line(&conn), stdin).await {
             Ok(out) => Ok(out),
             Err(RunError::NotStarted(e)) => {
-                // The master is gone (host rebooted, connection dropped):
-                // the command never started, so reconnect and try once more.
-                self.forget(host, &conn);
-                let conn = self.conn(host).await?;
+                // The master is gone (host rebooted, connection dropped, or
+                // closed by the cap on masters): the command never started,
+                // so reconnect and try once more.
+                self.forget(host, &conn.conn);
+                drop(conn);
+                let conn = self.lease(host, false).await?;
                 match run_on(&conn, host, command, &line(&conn), stdin).await {
                     Ok(out) => Ok(out),
                     Err(RunError::NotStarted(_)) => Err(transport(host, command, &e)),
                     Err(RunError::Failed(e)) => {
-                        self.forget(host, &conn);
+                        self.forget(host, &conn.conn);
                         Err(e)
                     }
                 }
             }
             Err(RunError::Failed(e)) => {
-                self.forget(host, &conn);
+                self.forget(host, &conn.conn);
                 Err(e)
             }
         }
@@ -497,19 +608,32 @@ impl Pool {
 
     /// A local TCP port on 127.0.0.1 forwarded over `host`'s connection to
     /// `remote` (`"127.0.0.1:2379"`, as seen from the host). Cached per host
-    /// and remote address for the life of the connection.
+    /// and remote address for the life of the connection. Holds nothing: in a
+    /// pool with a cap on masters ([`Pool::with_max_masters`]) an idle master
+    /// may be closed, its forwards with it; [`Pool::forward_held`] keeps it.
     pub async fn forward(&self, host: &Host, remote: &str) -> Result<SocketAddr, StepError> {
+        Ok(self.forward_held(host, remote).await?.0)
+    }
+
+    /// [`Pool::forward`], and a hold that keeps the master (and so the
+    /// forward) open until it is dropped.
+    pub async fn forward_held(
+        &self,
+        host: &Host,
+        remote: &str,
+    ) -> Result<(SocketAddr, ForwardHold), StepError> {
         let (rhost, rport) = remote
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
             .ok_or_else(|| {
                 StepError::invalid("remote", format!("`{remote}` is not a host:port address"))
             })?;
-        let mut conn = self.conn(host).await?;
+        let mut conn = self.lease(host, true).await?;
         if conn.session.check().await.is_err() {
             // The master went away (idle or dropped), and its forwards with it.
-            self.forget(host, &conn);
-            conn = self.conn(host).await?;
+            self.forget(host, &conn.conn);
+            drop(conn);
+            conn = self.lease(host, true).await?;
         }
         let key = (Endpoint::of(host), remote.to_string());
         let cell = {
@@ -552,7 +676,7 @@ impl Pool {
                 })
             })
             .await?;
-        Ok(*addr)
+        Ok((*addr, ForwardHold(conn)))
     }
 
     /// Close every connection (their forwards go with them).
@@ -596,23 +720,201 @@ impl Pool {
         }
     }
 
-    /// The connection to `host`, opened if needed (once, however many ask).
-    async fn conn(&self, host: &Host) -> Result<Arc<Conn>, StepError> {
+    /// The connection to `host`, opened if needed (once, however many ask),
+    /// in use until the returned value is dropped (`forward`: by a forward,
+    /// else by a command).
+    ///
+    /// With a cap of N masters, a host without one when N are open gets one
+    /// in place of the least recently used master that is idle (no command
+    /// and no forward in flight); that master is closed ([`Pool::close_master`])
+    /// and its host reconnects on its next command. If none is idle:
+    /// - while a command is in flight (or a master is being opened), wait
+    ///   for a master to become idle. This cannot deadlock: a command holds
+    ///   exactly one master and never asks for another while it runs (the
+    ///   retry after a lost master drops its hold first), and it ends within
+    ///   its timeout or the host lock's wait, so the wait ends; the `on()` cap
+    ///   bounds how many branches wait at once, and the default cap of twice
+    ///   it leaves every running branch room for a second master (an etcd
+    ///   client's forward, a nested `on`).
+    /// - if only forwards hold the masters, open one more than the cap: a
+    ///   forward is held for a whole step, by a task that may itself be the
+    ///   one asking (an etcd client forwarding through several members), so
+    ///   waiting for it could deadlock. The extra master is the first closed
+    ///   when it is idle.
+    async fn lease(&self, host: &Host, forward: bool) -> Result<InUse, StepError> {
         if let Some(limit) = self.limit.as_ref().filter(|l| !l.contains(&host.name)) {
             return Err(StepError::Other(limit.outside(&host.name)));
         }
-        let slot = {
-            let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(Endpoint::of(host)).or_default().clone()
+        let endpoint = Endpoint::of(host);
+        loop {
+            // Registered before looking, so an end in between is not missed.
+            let idle = self.idle.notified();
+            let mut evicted = None;
+            // `None`: every master is busy, wait for one to be idle.
+            let slot: Option<Slot> = {
+                let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot) = map.get(&endpoint) {
+                    if let Some(conn) = slot.get() {
+                        return Ok(InUse::new(conn.clone(), self.idle.clone(), forward, false));
+                    }
+                    Some(slot.clone())
+                } else {
+                    let full = self.max_masters.is_some_and(|cap| map.len() >= cap);
+                    let lru = map
+                        .iter()
+                        .filter(|_| full)
+                        .filter_map(|(e, s)| s.get().filter(|c| c.idle()).map(|c| (e, c)))
+                        .min_by_key(|(_, c)| c.last_used())
+                        .map(|(e, _)| e.clone());
+                    if let Some(e) = lru {
+                        evicted = map.remove_entry(&e);
+                    }
+                    // a command in flight (or a master being opened) ends
+                    let busy = map.values().any(|s| {
+                        s.get()
+                            .is_none_or(|c| c.commands.load(Ordering::SeqCst) > 0)
+                    });
+                    if full && evicted.is_none() && busy {
+                        tracing::debug!(
+                            host = %host.name,
+                            "every ssh master is busy: waiting for one to be idle"
+                        );
+                        None
+                    } else {
+                        let slot = Slot::default();
+                        map.insert(endpoint.clone(), slot.clone());
+                        Some(slot)
+                    }
+                }
+            };
+            let Some(slot) = slot else {
+                idle.await;
+                continue;
+            };
+            if let Some((e, old)) = evicted {
+                self.forwards
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(f, _), _| *f != e);
+                if let Some(conn) = old.get() {
+                    tracing::debug!(host = %host.name, "ssh master cap reached: closing the least recently used idle master ({}@{})", e.user, e.address);
+                    self.close_master(conn).await;
+                }
+            }
+            // Removes the slot if this task's try leaves it unopened.
+            let opening = Opening {
+                pool: self,
+                endpoint: &endpoint,
+                slot: &slot,
+                tried: std::sync::atomic::AtomicBool::new(false),
+            };
+            let mut mine = false;
+            let opened = slot
+                .get_or_try_init(|| async {
+                    if !self.holds(&endpoint, &slot) {
+                        return Err(None); // closed meanwhile: look again
+                    }
+                    opening.tried.store(true, Ordering::SeqCst);
+                    let mut conn = self.connect(host).await.map_err(Some)?;
+                    conn.locking = self.prepare_lock(&conn, host).await.map_err(Some)?;
+                    conn.counter(forward).fetch_add(1, Ordering::SeqCst);
+                    mine = true;
+                    Ok::<_, Option<StepError>>(Arc::new(conn))
+                })
+                .await;
+            match opened {
+                Ok(conn) if mine => {
+                    return Ok(InUse::new(conn.clone(), self.idle.clone(), forward, true))
+                }
+                Ok(_) | Err(None) => continue,
+                Err(Some(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Open `host`'s connection now, if the pool has room for it under its
+    /// cap without closing another (else do nothing: the host connects at
+    /// its first command, as always). Errors are dropped here: the host's
+    /// first command connects again and reports them. For `connect(hosts)`,
+    /// which runs this in the background while the script goes on.
+    pub async fn open_early(&self, host: &Host) {
+        let room = {
+            let map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            !map.contains_key(&Endpoint::of(host))
+                && self.max_masters.is_none_or(|cap| map.len() < cap)
         };
-        let conn = slot
-            .get_or_try_init(|| async {
-                let mut conn = self.connect(host).await?;
-                conn.locking = self.prepare_lock(&conn, host).await?;
-                Ok::<_, StepError>(Arc::new(conn))
+        if room {
+            if let Err(e) = self.lease(host, false).await {
+                tracing::debug!(host = %host.name, "opening the connection early: {e}");
+            }
+        }
+    }
+
+    /// Whether `slot` is still `endpoint`'s in the pool.
+    fn holds(&self, endpoint: &Endpoint, slot: &Slot) -> bool {
+        let map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(endpoint).is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// Close an evicted master (idle, already out of the pool). A private
+    /// one is asked to exit. A shared one ([`Pool::shared`]) only if no other
+    /// cairn process uses it: every process using a shared master holds a
+    /// shared lock on its `NAME.use` file; under the endpoint's `NAME.lock`
+    /// (which a process takes to reuse or start that master), this process
+    /// drops its own lock and tries an exclusive one without waiting. Got
+    /// it: nobody else uses the master, so it exits. Not: it stays for the
+    /// other process, and this process only forgets it (and closes the
+    /// forwards it opened there).
+    async fn close_master(&self, conn: &Arc<Conn>) {
+        let socket = conn.session.control_socket().to_path_buf();
+        if let (Some((dir, _)), Some((name, use_file))) = (&self.shared, &conn.shared) {
+            let lock_path = dir.join(format!("{name}.lock"));
+            let use_path = dir.join(format!("{name}.use"));
+            let ours = use_file.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let decided = tokio::task::spawn_blocking(move || {
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&lock_path)
+                    .ok()?;
+                lock.lock().ok()?;
+                drop(ours);
+                let probe = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&use_path)
+                    .ok()?;
+                let alone = probe.try_lock().is_ok();
+                Some((lock, alone))
             })
-            .await?;
-        Ok(conn.clone())
+            .await
+            .ok()
+            .flatten();
+            match decided {
+                Some((lock, true)) => {
+                    exit_master(&socket).await;
+                    let _ = std::fs::remove_file(&socket);
+                    drop(lock);
+                }
+                other => {
+                    drop(other);
+                    let opened =
+                        std::mem::take(&mut *conn.opened.lock().unwrap_or_else(|e| e.into_inner()));
+                    for (port, rhost, rport) in opened {
+                        let _ = conn
+                            .session
+                            .close_port_forward(
+                                ForwardType::Local,
+                                Socket::new("127.0.0.1", port),
+                                Socket::new(&rhost, rport),
+                            )
+                            .await;
+                    }
+                }
+            }
+            return;
+        }
+        exit_master(&socket).await;
     }
 
     /// Make the host lock's folder safe on a new connection (see
@@ -658,6 +960,7 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|(e, _), _| *e != endpoint);
+            self.idle.notify_waiters();
         }
     }
 
@@ -729,11 +1032,26 @@ impl Pool {
             .await
             .map_err(|e| fail(format!("waiting for the ssh master lock: {e}")))?
             .map_err(|e| StepError::io("locking", &lock_path, e))?;
+        // Held (shared) while this process uses the master; see `close_master`.
+        let use_path = dir.join(format!("{name}.use"));
+        let in_use = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&use_path)
+            .map_err(|e| StepError::io("opening", &use_path, e))?;
+        // Never blocks: an exclusive lock is only taken under `lock`.
+        in_use
+            .try_lock_shared()
+            .map_err(|e| StepError::io("locking", &use_path, std::io::Error::other(e)))?;
+        let conn = |session| Conn {
+            shared: Some((name.clone(), Mutex::new(Some(in_use)))),
+            ..Conn::new(session)
+        };
         if socket.exists() {
             let session = Session::resume_mux(socket.clone().into_boxed_path(), None);
             if session.check().await.is_ok() {
                 drop(lock);
-                return Ok(Conn::new(session));
+                return Ok(conn(session));
             }
             // Its master exited (idle, or its host went away): replace it.
             let _ = std::fs::remove_file(&socket);
@@ -745,10 +1063,7 @@ impl Pool {
         self.start_master(host, &socket, log.path(), persist.as_secs().max(1), fail)
             .await?;
         drop(lock);
-        Ok(Conn::new(Session::resume_mux(
-            socket.into_boxed_path(),
-            None,
-        )))
+        Ok(conn(Session::resume_mux(socket.into_boxed_path(), None)))
     }
 
     /// The shared master's socket name for `host`: a digest of everything
@@ -874,6 +1189,89 @@ impl Pool {
         }
         fail(message)
     }
+}
+
+/// A master's slot being opened: if this task tried to open it and left it
+/// unopened (the connect failed or was cancelled), it leaves the pool, so it
+/// neither counts against the cap nor makes anyone wait for it.
+struct Opening<'a> {
+    pool: &'a Pool,
+    endpoint: &'a Endpoint,
+    slot: &'a Slot,
+    tried: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if self.slot.initialized() || !self.tried.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut map = self.pool.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(self.endpoint)
+            .is_some_and(|s| Arc::ptr_eq(s, self.slot))
+        {
+            map.remove(self.endpoint);
+        }
+        drop(map);
+        self.pool.idle.notify_waiters();
+    }
+}
+
+/// Ask the master listening on `socket` to exit (`ssh -O exit`) and wait
+/// until its process is gone, so a master opened next never runs beside it.
+/// Each `ssh -O` client gets 30 s (a heavily loaded machine starts them
+/// slowly); a master still there after its exit request (or that did not
+/// answer it) is ended by SIGTERM, so a closed master never lingers until its
+/// idle timeout.
+async fn exit_master(socket: &Path) {
+    let control = |op: &str| {
+        let mut ssh = tokio::process::Command::new("ssh");
+        ssh.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .arg("-S")
+            .arg(socket)
+            .args(["-O", op, "--", "cairn-master"]);
+        ssh
+    };
+    let limit = Duration::from_secs(30);
+    // "Master running (pid=N)"
+    let pid = match tokio::time::timeout(limit, control("check").output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr)
+            .split("pid=")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.trim().parse::<i32>().ok()),
+        _ => None,
+    };
+    let _ = tokio::time::timeout(limit, control("exit").status()).await;
+    let Some(pid) = pid.filter(|p| *p > 1) else {
+        return;
+    };
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    for signal in [None, Some(libc::SIGTERM)] {
+        if let Some(sig) = signal {
+            if proc.exists() {
+                // SAFETY: a signal to the master's pid, read from the master
+                // itself a moment ago.
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // a poll bounded by `deadline`: the master is not our child, so
+        // there is no exit status to wait for
+        while proc.exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !proc.exists() {
+            return;
+        }
+    }
+    tracing::warn!("ssh master {} (pid {pid}) did not exit", socket.display());
 }
 
 /// Where ssh says the mismatching key is pinned (`Offending ... key in FILE:LINE`).

@@ -5,6 +5,11 @@
 //! naming it, with no login there; a resume with another limit, or none, is
 //! refused before anything runs; the same limit finishes the run; unknown
 //! names are refused.
+//!
+//! And the cap on ssh masters (`CAIRN_SSH_MAX_MASTERS`): a run over 5
+//! inventory hosts (5 distinct connections on the 3 nodes) touching each
+//! twice never has more than 2 of its ssh masters alive, counted from the
+//! real `ssh -M` processes, with private masters and with shared ones.
 
 mod common;
 
@@ -13,6 +18,9 @@ use std::path::Path;
 use std::process::Output;
 
 const MARKER: &str = "/root/cairn-limit-marker";
+
+/// The two tests share the lab and count its logins: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `cairn ARGS` in workspace `ws` (the harness's scrubbed environment); ssh
 /// masters are not shared with later runs (so no connection outlives a run).
@@ -62,6 +70,7 @@ fn a_limited_run_touches_only_its_hosts_and_resumes_only_with_its_limit() {
     if lab::skip() {
         return;
     }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let l = lab::lab();
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
@@ -194,4 +203,198 @@ fn a_limited_run_touches_only_its_hosts_and_resumes_only_with_its_limit() {
         markers(l),
         [("node-2".to_string(), "node-2 of 3".to_string())]
     );
+}
+
+/// The live ssh masters whose control socket path starts with `prefix`:
+/// distinct `-S` paths of `ssh ... -M` processes (a master forking into the
+/// background is briefly two processes with one socket).
+fn masters(prefix: &str) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args
+            .first()
+            .is_some_and(|a| a == "ssh" || a.ends_with("/ssh"))
+            || !args.iter().any(|a| a == "-M")
+        {
+            continue;
+        }
+        if let Some(socket) = args
+            .windows(2)
+            .find(|w| w[0] == "-S" && w[1].starts_with(prefix))
+        {
+            found.insert(socket[1].clone());
+        }
+    }
+    found
+}
+
+const CAP_SCRIPT: &str = r#"
+for round in [1, 2] {
+    on(hosts(), |h| {
+        file(h, #{ path: `/root/cairn-cap-${h.name}`, content: `${h.name} round ${round}`, mode: "0644" });
+    });
+}
+"#;
+
+#[test]
+fn at_most_the_capped_number_of_ssh_masters_live_at_once() {
+    if lab::skip() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let l = lab::lab();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    std::fs::create_dir_all(ws.join("rb")).unwrap();
+    std::fs::write(
+        ws.join("rb/runbook.toml"),
+        "name = \"lab-cap\"\nversion = \"1.0.0\"\ndescription = \"5 hosts, twice\"\n",
+    )
+    .unwrap();
+    std::fs::write(ws.join("rb/main.rhai"), CAP_SCRIPT).unwrap();
+    // 5 connections on 3 nodes: a-1..a-3 with the lab's key, b-1 and b-2
+    // (node-1 and node-2 again) with a copy of it, a connection of its own.
+    let key2 = ws.join("key2");
+    std::fs::copy(&l.key, &key2).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key2, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let nodes = l.hosts();
+    let mut hosts = Vec::new();
+    for (i, n) in nodes.iter().take(3).enumerate() {
+        let mut h = n.clone();
+        h.name = format!("a-{}", i + 1);
+        hosts.push(h);
+    }
+    for (i, n) in nodes.iter().take(2).enumerate() {
+        let mut h = n.clone();
+        h.name = format!("b-{}", i + 1);
+        h.key = Some(key2.clone());
+        hosts.push(h);
+    }
+    #[derive(serde::Serialize)]
+    struct Inv {
+        hosts: Vec<cairn::host::Host>,
+    }
+    let inventory = ws.join("hosts.toml");
+    std::fs::write(&inventory, toml::to_string(&Inv { hosts }).unwrap()).unwrap();
+    let names = ["a-1", "a-2", "a-3", "b-1", "b-2"];
+    let node_of = |name: &str| format!("node-{}", &name[2..]);
+
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let shared_dir = runtime.path().join("cairn-ssh");
+    for (mode, persist) in [("private", "0"), ("shared", "60")] {
+        for name in names {
+            l.ssh_ok(&node_of(name), &format!("rm -f /root/cairn-cap-{name}"));
+        }
+        let fifo = ws.join(format!("hold-{mode}"));
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let mut child = common::Cairn::new(ws)
+            .args(["run", "rb", "--inventory", inventory.to_str().unwrap()])
+            .env("CAIRN_SSH_MAX_MASTERS", "2")
+            .env("CAIRN_SSH_PERSIST", persist)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("CAIRN_FAULT_WAIT", format!("7:{}", fifo.display()))
+            .command()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let prefix = match mode {
+            "private" => format!("/tmp/cairn-ssh-{}-", child.id()),
+            _ => format!("{}/", shared_dir.display()),
+        };
+        // Sample the masters all along the run, in a thread of its own.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (stop, prefix) = (stop.clone(), prefix.clone());
+            std::thread::spawn(move || {
+                let (mut peak, mut seen) = (0, std::collections::BTreeSet::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let now = masters(&prefix);
+                    peak = peak.max(now.len());
+                    seen.extend(now);
+                    // a sampling interval, not a wait for anything
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                (peak, seen)
+            })
+        };
+        // Held after 7 of its 10 steps: round 2 is under way.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut release = loop {
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+            {
+                break f;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{mode}: the run ended before its step 7"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode}: the run never reached its step 7"
+            );
+            // a poll bounded by `deadline`: the run opens the pipe when held
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let held = masters(&prefix);
+        assert!(
+            !held.is_empty() && held.len() <= 2,
+            "{mode}: {} masters while held: {held:?}",
+            held.len()
+        );
+        use std::io::Write;
+        release.write_all(b"x").unwrap();
+        drop(release);
+        let out = child.wait_with_output().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (peak, seen) = sampler.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out));
+        eprintln!(
+            "{mode}: peak {peak} live ssh masters, {} masters in all",
+            seen.len()
+        );
+        assert!(
+            peak <= 2,
+            "{mode}: {peak} ssh masters alive at once (cap 2)"
+        );
+        for name in names {
+            assert_eq!(
+                l.ssh_ok(&node_of(name), &format!("cat /root/cairn-cap-{name}")),
+                format!("{name} round 2"),
+                "{mode}: {name}"
+            );
+        }
+        let left = masters(&prefix);
+        match mode {
+            "private" => assert!(left.is_empty(), "private masters outlive the run: {left:?}"),
+            _ => {
+                assert!(left.len() <= 2, "shared masters kept: {left:?}");
+                for socket in left {
+                    let _ = std::process::Command::new("ssh")
+                        .args(["-S", &socket, "-O", "exit", "--", "x"])
+                        .output();
+                }
+            }
+        }
+    }
 }

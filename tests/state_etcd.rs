@@ -484,3 +484,130 @@ fn a_saved_plan_is_checked_against_the_team_state_not_a_stale_cache() {
     assert_eq!(code, Some(0), "{runs}");
     assert_eq!(runs.matches("team-steps").count(), 1, "{runs}");
 }
+
+/// A plan with `--state` while a run holds the team lock: the run is held
+/// between its steps 3 and 4 (`CAIRN_FAULT_WAIT`); a plan from another
+/// workspace on the same state succeeds, names the holder as a refused run
+/// would (user@host, pid, run id), takes no lock (the lock key is the
+/// holder's, unchanged) and writes nothing under the prefix but its one
+/// audit entry (every key listed before and after). The run then finishes.
+#[test]
+fn a_plan_beside_a_running_run_names_the_holder_and_writes_only_its_audit_entry() {
+    if lab::skip() {
+        return;
+    }
+    let prefix = "team-v";
+    let tmp = private_tempdir();
+    runbook(tmp.path());
+    let (ws_a, ws_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let token = format!("token={TOKEN}");
+    let s = shared(prefix, tmp.path());
+    let lock_key = s.url.key("lock");
+
+    let fifo = tmp.path().join("hold");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let a = cairn_cmd(tmp.path(), prefix, &["run", "rb", "--var", &token])
+        .env("CAIRN_STATE_DIR", &ws_a)
+        .env("CAIRN_FAULT_WAIT", format!("3:{}", fifo.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A is held once it has the pipe open for reading: until then, opening
+    // its write end without blocking fails (ENXIO).
+    let mut release = poll(60, "runner A waits after its step 3", || {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .ok()
+    });
+    let lock_of = || {
+        let e = s.kv.get(&lock_key).unwrap().expect("A holds the lock");
+        (e.value, e.create_revision, e.lease)
+    };
+    let lock_before = lock_of();
+    let holder = lock::current(&s.kv, &lock_key)
+        .unwrap()
+        .and_then(|c| c.info)
+        .expect("the lock names its holder");
+    assert_eq!(holder.pid, a.id());
+    let snapshot = || -> BTreeMap<String, (Vec<u8>, u64, String)> {
+        s.kv.list(&format!("{prefix}/"))
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, (e.value, e.create_revision, e.lease)))
+            .collect()
+    };
+    let before = snapshot();
+    assert!(
+        before
+            .keys()
+            .any(|k| k.contains(&format!("runs/{}/journal/", holder.run_id))),
+        "A's journal is in the team state: {:?}",
+        before.keys().collect::<Vec<_>>()
+    );
+
+    let plan = cairn_cmd(tmp.path(), prefix, &["plan", "rb", "--var", &token])
+        .env("CAIRN_STATE_DIR", &ws_b)
+        .output()
+        .unwrap();
+    let plan_text = text(&plan);
+    assert!(
+        matches!(plan.status.code(), Some(0) | Some(2)),
+        "the plan succeeds beside the run:\n{plan_text}"
+    );
+    for part in [
+        "a run holds the team state's lock".to_string(),
+        format!(
+            "lock {} held by {}@{} ",
+            holder.id, holder.user, holder.host
+        ),
+        format!("pid {} ", holder.pid),
+        format!("run {}", holder.run_id),
+    ] {
+        assert!(
+            plan_text.contains(&part),
+            "the plan names the holder ({part}):\n{plan_text}"
+        );
+    }
+
+    // No lock taken: the lock key is A's, as it was.
+    assert_eq!(lock_of(), lock_before, "the plan left A's lock alone");
+    // Nothing written but one audit entry, for this plan.
+    let after = snapshot();
+    let mut added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let changed: Vec<&String> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the plan changed or removed {changed:?}"
+    );
+    assert_eq!(added.len(), 1, "the plan added {added:?}");
+    let key = added.pop().unwrap();
+    assert!(
+        key.starts_with(&s.url.key("audit/")),
+        "the plan's only write is an audit entry, not {key}"
+    );
+    let entry: serde_json::Value = serde_json::from_slice(&after[key].0).unwrap();
+    assert_eq!(entry["command"], "plan", "{entry}");
+
+    // A goes on and finishes, its lock intact all along.
+    use std::io::Write;
+    release.write_all(b"x").unwrap();
+    drop(release);
+    let out = a.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "A: {}", text(&out));
+    assert!(
+        lock::current(&s.kv, &lock_key).unwrap().is_none(),
+        "A released the lock"
+    );
+}

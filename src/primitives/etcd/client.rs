@@ -269,6 +269,8 @@ pub struct EtcdClient {
     identity: Option<Identity>,
     routes: BTreeMap<String, SocketAddr>,
     timeout: Duration,
+    /// The ssh forwards behind `routes`, kept open while the client lives.
+    holds: Vec<std::sync::Arc<crate::ssh::ForwardHold>>,
 }
 
 impl EtcdClient {
@@ -294,6 +296,7 @@ impl EtcdClient {
             identity,
             routes: BTreeMap::new(),
             timeout: Duration::from_secs(10),
+            holds: Vec::new(),
         })
     }
 
@@ -307,6 +310,17 @@ impl EtcdClient {
     pub fn route(&mut self, endpoint: &str, local: SocketAddr) {
         self.routes
             .insert(endpoint.trim_end_matches('/').to_string(), local);
+    }
+
+    /// [`EtcdClient::route`] through an ssh forward, keeping its master open
+    /// while the client lives (see [`crate::ssh::Pool::forward_held`]).
+    pub fn route_held(
+        &mut self,
+        endpoint: &str,
+        (local, hold): (SocketAddr, crate::ssh::ForwardHold),
+    ) {
+        self.route(endpoint, local);
+        self.holds.push(std::sync::Arc::new(hold));
     }
 
     /// Per-request time limit (default 10 s).

@@ -135,8 +135,8 @@ impl Conn {
         let mut client = EtcdClient::new(&self.endpoints, &ca, identity)?;
         for (i, ep) in client.endpoints().to_vec().iter().enumerate() {
             if let Some(host) = self.via(i) {
-                let local = ctx.ssh.forward(host, &ep.authority()).await?;
-                client.route(&ep.url, local);
+                let forward = ctx.ssh.forward_held(host, &ep.authority()).await?;
+                client.route_held(&ep.url, forward);
             }
         }
         Ok(client)

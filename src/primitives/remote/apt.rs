@@ -310,10 +310,15 @@ fn lists_problem(stderr: &str) -> bool {
 }
 
 impl Apt {
-    fn facts_script(&self) -> String {
-        let query = crate::cmd::Cmd::new("dpkg-query")
+    /// `dpkg-query` listing the packages' status and version (see [`parse_facts`]).
+    fn query(&self) -> crate::cmd::Cmd {
+        crate::cmd::Cmd::new("dpkg-query")
             .args(["-W", "-f", "${Package} ${Status} ${Version}\\n"])
-            .operands(self.args.packages.iter().map(String::as_str));
+            .operands(self.args.packages.iter().map(String::as_str))
+    }
+
+    fn facts_script(&self) -> String {
+        let query = self.query();
         let policy = format!(
             "grep -qxF {} {} 2>/dev/null && echo leftover-policy\n",
             crate::cmd::quote(POLICY_MARK),
@@ -521,13 +526,26 @@ impl Apt {
         ))
     }
 
-    async fn apt(&self, ctx: &Ctx, args: &str) -> Result<crate::ssh::CommandOutput, StepError> {
+    /// `apt-get ARGS` on the host, then the shell lines `after` (built from
+    /// quoted arguments; they see apt-get's exit status in `$?`).
+    async fn apt(
+        &self,
+        ctx: &Ctx,
+        args: &str,
+        after: &str,
+    ) -> Result<crate::ssh::CommandOutput, StepError> {
         let hold = if args.starts_with("install") && self.args.start_services == Some(false) {
             hold_services_script()
         } else {
             String::new()
         };
-        let line = format!("export DEBIAN_FRONTEND=noninteractive\n{hold}{APT} {args}");
+        let after = match after {
+            "" => String::new(),
+            // (an update that failed stops here: its status is the script's)
+            a if args == "update" => format!("\nc=$?; [ $c -eq 0 ] || exit $c\n{a}"),
+            a => format!("\n{a}"),
+        };
+        let line = format!("export DEBIAN_FRONTEND=noninteractive\n{hold}{APT} {args}{after}");
         ctx.ssh
             .exec_with(&self.host, &line, None, Some(INSTALL_TIMEOUT))
             .await
@@ -559,7 +577,17 @@ impl Apt {
             .ssh
             .exec(&self.host, &self.madison().to_string(), None)
             .await?;
-        let offered = parse_madison(&out.stdout);
+        self.pin(want, wanted, &parse_madison(&out.stdout))
+    }
+
+    /// Pins for every wanted package from `offered` (versions by package),
+    /// or the error naming what is offered when a package has none at `want`.
+    fn pin(
+        &self,
+        want: &str,
+        wanted: Vec<Wanted>,
+        offered: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<Wanted>, StepError> {
         let wanted: Vec<Wanted> = wanted
             .into_iter()
             .map(|w| Wanted {
@@ -571,7 +599,7 @@ impl Apt {
             .collect();
         let unresolved: Vec<&Wanted> = wanted.iter().filter(|w| w.pin.is_none()).collect();
         if !unresolved.is_empty() {
-            return Err(self.not_offered(want, &unresolved, &offered));
+            return Err(self.not_offered(want, &unresolved, offered));
         }
         Ok(wanted)
     }
@@ -641,21 +669,38 @@ impl Step for Apt {
             });
         }
         let update = || async {
-            let out = this.apt(ctx, "update").await?;
+            let out = this.apt(ctx, "update", "").await?;
             if out.code != 0 {
                 return Err(this.failed("update", &out));
             }
-            Ok(())
+            Ok(out)
         };
-        if work.update_first {
-            update().await?;
-        }
         let mut wanted = work.wanted;
-        if let Some(want) = &this.args.version {
-            // (after an update the lists may offer another package version; read them again)
-            if work.update_first || wanted.iter().any(|w| w.pin.is_none()) {
+        match &this.args.version {
+            // One round trip: the update, then what the lists offer now
+            // (after an update they may offer another package version).
+            Some(want) if work.update_first => {
+                let after = format!("{} 2>/dev/null | sed 's/^/madison /'\n", this.madison());
+                let out = this.apt(ctx, "update", &after).await?;
+                if out.code != 0 {
+                    return Err(this.failed("update", &out));
+                }
+                let madison: String = out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.starts_with("madison "))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                wanted = this.pin(want, wanted, &parse_madison(&madison))?;
+            }
+            Some(want) if wanted.iter().any(|w| w.pin.is_none()) => {
                 wanted = this.resolve(ctx, want, wanted).await?;
             }
+            Some(_) => {}
+            None if work.update_first => {
+                update().await?;
+            }
+            None => {}
         }
         // (package names and versions are checked; `--` keeps any from reading as an option)
         let specs: Vec<String> = wanted
@@ -669,7 +714,15 @@ impl Step for Apt {
             .arg("-y")
             .operands(specs.iter().map(String::as_str))
             .to_string();
-        let mut out = this.apt(ctx, &install).await?;
+        // The installed versions are read in the same round trip, after a
+        // line no output of apt's can hold.
+        let mark = format!("cairn: installed versions {:016x}", rand::random::<u64>());
+        let versions_after = format!(
+            "c=$?\necho {}\n{} 2>/dev/null\nexit $c\n",
+            crate::cmd::quote(&mark),
+            this.query()
+        );
+        let mut out = this.apt(ctx, &install, &versions_after).await?;
         if out.code != 0
             && !work.update_first
             && this.args.update != AptUpdate::Never
@@ -677,14 +730,18 @@ impl Step for Apt {
             && lists_problem(&out.stderr)
         {
             update().await?;
-            out = this.apt(ctx, &install).await?;
+            out = this.apt(ctx, &install, &versions_after).await?;
         }
         if out.code != 0 {
             return Err(this.failed(&install, &out));
         }
+        let versions = match out.stdout.split_once(&format!("{mark}\n")) {
+            Some((_, listed)) => parse_facts(listed, &this.args.packages, LISTS_MAX_AGE).installed,
+            None => this.installed_versions(ctx).await?,
+        };
         Ok(AptResult {
             installed: wanted.into_iter().map(|w| w.name).collect(),
-            versions: this.installed_versions(ctx).await?,
+            versions,
             changed: true,
         })
     }

@@ -47,6 +47,20 @@ fn build<A: serde::de::DeserializeOwned, S: Step>(
     Ok(make(parsed))
 }
 
+const DOC_CONNECT: &str = "\
+/// Start opening the ssh connections to `hosts` in the background and return
+/// at once, so the first step on each host does not wait for its handshake
+/// (make certificates or call cloud APIs meanwhile). Not a step: nothing is
+/// planned or journaled. A host that cannot be reached is reported by its
+/// first step, as without `connect`. Opens at most as many connections as the
+/// run's cap on connections leaves room for (`CAIRN_SSH_MAX_MASTERS`); the
+/// others open when their host's first step runs. Does nothing in an offline
+/// plan.
+///
+/// ```rhai
+/// connect(hosts());
+/// ```";
+
 /// Register `name(host, options)` as a step made by `make`.
 fn register_step<A, S>(
     engine: &mut Engine,
@@ -104,6 +118,21 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 x.exec(&call, Run::new(host, cmd.as_str(), opts))
             },
         );
+    // ---- connect(hosts): ssh connections opened in the background ----
+    let x = exec.clone();
+    FuncRegistration::new("connect")
+        .with_params_info(["hosts: Array", "()"])
+        .with_comments([DOC_CONNECT])
+        .register_into_engine(engine, move |hosts: rhai::Array| {
+            if x.mode() == crate::executor::Mode::Offline {
+                return;
+            }
+            for host in hosts.into_iter().filter_map(|h| h.try_cast::<Host>()) {
+                let y = x.clone();
+                x.handle()
+                    .spawn(async move { y.ctx().ssh.open_early(&host).await });
+            }
+        });
     FuncRegistration::new("apt_upstream_version")
         .with_params_info(["version: &str", "String"])
         .with_comments([apt::DOC_UPSTREAM])
