@@ -1,8 +1,9 @@
 //! Launching a runbook: gather inputs, build the executor and engine, run the
 //! script in plan, offline or apply mode, journal it, and report.
 
-use crate::diagnostic::{render_eval, render_parse, Sources};
+use crate::diagnostic::{render_eval, render_parse, render_script, Sources};
 use crate::engine::{build_engine, params_map, ScriptInputs};
+use crate::error::{exit, Error, PlanRefusal, ScriptError, Success};
 use crate::executor::{drift_of, Executor, ExecutorSetup, Mode, StepRecord};
 use crate::host::Host;
 use crate::journal::{Journal, JournalWriter, Record, RunHeader, RunStatus, RunbookVersion};
@@ -23,18 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Exit codes, chosen here only.
-pub mod exit {
-    /// Success; for plans: nothing to change.
-    pub const OK: i32 = 0;
-    /// An error.
-    pub const ERROR: i32 = 1;
-    /// A plan with changes pending.
-    pub const CHANGES: i32 = 2;
-    /// Stopped by Ctrl-C.
-    pub const INTERRUPTED: i32 = 130;
-}
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -174,15 +163,6 @@ struct Prepared {
     shared: Option<Arc<crate::state::Shared>>,
 }
 
-/// An error before or around the script, already rendered.
-pub struct Failure(pub String);
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(format!("error: {e}"))
-    }
-}
-
 fn process_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
@@ -196,9 +176,8 @@ fn is_secret_env(name: &str) -> bool {
 }
 
 /// Read a lab's env file (`KEY=VALUE` lines).
-pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure(format!("error: cannot read {}: {e}", path.display())))?;
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
     Ok(text
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
@@ -208,7 +187,7 @@ pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, Failure> {
 }
 
 /// Read an inventory file (see [`crate::inventory::read`]).
-pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Failure> {
+pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Error> {
     crate::inventory::read(path)
 }
 
@@ -221,19 +200,22 @@ fn prepare(
     req: &Request,
     journal_params: BTreeMap<String, toml::Value>,
     audit: &mut Audit,
-) -> Result<Prepared, Failure> {
+) -> Result<Prepared, Error> {
     let runbook = Arc::new(Runbook::load(&req.runbook)?);
     audit.runbook(&runbook);
     let mut env = process_env();
-    ssh_persist(&env).map_err(Failure)?;
+    ssh_persist(&env)?;
     let mut inventory = req.inventory.clone();
     if let Some(lab) = &req.lab {
         let (inv, env_file) = lab_files(lab);
         if !env_file.exists() {
-            return Err(Failure(format!(
-                "error: lab `{lab}` is not up (no {}); start it with `cairn lab up --name {lab}`",
-                env_file.display()
-            )));
+            return Err(Error::input(
+                "--lab",
+                format!(
+                    "lab `{lab}` is not up (no {}); start it with `cairn lab up --name {lab}`",
+                    env_file.display()
+                ),
+            ));
         }
         env.extend(read_env_file(&env_file)?);
         if inventory.is_none() {
@@ -250,7 +232,7 @@ fn prepare(
                 Some(p) => format!(" (inventory {})", p.display()),
                 None => " (no --inventory or --lab given)".to_string(),
             };
-            Failure(format!("error: {why}{from}"))
+            Error::input("--limit", format!("{why}{from}"))
         })?)),
         None => None,
     };
@@ -273,7 +255,7 @@ fn prepare(
     scope.push_constant("params", ());
     let engine = crate::engine::compile_engine();
     if let Err(e) = engine.compile_with_scope(&scope, &runbook.script) {
-        return Err(Failure(render_parse(&e, "main.rhai", &sources(&runbook))));
+        return Err(render_parse(&e, "main.rhai", &sources(&runbook)).into());
     }
     let declared = runbook
         .manifest
@@ -295,9 +277,7 @@ fn prepare(
             Workspace::new(std::path::absolute(&req.state_dir).unwrap_or(req.state_dir.clone()))
         }
     };
-    workspace
-        .check_private_dirs()
-        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))?;
+    workspace.check_private_dirs()?;
     let secrets = Secrets::default();
     for (k, v) in &env {
         if is_secret_env(k) {
@@ -364,7 +344,7 @@ fn public_params(inputs: &ScriptInputs) -> BTreeMap<String, serde_json::Value> {
 
 struct Outcome {
     steps: Vec<StepRecord>,
-    error: Option<String>,
+    error: Option<ScriptError>,
     interrupted: bool,
 }
 
@@ -399,7 +379,7 @@ fn execute(
     pass: Pass,
     rt: &tokio::runtime::Runtime,
     cancel: Arc<AtomicBool>,
-) -> Outcome {
+) -> Result<Outcome, Error> {
     let Pass {
         mode,
         journal,
@@ -410,19 +390,10 @@ fn execute(
     } = pass;
     // Plans must leave the workspace untouched: host keys seen while planning
     // go to a scratch copy of known_hosts.
-    let scratch = match Scratch::new() {
-        Ok(s) => s,
-        Err(e) => {
-            return Outcome {
-                steps: Vec::new(),
-                error: Some(format!(
-                    "error: cannot create a scratch folder in {}: {e}",
-                    std::env::temp_dir().display()
-                )),
-                interrupted: false,
-            }
-        }
-    };
+    let scratch = Scratch::new().map_err(Error::io(
+        "create a scratch folder in",
+        std::env::temp_dir(),
+    ))?;
     let known_hosts = match mode {
         Mode::Apply => p.workspace.known_hosts(),
         _ => {
@@ -472,25 +443,30 @@ fn execute(
             ast.set_source(script_name);
             match engine.run_ast_with_scope(&mut scope, &ast) {
                 Ok(()) => None,
-                Err(e) => Some(p.secrets.redact(&render_eval(&e, script_name, &sources))),
+                Err(e) => {
+                    Some(render_eval(e, script_name, &sources).redacted(|t| p.secrets.redact(t)))
+                }
             }
         }
     };
     rt.block_on(exec.ctx().ssh.close_all());
     drop(scratch);
-    Outcome {
+    Ok(Outcome {
         steps: exec.steps(),
         error,
         interrupted: cancel.load(Ordering::SeqCst),
-    }
+    })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(Failure::from)
+        .map_err(|source| Error::System {
+            what: "start the async runtime",
+            source,
+        })
 }
 
 /// The name of the next of these signals to arrive.
@@ -511,12 +487,16 @@ async fn next_signal(
 /// at once (the journal is consistent at every record, so resume still works),
 /// removing this process's scratch folders first. The handlers are in place
 /// when this returns.
-fn watch_interrupts(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) -> Result<(), Failure> {
+fn watch_interrupts(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) -> Result<(), Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let _enter = rt.enter();
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let handler = |source| Error::System {
+        what: "install signal handlers",
+        source,
+    };
+    let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
+    let mut term = signal(SignalKind::terminate()).map_err(handler)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(handler)?;
     rt.spawn(async move {
         let first = next_signal(&mut int, &mut term, &mut hup).await;
         cancel.store(true, Ordering::SeqCst);
@@ -526,6 +506,7 @@ fn watch_interrupts(rt: &tokio::runtime::Runtime, cancel: Arc<AtomicBool>) -> Re
         let second = next_signal(&mut int, &mut term, &mut hup).await;
         eprintln!("interrupt ({second}): quitting now");
         crate::scratch::remove_own();
+        // The one exit outside main.rs: quitting now means not unwinding to it.
         std::process::exit(exit::INTERRUPTED);
     });
     Ok(())
@@ -566,10 +547,12 @@ fn check_value(name: &str, p: &crate::manifest::Param) -> toml::Value {
 /// environment, a scratch workspace — as an offline plan does. It catches what
 /// a plan would catch except facts: unknown option keys, wrong argument types,
 /// unknown functions, missing imports, undefined parameters and template
-/// variables. Returns the number of steps planned, or the rendered error.
-pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
-    let scratch =
-        Scratch::new().map_err(|e| format!("error: cannot create a scratch folder: {e}\n"))?;
+/// variables. Returns the number of steps planned, or the error.
+pub fn check_offline(runbook: Runbook) -> Result<usize, Error> {
+    let scratch = Scratch::new().map_err(Error::io(
+        "create a scratch folder in",
+        std::env::temp_dir(),
+    ))?;
     let m = &runbook.manifest;
     let params = m
         .params
@@ -606,44 +589,31 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, String> {
         limit: None,
         shared: None,
     };
-    let rt = runtime().map_err(|f| f.0)?;
+    let rt = runtime()?;
     let reporter = Arc::new(Reporter::quiet());
     let cancel = Arc::new(AtomicBool::new(false));
-    let out = execute(&p, Pass::plan(Mode::Offline, reporter), &rt, cancel);
+    let out = execute(&p, Pass::plan(Mode::Offline, reporter), &rt, cancel)?;
     match out.error {
-        Some(e) => Err(ensure_nl(&e)),
+        Some(e) => Err(e.into()),
         None => Ok(out.steps.len()),
     }
 }
 
-/// `cairn plan`: exit 0 when nothing would change, 2 when something would.
-pub fn plan(req: &Request, offline: bool) -> i32 {
+/// `cairn plan`: [`Success::Done`] when nothing would change,
+/// [`Success::Changes`] when something would.
+pub fn plan(req: &Request, offline: bool) -> Result<Success, Error> {
     let mut audit = Audit::new(&req.runbook);
-    let code = match plan_inner(req, offline, &mut audit) {
-        Ok(code) => code,
-        Err(Failure(msg)) => {
-            eprint!("{}", ensure_nl(&msg));
-            exit::ERROR
-        }
-    };
+    let result = plan_inner(req, offline, &mut audit);
     record_audit(
         (&req.state_dir, req.shared.as_ref()),
         crate::audit::Command::Plan,
         &audit,
-        code,
+        crate::error::exit_code(&result),
     );
-    code
+    result
 }
 
-fn ensure_nl(s: &str) -> String {
-    if s.ends_with('\n') {
-        s.to_string()
-    } else {
-        format!("{s}\n")
-    }
-}
-
-fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Failure> {
+fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<Success, Error> {
     let p = prepare(req, BTreeMap::new(), audit)?;
     let rt = runtime()?;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -664,13 +634,13 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
     let mode = if offline { Mode::Offline } else { Mode::Plan };
     let progress = reporter.tick(rt.handle());
     audit.started = true;
-    let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel);
+    let out = execute(&p, Pass::plan(mode, reporter.clone()), &rt, cancel)?;
     audit.interrupted = out.interrupted;
     progress.abort();
     if let Some(err) = out.error {
         // what the script printed before it failed, as a run would show it
         print!("{}", reporter.held_output());
-        return Err(Failure(err));
+        return Err(err.into());
     }
     let summary = summarize(&out.steps);
     let saved = SavedPlan {
@@ -684,11 +654,13 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
         steps: out.steps.clone(),
         summary,
     };
-    let json = saved.to_text()?;
+    let json = saved.to_text().map_err(|source| Error::Encode {
+        what: "the plan",
+        source,
+    })?;
     audit.plan_digest = Some(plan_digest(json.as_bytes()));
     if let Some(path) = &req.save_plan {
-        std::fs::write(path, &json)
-            .map_err(|e| Failure(format!("error: cannot write plan {}: {e}", path.display())))?;
+        std::fs::write(path, &json).map_err(Error::io("write plan", path))?;
     }
     if req.json {
         println!("{json}");
@@ -720,9 +692,9 @@ fn plan_inner(req: &Request, offline: bool, audit: &mut Audit) -> Result<i32, Fa
         }
     }
     Ok(if summary.has_changes() {
-        exit::CHANGES
+        Success::Changes
     } else {
-        exit::OK
+        Success::Done
     })
 }
 
@@ -742,34 +714,27 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-fn ensure_workspace(ws: &Workspace) -> Result<(), Failure> {
+fn ensure_workspace(ws: &Workspace) -> Result<(), Error> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(ws.root())
-        .map_err(|e| Failure(format!("error: cannot create {}: {e}", ws.root().display())))?;
-    ws.check_private_dirs()
-        .map_err(|e| Failure(format!("error: unsafe workspace: {e}")))
+        .map_err(Error::io("create", ws.root()))?;
+    Ok(ws.check_private_dirs()?)
 }
 
 /// `cairn run`.
-pub fn run(req: &Request) -> i32 {
+pub fn run(req: &Request) -> Result<Success, Error> {
     let mut audit = Audit::new(&req.runbook);
-    let code = match run_inner(req, &mut audit) {
-        Ok(code) => code,
-        Err(Failure(msg)) => {
-            eprint!("{}", ensure_nl(&msg));
-            exit::ERROR
-        }
-    };
+    let result = run_inner(req, &mut audit);
     record_audit(
         (&req.state_dir, req.shared.as_ref()),
         crate::audit::Command::Run,
         &audit,
-        code,
+        crate::error::exit_code(&result),
     );
-    code
+    result
 }
 
 /// Refuse a saved plan made for other inputs or targets before anything runs;
@@ -779,36 +744,33 @@ fn check_approved(
     rt: &tokio::runtime::Runtime,
     path: &Path,
     audit: &mut Audit,
-) -> Result<BTreeMap<String, StepRecord>, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure(format!("error: cannot read plan {}: {e}", path.display())))?;
+) -> Result<BTreeMap<String, StepRecord>, Error> {
+    let text = std::fs::read_to_string(path).map_err(Error::io("read plan", path))?;
     audit.plan_digest = Some(plan_digest(text.as_bytes()));
-    let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
-        Failure(format!(
-            "error: {} is not a saved cairn plan: {e}",
-            path.display()
-        ))
+    let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| Error::NotAPlan {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })?;
-    let refuse = |why: String| {
-        Failure(format!(
-            "error: refusing to apply the saved plan {}: {why}\nMake a new plan with `cairn plan ... -o {}` and review it.",
-            path.display(),
-            path.display()
-        ))
+    let refuse = |why: PlanRefusal| Error::PlanRefused {
+        path: path.to_path_buf(),
+        why,
     };
     if saved.offline {
-        return Err(refuse("it is an offline plan, made without facts".into()));
+        return Err(refuse(PlanRefusal::Offline));
     }
     if saved.source != p.runbook.source || saved.content_hash != p.runbook.content_hash() {
-        return Err(refuse(format!(
-            "the runbook changed since (plan: {} {} {}, now: {} {} {})",
-            saved.runbook,
-            saved.version,
-            &saved.content_hash,
-            p.runbook.manifest.name,
-            p.runbook.manifest.version,
-            p.runbook.content_hash()
-        )));
+        return Err(refuse(PlanRefusal::RunbookChanged {
+            plan: format!(
+                "{} {} {}",
+                saved.runbook, saved.version, &saved.content_hash
+            ),
+            now: format!(
+                "{} {} {}",
+                p.runbook.manifest.name,
+                p.runbook.manifest.version,
+                p.runbook.content_hash()
+            ),
+        }));
     }
     let now_limit = p.limit.as_ref().map(|l| l.spec());
     if saved.limit != now_limit {
@@ -816,14 +778,13 @@ fn check_approved(
             Some(l) => format!("--limit {l}"),
             None => "no --limit".to_string(),
         };
-        return Err(refuse(format!(
-            "it was made with {} and this run has {}",
-            shown(&saved.limit),
-            shown(&now_limit)
-        )));
+        return Err(refuse(PlanRefusal::Limit {
+            plan: shown(&saved.limit),
+            now: shown(&now_limit),
+        }));
     }
     if saved.params != public_params(&p.inputs) {
-        return Err(refuse("the parameter values differ from the plan's".into()));
+        return Err(refuse(PlanRefusal::Params));
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let fresh = execute(
@@ -831,9 +792,9 @@ fn check_approved(
         Pass::plan(Mode::Plan, Arc::new(Reporter::quiet())),
         rt,
         cancel,
-    );
+    )?;
     if let Some(err) = fresh.error {
-        return Err(Failure(err));
+        return Err(err.into());
     }
     let by_key: BTreeMap<&str, &StepRecord> =
         saved.steps.iter().map(|s| (s.key.as_str(), s)).collect();
@@ -859,14 +820,11 @@ fn check_approved(
             .map(|s| (s.key.clone(), s))
             .collect())
     } else {
-        Err(refuse(format!(
-            "the targets changed since it was made:\n  {}",
-            drifts.join("\n  ")
-        )))
+        Err(refuse(PlanRefusal::Drifted(drifts)))
     }
 }
 
-fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
+fn run_inner(req: &Request, audit: &mut Audit) -> Result<Success, Error> {
     let p = prepare(req, BTreeMap::new(), audit)?;
     let rt = runtime()?;
     // A saved plan is checked against the state the run will use: the local
@@ -910,26 +868,22 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
     };
     let dir = p.workspace.runs_dir().join(&id);
     let path = dir.join("journal.jsonl");
-    let mut journal = JournalWriter::open(&path).map_err(|e| {
-        Failure(format!(
-            "error: cannot create journal {}: {e}",
-            path.display()
-        ))
-    })?;
+    let mut journal = JournalWriter::open(&path).map_err(Error::io("create journal", &path))?;
     if let Some(s) = &session {
         journal = journal.with_sink(s.journal(&id));
     }
     if let Err(e) = journal.append(&Record::Run(header), true) {
-        if let Some(r) = refusal(&e) {
+        if let Some(why) = refusal(&e) {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(Failure(format!("error: {r}; nothing was run")));
+            return Err(Error::StateRefused {
+                why,
+                nothing_run: true,
+                stopped: None,
+            });
         }
         // a run without its header cannot be resumed: leave nothing behind
         let _ = std::fs::remove_dir_all(&dir);
-        return Err(Failure(format!(
-            "error: cannot write journal {}: {e}; nothing was run (free space there and run again)",
-            path.display()
-        )));
+        return Err(Error::JournalHeader { path, source: e });
     }
     audit.run_id = Some(id.clone());
     audit.started = true;
@@ -954,6 +908,25 @@ fn run_inner(req: &Request, audit: &mut Audit) -> Result<i32, Failure> {
     )
 }
 
+/// A resume of a run that already succeeded.
+fn already_succeeded(id: &str) -> Error {
+    Error::resume(
+        Some(id),
+        format!("run {id} already succeeded; nothing to resume (start a new one with `cairn run`)"),
+    )
+}
+
+/// A run that ended without an error text (cannot happen: a failed or
+/// interrupted run has one).
+fn unknown() -> ScriptError {
+    ScriptError {
+        message: "the run stopped".into(),
+        at: None,
+        step: None,
+        shown: "the run stopped\n".into(),
+    }
+}
+
 /// The team state's refusal inside a journal error, if that is what it is.
 fn refusal(e: &std::io::Error) -> Option<String> {
     e.get_ref()
@@ -963,14 +936,12 @@ fn refusal(e: &std::io::Error) -> Option<String> {
 
 /// The error for a journal that cannot take another record: what happened
 /// and what to do.
-fn journal_full(path: &Path, id: &str, e: &std::io::Error) -> Failure {
-    Failure(format!(
-        "error: cannot write journal {}: {e}\n\
-         The run stopped. A record that could not be written whole was cut off, so the journal \
-         ends with its last whole record: free space there, then `cairn resume {id}` continues \
-         from it.",
-        path.display()
-    ))
+fn journal_full(path: &Path, id: &str, e: std::io::Error) -> Error {
+    Error::JournalFull {
+        path: path.to_path_buf(),
+        id: id.to_string(),
+        source: e,
+    }
 }
 
 fn finish(
@@ -981,7 +952,7 @@ fn finish(
     approved: Option<BTreeMap<String, StepRecord>>,
     (id, session): (&str, Option<&Arc<crate::state::sync::Session>>),
     cancel: Arc<AtomicBool>,
-) -> Result<i32, Failure> {
+) -> Result<Success, Error> {
     let started = Instant::now();
     let jpath = journal.path().to_path_buf();
     let reporter = Arc::new(Reporter::stdout(true));
@@ -994,7 +965,7 @@ fn finish(
         reporter: reporter.clone(),
         approved,
     };
-    let out = execute(p, pass, rt, cancel);
+    let out = execute(p, pass, rt, cancel)?;
     progress.abort();
     let status = match (&out.error, out.interrupted) {
         (None, _) => RunStatus::Succeeded,
@@ -1011,19 +982,27 @@ fn finish(
             &Record::End {
                 status,
                 at: now_rfc3339(),
-                error: out.error.clone(),
+                error: out.error.as_ref().map(render_script),
             },
             true,
         )
     });
     if let Err(e) = ended {
-        if let Some(err) = &out.error {
-            eprint!("{}", ensure_nl(err));
-        }
-        if let Some(r) = refusal(&e) {
-            return Err(Failure(format!("error: run {id} stopped: {r}")));
-        }
-        return Err(journal_full(&jpath, id, &e));
+        let cause = match refusal(&e) {
+            Some(why) => Error::StateRefused {
+                why,
+                nothing_run: false,
+                stopped: Some(id.to_string()),
+            },
+            None => journal_full(&jpath, id, e),
+        };
+        return Err(match out.error {
+            Some(error) => Error::Unrecorded {
+                error: Box::new(error.into()),
+                cause: Box::new(cause),
+            },
+            None => cause,
+        });
     }
     let summary = summarize(&out.steps);
     let secs = started.elapsed().as_secs_f64();
@@ -1034,35 +1013,30 @@ fn finish(
                 summary.create, summary.change, summary.delete, summary.run, summary.unchanged, summary.verify
             );
             print!("{}", reporter.warnings_text());
-            Ok(exit::OK)
+            Ok(Success::Done)
         }
-        RunStatus::Interrupted => {
+        RunStatus::Interrupted | RunStatus::Failed => {
             print!("{}", reporter.warnings_text());
-            eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
-            eprintln!(
-                "Run {id} interrupted after {secs:.1}s; continue it with `cairn resume {id}`."
-            );
-            Ok(exit::INTERRUPTED)
-        }
-        RunStatus::Failed => {
-            print!("{}", reporter.warnings_text());
-            eprint!("{}", ensure_nl(out.error.as_deref().unwrap_or("")));
-            eprintln!("Run {id} failed after {secs:.1}s; fix the cause, then `cairn resume {id}`.");
-            Ok(exit::ERROR)
+            let (id, error) = (id.to_string(), Box::new(out.error.unwrap_or_else(unknown)));
+            Err(if status == RunStatus::Interrupted {
+                Error::Interrupted { id, secs, error }
+            } else {
+                Error::RunFailed { id, secs, error }
+            })
         }
     }
 }
 
 /// Find a run's journal: `id`, or the last run that did not succeed.
-pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), Failure> {
+pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), Error> {
     let runs = ws.runs_dir();
     if let Some(id) = id {
         let path = runs.join(id).join("journal.jsonl");
         if !path.exists() {
-            return Err(Failure(format!(
-                "error: no run `{id}` in {} (see `cairn runs`)",
-                runs.display()
-            )));
+            return Err(Error::resume(
+                Some(id),
+                format!("no run `{id}` in {} (see `cairn runs`)", runs.display()),
+            ));
         }
         return Ok((id.to_string(), path));
     }
@@ -1078,10 +1052,10 @@ pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), F
             _ => return Ok((id.clone(), path)),
         }
     }
-    Err(Failure(format!(
-        "error: no unfinished run in {} to resume",
-        runs.display()
-    )))
+    Err(Error::resume(
+        None,
+        format!("no unfinished run in {} to resume", runs.display()),
+    ))
 }
 
 /// What `cairn resume` was given.
@@ -1104,23 +1078,17 @@ pub struct ResumeRequest {
 }
 
 /// `cairn resume [ID]`.
-pub fn resume(state_dir: &Path, r: &ResumeRequest) -> i32 {
+pub fn resume(state_dir: &Path, r: &ResumeRequest) -> Result<Success, Error> {
     let mut audit = Audit::new("");
     audit.run_id = r.id.clone();
-    let code = match resume_inner(state_dir, r, &mut audit) {
-        Ok(code) => code,
-        Err(Failure(msg)) => {
-            eprint!("{}", ensure_nl(&msg));
-            exit::ERROR
-        }
-    };
+    let result = resume_inner(state_dir, r, &mut audit);
     record_audit(
         (state_dir, r.shared.as_ref()),
         crate::audit::Command::Resume,
         &audit,
-        code,
+        crate::error::exit_code(&result),
     );
-    code
+    result
 }
 
 /// A resume continues a run with the values it started with: only secret
@@ -1131,7 +1099,7 @@ fn only_secrets(
     id: &str,
     runbook: &str,
     spec: &str,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let mut names: Vec<(String, String)> = r
         .vars
         .iter()
@@ -1145,18 +1113,21 @@ fn only_secrets(
     }
     for (name, origin) in names {
         if !p.inputs.secret_params.contains(&name) {
-            return Err(Failure(format!(
-                "error: `{name}` ({origin}) is not a secret parameter of {runbook}: `cairn resume` \
-                 takes only secret parameters (they are never journaled); run {id} continues \
-                 with the values it started with. For other values start a new run: \
-                 `cairn run {spec} --var {name}=...`"
-            )));
+            return Err(Error::resume(
+                Some(id),
+                format!(
+                    "`{name}` ({origin}) is not a secret parameter of {runbook}: `cairn resume` \
+                     takes only secret parameters (they are never journaled); run {id} continues \
+                     with the values it started with. For other values start a new run: \
+                     `cairn run {spec} --var {name}=...`"
+                ),
+            ));
         }
     }
     Ok(())
 }
 
-fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Result<i32, Failure> {
+fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Result<Success, Error> {
     // With team state: lock it and fill the cache first, then resume there.
     let (ws, early_lock, session) = match &r.shared {
         None => (Workspace::new(state_dir), None, None),
@@ -1183,9 +1154,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
     audit.runbook = journal.header.runbook.clone();
     audit.version = journal.runbook().version;
     if journal.status() == Some(RunStatus::Succeeded) {
-        return Err(Failure(format!(
-            "error: run {id} already succeeded; nothing to resume (start a new one with `cairn run`)"
-        )));
+        return Err(already_succeeded(&id));
     }
     let h = &journal.header;
     same_limit(&id, h.limit.as_deref(), r.limit.as_deref())?;
@@ -1208,22 +1177,28 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
         ..Default::default()
     };
     if !h.source.starts_with("builtin:") && !Path::new(&h.source).is_dir() {
-        return Err(Failure(format!(
-            "error: cannot resume run {id}: its runbook folder {} is gone",
-            h.source
-        )));
+        return Err(Error::resume(
+            Some(&id),
+            format!(
+                "cannot resume run {id}: its runbook folder {} is gone",
+                h.source
+            ),
+        ));
     }
     let p = prepare(&req, params, audit)?;
     if let Some(limit) = &p.limit {
         if limit.selected() != h.limit_hosts {
-            return Err(Failure(format!(
-                "error: cannot resume run {id}: --limit {} selected {} when the run started \
-                 and selects {} now (the inventory changed); a resume touches the hosts the \
-                 run started with: restore the inventory, or start a new run",
-                limit.spec(),
-                h.limit_hosts.join(", "),
-                limit.selected().join(", ")
-            )));
+            return Err(Error::resume(
+                Some(&id),
+                format!(
+                    "cannot resume run {id}: --limit {} selected {} when the run started \
+                     and selects {} now (the inventory changed); a resume touches the hosts the \
+                     run started with: restore the inventory, or start a new run",
+                    limit.spec(),
+                    h.limit_hosts.join(", "),
+                    limit.selected().join(", ")
+                ),
+            ));
         }
     }
     let spec = h.source.strip_prefix("builtin:").unwrap_or(&h.source);
@@ -1233,12 +1208,15 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
     let now_version = p.runbook.manifest.version.to_string();
     let changed = now_hash != was.content_hash || now_version != was.version;
     if changed && !r.force {
-        return Err(Failure(format!(
-            "error: cannot resume run {id}: runbook {} changed since the run started \
-             (version {} -> {now_version}, content {} -> {now_hash}); \
-             resume with --force to replay the done steps anyway and continue with the new runbook",
-            h.runbook, was.version, was.content_hash
-        )));
+        return Err(Error::resume(
+            Some(&id),
+            format!(
+                "cannot resume run {id}: runbook {} changed since the run started \
+                 (version {} -> {now_version}, content {} -> {now_hash}); \
+                 resume with --force to replay the done steps anyway and continue with the new runbook",
+                h.runbook, was.version, was.content_hash
+            ),
+        ));
     }
     // The environment may give a parameter a value the run did not have; a
     // changed runbook (--force) may add parameters, which take their defaults.
@@ -1252,13 +1230,16 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
     if let Some(name) = now.keys().chain(h.params.keys()).find(|k| differs(k)) {
         let shown =
             |v: Option<&serde_json::Value>| v.map_or("no value".to_string(), |v| v.to_string());
-        return Err(Failure(format!(
-            "error: cannot resume run {id}: parameter `{name}` would be {} now but the run \
-             started with {} (from the environment?); a resume keeps the run's values: \
-             restore the environment, or start a new run with `cairn run`",
-            shown(now.get(name)),
-            shown(h.params.get(name)),
-        )));
+        return Err(Error::resume(
+            Some(&id),
+            format!(
+                "cannot resume run {id}: parameter `{name}` would be {} now but the run \
+                 started with {} (from the environment?); a resume keeps the run's values: \
+                 restore the environment, or start a new run with `cairn run`",
+                shown(now.get(name)),
+                shown(h.params.get(name)),
+            ),
+        ));
     }
     let rt = runtime()?;
     let _lock = match early_lock {
@@ -1267,25 +1248,16 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
     };
     if let Some(s) = &session {
         s.set_secrets(p.secrets.clone());
-        s.lock
-            .relabel(&h.runbook, &id)
-            .map_err(|e| Failure(format!("error: {e}")))?;
+        s.lock.relabel(&h.runbook, &id)?;
     }
     let cancel = Arc::new(AtomicBool::new(false));
     watch_interrupts(&rt, cancel.clone())?;
     // Read again under the lock: what another writer did before is replayed.
     let journal = Journal::read(&path)?;
     if journal.status() == Some(RunStatus::Succeeded) {
-        return Err(Failure(format!(
-            "error: run {id} already succeeded; nothing to resume (start a new one with `cairn run`)"
-        )));
+        return Err(already_succeeded(&id));
     }
-    let mut writer = JournalWriter::open(&path).map_err(|e| {
-        Failure(format!(
-            "error: cannot open journal {}: {e}",
-            path.display()
-        ))
-    })?;
+    let mut writer = JournalWriter::open(&path).map_err(Error::io("open journal", &path))?;
     if let Some(s) = &session {
         writer = writer.with_sink(s.journal(&id));
     }
@@ -1310,8 +1282,12 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
             true,
         )
         .map_err(|e| match refusal(&e) {
-            Some(r) => Failure(format!("error: {r}")),
-            None => journal_full(&path, &id, &e),
+            Some(why) => Error::StateRefused {
+                why,
+                nothing_run: false,
+                stopped: None,
+            },
+            None => journal_full(&path, &id, e),
         })?;
     let replay = journal.done_steps();
     audit.version = now_version.clone();
@@ -1335,7 +1311,7 @@ fn resume_inner(state_dir: &Path, r: &ResumeRequest, audit: &mut Audit) -> Resul
 
 /// A resume must give the run's own `--limit` (in any order), or none when
 /// the run had none; refused before anything runs, naming both.
-fn same_limit(id: &str, run: Option<&str>, now: Option<&str>) -> Result<(), Failure> {
+fn same_limit(id: &str, run: Option<&str>, now: Option<&str>) -> Result<(), Error> {
     let set = |l: Option<&str>| -> Option<std::collections::BTreeSet<String>> {
         l.map(|l| Limit::items(l).into_iter().collect())
     };
@@ -1350,23 +1326,29 @@ fn same_limit(id: &str, run: Option<&str>, now: Option<&str>) -> Result<(), Fail
         Some(l) => format!("`cairn resume {id} --limit {l}`"),
         None => format!("`cairn resume {id}` without --limit"),
     };
-    Err(Failure(format!(
-        "error: cannot resume run {id}: it started with {} and this resume has {}; a resume \
-         touches the hosts the run started with: {again} (for other hosts start a new run)",
-        shown(run),
-        shown(now)
-    )))
+    Err(Error::resume(
+        Some(id),
+        format!(
+            "cannot resume run {id}: it started with {} and this resume has {}; a resume \
+             touches the hosts the run started with: {again} (for other hosts start a new run)",
+            shown(run),
+            shown(now)
+        ),
+    ))
 }
 
 /// How long runs keep their ssh masters for the next run:
 /// `CAIRN_SSH_PERSIST` seconds (default 120; `0` turns sharing off).
-fn ssh_persist(env: &BTreeMap<String, String>) -> Result<u64, String> {
+fn ssh_persist(env: &BTreeMap<String, String>) -> Result<u64, Error> {
     match env.get("CAIRN_SSH_PERSIST") {
         None => Ok(crate::ssh::SHARED_PERSIST.as_secs()),
         Some(v) => v.trim().parse::<u64>().map_err(|_| {
-            format!(
-                "error: CAIRN_SSH_PERSIST=`{v}` is not a number of seconds \
-                 (how long ssh connections wait for the next run; 0 closes them at exit)"
+            Error::input(
+                "CAIRN_SSH_PERSIST",
+                format!(
+                    "CAIRN_SSH_PERSIST=`{v}` is not a number of seconds \
+                     (how long ssh connections wait for the next run; 0 closes them at exit)"
+                ),
             )
         }),
     }
@@ -1381,19 +1363,17 @@ fn shared_ssh(env: &BTreeMap<String, String>) -> Option<(PathBuf, std::time::Dur
 }
 
 /// A `--vars` file: a TOML table, or an error naming the file (and the line).
-fn read_vars_file(path: &std::path::Path) -> Result<toml::Table, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure(format!(
-            "error: cannot read vars file {}: {e}",
-            path.display()
-        ))
-    })?;
+fn read_vars_file(path: &std::path::Path) -> Result<toml::Table, Error> {
+    let text = std::fs::read_to_string(path).map_err(Error::io("read vars file", path))?;
     toml::from_str(&text).map_err(|e| {
-        Failure(format!(
-            "error: vars file {} is not valid TOML: {}",
-            path.display(),
-            crate::manifest::toml_message(&text, &e)
-        ))
+        Error::input(
+            format!("--vars {}", path.display()),
+            format!(
+                "vars file {} is not valid TOML: {}",
+                path.display(),
+                crate::manifest::toml_message(&text, &e)
+            ),
+        )
     })
 }
 
@@ -1401,6 +1381,69 @@ fn read_vars_file(path: &std::path::Path) -> Result<toml::Table, Failure> {
 mod tests {
     use super::*;
     use crate::audit::{Command as C, Outcome as O};
+
+    /// `check_offline` of a runbook whose `main.rhai` is `script`.
+    fn check_script(script: &str) -> Result<usize, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("runbook.toml"),
+            "name = \"typed\"\nversion = \"0.1.0\"\ndescription = \"d\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("main.rhai"), script).unwrap();
+        check_offline(Runbook::load(dir.path().to_str().unwrap()).unwrap())
+    }
+
+    #[test]
+    fn a_step_error_reaches_the_renderer_typed_with_the_runbook_position() {
+        // a step in a function, called in an `on()` branch, no `try`
+        let script = "fn put(h) {\n    file(h, #{ path: \"relative\", content: \"x\" });\n}\n\
+                      on([hosts()[0]], |h| put(h));\n";
+        let err = check_script(script).unwrap_err();
+        let e = err.script().expect("a script error");
+        let step = e
+            .step
+            .as_ref()
+            .expect("the step's failure, as a typed value");
+        assert_eq!(
+            (step.kind.as_str(), step.target.as_str()),
+            ("file", "host-1")
+        );
+        assert!(
+            matches!(&*step.error, crate::error::StepError::Invalid { field, .. } if field == "path"),
+            "{:?}",
+            step.error
+        );
+        let at = e.at.as_ref().expect("a position");
+        assert!(at.file.ends_with("main.rhai"), "{at}");
+        assert_eq!((at.line, at.column), (2, 5), "{at}");
+        assert_eq!(e.message, step.to_string());
+        let shown = crate::diagnostic::render(&err);
+        assert!(
+            shown.starts_with(&format!("error: file on host-1 failed: {}\n", step.shown)),
+            "{shown}"
+        );
+        assert!(shown.contains("  = in call to `put` at "), "{shown}");
+        assert!(shown.contains("  = in the closure passed at "), "{shown}");
+    }
+
+    #[test]
+    fn a_caught_step_error_reads_as_its_text_and_fail_stays_a_string() {
+        let script =
+            "let h = hosts()[0];\ntry {\n    file(h, #{ path: \"relative\", content: \"x\" });\n} \
+                      catch (e) {\n    fail(`${e}; caught`);\n}\n";
+        let err = check_script(script).unwrap_err();
+        let e = err.script().expect("a script error");
+        assert!(e.step.is_none(), "fail() raises text, not a step value");
+        assert!(
+            e.message
+                .starts_with("file on host-1 failed: invalid `path`"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.ends_with("; caught"), "{}", e.message);
+        assert_eq!(e.at.as_ref().map(|a| a.line), Some(5));
+    }
 
     #[test]
     fn audit_outcomes_follow_exit_codes_and_progress() {

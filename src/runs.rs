@@ -5,8 +5,8 @@
 //! run's failed step and error first, then every step with its actions,
 //! commands in full.
 
+use crate::error::{Error, Success};
 use crate::journal::{Journal, Record, RunStatus};
-use crate::launch::exit;
 use crate::workspace::Workspace;
 use std::path::Path;
 
@@ -67,12 +67,12 @@ fn id_time(id: &str) -> Option<time::OffsetDateTime> {
 }
 
 /// List runs, newest last.
-pub fn list(state_dir: &Path) -> i32 {
+pub fn list(state_dir: &Path) -> Result<Success, Error> {
     let ws = Workspace::new(state_dir);
     let ids = run_ids(&ws);
     if ids.is_empty() {
         println!("no runs in {}", ws.runs_dir().display());
-        return exit::OK;
+        return Ok(Success::Done);
     }
     println!(
         "{:<22} {:<12} {:<28} {:>6}  STARTED",
@@ -92,7 +92,7 @@ pub fn list(state_dir: &Path) -> i32 {
             Err(e) => println!("{id:<22} {:<12} {e}", "unreadable"),
         }
     }
-    exit::OK
+    Ok(Success::Done)
 }
 
 /// `text` with every line indented by `indent`.
@@ -145,34 +145,26 @@ fn failure_text(j: &Journal) -> String {
 }
 
 /// Show one run's steps; `id` may be `last` (the newest run).
-pub fn show(state_dir: &Path, id: &str) -> i32 {
+pub fn show(state_dir: &Path, id: &str) -> Result<Success, Error> {
     let ws = Workspace::new(state_dir);
     let id = if id == "last" {
-        match run_ids(&ws).pop() {
-            Some(id) => id,
-            None => {
-                eprintln!("error: no runs in {}", ws.runs_dir().display());
-                return exit::ERROR;
-            }
-        }
+        run_ids(&ws)
+            .pop()
+            .ok_or_else(|| Error::resume(None, format!("no runs in {}", ws.runs_dir().display())))?
     } else {
         id.to_string()
     };
     let path = ws.runs_dir().join(&id).join("journal.jsonl");
     if !path.exists() {
-        eprintln!(
-            "error: no run `{id}` in {} (see `cairn runs`; `last` is the newest)",
-            ws.runs_dir().display()
-        );
-        return exit::ERROR;
+        return Err(Error::resume(
+            Some(&id),
+            format!(
+                "no run `{id}` in {} (see `cairn runs`; `last` is the newest)",
+                ws.runs_dir().display()
+            ),
+        ));
     }
-    let j = match Journal::read(&path) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
+    let j = Journal::read(&path)?;
     let h = &j.header;
     println!(
         "Run {}: {} {} ({})",
@@ -241,7 +233,7 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
             Record::Start { .. } | Record::Run(_) => {}
         }
     }
-    exit::OK
+    Ok(Success::Done)
 }
 
 #[cfg(test)]
