@@ -8,7 +8,7 @@
 use crate::error::{Error, Success};
 use crate::journal::{Journal, Record, RunStatus};
 use crate::workspace::Workspace;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn status_word(j: &Journal) -> &'static str {
     match j.status() {
@@ -234,6 +234,37 @@ pub fn show(state_dir: &Path, id: &str) -> Result<Success, Error> {
         }
     }
     Ok(Success::Done)
+}
+
+/// Find a run's journal: `id`, or the last run that did not succeed.
+pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), Error> {
+    let runs = ws.runs_dir();
+    if let Some(id) = id {
+        let path = runs.join(id).join("journal.jsonl");
+        if !path.exists() {
+            return Err(Error::resume(
+                Some(id),
+                format!("no run `{id}` in {} (see `cairn runs`)", runs.display()),
+            ));
+        }
+        return Ok((id.to_string(), path));
+    }
+    // The newest run that did not succeed, refused ones included: a run
+    // refused by a check changed nothing, and its error said to fix the cause
+    // and resume it; an older unfinished run is never picked over it (its
+    // changes are an older intent: resume it by its id).
+    let ids = crate::runs::run_ids(ws);
+    for id in ids.iter().rev() {
+        let path = runs.join(id).join("journal.jsonl");
+        match Journal::read(&path) {
+            Ok(j) if j.status() == Some(RunStatus::Succeeded) => continue,
+            _ => return Ok((id.clone(), path)),
+        }
+    }
+    Err(Error::resume(
+        None,
+        format!("no unfinished run in {} to resume", runs.display()),
+    ))
 }
 
 #[cfg(test)]
