@@ -122,6 +122,19 @@ fn record_audit(
     }
 }
 
+/// Run a command flow and write its audit entry with the exit code it ends
+/// with: the one place a flow's result meets the audit log.
+fn audited(
+    state: (&Path, Option<&Arc<crate::state::StateOptions>>),
+    command: crate::audit::Command,
+    mut audit: Audit,
+    flow: impl FnOnce(&mut Audit) -> Result<Success, Error>,
+) -> Result<Success, Error> {
+    let result = flow(&mut audit);
+    record_audit(state, command, &audit, crate::error::exit_code(&result));
+    result
+}
+
 /// How a command ended, from its exit code and how far it got.
 fn audit_outcome(command: crate::audit::Command, a: &Audit, code: i32) -> crate::audit::Outcome {
     use crate::audit::Outcome;

@@ -92,15 +92,12 @@ pub fn check_offline(runbook: Runbook) -> Result<usize, Error> {
 /// `cairn plan`: [`Success::Done`] when nothing would change,
 /// [`Success::Changes`] when something would.
 pub fn plan(req: &Request, offline: bool) -> Result<Success, Error> {
-    let mut audit = Audit::new(&req.runbook);
-    let result = plan_inner(req, offline, &mut audit);
-    record_audit(
+    audited(
         (&req.state_dir, req.shared.as_ref()),
         crate::audit::Command::Plan,
-        &audit,
-        crate::error::exit_code(&result),
-    );
-    result
+        Audit::new(&req.runbook),
+        |audit| plan_inner(req, offline, audit),
+    )
 }
 
 pub(super) fn plan_inner(

@@ -26,14 +26,12 @@ pub struct ResumeRequest {
 pub fn resume(state_dir: &Path, r: &ResumeRequest) -> Result<Success, Error> {
     let mut audit = Audit::new("");
     audit.run_id = r.id.clone();
-    let result = resume_inner(state_dir, r, &mut audit);
-    record_audit(
+    audited(
         (state_dir, r.shared.as_ref()),
         crate::audit::Command::Resume,
-        &audit,
-        crate::error::exit_code(&result),
-    );
-    result
+        audit,
+        |audit| resume_inner(state_dir, r, audit),
+    )
 }
 
 /// A resume of a run that already succeeded.

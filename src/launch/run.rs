@@ -4,15 +4,12 @@ use super::*;
 
 /// `cairn run`.
 pub fn run(req: &Request) -> Result<Success, Error> {
-    let mut audit = Audit::new(&req.runbook);
-    let result = run_inner(req, &mut audit);
-    record_audit(
+    audited(
         (&req.state_dir, req.shared.as_ref()),
         crate::audit::Command::Run,
-        &audit,
-        crate::error::exit_code(&result),
-    );
-    result
+        Audit::new(&req.runbook),
+        |audit| run_inner(req, audit),
+    )
 }
 
 pub(super) fn run_inner(req: &Request, audit: &mut Audit) -> Result<Success, Error> {
