@@ -343,30 +343,25 @@ pub fn table(entries: &[Entry]) -> String {
 }
 
 /// `cairn state log [--json]`: the workspace's audit log, oldest first.
-pub fn log(state_dir: &Path, json: bool) -> i32 {
+pub fn log(state_dir: &Path, json: bool) -> Result<crate::error::Success, crate::error::Error> {
     let store = LocalAudit::new(state_dir);
-    match store.entries() {
-        Ok(entries) => {
-            if json {
-                match serde_json::to_string_pretty(&entries) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the audit log: {e}");
-                        return 1;
-                    }
-                }
-            } else if entries.is_empty() {
-                println!("No entries in {}.", store.path().display());
-            } else {
-                print!("{}", table(&entries));
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+    let entries = store.entries()?;
+    if json {
+        println!("{}", to_json(&entries)?);
+    } else if entries.is_empty() {
+        println!("No entries in {}.", store.path().display());
+    } else {
+        print!("{}", table(&entries));
     }
+    Ok(crate::error::Success::Done)
+}
+
+/// The entries as `cairn state log --json` prints them.
+pub fn to_json(entries: &[Entry]) -> Result<String, crate::error::Error> {
+    serde_json::to_string_pretty(entries).map_err(|source| crate::error::Error::Encode {
+        what: "the audit log",
+        source,
+    })
 }
 
 #[cfg(test)]

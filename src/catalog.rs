@@ -2,12 +2,12 @@
 //! take, whether they compile, and a fresh one to start from.
 
 use crate::diagnostic::{render_parse, Sources};
-use crate::launch::exit;
+use crate::error::{Error, Success};
 use crate::runbook::{builtins, stdlib_modules, Runbook};
 
 /// List shipped runbooks with versions.
-pub fn list() -> i32 {
-    let mut code = exit::OK;
+pub fn list() -> Result<Success, Error> {
+    let mut errors = Vec::new();
     for r in builtins() {
         match r {
             Ok(rb) => println!(
@@ -16,24 +16,18 @@ pub fn list() -> i32 {
                 rb.manifest.version,
                 rb.manifest.description.lines().next().unwrap_or("")
             ),
-            Err(e) => {
-                eprintln!("error: {e}");
-                code = exit::ERROR;
-            }
+            Err(e) => errors.push(Error::Load(e)),
         }
     }
-    code
+    match errors.is_empty() {
+        true => Ok(Success::Done),
+        false => Err(Error::Several(errors)),
+    }
 }
 
 /// Describe one runbook.
-pub fn show(spec: &str) -> i32 {
-    let rb = match Runbook::load(spec) {
-        Ok(rb) => rb,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
+pub fn show(spec: &str) -> Result<Success, Error> {
+    let rb = Runbook::load(spec)?;
     let m = &rb.manifest;
     println!("{} {}\n\n{}\n", m.name, m.version, m.description.trim_end());
     if m.params.0.is_empty() {
@@ -73,41 +67,26 @@ pub fn show(spec: &str) -> i32 {
         );
         println!("      {}", p.help);
     }
-    exit::OK
+    Ok(Success::Done)
 }
 
 /// Compile every script of a runbook, validate its manifest, and run the
 /// script with placeholders and no network (see [`crate::launch::check_offline`]).
-pub fn check(spec: &str) -> i32 {
-    let rb = match Runbook::load(spec) {
-        Ok(rb) => rb,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
-    let checked = check_runbook(&rb).and_then(|n| {
-        let label = format!("{} {}", rb.manifest.name, rb.manifest.version);
-        crate::launch::check_offline(rb).map(|steps| (label, n, steps))
-    });
-    match checked {
-        Ok((label, n, steps)) => {
-            println!(
-                "{label}: manifest ok, {n} scripts compile, \
-                 the script runs with placeholder hosts and parameters ({steps} steps planned)"
-            );
-            exit::OK
-        }
-        Err(msg) => {
-            eprint!("{msg}");
-            exit::ERROR
-        }
-    }
+pub fn check(spec: &str) -> Result<Success, Error> {
+    let rb = Runbook::load(spec)?;
+    let n = check_runbook(&rb)?;
+    let label = format!("{} {}", rb.manifest.name, rb.manifest.version);
+    let steps = crate::launch::check_offline(rb)?;
+    println!(
+        "{label}: manifest ok, {n} scripts compile, \
+         the script runs with placeholder hosts and parameters ({steps} steps planned)"
+    );
+    Ok(Success::Done)
 }
 
 /// Compile `main.rhai`, the runbook's other `.rhai` files, and the stdlib.
-/// Returns how many scripts compiled, or the rendered error.
-pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
+/// Returns how many scripts compiled, or the first error.
+pub fn check_runbook(rb: &Runbook) -> Result<usize, Error> {
     let engine = crate::engine::compile_engine();
     let mut scope = rhai::Scope::new();
     scope.push("params", ());
@@ -132,7 +111,7 @@ pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
             engine.compile(text)
         };
         if let Err(e) = compiled {
-            return Err(render_parse(&e, name, &sources));
+            return Err(render_parse(&e, name, &sources).into());
         }
     }
     for (path, bytes) in rb.bundle.files() {
@@ -141,12 +120,11 @@ pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
             let text = String::from_utf8_lossy(bytes);
             let mut env = minijinja::Environment::new();
             if let Err(e) = env.add_template(&p, &text) {
-                return Err(format!(
-                    "error: template {}/{p} line {}: {}\n",
-                    rb.label,
-                    e.line().unwrap_or(0),
-                    e.kind()
-                ));
+                return Err(Error::Template {
+                    name: format!("{}/{p}", rb.label),
+                    line: e.line().unwrap_or(0),
+                    message: e.kind().to_string(),
+                });
             }
         }
     }
@@ -154,12 +132,14 @@ pub fn check_runbook(rb: &Runbook) -> Result<usize, String> {
 }
 
 /// Create a runbook folder `name` with a manifest, a script and a README.
-pub fn scaffold(name: &str) -> i32 {
+pub fn scaffold(name: &str) -> Result<Success, Error> {
     let dir = std::path::Path::new(name);
     let base = dir.file_name().and_then(|n| n.to_str()).unwrap_or(name);
     if dir.exists() {
-        eprintln!("error: {name} already exists; choose another name");
-        return exit::ERROR;
+        return Err(Error::input(
+            name,
+            format!("{name} already exists; choose another name"),
+        ));
     }
     let files = [
         (
@@ -189,19 +169,13 @@ pub fn scaffold(name: &str) -> i32 {
     for (rel, text) in files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            if let Err(e) = std::fs::create_dir_all(parent) {
-                eprintln!("error: cannot create {}: {e}", parent.display());
-                return exit::ERROR;
-            }
+            std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
         }
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return exit::ERROR;
-        }
+        std::fs::write(&path, text).map_err(Error::io("write", &path))?;
     }
     println!("Created runbook {name}/ (runbook.toml, main.rhai, README.md, templates/).");
     print!("{}", next_steps(name, &labs_up()));
-    exit::OK
+    Ok(Success::Done)
 }
 
 /// Names of the labs on this machine whose daemon is running.

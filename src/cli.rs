@@ -1,5 +1,7 @@
-//! The command line: parse arguments, call into the library, pick the exit code.
+//! The command line: parse arguments and call into the library. Its result
+//! goes back to `main.rs`, which renders an error and exits with its code.
 
+use crate::error::{Error, Success};
 use crate::launch::{self, Request};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -242,8 +244,8 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Parse the command line and run it; returns the exit code.
-pub fn main() -> i32 {
+/// Parse the command line and run it.
+pub fn main() -> Result<Success, Error> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let shared = cli.state_options();
@@ -294,7 +296,7 @@ pub fn main() -> i32 {
         }),
         Command::List => crate::catalog::list(),
         Command::Show { runbook } => crate::catalog::show(&runbook),
-        Command::Functions { filter } => crate::reference::print(filter.as_deref()),
+        Command::Functions { filter } => Ok(crate::reference::print(filter.as_deref())),
         Command::Docs { out } => crate::docs::run(&out),
         Command::Check { path } => crate::catalog::check(&path),
         Command::New { name } => crate::catalog::scaffold(&name),
@@ -303,20 +305,18 @@ pub fn main() -> i32 {
         } => crate::inventory::check(&file),
         Command::Lab { cmd } => crate::lab::cli::run(cmd),
         Command::State { cmd } => match cmd {
-            StateCommand::Keygen => crate::seal::keygen(),
+            StateCommand::Keygen => Ok(crate::seal::keygen()),
             StateCommand::Log { json } => match &shared {
                 Some(opts) => crate::state::audit::log(opts, &state, json),
                 None => crate::audit::log(&state, json),
             },
             StateCommand::Unlock { lock_id } => match &shared {
                 Some(opts) => crate::state::unlock_command(opts, &state, &lock_id),
-                None => {
-                    eprintln!(
-                        "error: `cairn state unlock` needs --state (or CAIRN_STATE): the local \
-                         workspace's lock is released by the kernel when its holder dies"
-                    );
-                    1
-                }
+                None => Err(Error::input(
+                    "--state",
+                    "`cairn state unlock` needs --state (or CAIRN_STATE): the local \
+                     workspace's lock is released by the kernel when its holder dies",
+                )),
             },
         },
     }

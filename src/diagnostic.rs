@@ -1,6 +1,7 @@
 //! Rendering errors in one place: the message, `file:line:col`, the source
 //! line with a caret, and the chain of calls that led there.
 
+use crate::error::{Error, Located, ScriptError, StepFailure};
 use rhai::{EvalAltResult, ParseError, Position};
 use std::collections::BTreeMap;
 
@@ -31,6 +32,15 @@ impl Sources {
             .unwrap_or(name)
     }
 
+    /// Where `pos` in script `source` is, as the user knows the script.
+    fn located(&self, source: &str, pos: Position) -> Option<Located> {
+        Some(Located {
+            file: self.display(source).to_string(),
+            line: pos.line()?,
+            column: pos.position().unwrap_or(1),
+        })
+    }
+
     /// `  --> file:line:col`, the line, and a caret under the column.
     fn snippet(&self, source: &str, pos: Position) -> String {
         let shown = self.display(source);
@@ -56,29 +66,71 @@ impl Sources {
     }
 }
 
-/// The message of an error without Rhai's position suffix.
-pub fn message_of(err: &EvalAltResult) -> String {
+/// The text every rendered error starts with; written here only.
+const PREFIX: &str = "error: ";
+
+/// Render an error as the user sees it on stderr: `error: ` and its text (a
+/// script error with its position, source line and calls), ending in a
+/// newline. The one place errors are rendered.
+pub fn render(err: &Error) -> String {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        Error::Several(errors) => errors.iter().map(render).collect(),
+        Error::Unrecorded { error, cause } => format!("{}{}", render(error), render(cause)),
+        other => ensure_nl(format!("{PREFIX}{other}")),
+    }
+}
+
+/// A script error as a run's journal records it (as [`render`] shows it).
+pub fn render_script(err: &ScriptError) -> String {
+    ensure_nl(format!("{PREFIX}{err}"))
+}
+
+fn ensure_nl(mut s: String) -> String {
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// The step's failure an error carries, if a step raised it (downcast from
+/// the value the executor raised; see [`StepFailure`]).
+pub fn step_failure(err: &EvalAltResult) -> Option<StepFailure> {
+    match err {
+        EvalAltResult::ErrorRuntime(v, _) => v.read_lock::<StepFailure>().map(|f| f.clone()),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => step_failure(inner),
+        _ => None,
+    }
+}
+
+/// The message of a script error, without its position: a step's failure
+/// from its typed value, a runbook's own `fail`/`throw` text as given, Rhai's
+/// own errors as Rhai words them.
+pub fn message_of(err: &mut EvalAltResult) -> String {
+    match err {
+        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<StepFailure>() {
+            Some(f) => f.to_string(),
+            None => v.to_string(),
+        },
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => message_of(inner),
         EvalAltResult::ErrorInModule(_, inner, _) => message_of(inner),
         EvalAltResult::ErrorTerminated(v, _) => v.to_string(),
         other => {
-            let s = other.to_string();
-            match s.rfind(" (line ") {
-                Some(i) if s.ends_with(')') => s[..i].to_string(),
-                _ => s,
-            }
+            let pos = other.take_position();
+            let text = other.to_string();
+            other.set_position(pos);
+            text
         }
     }
 }
 
 /// Render a script error: innermost message and position first, then the calls
 /// that led to it.
-pub fn render_eval(err: &EvalAltResult, main: &str, sources: &Sources) -> String {
+pub fn render_eval(mut err: Box<EvalAltResult>, main: &str, sources: &Sources) -> ScriptError {
+    let step = step_failure(&err);
     let mut chain: Vec<(String, String, Position)> = Vec::new();
     let mut source = main.to_string();
-    let mut cur = err;
+    let mut cur: &mut EvalAltResult = &mut err;
     loop {
         match cur {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
@@ -89,36 +141,46 @@ pub fn render_eval(err: &EvalAltResult, main: &str, sources: &Sources) -> String
                 };
                 chain.push((what, source.clone(), *pos));
                 if !src.is_empty() {
-                    source = src.clone();
+                    source = src.to_string();
                 }
                 cur = inner;
             }
             EvalAltResult::ErrorInModule(path, inner, pos) => {
                 chain.push((format!("in module `{path}`"), source.clone(), *pos));
-                source = path.clone();
+                source = path.to_string();
                 cur = inner;
             }
             _ => break,
         }
     }
-    let mut out = format!("error: {}\n", message_of(cur));
-    out.push_str(&sources.snippet(&source, cur.position()));
+    let message = message_of(cur);
+    let pos = cur.position();
+    let mut shown = format!("{message}\n");
+    shown.push_str(&sources.snippet(&source, pos));
     for (what, src, pos) in chain.iter().rev() {
         if let (Some(line), Some(col)) = (pos.line(), pos.position()) {
-            out.push_str(&format!(
+            shown.push_str(&format!(
                 "  = {what} at {}:{line}:{col}\n",
                 sources.display(src)
             ));
         }
     }
-    out
+    ScriptError {
+        message,
+        at: sources.located(&source, pos),
+        step,
+        shown,
+    }
 }
 
 /// Render a parse error of `source`.
-pub fn render_parse(err: &ParseError, source: &str, sources: &Sources) -> String {
-    let msg = err.err_type().to_string();
-    format!(
-        "error: syntax error: {msg}\n{}",
-        sources.snippet(source, err.position())
-    )
+pub fn render_parse(err: &ParseError, source: &str, sources: &Sources) -> ScriptError {
+    let message = format!("syntax error: {}", err.err_type());
+    let shown = format!("{message}\n{}", sources.snippet(source, err.position()));
+    ScriptError {
+        message,
+        at: sources.located(source, err.position()),
+        step: None,
+        shown,
+    }
 }

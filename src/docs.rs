@@ -78,20 +78,14 @@ fn page(family: &str, fns: &[Function], has_guide: bool) -> String {
 
 /// `cairn docs [--out DIR]`: write the pages into `out` (default
 /// `docs/primitives`); run from the repository, where the guides are found.
-pub fn run(out: &Path) -> i32 {
+pub fn run(out: &Path) -> Result<crate::error::Success, crate::error::Error> {
+    use crate::error::Error;
     let root = Path::new(".");
-    if let Err(e) = std::fs::create_dir_all(out) {
-        eprintln!("error: cannot create {}: {e}", out.display());
-        return 1;
-    }
-    let pages = pages(root);
-    for (name, text) in &pages {
+    std::fs::create_dir_all(out).map_err(Error::io("create", out))?;
+    for (name, text) in &pages(root) {
         let path = out.join(name);
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return 1;
-        }
+        std::fs::write(&path, text).map_err(Error::io("write", &path))?;
         println!("wrote {}", path.display());
     }
-    0
+    Ok(crate::error::Success::Done)
 }

@@ -247,6 +247,16 @@ fn register_host(engine: &mut Engine) {
 fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInputs) {
     register_host(engine);
     crate::limit::register(engine, exec.limit_arc());
+    // A step's failure caught by `try { ... } catch (e)`: its text, as shown.
+    engine
+        .register_type_with_name::<crate::error::StepFailure>("StepFailure")
+        .register_fn("to_string", |f: &mut crate::error::StepFailure| {
+            f.to_string()
+        })
+        .register_fn("print", |f: &mut crate::error::StepFailure| f.to_string())
+        .register_fn("to_debug", |f: &mut crate::error::StepFailure| {
+            format!("StepFailure({f})")
+        });
     engine
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())

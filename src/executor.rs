@@ -24,7 +24,7 @@
 //! against the hosts.
 
 use crate::action::{Action, ActionKind};
-use crate::error::StepError;
+use crate::error::{StepError, StepFailure};
 use crate::journal::{DoneStep, JournalWriter, Record};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
@@ -206,6 +206,15 @@ pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
     ))
 }
 
+/// A step's failure for the script, at the call site: a typed value that
+/// [`crate::diagnostic`] downcasts, never text to parse back.
+pub fn raise(failure: StepFailure) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        rhai::Dynamic::from(failure),
+        Position::NONE,
+    ))
+}
+
 fn digest(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..12])
 }
@@ -372,12 +381,11 @@ impl Executor {
             }
         }
         let args = digest(args_json.to_string().as_bytes());
-        let fail_target = target.clone();
+        let (fail_key, fail_target) = (key.clone(), target.clone());
         let fail = |e: StepError| {
-            let msg = self
-                .secrets
-                .redact(&format!("{kind} on {fail_target} failed: {e}"));
-            script_error(msg)
+            raise(StepFailure::new(&fail_key, kind, &fail_target, e, |t| {
+                self.secrets.redact(t)
+            }))
         };
 
         // Resume: a step done before is replayed, never executed again, unless
@@ -675,7 +683,8 @@ impl Executor {
     }
 
     fn failed(&self, key: &str, kind: &str, target: &str, e: StepError) -> Box<EvalAltResult> {
-        let error = self.secrets.redact(&e.to_string());
+        let failure = StepFailure::new(key, kind, target, e, |t| self.secrets.redact(t));
+        let error = failure.shown.clone();
         // A failure to journal the failure is reported with the step's own error.
         let _ = self.journal(
             &Record::Fail {
@@ -687,7 +696,7 @@ impl Executor {
             true,
         );
         self.reporter.failed(key, kind, target, &error);
-        script_error(format!("{kind} on {target} failed: {error}"))
+        raise(failure)
     }
 }
 

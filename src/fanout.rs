@@ -398,8 +398,8 @@ pub fn on_hosts(
             let failed = match gate.call_within_context::<Dynamic>(call, (batch_hosts,)) {
                 Ok(v) if v.as_bool() == Ok(false) => Some((None, "returned false".to_string())),
                 Ok(_) => None,
-                Err(e) => {
-                    let msg = crate::diagnostic::message_of(&e);
+                Err(mut e) => {
+                    let msg = crate::diagnostic::message_of(&mut e);
                     Some((Some(e), format!("failed: {msg}")))
                 }
             };
@@ -488,8 +488,8 @@ fn branches_failed(
     total: usize,
 ) -> Box<EvalAltResult> {
     if failures.len() == 1 {
-        let (name, e) = failures.remove(0);
-        let msg = crate::diagnostic::message_of(&e);
+        let (name, mut e) = failures.remove(0);
+        let msg = crate::diagnostic::message_of(&mut e);
         return if msg.contains(name.as_str()) {
             e
         } else {
@@ -498,7 +498,7 @@ fn branches_failed(
     }
     let n = failures.len();
     let lines: Vec<String> = failures
-        .iter()
+        .iter_mut()
         .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
         .collect();
     let (_, first) = failures.remove(0);
@@ -516,7 +516,7 @@ fn batch_failed(
     not_started: &str,
 ) -> Box<EvalAltResult> {
     let lines: Vec<String> = failures
-        .iter()
+        .iter_mut()
         .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
         .collect();
     let msg = format!(

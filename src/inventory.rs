@@ -5,8 +5,8 @@
 //! `[[hosts]]` table per host; the fields are those of [`Host`]. A relative
 //! `key` is relative to the inventory file's folder, `~/` to the home folder.
 
+use crate::error::{Error, Success};
 use crate::host::{Host, HostKeys};
-use crate::launch::{exit, Failure};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -59,20 +59,15 @@ fn problem(h: &Host) -> Option<String> {
 
 /// Read an inventory file: `[[hosts]]` tables, names unique, keys resolved
 /// against the file's folder. Errors name the file and the line.
-pub fn read(path: &Path) -> Result<Vec<Host>, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure(format!(
-            "error: cannot read inventory {}: {e}",
-            path.display()
-        ))
-    })?;
-    let inv: InventoryFile = toml::from_str(&text).map_err(|e| {
-        Failure(format!(
-            "error: inventory {}: {}",
-            path.display(),
-            crate::manifest::toml_message(&text, &e)
-        ))
-    })?;
+pub fn read(path: &Path) -> Result<Vec<Host>, Error> {
+    let text = std::fs::read_to_string(path).map_err(Error::io("read inventory", path))?;
+    let bad = |line: Option<usize>, message: String| Error::Inventory {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let inv: InventoryFile =
+        toml::from_str(&text).map_err(|e| bad(None, crate::manifest::toml_message(&text, &e)))?;
     let folder = path.parent().unwrap_or(Path::new(""));
     let mut seen = std::collections::BTreeSet::new();
     let mut hosts = Vec::with_capacity(inv.hosts.len());
@@ -81,24 +76,16 @@ pub fn read(path: &Path) -> Result<Vec<Host>, Failure> {
         let mut h = spanned.into_inner();
         // names and addresses become parts of commands, configs and certificates
         if let Err(e) = h.check() {
-            return Err(Failure(format!(
-                "error: inventory {}: line {line}: [[hosts]] entry {}: {e}",
-                path.display(),
-                hosts.len() + 1
-            )));
+            return Err(bad(
+                Some(line),
+                format!("[[hosts]] entry {}: {e}", hosts.len() + 1),
+            ));
         }
         if let Some(why) = problem(&h) {
-            return Err(Failure(format!(
-                "error: inventory {}: line {line}: {why}",
-                path.display()
-            )));
+            return Err(bad(Some(line), why));
         }
         if !seen.insert(h.name.clone()) {
-            return Err(Failure(format!(
-                "error: inventory {}: host name `{}` appears twice",
-                path.display(),
-                h.name
-            )));
+            return Err(bad(None, format!("host name `{}` appears twice", h.name)));
         }
         h.key = h.key.map(|k| resolve_key(&k, folder));
         hosts.push(h);
@@ -164,14 +151,8 @@ pub fn describe(h: &Host) -> String {
 
 /// `cairn inventory check FILE`: validate the file and every host's key
 /// file, print each host with all its fields. Exit 0 when it is usable.
-pub fn check(path: &Path) -> i32 {
-    let hosts = match read(path) {
-        Ok(h) => h,
-        Err(Failure(msg)) => {
-            eprintln!("{msg}");
-            return exit::ERROR;
-        }
-    };
+pub fn check(path: &Path) -> Result<Success, Error> {
+    let hosts = read(path)?;
     let mut problems = Vec::new();
     for h in &hosts {
         if let Some(why) = h.key.as_deref().and_then(key_problem) {
@@ -188,12 +169,18 @@ pub fn check(path: &Path) -> i32 {
         print!("\n{}", describe(h));
     }
     if problems.is_empty() {
-        exit::OK
+        Ok(Success::Done)
     } else {
-        for p in &problems {
-            eprintln!("error: inventory {}: {p}", path.display());
-        }
-        exit::ERROR
+        Err(Error::Several(
+            problems
+                .into_iter()
+                .map(|message| Error::Inventory {
+                    path: path.to_path_buf(),
+                    line: None,
+                    message,
+                })
+                .collect(),
+        ))
     }
 }
 

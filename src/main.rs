@@ -4,5 +4,14 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    std::process::exit(cairn::cli::main());
+    // The one place an error becomes a process exit: rendered once, its code
+    // from `Error::exit_code`.
+    let code = match cairn::cli::main() {
+        Ok(done) => done.exit_code(),
+        Err(err) => {
+            eprint!("{}", cairn::diagnostic::render(&err));
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
 }

@@ -143,7 +143,7 @@ fn with_executor<T>(f: impl FnOnce(&Arc<Executor>, &Arc<Runbook>) -> T) -> T {
 
 /// `cairn functions [FILTER]`: every function (whose name contains
 /// `filter`) with its signature and documentation, as Markdown.
-pub fn print(filter: Option<&str>) -> i32 {
+pub fn print(filter: Option<&str>) -> crate::error::Success {
     let mut last = String::new();
     for f in functions()
         .into_iter()
@@ -158,5 +158,5 @@ pub fn print(filter: Option<&str>) -> i32 {
             last = doc;
         }
     }
-    0
+    crate::error::Success::Done
 }

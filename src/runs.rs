@@ -5,10 +5,10 @@
 //! run's failed step and error first, then every step with its actions,
 //! commands in full.
 
+use crate::error::{Error, Success};
 use crate::journal::{Journal, Record, RunStatus};
-use crate::launch::exit;
 use crate::workspace::Workspace;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn status_word(j: &Journal) -> &'static str {
     match j.status() {
@@ -67,12 +67,12 @@ fn id_time(id: &str) -> Option<time::OffsetDateTime> {
 }
 
 /// List runs, newest last.
-pub fn list(state_dir: &Path) -> i32 {
+pub fn list(state_dir: &Path) -> Result<Success, Error> {
     let ws = Workspace::new(state_dir);
     let ids = run_ids(&ws);
     if ids.is_empty() {
         println!("no runs in {}", ws.runs_dir().display());
-        return exit::OK;
+        return Ok(Success::Done);
     }
     println!(
         "{:<22} {:<12} {:<28} {:>6}  STARTED",
@@ -92,7 +92,7 @@ pub fn list(state_dir: &Path) -> i32 {
             Err(e) => println!("{id:<22} {:<12} {e}", "unreadable"),
         }
     }
-    exit::OK
+    Ok(Success::Done)
 }
 
 /// `text` with every line indented by `indent`.
@@ -145,34 +145,26 @@ fn failure_text(j: &Journal) -> String {
 }
 
 /// Show one run's steps; `id` may be `last` (the newest run).
-pub fn show(state_dir: &Path, id: &str) -> i32 {
+pub fn show(state_dir: &Path, id: &str) -> Result<Success, Error> {
     let ws = Workspace::new(state_dir);
     let id = if id == "last" {
-        match run_ids(&ws).pop() {
-            Some(id) => id,
-            None => {
-                eprintln!("error: no runs in {}", ws.runs_dir().display());
-                return exit::ERROR;
-            }
-        }
+        run_ids(&ws)
+            .pop()
+            .ok_or_else(|| Error::resume(None, format!("no runs in {}", ws.runs_dir().display())))?
     } else {
         id.to_string()
     };
     let path = ws.runs_dir().join(&id).join("journal.jsonl");
     if !path.exists() {
-        eprintln!(
-            "error: no run `{id}` in {} (see `cairn runs`; `last` is the newest)",
-            ws.runs_dir().display()
-        );
-        return exit::ERROR;
+        return Err(Error::resume(
+            Some(&id),
+            format!(
+                "no run `{id}` in {} (see `cairn runs`; `last` is the newest)",
+                ws.runs_dir().display()
+            ),
+        ));
     }
-    let j = match Journal::read(&path) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ERROR;
-        }
-    };
+    let j = Journal::read(&path)?;
     let h = &j.header;
     println!(
         "Run {}: {} {} ({})",
@@ -241,7 +233,38 @@ pub fn show(state_dir: &Path, id: &str) -> i32 {
             Record::Start { .. } | Record::Run(_) => {}
         }
     }
-    exit::OK
+    Ok(Success::Done)
+}
+
+/// Find a run's journal: `id`, or the last run that did not succeed.
+pub fn find_run(ws: &Workspace, id: Option<&str>) -> Result<(String, PathBuf), Error> {
+    let runs = ws.runs_dir();
+    if let Some(id) = id {
+        let path = runs.join(id).join("journal.jsonl");
+        if !path.exists() {
+            return Err(Error::resume(
+                Some(id),
+                format!("no run `{id}` in {} (see `cairn runs`)", runs.display()),
+            ));
+        }
+        return Ok((id.to_string(), path));
+    }
+    // The newest run that did not succeed, refused ones included: a run
+    // refused by a check changed nothing, and its error said to fix the cause
+    // and resume it; an older unfinished run is never picked over it (its
+    // changes are an older intent: resume it by its id).
+    let ids = crate::runs::run_ids(ws);
+    for id in ids.iter().rev() {
+        let path = runs.join(id).join("journal.jsonl");
+        match Journal::read(&path) {
+            Ok(j) if j.status() == Some(RunStatus::Succeeded) => continue,
+            _ => return Ok((id.clone(), path)),
+        }
+    }
+    Err(Error::resume(
+        None,
+        format!("no unfinished run in {} to resume", runs.display()),
+    ))
 }
 
 #[cfg(test)]

@@ -346,7 +346,7 @@ pub fn secret_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// `cairn state keygen`: print a new team key and how to use it.
-pub fn keygen() -> i32 {
+pub fn keygen() -> crate::error::Success {
     let key = TeamKey::generate();
     let fp = TeamKey::from_base64(&key)
         .map(|k| k.fingerprint())
@@ -358,7 +358,7 @@ pub fn keygen() -> i32 {
          export {KEY_VAR}='{key}'\ncairn never stores it; whoever has it can read the state's \
          private keys."
     );
-    0
+    crate::error::Success::Done
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ fn inventory_check_prints_every_field_with_the_key_relative_to_the_file() {
     );
 
     // the library agrees: the key is found from the file's folder, wherever cairn runs
-    let hosts = cairn::launch::read_inventory(&inv).unwrap_or_else(|e| panic!("{}", e.0));
+    let hosts = cairn::launch::read_inventory(&inv).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(hosts[0].key.as_deref(), Some(key.as_path()));
     assert!(hosts[0].key.as_deref().unwrap().exists());
 

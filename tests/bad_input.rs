@@ -1021,7 +1021,7 @@ fn fuzzed_manifests_vars_and_inventories_fail_cleanly() {
     let (n3, f3) = fuzz(&inv_seeds, 0x5eed_0003, |data| {
         std::fs::write(&path, data).unwrap();
         if let Err(e) = cairn::launch::read_inventory(&path) {
-            assert!(e.0.contains("hosts.toml"), "{}", e.0);
+            assert!(e.to_string().contains("hosts.toml"), "{e}");
         }
     });
     eprintln!(

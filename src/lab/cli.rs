@@ -1,5 +1,6 @@
-//! The `cairn lab` subcommands. [`run`] is called by cairn's CLI and returns
-//! the process exit code; it builds its own tokio runtime where it needs one.
+//! The `cairn lab` subcommands. [`run`] is called by cairn's CLI; its errors
+//! are [`crate::error::Error::Lab`] (exit code from `Error::exit_code`). It
+//! builds its own tokio runtime where it needs one.
 
 use super::error::{LabError, Result};
 use super::lifecycle;
@@ -93,21 +94,13 @@ pub enum NodeAction {
     },
 }
 
-/// Runs a lab command; returns the process exit code.
-pub fn run(cmd: LabCommand) -> i32 {
-    match execute(cmd) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                LabError::Prereq { .. } => 3,
-                _ => 1,
-            }
-        }
-    }
+/// Runs a lab command.
+pub fn run(cmd: LabCommand) -> std::result::Result<crate::error::Success, crate::error::Error> {
+    execute(cmd)?;
+    Ok(crate::error::Success::Done)
 }
 
-fn execute(cmd: LabCommand) -> Result<i32> {
+fn execute(cmd: LabCommand) -> Result<()> {
     match cmd {
         LabCommand::Up {
             nodes,
@@ -145,7 +138,7 @@ fn execute(cmd: LabCommand) -> Result<i32> {
             if let Some(s) = &state {
                 print!("{}", super::state_etcd::usage(s));
             }
-            Ok(0)
+            Ok(())
         }
         LabCommand::Down { name } => {
             let t0 = Instant::now();
@@ -154,11 +147,11 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 "lab {name} is down ({:.1} s); nothing left",
                 t0.elapsed().as_secs_f64()
             );
-            Ok(0)
+            Ok(())
         }
         LabCommand::Status { name } => {
             print!("{}", lifecycle::status(&name)?);
-            Ok(0)
+            Ok(())
         }
         LabCommand::Ssh { node, name, cmd } => ssh(&name, &node, &cmd),
         LabCommand::Node {
@@ -170,7 +163,7 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 "{node} of lab {name} is powered off ({:.1} s); its disk is kept",
                 t0.elapsed().as_secs_f64()
             );
-            Ok(0)
+            Ok(())
         }
         LabCommand::Node {
             action:
@@ -190,14 +183,14 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 "{node} of lab {name} is up again ({:.1} s): {state}",
                 t0.elapsed().as_secs_f64()
             );
-            Ok(0)
+            Ok(())
         }
         LabCommand::Image { force } => {
             super::prereq::check(true)?;
             let img = super::image::ensure(force)?;
             println!("image:  {}", img.rootfs.display());
             println!("mirror: {}", img.mirror.display());
-            Ok(0)
+            Ok(())
         }
         LabCommand::Serve { name } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -205,7 +198,7 @@ fn execute(cmd: LabCommand) -> Result<i32> {
                 .build()
                 .map_err(|e| LabError::lab(&name, format!("cannot start tokio runtime: {e}")))?;
             rt.block_on(super::daemon::serve(&name))?;
-            Ok(0)
+            Ok(())
         }
     }
 }
@@ -220,7 +213,7 @@ fn node_key(lab: &str, node: &str) -> Result<String> {
         .map_or_else(|| node.to_string(), |n| n.name.clone()))
 }
 
-fn ssh(lab: &str, node: &str, cmd: &[String]) -> Result<i32> {
+fn ssh(lab: &str, node: &str, cmd: &[String]) -> Result<()> {
     let rec = LabRecord::load(lab)?.ok_or_else(|| LabError::lab(lab, "is not up"))?;
     let n = rec
         .find_node(node)

@@ -101,32 +101,19 @@ pub fn store(opts: &StateOptions, state_dir: &Path) -> Option<Box<dyn AuditStore
 }
 
 /// `cairn state log [--json]` with `--state`: the team's audit log.
-pub fn log(opts: &StateOptions, state_dir: &Path, json: bool) -> i32 {
-    let entries = Shared::connect(opts, state_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|s| EtcdAudit::new(&s).entries().map_err(|e| e.to_string()));
-    match entries {
-        Ok(entries) if json => match serde_json::to_string_pretty(&entries) {
-            Ok(s) => {
-                println!("{s}");
-                0
-            }
-            Err(e) => {
-                eprintln!("error: cannot encode the audit log: {e}");
-                1
-            }
-        },
-        Ok(entries) if entries.is_empty() => {
-            println!("No entries in the team state {}.", opts.url);
-            0
-        }
-        Ok(entries) => {
-            print!("{}", crate::audit::table(&entries));
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+pub fn log(
+    opts: &StateOptions,
+    state_dir: &Path,
+    json: bool,
+) -> Result<crate::error::Success, crate::error::Error> {
+    let shared = Shared::connect(opts, state_dir)?;
+    let entries = EtcdAudit::new(&shared).entries()?;
+    if json {
+        println!("{}", crate::audit::to_json(&entries)?);
+    } else if entries.is_empty() {
+        println!("No entries in the team state {}.", opts.url);
+    } else {
+        print!("{}", crate::audit::table(&entries));
     }
+    Ok(crate::error::Success::Done)
 }

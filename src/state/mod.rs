@@ -273,9 +273,9 @@ impl Shared {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             crate::workspace::check_private_dir(dir)
-                .map_err(|e| format!("error: unsafe workspace: {e}"))?;
+                .map_err(|e| format!("unsafe workspace: {e}"))?;
         }
         Ok(())
     }
@@ -298,20 +298,16 @@ pub fn vault_from_env() -> Result<Option<Arc<dyn sync::Vault>>, String> {
 }
 
 /// `cairn state unlock LOCK_ID`.
-pub fn unlock_command(opts: &StateOptions, state_dir: &Path, lock_id: &str) -> i32 {
-    let done = Shared::connect(opts, state_dir)
-        .and_then(|s| lock::unlock(&s.kv, &s.url.key("lock"), lock_id));
-    match done {
-        Ok(info) => {
-            println!("Unlocked the team state {}: removed {info}.", opts.url);
-            println!("warning: {}", lock::UNLOCK_RISK);
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
+pub fn unlock_command(
+    opts: &StateOptions,
+    state_dir: &Path,
+    lock_id: &str,
+) -> Result<crate::error::Success, crate::error::Error> {
+    let s = Shared::connect(opts, state_dir)?;
+    let info = lock::unlock(&s.kv, &s.url.key("lock"), lock_id)?;
+    println!("Unlocked the team state {}: removed {info}.", opts.url);
+    println!("warning: {}", lock::UNLOCK_RISK);
+    Ok(crate::error::Success::Done)
 }
 
 /// Start a run or resume on the team state: take its lock (naming
@@ -322,20 +318,18 @@ pub fn begin(
     runbook: &str,
     run_id: &str,
     secrets: &crate::secrets::Secrets,
-) -> Result<Arc<sync::Session>, crate::launch::Failure> {
-    use crate::launch::Failure;
-    let vault = vault_from_env().map_err(|e| Failure(format!("error: {e}")))?;
+) -> Result<Arc<sync::Session>, StateError> {
+    let vault = vault_from_env().map_err(StateError::Etcd)?;
     let info = lock::LockInfo::me(command, runbook, run_id, shared.lock_ttl);
-    let session = sync::Session::begin(shared.clone(), info, vault).map_err(Failure)?;
+    let session = sync::Session::begin(shared.clone(), info, vault).map_err(StateError::Etcd)?;
     session.set_secrets(secrets.clone());
     Ok(session)
 }
 
 /// Before a plan on the team state: say if a run holds its lock, and fill
 /// the cache from etcd (plans take no lock and write nothing there).
-pub fn plan_view(shared: &Arc<Shared>) -> Result<(), crate::launch::Failure> {
-    use crate::launch::Failure;
-    let fail = |e: String| Failure(format!("error: {e}"));
+pub fn plan_view(shared: &Arc<Shared>) -> Result<(), StateError> {
+    let fail = StateError::Etcd;
     if let Some(holder) =
         lock::current(&shared.kv, &shared.url.key("lock")).map_err(|e| fail(e.to_string()))?
     {
@@ -344,7 +338,7 @@ pub fn plan_view(shared: &Arc<Shared>) -> Result<(), crate::launch::Failure> {
              they are now, while that run changes them"
         );
     }
-    shared.ensure_cache().map_err(Failure)?;
+    shared.ensure_cache().map_err(fail)?;
     let vault = vault_from_env().map_err(fail)?;
     sync::pull(shared, &shared.cache, vault.as_deref(), true).map_err(fail)?;
     Ok(())

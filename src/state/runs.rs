@@ -3,7 +3,7 @@
 //! listed as the local ones are.
 
 use super::{Shared, StateOptions};
-use crate::launch::exit;
+use crate::error::{Error, Success};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,27 +12,20 @@ use std::sync::Arc;
 pub fn with_runs(
     state_dir: &Path,
     shared: Option<Arc<StateOptions>>,
-    f: impl FnOnce(&Path) -> i32,
-) -> i32 {
+    f: impl FnOnce(&Path) -> Result<Success, Error>,
+) -> Result<Success, Error> {
     let Some(opts) = shared else {
         return f(state_dir);
     };
-    let copy = Shared::connect(&opts, state_dir)
-        .map_err(|e| format!("error: {e}"))
-        .and_then(|s| {
-            let dir = tempfile::Builder::new()
-                .prefix("cairn-runs-")
-                .tempdir()
-                .map_err(|e| format!("error: cannot create a scratch folder: {e}"))?;
-            let ws = crate::workspace::Workspace::new(dir.path());
-            super::sync::pull(&s, &ws, None, false).map_err(|e| format!("error: {e}"))?;
-            Ok(dir)
-        });
-    match copy {
-        Ok(dir) => f(dir.path()),
-        Err(e) => {
-            eprintln!("{e}");
-            exit::ERROR
-        }
-    }
+    let s = Shared::connect(&opts, state_dir)?;
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-runs-")
+        .tempdir()
+        .map_err(Error::io(
+            "create a scratch folder in",
+            std::env::temp_dir(),
+        ))?;
+    let ws = crate::workspace::Workspace::new(dir.path());
+    super::sync::pull(&s, &ws, None, false).map_err(super::StateError::Etcd)?;
+    f(dir.path())
 }

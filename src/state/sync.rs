@@ -259,9 +259,8 @@ impl Session {
             &shared_name(&shared),
             info,
         )
-        .map_err(|e| format!("error: {e}"))?;
-        let synced = pull(&shared, &shared.cache, vault.as_deref(), true)
-            .map_err(|e| format!("error: {e}"))?;
+        .map_err(|e| e.to_string())?;
+        let synced = pull(&shared, &shared.cache, vault.as_deref(), true)?;
         Ok(Arc::new(Session {
             shared,
             lock,
