@@ -96,7 +96,7 @@ fn committed_primitive_docs_are_what_cairn_docs_generates() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         committed.insert(name, std::fs::read_to_string(&p).unwrap());
     }
-    let stale: Vec<&String> = pages
+    let stale: std::collections::BTreeSet<&String> = pages
         .keys()
         .chain(committed.keys())
         .filter(|name| pages.get(*name) != committed.get(*name))
