@@ -193,6 +193,22 @@ impl Conn {
         self.commands.load(Ordering::SeqCst) == 0 && self.forwards.load(Ordering::SeqCst) == 0
     }
 
+    /// Close the local forwards this process opened on this master (a
+    /// shared master stays up for other processes; its forwards were ours).
+    async fn close_forwards(&self) {
+        let opened = std::mem::take(&mut *self.opened.lock().unwrap_or_else(|e| e.into_inner()));
+        for (port, rhost, rport) in opened {
+            let _ = self
+                .session
+                .close_port_forward(
+                    ForwardType::Local,
+                    Socket::new("127.0.0.1", port),
+                    Socket::new(&rhost, rport),
+                )
+                .await;
+        }
+    }
+
     fn last_used(&self) -> Instant {
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -692,18 +708,8 @@ impl Pool {
         if self.shared.is_some() {
             // Shared masters stay up; only this process's forwards go.
             for slot in conns {
-                let Some(conn) = slot.get() else { continue };
-                let opened =
-                    std::mem::take(&mut *conn.opened.lock().unwrap_or_else(|e| e.into_inner()));
-                for (port, rhost, rport) in opened {
-                    let _ = conn
-                        .session
-                        .close_port_forward(
-                            ForwardType::Local,
-                            Socket::new("127.0.0.1", port),
-                            Socket::new(&rhost, rport),
-                        )
-                        .await;
+                if let Some(conn) = slot.get() {
+                    conn.close_forwards().await;
                 }
             }
             return;
@@ -898,18 +904,7 @@ impl Pool {
                 }
                 other => {
                     drop(other);
-                    let opened =
-                        std::mem::take(&mut *conn.opened.lock().unwrap_or_else(|e| e.into_inner()));
-                    for (port, rhost, rport) in opened {
-                        let _ = conn
-                            .session
-                            .close_port_forward(
-                                ForwardType::Local,
-                                Socket::new("127.0.0.1", port),
-                                Socket::new(&rhost, rport),
-                            )
-                            .await;
-                    }
+                    conn.close_forwards().await;
                 }
             }
             return;

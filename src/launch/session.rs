@@ -327,13 +327,15 @@ fn ssh_max_masters(env: &BTreeMap<String, String>, max_parallel: usize) -> Optio
 /// `CAIRN_SSH_MAX_MASTERS`, if set, must be a number >= 1.
 fn check_ssh_max_masters(env: &BTreeMap<String, String>) -> Result<(), Error> {
     match env.get("CAIRN_SSH_MAX_MASTERS") {
-        Some(v) if v.trim().parse::<usize>().ok().filter(|n| *n >= 1).is_none() => Err(Error::input(
-            "CAIRN_SSH_MAX_MASTERS",
-            format!(
-                "CAIRN_SSH_MAX_MASTERS=`{v}` is not a number >= 1 (how many ssh \
+        Some(v) if v.trim().parse::<usize>().ok().filter(|n| *n >= 1).is_none() => {
+            Err(Error::input(
+                "CAIRN_SSH_MAX_MASTERS",
+                format!(
+                    "CAIRN_SSH_MAX_MASTERS=`{v}` is not a number >= 1 (how many ssh \
                  connections a run keeps open at once; default twice --max-parallel)"
-            ),
-        )),
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }
