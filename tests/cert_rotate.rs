@@ -392,7 +392,8 @@ struct Layout {
     node_certs: fn(&str) -> (String, String),
     /// Whether the node's key is made on the node (no workspace key).
     node_keys: bool,
-    /// `CAIRN_FAULT_KILL` points of rotations killed and resumed.
+    /// `CAIRN_FAULT_KILL` points of rotations killed and resumed: the first
+    /// only, unless `CAIRN_ROTATE_KILL_POINTS=full` (see [`kill_points`]).
     kill_points: &'static [&'static str],
     /// Whether to rotate once more with `new_keys=true` at the end.
     new_keys: bool,
@@ -440,6 +441,17 @@ fn endpoints(
     } else {
         let t = Tunnels::open(l, nodes);
         (t.endpoints.clone(), Some(t))
+    }
+}
+
+/// The kill points a run samples: the first of each layout (CI's time
+/// budget), or all with `CAIRN_ROTATE_KILL_POINTS=full`, as kill_resume's
+/// `CAIRN_KILL_POINTS=full`.
+fn kill_points(all: &'static [&'static str]) -> &'static [&'static str] {
+    match std::env::var("CAIRN_ROTATE_KILL_POINTS").as_deref() {
+        Ok("full") => all,
+        Ok("") | Err(_) => &all[..all.len().min(1)],
+        Ok(other) => panic!("CAIRN_ROTATE_KILL_POINTS={other}: expected `full` or unset"),
     }
 }
 
@@ -586,7 +598,7 @@ fn leaf_rotation(l: &lab::LabHandle, layout: &Layout) {
 
     // 3. killed inside a step and resumed: the same verified end, under load
     let mut previous = after;
-    for (i, kill) in layout.kill_points.iter().enumerate() {
+    for (i, kill) in kill_points(layout.kill_points).iter().enumerate() {
         // every certificate is due again: below 400 + 100 i days (they have 365, then 500, ...)
         let below = format!("rotate_below_days={}", 400 + 100 * i);
         let days = format!("days={}", 500 + 100 * i);
