@@ -1064,6 +1064,25 @@ fn offline_plan_refuses_exactly_what_a_connected_plan_refuses() {
             "rb/main.rhai:2:1",
         ),
         (
+            "pki ca name",
+            "gen_cert(#{ name: \"n1\", ca: \"../ca\", cn: \"n1\", usage: [\"server\"], days: 100 });\n"
+                .into(),
+            "ca",
+            "rb/main.rhai:1:1",
+        ),
+        (
+            "pki csr",
+            format!("{ca}\nsign_csr(#{{ name: \"n1\", ca: ca, csr: \"not a PEM\", usage: [\"server\"], days: 100 }});\n"),
+            "csr",
+            "rb/main.rhai:2:1",
+        ),
+        (
+            "pki csr and key",
+            format!("{ca}\nsign_csr(#{{ name: \"n1\", ca: \"ca\", csr: \"a\", public_key: \"b\", usage: [\"server\"], days: 100 }});\n"),
+            "public_key",
+            "rb/main.rhai:2:1",
+        ),
+        (
             "local",
             "local_file(#{ path: \"../escaped\", content: \"x\" });\n".into(),
             "path",

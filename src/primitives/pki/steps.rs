@@ -537,6 +537,15 @@ fn dedup<T: Copy + PartialEq>(items: &[T]) -> Vec<T> {
     out
 }
 
+/// A workspace name, checked when known (a placeholder is checked once known).
+fn check_known_name(field: &str, name: &str) -> Result<(), StepError> {
+    if unknown::is_unknown(name) {
+        Ok(())
+    } else {
+        check_name(field, name)
+    }
+}
+
 /// The values that are known now (placeholders are checked once known).
 fn known_only(values: &[String]) -> Vec<String> {
     values
@@ -572,6 +581,7 @@ impl Step for GenCert {
         check_name("name", &self.name)?;
         check_days("days", self.days)?;
         check_renew(self.days, self.renew_before_days)?;
+        check_known_name("ca", self.ca.name())?;
         parse_ips("ips", &known_only(&self.ips))?;
         check_dns("dns", &known_only(&self.dns))?;
         Ok(())
@@ -712,6 +722,19 @@ impl SignCsr {
         self
     }
 
+    /// Whether every value the request's spec is built from is known.
+    fn request_known(&self) -> bool {
+        let known = |v: &Option<String>| v.as_deref().is_none_or(|v| !unknown::is_unknown(v));
+        let all_known =
+            |v: &Option<Vec<String>>| v.iter().flatten().all(|v| !unknown::is_unknown(v));
+        known(&self.csr)
+            && known(&self.public_key)
+            && known(&self.cn)
+            && known(&self.o)
+            && all_known(&self.dns)
+            && all_known(&self.ips)
+    }
+
     fn spec(&self) -> Result<Spec, StepError> {
         let req = match (&self.csr, &self.public_key) {
             (Some(csr), None) => {
@@ -835,8 +858,15 @@ impl Step for SignCsr {
         check_name("name", &self.name)?;
         check_days("days", self.days)?;
         check_renew(self.days, self.renew_before_days)?;
+        check_known_name("ca", self.ca.name())?;
         parse_ips("ips", &known_only(self.ips.as_deref().unwrap_or_default()))?;
         check_dns("dns", &known_only(self.dns.as_deref().unwrap_or_default()))?;
+        // The whole request (CSR or key, subject, SANs) once every value it
+        // depends on is known; a plan whose CSR comes from a host checks it
+        // when the run has read it.
+        if self.request_known() {
+            self.spec()?;
+        }
         Ok(())
     }
     fn target(&self) -> String {
