@@ -1,7 +1,7 @@
 //! Rendering errors in one place: the message, `file:line:col`, the source
 //! line with a caret, and the chain of calls that led there.
 
-use crate::error::{Error, Located, ScriptError, StepFailure};
+use crate::error::{BranchFailure, Error, Located, OnFailure, ScriptError, StepFailure};
 use rhai::{EvalAltResult, ParseError, Position};
 use std::collections::BTreeMap;
 
@@ -96,10 +96,26 @@ fn ensure_nl(mut s: String) -> String {
 /// the value the executor raised; see [`StepFailure`]).
 pub fn step_failure(err: &EvalAltResult) -> Option<StepFailure> {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => v.read_lock::<StepFailure>().map(|f| f.clone()),
+        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<OnFailure>() {
+            Some(on) => on.step().cloned(),
+            None => v.read_lock::<StepFailure>().map(|f| f.clone()),
+        },
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
         | EvalAltResult::ErrorInModule(_, inner, _) => step_failure(inner),
         _ => None,
+    }
+}
+
+/// The hosts of a failed `on()` an error carries, each with its typed error.
+pub fn branch_failures(err: &EvalAltResult) -> Vec<BranchFailure> {
+    match err {
+        EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<OnFailure>()
+            .map(|on| on.hosts.clone())
+            .unwrap_or_default(),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => branch_failures(inner),
+        _ => Vec::new(),
     }
 }
 
@@ -108,10 +124,15 @@ pub fn step_failure(err: &EvalAltResult) -> Option<StepFailure> {
 /// own errors as Rhai words them.
 pub fn message_of(err: &mut EvalAltResult) -> String {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<StepFailure>() {
-            Some(f) => f.to_string(),
-            None => v.to_string(),
-        },
+        EvalAltResult::ErrorRuntime(v, _) => {
+            if let Some(on) = v.read_lock::<OnFailure>() {
+                return on.to_string();
+            }
+            match v.read_lock::<StepFailure>() {
+                Some(f) => f.to_string(),
+                None => v.to_string(),
+            }
+        }
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => message_of(inner),
         EvalAltResult::ErrorInModule(_, inner, _) => message_of(inner),
         EvalAltResult::ErrorTerminated(v, _) => v.to_string(),
@@ -128,6 +149,7 @@ pub fn message_of(err: &mut EvalAltResult) -> String {
 /// that led to it.
 pub fn render_eval(mut err: Box<EvalAltResult>, main: &str, sources: &Sources) -> ScriptError {
     let step = step_failure(&err);
+    let hosts = branch_failures(&err);
     let mut chain: Vec<(String, String, Position)> = Vec::new();
     let mut source = main.to_string();
     let mut cur: &mut EvalAltResult = &mut err;
@@ -169,6 +191,7 @@ pub fn render_eval(mut err: Box<EvalAltResult>, main: &str, sources: &Sources) -
         message,
         at: sources.located(&source, pos),
         step,
+        hosts,
         shown,
     }
 }
@@ -181,6 +204,7 @@ pub fn render_parse(err: &ParseError, source: &str, sources: &Sources) -> Script
         message,
         at: sources.located(source, err.position()),
         step: None,
+        hosts: Vec::new(),
         shown,
     }
 }

@@ -257,6 +257,14 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         .register_fn("to_debug", |f: &mut crate::error::StepFailure| {
             format!("StepFailure({f})")
         });
+    // An `on()`'s failure caught by `try { ... } catch (e)`: its text, as shown.
+    engine
+        .register_type_with_name::<crate::error::OnFailure>("OnFailure")
+        .register_fn("to_string", |f: &mut crate::error::OnFailure| f.to_string())
+        .register_fn("print", |f: &mut crate::error::OnFailure| f.to_string())
+        .register_fn("to_debug", |f: &mut crate::error::OnFailure| {
+            format!("OnFailure({f})")
+        });
     engine
         .register_type_with_name::<Secret>("Secret")
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())

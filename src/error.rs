@@ -211,6 +211,49 @@ impl std::fmt::Display for StepFailure {
     }
 }
 
+/// One host's failed branch of an `on()`: the host, its error's message and,
+/// when a step raised it, the step's typed failure.
+#[derive(Clone, Debug)]
+pub struct BranchFailure {
+    /// The host's name.
+    pub host: String,
+    /// The branch's error, without position.
+    pub message: String,
+    /// The step's failure, when a step raised it.
+    pub step: Option<StepFailure>,
+}
+
+/// An `on()` that failed, as it travels through Rhai (raised at the first
+/// failed host's failing call, like [`StepFailure`]): what is shown, every
+/// failed host with its typed error, and a failed gate's step. A runbook that
+/// catches it (`catch (e)`) sees its text; `type_of(e)` is `"OnFailure"`.
+#[derive(Clone, Debug)]
+pub struct OnFailure {
+    /// The whole message: one host (`on n1: ...`), several (`2 of 3 hosts
+    /// failed:` and a line per host), a batch, or a gate.
+    pub shown: String,
+    /// The failed hosts in the order given to `on()` (empty for a gate).
+    pub hosts: Vec<BranchFailure>,
+    /// A gate's failure, when a step in the gate raised it.
+    pub gate: Option<StepFailure>,
+}
+
+impl OnFailure {
+    /// The first step failure it carries: the first failed host's, or the gate's.
+    pub fn step(&self) -> Option<&StepFailure> {
+        self.hosts
+            .iter()
+            .find_map(|h| h.step.as_ref())
+            .or(self.gate.as_ref())
+    }
+}
+
+impl std::fmt::Display for OnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
 /// Where in a runbook's scripts an error happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located {
@@ -234,8 +277,11 @@ pub struct ScriptError {
     pub message: String,
     /// Where it happened (`None` when Rhai knew no position).
     pub at: Option<Located>,
-    /// The step's failure, when a step raised it.
+    /// The step's failure, when a step raised it (for a failed `on()`, the
+    /// first failed host's).
     pub step: Option<StepFailure>,
+    /// Each failed host of a failed `on()`, with its typed error.
+    pub hosts: Vec<BranchFailure>,
     /// Rendered: the message, `  --> file:line:col`, the source line with a
     /// caret, and the calls that led there (no `error: ` prefix).
     pub shown: String,
@@ -507,6 +553,7 @@ mod tests {
                 message: "m".into(),
                 at: None,
                 step: None,
+                hosts: Vec::new(),
                 shown: "m\n".into(),
             })
         };

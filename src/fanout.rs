@@ -26,6 +26,7 @@
 //! placeholders, or the state before the changes planned) is a warning, not
 //! an error: the plan goes on as if it passed, so it still shows every batch.
 
+use crate::error::{BranchFailure, OnFailure};
 use crate::executor::{current_scope, script_error, with_scope, Executor, Mode};
 use crate::host::Host;
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext};
@@ -416,7 +417,15 @@ pub fn on_hosts(
                     list(&later)
                 );
                 return Err(match err {
-                    Some(e) => with_message(*e, msg),
+                    Some(e) => {
+                        let gate = crate::diagnostic::step_failure(&e);
+                        let failure = OnFailure {
+                            shown: msg,
+                            hosts: Vec::new(),
+                            gate,
+                        };
+                        raise_at(*e, failure)
+                    }
                     None => script_error(msg),
                 });
             }
@@ -484,63 +493,96 @@ fn run_batch(
 /// Hosts of the only batch failed: each is named with its error, shown at the
 /// first failed host's failing call inside the closure.
 fn branches_failed(
-    mut failures: Vec<(String, Box<EvalAltResult>)>,
+    failures: Vec<(String, Box<EvalAltResult>)>,
     total: usize,
 ) -> Box<EvalAltResult> {
-    if failures.len() == 1 {
-        let (name, mut e) = failures.remove(0);
-        let msg = crate::diagnostic::message_of(&mut e);
-        return if msg.contains(name.as_str()) {
-            e
-        } else {
-            with_message(*e, format!("on {name}: {msg}"))
-        };
-    }
-    let n = failures.len();
-    let lines: Vec<String> = failures
-        .iter_mut()
-        .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
-        .collect();
-    let (_, first) = failures.remove(0);
-    with_message(
-        *first,
-        format!("{n} of {total} hosts failed:\n{}", lines.join("\n")),
+    let (hosts, first) = branch_failures(failures);
+    let shown = match hosts.as_slice() {
+        [one] if one.message.contains(one.host.as_str()) => one.message.clone(),
+        [one] => format!("on {}: {}", one.host, one.message),
+        _ => format!(
+            "{} of {total} hosts failed:\n{}",
+            hosts.len(),
+            lines(&hosts)
+        ),
+    };
+    raise_at(
+        first,
+        OnFailure {
+            shown,
+            hosts,
+            gate: None,
+        },
     )
 }
 
 /// Hosts of one of several batches failed: the batch, the hosts not started,
 /// and each failed host with its error.
 fn batch_failed(
-    mut failures: Vec<(String, Box<EvalAltResult>)>,
+    failures: Vec<(String, Box<EvalAltResult>)>,
     batch: &str,
     not_started: &str,
 ) -> Box<EvalAltResult> {
-    let lines: Vec<String> = failures
-        .iter_mut()
-        .map(|(name, e)| format!("  {name}: {}", crate::diagnostic::message_of(e)))
-        .collect();
-    let msg = format!(
+    let (hosts, first) = branch_failures(failures);
+    let shown = format!(
         "on: {batch} failed; not started: {not_started}\n{}",
-        lines.join("\n")
+        lines(&hosts)
     );
-    let (_, first) = failures.remove(0);
-    with_message(*first, msg)
+    raise_at(
+        first,
+        OnFailure {
+            shown,
+            hosts,
+            gate: None,
+        },
+    )
 }
 
-/// `err` with its innermost message replaced by `message`, keeping where it
-/// happened (the failing call) and the calls that led there.
-pub fn with_message(err: EvalAltResult, message: String) -> Box<EvalAltResult> {
+/// The failed branches as typed values, and the first one's error (where the
+/// failure is shown).
+fn branch_failures(
+    failures: Vec<(String, Box<EvalAltResult>)>,
+) -> (Vec<BranchFailure>, EvalAltResult) {
+    let mut first = None;
+    let mut hosts = Vec::new();
+    for (host, mut e) in failures {
+        hosts.push(BranchFailure {
+            host,
+            message: crate::diagnostic::message_of(&mut e),
+            step: crate::diagnostic::step_failure(&e),
+        });
+        first.get_or_insert(*e);
+    }
+    (
+        hosts,
+        first.expect("on() reports failures only when a host failed"),
+    )
+}
+
+/// One line per failed host: `  name: message`.
+fn lines(hosts: &[BranchFailure]) -> String {
+    hosts
+        .iter()
+        .map(|h| format!("  {}: {}", h.host, h.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `failure` raised where `err` happened (the failing call) and through the
+/// calls that led there: `err`'s innermost value replaced by the typed
+/// failure.
+fn raise_at(err: EvalAltResult, failure: OnFailure) -> Box<EvalAltResult> {
     match err {
         EvalAltResult::ErrorInFunctionCall(f, src, inner, pos) => Box::new(
-            EvalAltResult::ErrorInFunctionCall(f, src, with_message(*inner, message), pos),
+            EvalAltResult::ErrorInFunctionCall(f, src, raise_at(*inner, failure), pos),
         ),
         EvalAltResult::ErrorInModule(m, inner, pos) => Box::new(EvalAltResult::ErrorInModule(
             m,
-            with_message(*inner, message),
+            raise_at(*inner, failure),
             pos,
         )),
         other => Box::new(EvalAltResult::ErrorRuntime(
-            message.into(),
+            Dynamic::from(failure),
             other.position(),
         )),
     }

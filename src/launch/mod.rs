@@ -244,6 +244,68 @@ mod tests {
     }
 
     #[test]
+    fn hosts_failing_in_one_on_reach_the_renderer_each_with_its_typed_step_failure() {
+        // two hosts fail with a step error, one with the runbook's own fail()
+        let script =
+            "on(hosts(), |h| {\n    if h.name == \"host-2\" { fail(\"not this one\"); }\n    \
+                      file(h, #{ path: \"relative\", content: \"x\" });\n});\n";
+        let err = check_script(script).unwrap_err();
+        let e = err.script().expect("a script error");
+        let got: Vec<(&str, Option<(&str, &str)>)> = e
+            .hosts
+            .iter()
+            .map(|h| {
+                let step = h
+                    .step
+                    .as_ref()
+                    .map(|s| (s.kind.as_str(), s.target.as_str()));
+                (h.host.as_str(), step)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("host-1", Some(("file", "host-1"))),
+                ("host-2", None),
+                ("host-3", Some(("file", "host-3"))),
+            ]
+        );
+        assert!(
+            matches!(&*e.hosts[2].step.as_ref().unwrap().error,
+                crate::error::StepError::Invalid { field, .. } if field == "path"),
+            "{:?}",
+            e.hosts[2]
+        );
+        assert_eq!(e.hosts[1].message, "not this one");
+        let step = e.step.as_ref().expect("the first failed host's step");
+        assert_eq!(step.target, "host-1");
+        assert!(
+            e.message.starts_with(
+                "3 of 3 hosts failed:\n  host-1: file on host-1 failed: invalid `path`"
+            ),
+            "{}",
+            e.message
+        );
+        let at = e.at.as_ref().expect("a position");
+        assert_eq!((at.line, at.column), (3, 5), "{at}");
+    }
+
+    #[test]
+    fn a_caught_on_failure_is_typed_and_reads_as_its_text() {
+        let script =
+            "try {\n    on(hosts(), |h| file(h, #{ path: \"relative\", content: \"x\" }));\n} \
+                      catch (e) {\n    fail(`${type_of(e)}: ${e}`);\n}\n";
+        let err = check_script(script).unwrap_err();
+        let e = err.script().expect("a script error");
+        assert!(
+            e.message
+                .starts_with("OnFailure: 3 of 3 hosts failed:\n  host-1: file on host-1"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn a_caught_step_error_reads_as_its_text_and_fail_stays_a_string() {
         let script =
             "let h = hosts()[0];\ntry {\n    file(h, #{ path: \"relative\", content: \"x\" });\n} \

@@ -103,6 +103,7 @@ pub(super) fn unknown() -> ScriptError {
         message: "the run stopped".into(),
         at: None,
         step: None,
+        hosts: Vec::new(),
         shown: "the run stopped\n".into(),
     }
 }
