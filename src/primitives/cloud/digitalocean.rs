@@ -914,12 +914,12 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     );
 
     let x = exec.clone();
-    crate::registration::function(engine, "do_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).\n///\n/// `do_ssh_key(#{ name, public_key_file |call: NativeCallContext,  public_key, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
+    crate::registration::function(engine, "do_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).\n///\n/// `do_ssh_key(#{ name, public_key_file | public_key, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
             let step: DoSshKey = crate::args::parse(&call, "do_ssh_key", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    crate::registration::function(engine, "do_droplet", ["spec: Map", "Droplet"], ["/// Ensure a droplet exists and is active.\n///\n/// `do_droplet(#{ name, region, size, image, ssh_keys: [SshKey |call: NativeCallContext,  id | fingerprint], tags?, user_data?, vpc_uuid?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and for status `active`, then returns the droplet\n/// with its public and private addresses. A droplet with this name and the same\n/// spec is adopted; a different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Droplet> {
+    crate::registration::function(engine, "do_droplet", ["spec: Map", "Droplet"], ["/// Ensure a droplet exists and is active.\n///\n/// `do_droplet(#{ name, region, size, image, ssh_keys: [SshKey | id | fingerprint], tags?, user_data?, vpc_uuid?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and for status `active`, then returns the droplet\n/// with its public and private addresses. A droplet with this name and the same\n/// spec is adopted; a different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Droplet> {
             let step: DoDroplet = crate::args::parse(&call, "do_droplet", args)?;
             x.exec(&call, step)
         });

@@ -1400,12 +1400,12 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
             x.exec(&call, step)
         });
     let x = exec.clone();
-    crate::registration::function(engine, "hcloud_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to Hetzner Cloud.\n///\n/// `hcloud_ssh_key(#{ name, public_key_file |call: NativeCallContext,  public_key, labels?, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name; a key with\n/// this name but another fingerprint is an error. The private key next to\n/// `public_key_file` (without `.pub`) is what servers' `host()` connect with."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
+    crate::registration::function(engine, "hcloud_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to Hetzner Cloud.\n///\n/// `hcloud_ssh_key(#{ name, public_key_file | public_key, labels?, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name; a key with\n/// this name but another fingerprint is an error. The private key next to\n/// `public_key_file` (without `.pub`) is what servers' `host()` connect with."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
             let step: HcloudSshKey = crate::args::parse(&call, "hcloud_ssh_key", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    crate::registration::function(engine, "hcloud_server", ["spec: Map", "Server"], ["/// Ensure a Hetzner Cloud server exists and runs.\n///\n/// `hcloud_server(#{ name, server_type, image, location, ssh_keys: [SshKey |call: NativeCallContext,  name], networks: [Network | name], labels?, user_data?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and the server to run, then returns it with its\n/// addresses. A server with this name and the same spec is adopted; one with a\n/// different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Server> {
+    crate::registration::function(engine, "hcloud_server", ["spec: Map", "Server"], ["/// Ensure a Hetzner Cloud server exists and runs.\n///\n/// `hcloud_server(#{ name, server_type, image, location, ssh_keys: [SshKey | name], networks: [Network | name], labels?, user_data?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and the server to run, then returns it with its\n/// addresses. A server with this name and the same spec is adopted; one with a\n/// different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Server> {
             let step: HcloudServer = crate::args::parse(&call, "hcloud_server", args)?;
             x.exec(&call, step)
         });

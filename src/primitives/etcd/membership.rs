@@ -905,7 +905,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// again every second for up to `wait_seconds` (default 120) while etcd answers that",
             "/// it is not in sync with the leader. A no-op when it already votes.",
             "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, name? |call: NativeCallContext,  peer_urls?, wait_seconds?}`",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?, wait_seconds?}`",
             CONN,
         ],
         move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
@@ -926,7 +926,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// host). A no-op when it is not a member. Returns whether it removed one. Does not",
             "/// touch the member's host: stop its etcd and move its data dir aside afterwards.",
             "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, name? |call: NativeCallContext,  peer_urls?}`",
+            "/// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?}`",
             CONN,
         ],
         move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {

@@ -126,7 +126,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     crate::registration::function(engine, "gen_ca", ["args: Map", "Cert"], [
             "/// Make (or keep) a certificate authority in `<workspace>/pki/<name>.crt` and `.key` (0600).",
             "///",
-            "/// `#{name, cn, o?, key?: \"rsa2048\"|call: NativeCallContext, \"rsa3072\"|\"rsa4096\"|\"p256\" (default rsa2048), days, renew_before_days? (30)}`",
+            "/// `#{name, cn, o?, key?: \"rsa2048\"|\"rsa3072\"|\"rsa4096\"|\"p256\" (default rsa2048), days, renew_before_days? (30)}`",
             "///",
             "/// An existing CA is kept while it matches (CN, O, key type) and is not within",
             "/// `renew_before_days` of expiry; otherwise the plan says what differs. A new CA",
@@ -156,7 +156,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// Sign a certificate signing request (PEM, e.g. made by `openssl req` on a node);",
             "/// the private key stays where the CSR was made (`key_path` is empty).",
             "///",
-            "/// `#{name, ca, csr |call: NativeCallContext,  public_key, days, usage, key_usage?, cn?, o?, dns?, ips?, override_sans? (false), renew_before_days?}`",
+            "/// `#{name, ca, csr | public_key, days, usage, key_usage?, cn?, o?, dns?, ips?, override_sans? (false), renew_before_days?}`",
             "///",
             "/// SANs come from the CSR. Given `dns`/`ips` must equal the CSR's, unless",
             "/// `override_sans: true`, which signs exactly those instead. A CSR never makes a CA.",
