@@ -5,45 +5,55 @@
 //! like `Host` or `Cert`) inside the map are turned into their serde form first.
 
 use rhai::serde::DynamicDeserializer;
-use rhai::{Dynamic, EvalAltResult, Map, Position};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position, TypeBuilder};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess};
 
-/// A custom type that can appear inside argument maps.
-pub type HandleToArg = fn(&Dynamic) -> Option<Dynamic>;
+/// The name of the engine function that turns a handle into its serde form.
+/// A `$` keeps it out of reach of scripts and out of the reference.
+const TO_ARGUMENT: &str = "$argument";
 
-/// Every handle type a runbook can pass inside an argument map: a fixed list
-/// known at compile time, not a registry filled while engines are built. A
-/// new handle type that may appear in arguments is added here.
-const HANDLES: &[HandleToArg] = &[
-    handle_of::<crate::host::Host>,
-    handle_of::<crate::primitives::pki::Cert>,
-    handle_of::<crate::primitives::cloud::SshKey>,
-    handle_of::<crate::primitives::cloud::digitalocean::Droplet>,
-    handle_of::<crate::primitives::cloud::hetzner::Server>,
-    handle_of::<crate::primitives::cloud::hetzner::Network>,
-];
-
-/// Convert a handle `T` to its serde form (an entry of `HANDLES`).
-pub fn handle_of<T: serde::Serialize + Clone + 'static>(value: &Dynamic) -> Option<Dynamic> {
-    value
-        .read_lock::<T>()
-        .and_then(|v| rhai::serde::to_dynamic(&*v).ok())
+/// Let handles of type `T` (custom types like `Host` or `Cert`) appear inside
+/// argument maps, as their serde form. The engine owns the converters: each
+/// handle type registers its own where the type itself is registered, with
+/// `#[rhai_type(extra = crate::args::argument)]` on a derived type (or
+/// [`register_argument`]), and [`parse`] asks the engine of the call. There is
+/// no list to keep in step with the types and nothing process-global.
+pub fn argument<T: serde::Serialize + rhai::Variant + Clone>(builder: &mut TypeBuilder<T>) {
+    builder.with_fn(TO_ARGUMENT, to_argument::<T>);
 }
 
-fn lower(value: Dynamic) -> Dynamic {
+/// [`argument`] for a type registered without the derive (`Host`).
+pub fn register_argument<T: serde::Serialize + rhai::Variant + Clone>(engine: &mut Engine) {
+    engine.register_fn(TO_ARGUMENT, to_argument::<T>);
+}
+
+fn to_argument<T: serde::Serialize>(value: &mut T) -> Dynamic {
+    rhai::serde::to_dynamic(&*value).unwrap_or(Dynamic::UNIT)
+}
+
+/// `value` with every handle inside it (at any depth of maps and arrays)
+/// replaced by its serde form, by the converters of the engine of `call`.
+pub fn lower(call: &NativeCallContext, value: Dynamic) -> Dynamic {
     if value.is_map() {
         let map = value.cast::<Map>();
-        let lowered: Map = map.into_iter().map(|(k, v)| (k, lower(v))).collect();
+        let lowered: Map = map.into_iter().map(|(k, v)| (k, lower(call, v))).collect();
         return Dynamic::from_map(lowered);
     }
     if value.is_array() {
         let array = value.cast::<rhai::Array>();
-        return Dynamic::from_array(array.into_iter().map(lower).collect());
+        return Dynamic::from_array(array.into_iter().map(|v| lower(call, v)).collect());
     }
-    for h in HANDLES {
-        if let Some(v) = h(&value) {
-            return lower(v);
+    let plain = value.is_string()
+        || value.is_int()
+        || value.is_bool()
+        || value.is_unit()
+        || value.is_float()
+        || value.is_char()
+        || value.is_fnptr();
+    if !plain {
+        if let Ok(v) = call.call_native_fn::<Dynamic>(TO_ARGUMENT, (value.clone(),)) {
+            return lower(call, v);
         }
     }
     value
@@ -52,8 +62,12 @@ fn lower(value: Dynamic) -> Dynamic {
 /// Deserialize an argument map into `T`, rejecting unknown and missing keys.
 /// `what` names the primitive for the message (`gen_cert`); a value of the
 /// wrong type names its key (`` `days` must be an integer (u32), not a string ``).
-pub fn parse<T: DeserializeOwned>(what: &str, map: Map) -> Result<T, Box<EvalAltResult>> {
-    let map: Map = map.into_iter().map(|(k, v)| (k, lower(v))).collect();
+pub fn parse<T: DeserializeOwned>(
+    call: &NativeCallContext,
+    what: &str,
+    map: Map,
+) -> Result<T, Box<EvalAltResult>> {
+    let map: Map = map.into_iter().map(|(k, v)| (k, lower(call, v))).collect();
     let mut fields = Fields {
         iter: map.iter(),
         current: None,
@@ -170,10 +184,11 @@ fn got_kind(rhai: &str) -> String {
 
 /// Deserialize a single value (not necessarily a map) into `T`.
 pub fn parse_value<T: DeserializeOwned>(
+    call: &NativeCallContext,
     what: &str,
     value: Dynamic,
 ) -> Result<T, Box<EvalAltResult>> {
-    let value = lower(value);
+    let value = lower(call, value);
     rhai::serde::from_dynamic::<T>(&value).map_err(|e| {
         Box::new(EvalAltResult::ErrorRuntime(
             format!("{what}: {e}").into(),
@@ -183,6 +198,7 @@ pub fn parse_value<T: DeserializeOwned>(
 }
 
 /// A script value as JSON (handles in their serde form), for inspection.
-pub fn to_json(value: Dynamic) -> serde_json::Value {
-    rhai::serde::from_dynamic::<serde_json::Value>(&lower(value)).unwrap_or(serde_json::Value::Null)
+pub fn to_json(call: &NativeCallContext, value: Dynamic) -> serde_json::Value {
+    rhai::serde::from_dynamic::<serde_json::Value>(&lower(call, value))
+        .unwrap_or(serde_json::Value::Null)
 }

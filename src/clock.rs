@@ -9,7 +9,7 @@
 //! ```
 
 use crate::executor::script_error;
-use rhai::{Engine, EvalAltResult, FuncRegistration};
+use rhai::{Engine, EvalAltResult};
 use std::fmt;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
@@ -71,24 +71,32 @@ pub fn register(engine: &mut Engine) {
         .register_fn("to_debug", |t: &mut Timestamp| format!("Timestamp({t})"))
         .register_get("unix", |t: &mut Timestamp| t.0.unix_timestamp());
 
-    FuncRegistration::new("now")
-        .with_params_info(["Timestamp"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "now",
+        ["Timestamp"],
+        [
             "/// The current time (UTC) as a `Timestamp`: compare it with `<`, `>`,",
             "/// subtract two (seconds), `t.add_days(n)`, `t.days_until(other)`;",
             "/// it prints as RFC 3339 (`2026-12-01T11:31:37Z`).",
-        ])
-        .register_into_engine(engine, Timestamp::now);
-    FuncRegistration::new("timestamp")
-        .with_params_info(["text: &str", "Timestamp"])
-        .with_comments([
+        ],
+        Timestamp::now,
+    );
+    crate::registration::function(
+        engine,
+        "timestamp",
+        ["text: &str", "Timestamp"],
+        [
             "/// A `Timestamp` from RFC 3339 text, e.g. a certificate's `not_after`:",
             "/// `timestamp(cert.not_after)`. Other text is an error naming it.",
-        ])
-        .register_into_engine(engine, |text: &str| parsed(text));
-    FuncRegistration::new("days_until")
-        .with_params_info(["then: &str", "i64"])
-        .with_comments([
+        ],
+        |text: &str| parsed(text),
+    );
+    crate::registration::function(
+        engine,
+        "days_until",
+        ["then: &str", "i64"],
+        [
             "/// Whole days from now until `then` (RFC 3339 text such as `cert.not_after`,",
             "/// or a `Timestamp`), rounded down; negative once `then` has passed.",
             "///",
@@ -96,10 +104,11 @@ pub fn register(engine: &mut Engine) {
             "/// let left = days_until(inspect_cert(\"pki/etcd-ca.crt\").not_after);",
             "/// if left < 30 { warn(`etcd-ca expires in ${left} days`); }",
             "/// ```",
-        ])
-        .register_into_engine(engine, |then: &str| -> Result<i64, Box<EvalAltResult>> {
+        ],
+        |then: &str| -> Result<i64, Box<EvalAltResult>> {
             Ok(Timestamp::now().days_until(&parsed(then)?))
-        });
+        },
+    );
     let until_doc = [
         "/// Whole days from now (or from `t`, as `t.days_until(then)`) until `then`, a",
         "/// `Timestamp` or an RFC 3339 string; negative when `then` is past.",
@@ -108,41 +117,45 @@ pub fn register(engine: &mut Engine) {
         "/// let left = now().days_until(cert.not_after);",
         "/// ```",
     ];
-    rhai::FuncRegistration::new("days_until")
-        .with_params_info(["then: Timestamp", "i64"])
-        .with_comments(until_doc)
-        .register_into_engine(engine, |then: Timestamp| Timestamp::now().days_until(&then));
-    rhai::FuncRegistration::new("days_until")
-        .with_params_info(["t: Timestamp", "then: Timestamp", "i64"])
-        .with_comments(until_doc)
-        .register_into_engine(engine, |t: &mut Timestamp, then: Timestamp| {
-            t.days_until(&then)
-        });
-    rhai::FuncRegistration::new("days_until")
-        .with_params_info(["t: Timestamp", "then: &str", "i64"])
-        .with_comments(until_doc)
-        .register_into_engine(
-            engine,
-            |t: &mut Timestamp, then: &str| -> Result<i64, Box<EvalAltResult>> {
-                Ok(t.days_until(&parsed(then)?))
-            },
-        );
-    rhai::FuncRegistration::new("add_days")
-        .with_params_info(["t: Timestamp", "days: i64", "Timestamp"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "days_until",
+        ["then: Timestamp", "i64"],
+        until_doc,
+        |then: Timestamp| Timestamp::now().days_until(&then),
+    );
+    crate::registration::function(
+        engine,
+        "days_until",
+        ["t: Timestamp", "then: Timestamp", "i64"],
+        until_doc,
+        |t: &mut Timestamp, then: Timestamp| t.days_until(&then),
+    );
+    crate::registration::function(
+        engine,
+        "days_until",
+        ["t: Timestamp", "then: &str", "i64"],
+        until_doc,
+        |t: &mut Timestamp, then: &str| -> Result<i64, Box<EvalAltResult>> {
+            Ok(t.days_until(&parsed(then)?))
+        },
+    );
+    crate::registration::function(
+        engine,
+        "add_days",
+        ["t: Timestamp", "days: i64", "Timestamp"],
+        [
             "/// The time `days` days after `t` (before it when negative).",
             "///",
             "/// ```rhai",
             "/// let soon = now().add_days(30);",
             "/// if cert_expiry < soon { warn(\"expires within 30 days\"); }",
             "/// ```",
-        ])
-        .register_into_engine(
-            engine,
-            |t: &mut Timestamp, days: i64| -> Result<Timestamp, Box<EvalAltResult>> {
-                t.add_days(days).map_err(script_error)
-            },
-        );
+        ],
+        |t: &mut Timestamp, days: i64| -> Result<Timestamp, Box<EvalAltResult>> {
+            t.add_days(days).map_err(script_error)
+        },
+    );
     // a - b: seconds between two times
     engine.register_fn("-", |a: Timestamp, b: Timestamp| {
         (a.0 - b.0).whole_seconds()

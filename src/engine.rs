@@ -45,6 +45,7 @@ struct HostsOptions {
 
 /// The hosts of `group` (all hosts: `None`); empty is an error unless allowed.
 fn select_hosts(
+    context: &NativeCallContext,
     all: &[Host],
     group: Option<&str>,
     any_group: bool,
@@ -54,7 +55,7 @@ fn select_hosts(
         Some(g) => format!("hosts({g:?})"),
         None => "hosts()".to_string(),
     };
-    let options: HostsOptions = crate::args::parse(&call, options)?;
+    let options: HostsOptions = crate::args::parse(context, &call, options)?;
     let picked: Array = all
         .iter()
         .filter(|h| match group {
@@ -206,6 +207,7 @@ pub fn params_map(inputs: &ScriptInputs, secrets: &Secrets) -> Map {
 
 /// `Host` values: getters for runbooks, and usable inside argument maps.
 fn register_host(engine: &mut Engine) {
+    crate::args::register_argument::<Host>(engine);
     engine
         .register_type_with_name::<Host>("Host")
         .register_get("name", |h: &mut Host| h.name.clone())
@@ -270,9 +272,7 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
         .register_fn("print", |_: &mut Secret| MASK.to_string())
         .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"));
-    rhai::FuncRegistration::new("reveal")
-        .with_params_info(["secret: Secret", "String"])
-        .with_comments([
+    crate::registration::function(engine, "reveal", ["secret: Secret", "String"], [
             "/// The clear text of a secret parameter, for a primitive argument that needs it",
             "/// (a file's content, a cloud token). Printing or interpolating a `Secret` shows",
             "/// `********`; a revealed value is still redacted from plans, logs and journals.",
@@ -280,8 +280,7 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// ```rhai",
             "/// file(h, #{ path: \"/etc/app/token\", content: params.token.reveal(), mode: \"0600\" });",
             "/// ```",
-        ])
-        .register_into_engine(engine, |s: &mut Secret| s.0.to_string());
+        ], |s: &mut Secret| s.0.to_string());
 
     // hosts() / hosts(group) / hosts(#{ allow_empty }) / hosts(group, #{ allow_empty }):
     // an empty selection is an error unless `allow_empty: true`.
@@ -301,34 +300,46 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         "/// ```",
     ];
     let a = all.clone();
-    rhai::FuncRegistration::new("hosts")
-        .with_params_info(["Array"])
-        .with_comments(hosts_doc)
-        .register_into_engine(engine, move || select_hosts(&a, None, any, Map::new()));
+    crate::registration::function(
+        engine,
+        "hosts",
+        ["Array"],
+        hosts_doc,
+        move |call: NativeCallContext| select_hosts(&call, &a, None, any, Map::new()),
+    );
     let a = all.clone();
-    rhai::FuncRegistration::new("hosts")
-        .with_params_info(["options: Map", "Array"])
-        .with_comments(hosts_doc)
-        .register_into_engine(engine, move |options: Map| {
-            select_hosts(&a, None, any, options)
-        });
+    crate::registration::function(
+        engine,
+        "hosts",
+        ["options: Map", "Array"],
+        hosts_doc,
+        move |call: NativeCallContext, options: Map| select_hosts(&call, &a, None, any, options),
+    );
     let a = all.clone();
-    rhai::FuncRegistration::new("hosts")
-        .with_params_info(["group: &str", "Array"])
-        .with_comments(hosts_doc)
-        .register_into_engine(engine, move |group: &str| {
-            select_hosts(&a, Some(group), any, Map::new())
-        });
+    crate::registration::function(
+        engine,
+        "hosts",
+        ["group: &str", "Array"],
+        hosts_doc,
+        move |call: NativeCallContext, group: &str| {
+            select_hosts(&call, &a, Some(group), any, Map::new())
+        },
+    );
     let a = all.clone();
-    rhai::FuncRegistration::new("hosts")
-        .with_params_info(["group: &str", "options: Map", "Array"])
-        .with_comments(hosts_doc)
-        .register_into_engine(engine, move |group: &str, options: Map| {
-            select_hosts(&a, Some(group), any, options)
-        });
-    rhai::FuncRegistration::new("host")
-        .with_params_info(["args: Map", "Host"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "hosts",
+        ["group: &str", "options: Map", "Array"],
+        hosts_doc,
+        move |call: NativeCallContext, group: &str, options: Map| {
+            select_hosts(&call, &a, Some(group), any, options)
+        },
+    );
+    crate::registration::function(
+        engine,
+        "host",
+        ["args: Map", "Host"],
+        [
             "/// A host from values, e.g. a server a cloud step just created:",
             "/// `#{name, address, internal_address?, user?, port?, groups?}`. Its arguments are",
             "/// checked as an inventory's are.",
@@ -336,34 +347,40 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// ```rhai",
             "/// let h = host(#{ name: server.name, address: server.ipv4, user: \"root\" });",
             "/// ```",
-        ])
-        .register_into_engine(engine, |args: Map| -> Result<Host, Box<EvalAltResult>> {
-            let host: Host = crate::args::parse("host", args)?;
+        ],
+        |call: NativeCallContext, args: Map| -> Result<Host, Box<EvalAltResult>> {
+            let host: Host = crate::args::parse(&call, "host", args)?;
             host.check()
                 .map_err(|e| format!("host: bad arguments: {e}"))?;
             Ok(host)
-        });
+        },
+    );
 
     let x = exec.clone();
-    rhai::FuncRegistration::new("env")
-        .with_params_info(["name: &str", "Dynamic"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "env",
+        ["name: &str", "Dynamic"],
+        [
             "/// A variable of cairn's environment (with the lab's env file laid over it), or",
             "/// `()` when it is not set.",
             "///",
             "/// ```rhai",
             "/// let mirror = env(\"CAIRN_RELEASE_MIRROR\") ?? \"https://github.com\";",
             "/// ```",
-        ])
-        .register_into_engine(engine, move |name: &str| -> Dynamic {
+        ],
+        move |name: &str| -> Dynamic {
             match x.ctx().env(name) {
                 Some(v) => Dynamic::from(v.to_string()),
                 None => Dynamic::UNIT,
             }
-        });
-    rhai::FuncRegistration::new("is_known")
-        .with_params_info(["value: Dynamic", "bool"])
-        .with_comments([
+        },
+    );
+    crate::registration::function(
+        engine,
+        "is_known",
+        ["value: Dynamic", "bool"],
+        [
             "/// False while planning when `value` (or anything in it) exists only after an",
             "/// earlier step runs, e.g. the address of a server not created yet; always true",
             "/// in a run. Use it to skip work a plan cannot do yet.",
@@ -371,30 +388,27 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// ```rhai",
             "/// if is_known(sums.stdout) { sha = checksum_of(sums.stdout, file); }",
             "/// ```",
-        ])
-        .register_into_engine(engine, |call: NativeCallContext, value: Dynamic| -> bool {
-            is_known(&call, &value)
-        });
-    rhai::FuncRegistration::new("fail")
-        .with_params_info(["message: &str", "()"])
-        .with_comments([
+        ],
+        |call: NativeCallContext, value: Dynamic| -> bool { is_known(&call, &value) },
+    );
+    crate::registration::function(
+        engine,
+        "fail",
+        ["message: &str", "()"],
+        [
             "/// Stop the runbook with an error: `message`, at this line's position. Nothing",
             "/// after it runs; a plan stops there too.",
             "///",
             "/// ```rhai",
             "/// if nodes.len() % 2 == 0 { fail(`${nodes.len()} members: use an odd number`); }",
             "/// ```",
-        ])
-        .register_into_engine(
-            engine,
-            |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-                Err(script_error(msg.to_string()))
-            },
-        );
+        ],
+        |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+            Err(script_error(msg.to_string()))
+        },
+    );
     let x = exec.clone();
-    rhai::FuncRegistration::new("warn")
-        .with_params_info(["message: &str", "()"])
-        .with_comments([
+    crate::registration::function(engine, "warn", ["message: &str", "()"], [
             "/// A warning: shown under the host whose `on(...)` branch gave it (else",
             "/// `local`) in the plan or run output, and listed again in the summary at the",
             "/// end. Unlike `fail`, the runbook goes on and the exit code is unchanged.",
@@ -402,35 +416,36 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// ```rhai",
             "/// if days_until(cert.not_after) < 30 { warn(`${h.name}: certificate expires soon`); }",
             "/// ```",
-        ])
-        .register_into_engine(engine, move |msg: ImmutableString| x.warn(&msg));
+        ], move |msg: ImmutableString| x.warn(&msg));
     crate::clock::register(engine);
-    rhai::FuncRegistration::new("assert")
-        .with_params_info(["ok: bool", "message: &str", "()"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "assert",
+        ["ok: bool", "message: &str", "()"],
+        [
             "/// Stop with `assertion failed: MESSAGE` (at this line's position) unless `ok`.",
             "///",
             "/// ```rhai",
             "/// assert(members.len() == 3, `expected 3 members, found ${members.len()}`);",
             "/// ```",
-        ])
-        .register_into_engine(
-            engine,
-            |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(script_error(format!("assertion failed: {msg}")))
-                }
-            },
-        );
+        ],
+        |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
+            if ok {
+                Ok(())
+            } else {
+                Err(script_error(format!("assertion failed: {msg}")))
+            }
+        },
+    );
 
     // on(hosts, |h| ...) and on(hosts, #{ options }, |h| ...): see crate::fanout
     let cap = inputs.max_parallel;
     let x = exec.clone();
-    rhai::FuncRegistration::new("on")
-        .with_params_info(["hosts: Array", "f: FnPtr", "Array"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "on",
+        ["hosts: Array", "f: FnPtr", "Array"],
+        [
             "/// Run the closure for every host, concurrently (at most the run's cap at once:",
             "/// 32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`), each host's steps in its",
             "/// own scope. Returns the closure's results in the order of `hosts`. Every host",
@@ -441,20 +456,16 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "/// ```rhai",
             "/// let kernels = on(hosts(), |h| fact(h, \"uname -r\").stdout);",
             "/// ```",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  hosts: Array,
-                  f: FnPtr|
-                  -> Result<Array, Box<EvalAltResult>> {
-                crate::fanout::on_hosts(&call, &x, cap, hosts, None, f)
-            },
-        );
+        ],
+        move |call: NativeCallContext,
+              hosts: Array,
+              f: FnPtr|
+              -> Result<Array, Box<EvalAltResult>> {
+            crate::fanout::on_hosts(&call, &x, cap, hosts, None, f)
+        },
+    );
     let x = exec.clone();
-    rhai::FuncRegistration::new("on")
-        .with_params_info(["hosts: Array", "options: Map", "f: FnPtr", "Array"])
-        .with_comments([
+    crate::registration::function(engine, "on", ["hosts: Array", "options: Map", "f: FnPtr", "Array"], [
             "/// Run the closure for every host in batches, one batch after the other.",
             "///",
             "/// Options (all optional):",
@@ -483,17 +494,13 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
             "///                gate: |batch| etcd_health(#{ endpoints: eps, ca: ca, cert: op, cert_key: key }) },",
             "///    |h| { systemctl(h, #{ unit: \"etcd\", action: \"restart\" }); });",
             "/// ```",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
+        ], move |call: NativeCallContext,
                   hosts: Array,
                   options: Map,
                   f: FnPtr|
                   -> Result<Array, Box<EvalAltResult>> {
                 crate::fanout::on_hosts(&call, &x, cap, hosts, Some(options), f)
-            },
-        );
+            },);
 }
 
 /// Whether a value holds no placeholder: strings are checked directly,

@@ -31,6 +31,7 @@ pub mod manifest;
 pub mod params;
 pub mod primitives;
 pub mod reference;
+pub mod registration;
 pub mod report;
 pub mod runbook;
 pub mod runs;

@@ -63,19 +63,23 @@ pub fn register(engine: &mut Engine, declared: &[String]) {
         .register_fn("to_debug", |p: &mut Params| {
             format!("params({})", p.declared.join(", "))
         });
-    rhai::FuncRegistration::new("contains")
-        .with_params_info(["params: Params", "name: &str", "bool"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "contains",
+        ["params: Params", "name: &str", "bool"],
+        [
             "/// Whether the runbook was given a value for the parameter `name`",
             "/// (`\"name\" in params` says the same).",
-        ])
-        .register_into_engine(engine, |p: &mut Params, name: ImmutableString| {
-            p.values.contains_key(name.as_str())
-        });
-    rhai::FuncRegistration::new("keys")
-        .with_params_info(["params: Params", "Array"])
-        .with_comments(["/// The names of the parameters that have a value, sorted."])
-        .register_into_engine(engine, |p: &mut Params| -> rhai::Array {
+        ],
+        |p: &mut Params, name: ImmutableString| p.values.contains_key(name.as_str()),
+    );
+    crate::registration::function(
+        engine,
+        "keys",
+        ["params: Params", "Array"],
+        ["/// The names of the parameters that have a value, sorted."],
+        |p: &mut Params| -> rhai::Array {
             p.values.keys().map(|k| Dynamic::from(k.clone())).collect()
-        });
+        },
+    );
 }

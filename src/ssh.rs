@@ -38,10 +38,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, OnceCell};
 
 /// Output of a remote command. A non-zero `code` is data, not an error.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, rhai::CustomType,
+)]
+#[rhai_type(name = "CommandResult")]
 pub struct CommandOutput {
+    #[rhai_type(skip)]
     pub code: i32,
+    #[rhai_type(readonly)]
     pub stdout: String,
+    #[rhai_type(readonly)]
     pub stderr: String,
 }
 

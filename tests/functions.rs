@@ -23,7 +23,7 @@ fn every_registered_function_has_a_doc_comment() {
     assert!(
         missing.is_empty(),
         "{} registered function(s) without a doc comment (register them with \
-         rhai::FuncRegistration::with_comments):\n  {}",
+         `cairn::registration::function` and a doc):\n  {}",
         missing.len(),
         missing.join("\n  ")
     );
@@ -105,5 +105,35 @@ fn committed_primitive_docs_are_what_cairn_docs_generates() {
         stale.is_empty(),
         "docs/primitives/ differs from what `cairn docs` generates in {stale:?}; \
          run `CAIRN_BLESS=1 cargo test --test functions` and review the diff"
+    );
+}
+
+/// Every function enters the engine through `cairn::registration::function`
+/// (name, parameters, doc comment): no other file builds a registration.
+#[test]
+fn functions_are_registered_in_one_place() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && std::fs::read_to_string(&p)
+                    .unwrap()
+                    .contains("FuncRegistration::new")
+            {
+                found.push(p.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert_eq!(
+        found,
+        ["registration.rs"],
+        "files that call FuncRegistration::new"
     );
 }

@@ -54,15 +54,21 @@ pub struct PristineDataDir {
 }
 
 /// What was decided and done.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "DataDirResult")]
 pub struct DataDirResult {
+    #[rhai_type(skip)]
     pub data_dir: String,
     /// `absent`, `pristine` (replaced), or `member` (kept).
+    #[rhai_type(readonly)]
     pub state: String,
     /// Peer URLs found in the write-ahead log.
+    #[rhai_type(skip)]
     pub peer_urls: Vec<String>,
     /// Where the pristine data dir was moved to, if it was.
+    #[rhai_type(readonly)]
     pub moved_to: String,
+    #[rhai_type(readonly)]
     pub changed: bool,
 }
 
@@ -319,10 +325,7 @@ impl Step for PristineDataDir {
 /// Register `etcd_pristine_data_dir`.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<DataDirResult>("DataDirResult")
-        .register_get("state", |r: &mut DataDirResult| r.state.clone())
-        .register_get("changed", |r: &mut DataDirResult| r.changed)
-        .register_get("moved_to", |r: &mut DataDirResult| r.moved_to.clone())
+        .build_type::<DataDirResult>()
         .register_get("peer_urls", |r: &mut DataDirResult| {
             r.peer_urls
                 .iter()
@@ -334,9 +337,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("{} ({})", r.data_dir, r.state)
         });
     let x = exec.clone();
-    rhai::FuncRegistration::new("etcd_pristine_data_dir")
-        .with_params_info(["host: Host", "options: Map", "DataDirResult"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_pristine_data_dir", ["host: Host", "options: Map", "DataDirResult"], [
             "/// Move aside the single-member data dir a distro package made at install time",
             "/// (and nothing else): `#{ data_dir, unit?, package_peer_url?, package_client_url? }`.",
             "/// A dir whose write-ahead log has only ever known the package's peer URL and whose",
@@ -346,17 +347,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// ```rhai",
             "/// etcd_pristine_data_dir(h, #{ data_dir: \"/var/lib/etcd/default\" });",
             "/// ```",
-        ])
-        .register_into_engine(
-        engine,
-        move |call: NativeCallContext,
+        ], move |call: NativeCallContext,
               host: Host,
               opts: Map|
               -> Result<DataDirResult, Box<EvalAltResult>> {
-            let options: PristineOptions = crate::args::parse("etcd_pristine_data_dir", opts)?;
+            let options: PristineOptions = crate::args::parse(&call, "etcd_pristine_data_dir", opts)?;
             x.exec(&call, PristineDataDir { host, options })
-        },
-    );
+        },);
 }
 
 #[cfg(test)]

@@ -41,11 +41,14 @@ fn hash_content<S: serde::Serializer>(content: &str, s: S) -> Result<S::Ok, S::E
 }
 
 /// The result of a file step.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, rhai::CustomType)]
+#[rhai_type(name = "LocalFileResult")]
 pub struct LocalFileResult {
     /// Absolute path of the file.
+    #[rhai_type(readonly)]
     pub path: String,
     /// Whether the run changed it.
+    #[rhai_type(readonly)]
     pub changed: bool,
 }
 
@@ -236,9 +239,7 @@ impl Step for LocalFile {
 /// Register `local_file`.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<LocalFileResult>("LocalFileResult")
-        .register_get("path", |r: &mut LocalFileResult| r.path.clone())
-        .register_get("changed", |r: &mut LocalFileResult| r.changed)
+        .build_type::<LocalFileResult>()
         .register_fn("to_string", |r: &mut LocalFileResult| {
             format!(
                 "{} ({})",
@@ -247,9 +248,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             )
         });
     let x = exec.clone();
-    rhai::FuncRegistration::new("local_file")
-        .with_params_info(["args: Map", "LocalFileResult"])
-        .with_comments([
+    crate::registration::function(engine, "local_file", ["args: Map", "LocalFileResult"], [
             "/// Write a file on the operator's machine, under the workspace's `files/` folder",
             "/// (or `backups/` with `area: \"backups\"`): `#{ path, content, mode?, area? }`",
             "/// (`path` relative to that folder, no `..`). Written to a",
@@ -259,30 +258,22 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// ```rhai",
             "/// local_file(#{ path: `${params.cluster}/endpoints.txt`, content: eps.join(\"\\n\") });",
             "/// ```",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
+        ], move |call: NativeCallContext,
                   args: Map|
                   -> Result<LocalFileResult, Box<EvalAltResult>> {
-                let step: LocalFile = crate::args::parse("local_file", args)?;
+                let step: LocalFile = crate::args::parse(&call, "local_file", args)?;
                 x.exec(&call, step)
-            },
-        );
+            },);
     register_housekeeping(engine, exec);
 }
 
 /// Register `local_remove`, `local_files` and their record type.
 fn register_housekeeping(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
-    use rhai::{Dynamic, FuncRegistration, ImmutableString};
+    use rhai::{Dynamic, ImmutableString};
     type I = LocalFileInfo;
     engine
-        .register_type_with_name::<I>("LocalFileInfo")
-        .register_get("path", |f: &mut I| f.path.clone())
-        .register_get("name", |f: &mut I| f.name.clone())
+        .build_type::<I>()
         .register_get("size", |f: &mut I| f.size as i64)
-        .register_get("modified", |f: &mut I| f.modified.clone())
-        .register_get("age_seconds", |f: &mut I| f.age_seconds)
         .register_fn("to_string", |f: &mut I| {
             format!("{} ({} bytes, {})", f.path, f.size, f.modified)
         })
@@ -290,40 +281,38 @@ fn register_housekeeping(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("{} ({} bytes, {})", f.path, f.size, f.modified)
         });
     let x = exec.clone();
-    FuncRegistration::new("local_remove")
-        .with_params_info(["path: &str", "bool"])
-        .with_comments([DOC_REMOVE])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  path: ImmutableString|
-                  -> Result<bool, Box<EvalAltResult>> {
-                x.exec(
-                    &call,
-                    LocalRemove {
-                        path: path.to_string(),
-                    },
-                )
-            },
-        );
+    crate::registration::function(
+        engine,
+        "local_remove",
+        ["path: &str", "bool"],
+        [DOC_REMOVE],
+        move |call: NativeCallContext, path: ImmutableString| -> Result<bool, Box<EvalAltResult>> {
+            x.exec(
+                &call,
+                LocalRemove {
+                    path: path.to_string(),
+                },
+            )
+        },
+    );
     let x = exec.clone();
-    FuncRegistration::new("local_files")
-        .with_params_info(["pattern: &str", "Array"])
-        .with_comments([DOC_FILES])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  pattern: ImmutableString|
-                  -> Result<rhai::Array, Box<EvalAltResult>> {
-                let files = x.exec(
-                    &call,
-                    LocalFiles {
-                        pattern: pattern.to_string(),
-                    },
-                )?;
-                Ok(files.into_iter().map(Dynamic::from).collect())
-            },
-        );
+    crate::registration::function(
+        engine,
+        "local_files",
+        ["pattern: &str", "Array"],
+        [DOC_FILES],
+        move |call: NativeCallContext,
+              pattern: ImmutableString|
+              -> Result<rhai::Array, Box<EvalAltResult>> {
+            let files = x.exec(
+                &call,
+                LocalFiles {
+                    pattern: pattern.to_string(),
+                },
+            )?;
+            Ok(files.into_iter().map(Dynamic::from).collect())
+        },
+    );
 }
 
 #[cfg(test)]
@@ -554,16 +543,22 @@ impl Step for LocalRemove {
 }
 
 /// One file found by `local_files`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, rhai::CustomType)]
+#[rhai_type(name = "LocalFileInfo")]
 pub struct LocalFileInfo {
     /// Workspace-relative path (`backups/c1/x.db`): what `local_remove` takes.
+    #[rhai_type(readonly)]
     pub path: String,
     /// File name alone.
+    #[rhai_type(readonly)]
     pub name: String,
+    #[rhai_type(skip)]
     pub size: u64,
     /// Last modification, RFC 3339 UTC.
+    #[rhai_type(readonly)]
     pub modified: String,
     /// Seconds since `modified` (at the time of the listing).
+    #[rhai_type(readonly)]
     pub age_seconds: i64,
 }
 

@@ -21,7 +21,7 @@ use crate::executor::Executor;
 use crate::host::Host;
 use crate::primitives::pki::{parse_pem, Cert};
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
-use rhai::{EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -116,12 +116,16 @@ pub enum Verdict {
 }
 
 /// Result of `claim_hosts`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "ClaimResult")]
 pub struct ClaimResult {
     /// Hosts whose record was written (new or adopted).
+    #[rhai_type(skip)]
     pub recorded: Vec<String>,
     /// Hosts taken over from another owner (`adopt`).
+    #[rhai_type(skip)]
     pub adopted: Vec<String>,
+    #[rhai_type(readonly)]
     pub changed: bool,
 }
 
@@ -421,8 +425,7 @@ impl Step for ClaimHosts {
 /// Register `claim_hosts` and its result type.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<ClaimResult>("ClaimResult")
-        .register_get("changed", |r: &mut ClaimResult| r.changed)
+        .build_type::<ClaimResult>()
         .register_get("recorded", |r: &mut ClaimResult| {
             r.recorded
                 .iter()
@@ -434,34 +437,33 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("claimed (recorded on: {})", r.recorded.join(", "))
         });
     let x = exec.clone();
-    FuncRegistration::new("claim_hosts")
-        .with_params_info(["options: Map", "ClaimResult"])
-        .with_comments([DOC])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, opts: Map| -> Result<ClaimResult, Box<EvalAltResult>> {
-                let a: ClaimArgs = crate::args::parse("claim_hosts", opts)?;
-                if !a.ca.is_ca {
-                    return Err(crate::executor::script_error(format!(
+    crate::registration::function(
+        engine,
+        "claim_hosts",
+        ["options: Map", "ClaimResult"],
+        [DOC],
+        move |call: NativeCallContext, opts: Map| -> Result<ClaimResult, Box<EvalAltResult>> {
+            let a: ClaimArgs = crate::args::parse(&call, "claim_hosts", opts)?;
+            if !a.ca.is_ca {
+                return Err(crate::executor::script_error(format!(
                         "claim_hosts: bad arguments: `ca` must be a CA certificate (from gen_ca); `{}` is not one",
                         a.ca.name
                     )));
-                }
-                let runbook = x.ctx().bundle.origin.clone();
-                x.exec(
-                    &call,
-                    ClaimHosts {
-                        hosts: a.hosts,
-                        cluster: a.cluster,
-                        ca_known: !a.ca.is_unknown()
-                            && !crate::unknown::is_unknown(&a.ca.fingerprint),
-                        ca: a.ca.name,
-                        adopt: a.adopt,
-                        runbook,
-                    },
-                )
-            },
-        );
+            }
+            let runbook = x.ctx().bundle.origin.clone();
+            x.exec(
+                &call,
+                ClaimHosts {
+                    hosts: a.hosts,
+                    cluster: a.cluster,
+                    ca_known: !a.ca.is_unknown() && !crate::unknown::is_unknown(&a.ca.fingerprint),
+                    ca: a.ca.name,
+                    adopt: a.adopt,
+                    runbook,
+                },
+            )
+        },
+    );
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::error::StepError;
 use crate::executor::{script_error, Executor};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use rhai::{Dynamic, FuncRegistration, Map};
+use rhai::{Dynamic, Map, NativeCallContext};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -248,7 +248,7 @@ pub fn render_str(text: &str, vars: &serde_json::Value) -> Result<String, StepEr
 
 /// Turn a Rhai value into template data. Secrets are revealed (a template is
 /// where a secret goes into a config file); handles (`Cert`, `Host`, ...)
-/// become maps of their fields.
+/// must have become maps of their fields first ([`crate::args::lower`]).
 pub fn to_json(path: &str, value: &Dynamic) -> Result<serde_json::Value, StepError> {
     use serde_json::Value;
     if value.is_unit() {
@@ -297,10 +297,6 @@ pub fn to_json(path: &str, value: &Dynamic) -> Result<serde_json::Value, StepErr
         }
         return Ok(Value::Object(out));
     }
-    // a handle: its serde form, converted the same way
-    if let Ok(lowered) = crate::args::parse_value::<serde_json::Value>("render", value.clone()) {
-        return Ok(lowered);
-    }
     Err(StepError::invalid(
         "vars",
         format!(
@@ -310,6 +306,11 @@ pub fn to_json(path: &str, value: &Dynamic) -> Result<serde_json::Value, StepErr
     ))
 }
 
+/// `vars` with its handles as maps of their fields (see [`to_json`]).
+fn lowered(call: &NativeCallContext, vars: Map) -> Map {
+    crate::args::lower(call, Dynamic::from_map(vars)).cast::<Map>()
+}
+
 fn vars_of(vars: Map) -> Result<serde_json::Value, StepError> {
     to_json("", &Dynamic::from_map(vars))
 }
@@ -317,9 +318,7 @@ fn vars_of(vars: Map) -> Result<serde_json::Value, StepError> {
 /// Register `render` and `render_str`.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    FuncRegistration::new("render")
-        .with_params_info(["path: &str", "vars: Map", "String"])
-        .with_comments([
+    crate::registration::function(engine, "render", ["path: &str", "vars: Map", "String"], [
             "/// Render a Jinja template of the runbook (`path` relative to the runbook folder,",
             "/// e.g. `\"templates/etcd.conf.j2\"`) with the variables in `vars`.",
             "///",
@@ -335,30 +334,27 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// line-based format (all but yaml and `text`) a value with a line break is refused, naming",
             "/// the template, line and variable. `{{ v | safe }}` prints a value as is; the filters",
             "/// `yaml`, `env`, `unit`, `shell`, `cnf` escape for one format explicitly.",
-        ])
-        .register_into_engine(
-            engine,
-            move |path: &str, vars: Map| -> Result<String, Box<rhai::EvalAltResult>> {
+        ], move |call: NativeCallContext, path: &str, vars: Map| -> Result<String, Box<rhai::EvalAltResult>> {
                 let bundle = x.ctx().bundle.clone();
-                vars_of(vars)
+                vars_of(lowered(&call, vars))
                     .and_then(|vars| render(&bundle, path, &vars))
                     .map_err(|e| script_error(format!("render: {e}")))
-            },
-        );
+            },);
 
-    FuncRegistration::new("render_str")
-        .with_params_info(["template: &str", "vars: Map", "String"])
-        .with_comments([
-            "/// Render Jinja template text with the variables in `vars` (see `render`).",
-        ])
-        .register_into_engine(
-            engine,
-            |text: &str, vars: Map| -> Result<String, Box<rhai::EvalAltResult>> {
-                vars_of(vars)
-                    .and_then(|vars| render_str(text, &vars))
-                    .map_err(|e| script_error(format!("render_str: {e}")))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "render_str",
+        ["template: &str", "vars: Map", "String"],
+        ["/// Render Jinja template text with the variables in `vars` (see `render`)."],
+        |call: NativeCallContext,
+         text: &str,
+         vars: Map|
+         -> Result<String, Box<rhai::EvalAltResult>> {
+            vars_of(lowered(&call, vars))
+                .and_then(|vars| render_str(text, &vars))
+                .map_err(|e| script_error(format!("render_str: {e}")))
+        },
+    );
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::host::{Host, HostKeys};
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown::placeholder;
 use reqwest::{Method, Url};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -314,22 +314,33 @@ impl DigitalOcean {
 // ----- outputs -----
 
 /// A droplet as runbooks see it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "Droplet", extra = crate::args::argument)]
 pub struct Droplet {
+    #[rhai_type(readonly)]
     pub name: String,
     /// Droplet id (a placeholder in plans until created).
+    #[rhai_type(readonly)]
     pub id: String,
+    #[rhai_type(readonly)]
     pub status: String,
     /// Public IPv4 address.
+    #[rhai_type(readonly)]
     pub ipv4: String,
     /// Private (VPC) IPv4 address.
+    #[rhai_type(readonly)]
     pub private_ip: String,
+    #[rhai_type(skip)]
     pub tags: Vec<String>,
+    #[rhai_type(readonly)]
     pub region: String,
+    #[rhai_type(readonly)]
     pub size: String,
+    #[rhai_type(readonly)]
     pub image: String,
     /// Private key file `host()` uses, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[rhai_type(skip)]
     pub private_key: Option<String>,
 }
 
@@ -880,18 +891,10 @@ pub struct DeleteByTag {
 /// Register the DigitalOcean functions and the `Droplet` type.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<Droplet>("Droplet")
-        .register_get("name", |d: &mut Droplet| d.name.clone())
-        .register_get("id", |d: &mut Droplet| d.id.clone())
-        .register_get("status", |d: &mut Droplet| d.status.clone())
-        .register_get("ipv4", |d: &mut Droplet| d.ipv4.clone())
-        .register_get("private_ip", |d: &mut Droplet| d.private_ip.clone())
+        .build_type::<Droplet>()
         .register_get("tags", |d: &mut Droplet| {
             d.tags.iter().cloned().map(Dynamic::from).collect::<Array>()
         })
-        .register_get("region", |d: &mut Droplet| d.region.clone())
-        .register_get("size", |d: &mut Droplet| d.size.clone())
-        .register_get("image", |d: &mut Droplet| d.image.clone())
         .register_fn("to_string", |d: &mut Droplet| {
             format!("{} ({})", d.name, d.ipv4)
         })
@@ -901,47 +904,33 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 d.name, d.id, d.status, d.ipv4, d.private_ip
             )
         });
-    FuncRegistration::new("host")
-        .with_params_info(["droplet: Droplet", "Host"])
-        .with_comments(["/// The droplet as a `Host` for ssh: public IPv4 as address, private (VPC) IPv4 as\n/// private_address, the private key of the ssh key handle it was created with\n/// (or `private_key`), host keys pinned in the workspace on first contact."])
-        .register_into_engine(engine, |d: &mut Droplet| d.host(None));
-    FuncRegistration::new("host")
-        .with_params_info(["droplet: Droplet", "private_key: &str", "Host"])
-        .with_comments([
-            "/// The droplet as a `Host` for ssh, connecting with the given private key file.",
-        ])
-        .register_into_engine(engine, |d: &mut Droplet, key: &str| d.host(Some(key)));
+    crate::registration::function(engine, "host", ["droplet: Droplet", "Host"], ["/// The droplet as a `Host` for ssh: public IPv4 as address, private (VPC) IPv4 as\n/// private_address, the private key of the ssh key handle it was created with\n/// (or `private_key`), host keys pinned in the workspace on first contact."], |d: &mut Droplet| d.host(None));
+    crate::registration::function(
+        engine,
+        "host",
+        ["droplet: Droplet", "private_key: &str", "Host"],
+        ["/// The droplet as a `Host` for ssh, connecting with the given private key file."],
+        |d: &mut Droplet, key: &str| d.host(Some(key)),
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("do_ssh_key")
-        .with_params_info(["spec: Map", "SshKey"])
-        .with_comments(["/// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).\n///\n/// `do_ssh_key(#{ name, public_key_file | public_key, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name."])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<SshKey> {
-            let step: DoSshKey = crate::args::parse("do_ssh_key", args)?;
+    crate::registration::function(engine, "do_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).\n///\n/// `do_ssh_key(#{ name, public_key_file | public_key, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
+            let step: DoSshKey = crate::args::parse(&call, "do_ssh_key", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    FuncRegistration::new("do_droplet")
-        .with_params_info(["spec: Map", "Droplet"])
-        .with_comments(["/// Ensure a droplet exists and is active.\n///\n/// `do_droplet(#{ name, region, size, image, ssh_keys: [SshKey | id | fingerprint], tags?, user_data?, vpc_uuid?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and for status `active`, then returns the droplet\n/// with its public and private addresses. A droplet with this name and the same\n/// spec is adopted; a different spec is an error naming what differs."])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Droplet> {
-            let step: DoDroplet = crate::args::parse("do_droplet", args)?;
+    crate::registration::function(engine, "do_droplet", ["spec: Map", "Droplet"], ["/// Ensure a droplet exists and is active.\n///\n/// `do_droplet(#{ name, region, size, image, ssh_keys: [SshKey | id | fingerprint], tags?, user_data?, vpc_uuid?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and for status `active`, then returns the droplet\n/// with its public and private addresses. A droplet with this name and the same\n/// spec is adopted; a different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Droplet> {
+            let step: DoDroplet = crate::args::parse(&call, "do_droplet", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    FuncRegistration::new("do_droplets")
-        .with_params_info(["query: Map", "Array"])
-        .with_comments(["/// Droplets carrying a tag, sorted by name (read-only; runs in plans too).\n///\n/// `do_droplets(#{ tag, private_key?, token_file? })`"])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Array> {
-            let step: DoDroplets = crate::args::parse("do_droplets", args)?;
+    crate::registration::function(engine, "do_droplets", ["query: Map", "Array"], ["/// Droplets carrying a tag, sorted by name (read-only; runs in plans too).\n///\n/// `do_droplets(#{ tag, private_key?, token_file? })`"], move |call: NativeCallContext, args: Map| -> Res<Array> {
+            let step: DoDroplets = crate::args::parse(&call, "do_droplets", args)?;
             x.exec(&call, step).map(|v| v.into_iter().map(Dynamic::from).collect())
         });
     let x = exec.clone();
-    FuncRegistration::new("do_delete_droplets")
-        .with_params_info(["query: Map", "Removed"])
-        .with_comments(["/// Delete every droplet carrying a tag and wait until they are gone (no-op if none).\n///\n/// `do_delete_droplets(#{ tag, token_file? })`"])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Removed> {
-            let a: DeleteByTag = crate::args::parse("do_delete_droplets", args)?;
+    crate::registration::function(engine, "do_delete_droplets", ["query: Map", "Removed"], ["/// Delete every droplet carrying a tag and wait until they are gone (no-op if none).\n///\n/// `do_delete_droplets(#{ tag, token_file? })`"], move |call: NativeCallContext, args: Map| -> Res<Removed> {
+            let a: DeleteByTag = crate::args::parse(&call, "do_delete_droplets", args)?;
             if a.tag.is_empty() {
                 return Err(script_error("do_delete_droplets: `tag` is empty"));
             }
@@ -954,11 +943,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
             )
         });
     let x = exec.clone();
-    FuncRegistration::new("do_delete_droplet")
-        .with_params_info(["query: Map", "Removed"])
-        .with_comments(["/// Delete the droplet with this name and wait until it is gone (no-op if absent).\n///\n/// `do_delete_droplet(#{ name, token_file? })`"])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Removed> {
-            let a: DeleteByName = crate::args::parse("do_delete_droplet", args)?;
+    crate::registration::function(engine, "do_delete_droplet", ["query: Map", "Removed"], ["/// Delete the droplet with this name and wait until it is gone (no-op if absent).\n///\n/// `do_delete_droplet(#{ name, token_file? })`"], move |call: NativeCallContext, args: Map| -> Res<Removed> {
+            let a: DeleteByName = crate::args::parse(&call, "do_delete_droplet", args)?;
             x.exec(
                 &call,
                 DoDelete {

@@ -16,7 +16,7 @@ use crate::executor::{script_error, Executor};
 use crate::host::{Host, HostKeys};
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown::placeholder;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -430,24 +430,36 @@ impl Hcloud {
 // ----- outputs -----
 
 /// A Hetzner Cloud server as runbooks see it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "Server", extra = crate::args::argument)]
 pub struct Server {
+    #[rhai_type(readonly)]
     pub name: String,
     /// Server id (a placeholder in plans until created).
+    #[rhai_type(readonly)]
     pub id: String,
+    #[rhai_type(readonly)]
     pub status: String,
     /// Public IPv4 address.
+    #[rhai_type(readonly)]
     pub ipv4: String,
     /// Private addresses by network name.
+    #[rhai_type(skip)]
     pub private_ips: BTreeMap<String, String>,
     /// The first private address (empty when not attached to a network).
+    #[rhai_type(readonly)]
     pub private_ip: String,
+    #[rhai_type(skip)]
     pub labels: BTreeMap<String, String>,
+    #[rhai_type(readonly)]
     pub server_type: String,
+    #[rhai_type(readonly)]
     pub image: String,
+    #[rhai_type(readonly)]
     pub location: String,
     /// Private key file `host()` uses, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[rhai_type(skip)]
     pub private_key: Option<String>,
 }
 
@@ -506,12 +518,17 @@ impl Server {
 }
 
 /// A Hetzner Cloud network.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "Network", extra = crate::args::argument)]
 pub struct Network {
+    #[rhai_type(readonly)]
     pub name: String,
     /// Network id (a placeholder in plans until created).
+    #[rhai_type(readonly)]
     pub id: String,
+    #[rhai_type(readonly)]
     pub ip_range: String,
+    #[rhai_type(skip)]
     pub subnets: Vec<SubnetSpec>,
 }
 
@@ -1340,12 +1357,7 @@ fn servers_array(servers: Vec<Server>) -> Array {
 /// Register the Hetzner functions and the `Server` and `Network` types.
 pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<Server>("Server")
-        .register_get("name", |s: &mut Server| s.name.clone())
-        .register_get("id", |s: &mut Server| s.id.clone())
-        .register_get("status", |s: &mut Server| s.status.clone())
-        .register_get("ipv4", |s: &mut Server| s.ipv4.clone())
-        .register_get("private_ip", |s: &mut Server| s.private_ip.clone())
+        .build_type::<Server>()
         .register_get("private_ips", |s: &mut Server| {
             s.private_ips
                 .iter()
@@ -1358,9 +1370,6 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 .map(|(k, v)| (k.into(), Dynamic::from(v.clone())))
                 .collect::<Map>()
         })
-        .register_get("server_type", |s: &mut Server| s.server_type.clone())
-        .register_get("image", |s: &mut Server| s.image.clone())
-        .register_get("location", |s: &mut Server| s.location.clone())
         .register_fn("to_string", |s: &mut Server| {
             format!("{} ({})", s.name, s.ipv4)
         })
@@ -1371,55 +1380,38 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
             )
         });
     engine
-        .register_type_with_name::<Network>("Network")
-        .register_get("name", |n: &mut Network| n.name.clone())
-        .register_get("id", |n: &mut Network| n.id.clone())
-        .register_get("ip_range", |n: &mut Network| n.ip_range.clone())
+        .build_type::<Network>()
         .register_fn("to_string", |n: &mut Network| {
             format!("{} ({})", n.name, n.ip_range)
         });
 
-    FuncRegistration::new("host")
-        .with_params_info(["server: Server", "Host"])
-        .with_comments(["/// The server as a `Host` for ssh: public IPv4 as address, first private IP as\n/// private_address, the private key of the ssh key handle it was created with\n/// (or `private_key`), host keys pinned in the workspace on first contact."])
-        .register_into_engine(engine, |s: &mut Server| s.host(None));
-    FuncRegistration::new("host")
-        .with_params_info(["server: Server", "private_key: &str", "Host"])
-        .with_comments([
-            "/// The server as a `Host` for ssh, connecting with the given private key file.",
-        ])
-        .register_into_engine(engine, |s: &mut Server, key: &str| s.host(Some(key)));
+    crate::registration::function(engine, "host", ["server: Server", "Host"], ["/// The server as a `Host` for ssh: public IPv4 as address, first private IP as\n/// private_address, the private key of the ssh key handle it was created with\n/// (or `private_key`), host keys pinned in the workspace on first contact."], |s: &mut Server| s.host(None));
+    crate::registration::function(
+        engine,
+        "host",
+        ["server: Server", "private_key: &str", "Host"],
+        ["/// The server as a `Host` for ssh, connecting with the given private key file."],
+        |s: &mut Server, key: &str| s.host(Some(key)),
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("hcloud_network")
-        .with_params_info(["spec: Map", "Network"])
-        .with_comments(["/// Ensure a Hetzner Cloud network exists with its subnets.\n///\n/// `hcloud_network(#{ name, ip_range, subnets: [#{ network_zone, type?, ip_range }], labels?, token_file? })`\n///\n/// `type` is `cloud` by default; `server` is accepted (deprecated by Hetzner).\n/// An existing network with the same ip_range is adopted and missing subnets are\n/// added; a different ip_range or subnet zone is an error."])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Network> {
-            let step: HcloudNetwork = crate::args::parse("hcloud_network", args)?;
+    crate::registration::function(engine, "hcloud_network", ["spec: Map", "Network"], ["/// Ensure a Hetzner Cloud network exists with its subnets.\n///\n/// `hcloud_network(#{ name, ip_range, subnets: [#{ network_zone, type?, ip_range }], labels?, token_file? })`\n///\n/// `type` is `cloud` by default; `server` is accepted (deprecated by Hetzner).\n/// An existing network with the same ip_range is adopted and missing subnets are\n/// added; a different ip_range or subnet zone is an error."], move |call: NativeCallContext, args: Map| -> Res<Network> {
+            let step: HcloudNetwork = crate::args::parse(&call, "hcloud_network", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    FuncRegistration::new("hcloud_ssh_key")
-        .with_params_info(["spec: Map", "SshKey"])
-        .with_comments(["/// Ensure an ssh key is known to Hetzner Cloud.\n///\n/// `hcloud_ssh_key(#{ name, public_key_file | public_key, labels?, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name; a key with\n/// this name but another fingerprint is an error. The private key next to\n/// `public_key_file` (without `.pub`) is what servers' `host()` connect with."])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<SshKey> {
-            let step: HcloudSshKey = crate::args::parse("hcloud_ssh_key", args)?;
+    crate::registration::function(engine, "hcloud_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to Hetzner Cloud.\n///\n/// `hcloud_ssh_key(#{ name, public_key_file | public_key, labels?, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name; a key with\n/// this name but another fingerprint is an error. The private key next to\n/// `public_key_file` (without `.pub`) is what servers' `host()` connect with."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
+            let step: HcloudSshKey = crate::args::parse(&call, "hcloud_ssh_key", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    FuncRegistration::new("hcloud_server")
-        .with_params_info(["spec: Map", "Server"])
-        .with_comments(["/// Ensure a Hetzner Cloud server exists and runs.\n///\n/// `hcloud_server(#{ name, server_type, image, location, ssh_keys: [SshKey | name], networks: [Network | name], labels?, user_data?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and the server to run, then returns it with its\n/// addresses. A server with this name and the same spec is adopted; one with a\n/// different spec is an error naming what differs."])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Server> {
-            let step: HcloudServer = crate::args::parse("hcloud_server", args)?;
+    crate::registration::function(engine, "hcloud_server", ["spec: Map", "Server"], ["/// Ensure a Hetzner Cloud server exists and runs.\n///\n/// `hcloud_server(#{ name, server_type, image, location, ssh_keys: [SshKey | name], networks: [Network | name], labels?, user_data?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and the server to run, then returns it with its\n/// addresses. A server with this name and the same spec is adopted; one with a\n/// different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Server> {
+            let step: HcloudServer = crate::args::parse(&call, "hcloud_server", args)?;
             x.exec(&call, step)
         });
     let x = exec.clone();
-    FuncRegistration::new("hcloud_servers")
-        .with_params_info(["query: Map", "Array"])
-        .with_comments(["/// Servers matching a label selector, sorted by name (read-only; runs in plans too).\n///\n/// `hcloud_servers(#{ selector, private_key?, token_file? })` — `cluster=cluster-1,etcd=true`\n/// means both labels; `!=`, `key`, `!key`, `in (...)` and `notin (...)` work too."])
-        .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Array> {
-            let step: HcloudServers = crate::args::parse("hcloud_servers", args)?;
+    crate::registration::function(engine, "hcloud_servers", ["query: Map", "Array"], ["/// Servers matching a label selector, sorted by name (read-only; runs in plans too).\n///\n/// `hcloud_servers(#{ selector, private_key?, token_file? })` — `cluster=cluster-1,etcd=true`\n/// means both labels; `!=`, `key`, `!key`, `in (...)` and `notin (...)` work too."], move |call: NativeCallContext, args: Map| -> Res<Array> {
+            let step: HcloudServers = crate::args::parse(&call, "hcloud_servers", args)?;
             x.exec(&call, step).map(servers_array)
         });
     for (name, kind, doc) in [
@@ -1428,11 +1420,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         ("hcloud_delete_ssh_key", Kind::SshKey, "/// Delete a Hetzner Cloud ssh key by name (no-op if absent).\n///\n/// `hcloud_delete_ssh_key(#{ name, token_file? })`"),
     ] {
         let x = exec.clone();
-        FuncRegistration::new(name)
-            .with_params_info(["spec: Map", "Removed"])
-            .with_comments([doc])
-            .register_into_engine(engine, move |call: NativeCallContext, args: Map| -> Res<Removed> {
-                let a: DeleteArgs = crate::args::parse(name, args)?;
+        crate::registration::function(engine, name, ["spec: Map", "Removed"], [doc], move |call: NativeCallContext, args: Map| -> Res<Removed> {
+                let a: DeleteArgs = crate::args::parse(&call, name, args)?;
                 if a.name.is_empty() {
                     return Err(script_error(format!("{name}: `name` is empty")));
                 }

@@ -86,20 +86,26 @@ pub fn fingerprint_md5(public_key: &str) -> Result<String, StepError> {
 }
 
 /// An ssh key known to a provider.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "SshKey", extra = crate::args::argument)]
 pub struct SshKey {
     /// `hetzner` or `digitalocean`.
+    #[rhai_type(readonly)]
     pub provider: String,
     /// Its name at the provider (an existing key with the same fingerprint
     /// keeps its own name).
+    #[rhai_type(readonly)]
     pub name: String,
     /// Its id at the provider (a placeholder in plans until created).
+    #[rhai_type(readonly)]
     pub id: String,
     /// MD5 fingerprint, colon hex.
+    #[rhai_type(readonly)]
     pub fingerprint: String,
     /// The private key file next to the public key file, if any (used by
     /// `host()` of servers created with this key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[rhai_type(skip)]
     pub private_key: Option<String>,
 }
 
@@ -179,11 +185,14 @@ impl KeyRef {
 }
 
 /// The result of a delete.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "Removed")]
 pub struct Removed {
     /// What was asked for, e.g. `server node-1` or `droplets tagged etcd`.
+    #[rhai_type(readonly)]
     pub what: String,
     /// How many objects were deleted (0 when there was nothing to delete).
+    #[rhai_type(readonly)]
     pub count: i64,
 }
 
@@ -214,11 +223,7 @@ pub fn show_labels(labels: &std::collections::BTreeMap<String, String>) -> Strin
 /// Register the cloud primitives and their types.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<SshKey>("SshKey")
-        .register_get("name", |k: &mut SshKey| k.name.clone())
-        .register_get("id", |k: &mut SshKey| k.id.clone())
-        .register_get("fingerprint", |k: &mut SshKey| k.fingerprint.clone())
-        .register_get("provider", |k: &mut SshKey| k.provider.clone())
+        .build_type::<SshKey>()
         .register_fn("to_string", |k: &mut SshKey| {
             format!("{} ssh key {} ({})", k.provider, k.name, k.fingerprint)
         })
@@ -226,9 +231,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("SshKey({} {} {})", k.provider, k.name, k.fingerprint)
         });
     engine
-        .register_type_with_name::<Removed>("Removed")
-        .register_get("what", |r: &mut Removed| r.what.clone())
-        .register_get("count", |r: &mut Removed| r.count)
+        .build_type::<Removed>()
         .register_fn("to_string", |r: &mut Removed| {
             format!("deleted {} ({})", r.what, r.count)
         });

@@ -70,34 +70,50 @@ pub struct EtcdCertAudit {
 }
 
 /// One certificate of a member, on disk or served.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdCertRow")]
 pub struct CertRow {
+    #[rhai_type(readonly)]
     pub host: String,
     /// The member's name.
+    #[rhai_type(readonly)]
     pub member: String,
     /// `server`, `peer`, `ca`, `peer-ca` or `client`.
+    #[rhai_type(readonly)]
     pub cert: String,
     /// `file` or `served`.
+    #[rhai_type(readonly)]
     pub origin: String,
     /// The file's path or the URL that served it.
+    #[rhai_type(readonly)]
     pub source: String,
+    #[rhai_type(readonly)]
     pub subject: String,
     /// `DNS:name` and `IP:address`.
+    #[rhai_type(skip)]
     pub sans: Vec<String>,
+    #[rhai_type(readonly)]
     pub issuer: String,
     /// Hex.
+    #[rhai_type(readonly)]
     pub serial: String,
     /// RFC 3339.
+    #[rhai_type(readonly)]
     pub not_after: String,
     /// Whole days from the audit until `not_after` (negative when expired).
+    #[rhai_type(readonly)]
     pub days_left: i64,
     /// `yes`, `no: SAN missing...`, or `-` (no URL to cover).
+    #[rhai_type(readonly)]
     pub covers: String,
     /// `p256`, `rsa2048`, ...
+    #[rhai_type(readonly)]
     pub key: String,
     /// `ok`, or why the certificate does not verify against the trusted CA.
+    #[rhai_type(readonly)]
     pub chain: String,
     /// A served certificate that is not the one in its file.
+    #[rhai_type(readonly)]
     pub differs: bool,
 }
 

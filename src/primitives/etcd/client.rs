@@ -22,42 +22,62 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A member as `member list` reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdMember")]
 pub struct Member {
     /// Member ID in hex, as etcdctl prints it.
+    #[rhai_type(readonly)]
     pub id: String,
     /// Empty until the member has started.
+    #[rhai_type(readonly)]
     pub name: String,
+    #[rhai_type(skip)]
     pub peer_urls: Vec<String>,
+    #[rhai_type(skip)]
     pub client_urls: Vec<String>,
     /// Whether the member has started (has a name).
+    #[rhai_type(readonly)]
     pub started: bool,
     /// Whether it is a learner (non-voting).
+    #[rhai_type(readonly)]
     pub is_learner: bool,
 }
 
 /// `maintenance/status` of one endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdStatus")]
 pub struct Status {
+    #[rhai_type(readonly)]
     pub endpoint: String,
     /// This member's ID (hex).
+    #[rhai_type(readonly)]
     pub member_id: String,
     /// The leader's member ID (hex); `0` when there is no leader.
+    #[rhai_type(readonly)]
     pub leader: String,
+    #[rhai_type(readonly)]
     pub is_leader: bool,
+    #[rhai_type(skip)]
     pub raft_term: u64,
+    #[rhai_type(skip)]
     pub raft_index: u64,
+    #[rhai_type(readonly)]
     pub version: String,
+    #[rhai_type(skip)]
     pub db_size: u64,
     /// Cluster ID (hex).
+    #[rhai_type(readonly)]
     pub cluster_id: String,
 }
 
 /// How a server refused a client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdRefusal")]
 pub struct Refusal {
+    #[rhai_type(readonly)]
     pub endpoint: String,
     /// e.g. `TLS alert: CertificateRequired` or `HTTP 401`.
+    #[rhai_type(readonly)]
     pub how: String,
 }
 

@@ -23,7 +23,7 @@ use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -38,37 +38,51 @@ pub const TARGET: &str = "etcd";
 const DEFRAG_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// An alarm raised on a member.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdAlarm")]
 pub struct Alarm {
     /// The member's ID (hex).
+    #[rhai_type(readonly)]
     pub member_id: String,
     /// The member's name (empty when the member list does not know the ID).
+    #[rhai_type(readonly)]
     pub member: String,
     /// `NOSPACE` or `CORRUPT`.
+    #[rhai_type(readonly)]
     pub alarm: String,
 }
 
 /// What `etcd_defrag` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdDefrag")]
 pub struct DefragResult {
+    #[rhai_type(readonly)]
     pub endpoint: String,
     /// The member's name.
+    #[rhai_type(readonly)]
     pub member: String,
+    #[rhai_type(readonly)]
     pub member_id: String,
     /// DB size before (bytes).
+    #[rhai_type(skip)]
     pub db_size_before: u64,
     /// DB size after (bytes; 0 in a plan).
+    #[rhai_type(skip)]
     pub db_size_after: u64,
     /// Of the size after, the part in use (bytes; 0 in a plan).
+    #[rhai_type(skip)]
     pub db_size_in_use_after: u64,
 }
 
 /// What `etcd_compact` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdCompaction")]
 pub struct CompactResult {
     /// The revision compacted to.
+    #[rhai_type(skip)]
     pub revision: u64,
     /// False when it was already compacted that far.
+    #[rhai_type(readonly)]
     pub compacted: bool,
 }
 
@@ -758,10 +772,7 @@ fn alarm_line(a: &Alarm) -> String {
 /// Register the maintenance steps and their result types.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     engine
-        .register_type_with_name::<Alarm>("EtcdAlarm")
-        .register_get("member_id", |a: &mut Alarm| a.member_id.clone())
-        .register_get("member", |a: &mut Alarm| a.member.clone())
-        .register_get("alarm", |a: &mut Alarm| a.alarm.clone())
+        .build_type::<Alarm>()
         .register_fn("to_string", |a: &mut Alarm| alarm_line(a))
         .register_fn("to_debug", |a: &mut Alarm| alarm_line(a));
     type D = DefragResult;
@@ -772,10 +783,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         )
     };
     engine
-        .register_type_with_name::<D>("EtcdDefrag")
-        .register_get("endpoint", |d: &mut D| d.endpoint.clone())
-        .register_get("member", |d: &mut D| d.member.clone())
-        .register_get("member_id", |d: &mut D| d.member_id.clone())
+        .build_type::<D>()
         .register_get("db_size_before", |d: &mut D| d.db_size_before as i64)
         .register_get("db_size_after", |d: &mut D| d.db_size_after as i64)
         .register_get("db_size_in_use_after", |d: &mut D| {
@@ -792,16 +800,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         )
     };
     engine
-        .register_type_with_name::<C>("EtcdCompaction")
+        .build_type::<C>()
         .register_get("revision", |c: &mut C| c.revision as i64)
-        .register_get("compacted", |c: &mut C| c.compacted)
         .register_fn("to_string", compact_line)
         .register_fn("to_debug", compact_line);
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_defrag")
-        .with_params_info(["args: Map", "EtcdDefrag"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_defrag", ["args: Map", "EtcdDefrag"], [
             "/// Defragment ONE etcd member (the one at `endpoint`): its DB file shrinks to what is",
             "/// in use. The member blocks reads and writes meanwhile, and a defragmentation of the",
             "/// leader stalls writes cluster-wide: defragment followers first and move leadership",
@@ -811,57 +816,39 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// sizes in bytes, after is 0 in plans). Waits up to 5 minutes.",
             "///",
             "/// `#{endpoint, ca, cert?, cert_key?, via?: Host}`",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<D, Box<EvalAltResult>> {
-                let step: EtcdDefrag = crate::args::parse("etcd_defrag", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<D, Box<EvalAltResult>> {
+                let step: EtcdDefrag = crate::args::parse(&call, "etcd_defrag", args)?;
                 x.exec(&call, step)
-            },
-        );
+            },);
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_compact")
-        .with_params_info(["args: Map", "EtcdCompaction"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_compact", ["args: Map", "EtcdCompaction"], [
             "/// Compact the etcd keyspace (all revisions before one are removed, physically) to",
             "/// `revision`, default the current revision when applied. A no-op when compacted that",
             "/// far already. Returns an `EtcdCompaction` (revision, compacted).",
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?, revision?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<C, Box<EvalAltResult>> {
-                let step: EtcdCompact = crate::args::parse("etcd_compact", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<C, Box<EvalAltResult>> {
+                let step: EtcdCompact = crate::args::parse(&call, "etcd_compact", args)?;
                 x.exec(&call, step)
-            },
-        );
+            },);
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_alarms")
-        .with_params_info(["args: Map", "Array"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_alarms", ["args: Map", "Array"], [
             "/// The raised etcd alarms (read-only; it answers in plans too): `EtcdAlarm`s with",
             "/// member_id, member (name) and alarm (`NOSPACE`, `CORRUPT`). When the cluster cannot",
             "/// be reached while planning, one alarm of unknown values (`is_known` is false).",
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdAlarms = crate::args::parse("etcd_alarms", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdAlarms = crate::args::parse(&call, "etcd_alarms", args)?;
                 Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },
-        );
+            },);
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_alarm_disarm")
-        .with_params_info(["args: Map", "Array"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_alarm_disarm", ["args: Map", "Array"], [
             "/// Disarm every raised etcd alarm, or only those of type `alarm` (one plan line per",
             "/// alarm and member; a no-op when none is raised), then check that none of them is",
             "/// raised still. Returns the",
@@ -870,14 +857,10 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?, alarm?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdAlarmDisarm = crate::args::parse("etcd_alarm_disarm", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdAlarmDisarm = crate::args::parse(&call, "etcd_alarm_disarm", args)?;
                 Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },
-        );
+            },);
 }
 
 #[cfg(test)]

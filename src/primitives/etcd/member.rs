@@ -79,41 +79,59 @@ pub struct EtcdMember {
 }
 
 /// How etcd runs on a host.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdMemberLayout")]
 pub struct MemberLayout {
+    #[rhai_type(readonly)]
     pub host: String,
     /// `systemd` or `static-pod`.
+    #[rhai_type(readonly)]
     pub started_by: String,
     /// The systemd unit (empty for a static pod).
+    #[rhai_type(readonly)]
     pub unit: String,
     /// The unit file and its drop-ins, in the order systemd reads them.
+    #[rhai_type(skip)]
     pub unit_files: Vec<String>,
     /// The command etcd is started with (variables expanded); for a static
     /// pod the container's `command` and `args`.
+    #[rhai_type(skip)]
     pub exec_start: Vec<String>,
+    #[rhai_type(skip)]
     pub environment_files: Vec<String>,
     /// etcd's YAML config file, when one is given (it then overrides all).
+    #[rhai_type(readonly)]
     pub config_file: String,
+    #[rhai_type(readonly)]
     pub manifest: String,
     /// The container image of a static pod.
+    #[rhai_type(readonly)]
     pub image: String,
     /// The account etcd runs as (`User=`; `root` when unset; a pod's
     /// `runAsUser`, empty when the pod sets none).
+    #[rhai_type(readonly)]
     pub user: String,
     #[serde(flatten)]
+    #[rhai_type(skip)]
     pub settings: Settings,
     /// The etcd binary (`ExecStart`'s program; for a pod the running
     /// process's executable).
+    #[rhai_type(readonly)]
     pub binary: String,
     /// `etcd --version` of `binary`.
+    #[rhai_type(readonly)]
     pub binary_version: String,
+    #[rhai_type(readonly)]
     pub running: bool,
     /// The running etcd's process id (0 when not running).
+    #[rhai_type(readonly)]
     pub pid: i64,
     /// The running etcd's version (empty when not running).
+    #[rhai_type(readonly)]
     pub running_version: String,
     /// `endpoint URL` (its `/version`) or `process PID` (the running
     /// executable's `--version`).
+    #[rhai_type(skip)]
     pub running_version_from: String,
 }
 

@@ -17,7 +17,7 @@ use crate::error::StepError;
 use crate::executor::Executor;
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
-use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -836,53 +836,49 @@ const CONN: &str =
 /// Register the membership steps.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    FuncRegistration::new("etcd_member_list")
-        .with_params_info(["args: Map", "Array"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "etcd_member_list",
+        ["args: Map", "Array"],
+        [
             "/// The cluster's members (`EtcdMember`: id, name, peer_urls, client_urls, started,",
             "/// is_learner), asked of the first endpoint that answers. Read-only: it answers in",
             "/// plans too (`= ok read etcd member list`).",
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdMemberList = crate::args::parse("etcd_member_list", args)?;
-                Ok(x.exec(&call, step)?
-                    .into_iter()
-                    .map(Dynamic::from)
-                    .collect())
-            },
-        );
+        ],
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdMemberList = crate::args::parse(&call, "etcd_member_list", args)?;
+            Ok(x.exec(&call, step)?
+                .into_iter()
+                .map(Dynamic::from)
+                .collect())
+        },
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_member_health")
-        .with_params_info(["args: Map", "Array"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_member_health", ["args: Map", "Array"], [
             "/// Every member's health, asked at its own client URL (through the first `via` host),",
             "/// 3 s each: an array of maps `#{id, name, is_learner, healthy, error}`. Read-only: it",
             "/// answers in plans too. Never fails for an unhealthy member (that is the answer).",
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdMemberHealth = crate::args::parse("etcd_member_health", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+                let step: EtcdMemberHealth = crate::args::parse(&call, "etcd_member_health", args)?;
                 Ok(x.exec(&call, step)?
                     .iter()
                     .map(|h| rhai::serde::to_dynamic(h).unwrap_or(Dynamic::UNIT))
                     .collect())
-            },
-        );
+            },);
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_member_add")
-        .with_params_info(["args: Map", "EtcdMember"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "etcd_member_add",
+        ["args: Map", "EtcdMember"],
+        [
             "/// Add a member with `peer_urls` to the cluster, as a non-voting learner unless",
             "/// `learner: false` (`member add --learner`). A no-op when a member with those peer",
             "/// URLs exists (returned as it is); refused when the URLs overlap another member's",
@@ -892,38 +888,38 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?, peer_urls, name?, learner? (true)}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
-                let step: EtcdMemberAdd = crate::args::parse("etcd_member_add", args)?;
-                x.exec(&call, step)
-            },
-        );
+        ],
+        move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
+            let step: EtcdMemberAdd = crate::args::parse(&call, "etcd_member_add", args)?;
+            x.exec(&call, step)
+        },
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_member_promote")
-        .with_params_info(["args: Map", "EtcdMember"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "etcd_member_promote",
+        ["args: Map", "EtcdMember"],
+        [
             "/// Promote the learner named `name` (or with `peer_urls`) to a voting member, asking",
             "/// again every second for up to `wait_seconds` (default 120) while etcd answers that",
             "/// it is not in sync with the leader. A no-op when it already votes.",
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?, wait_seconds?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
-                let step: EtcdMemberPromote = crate::args::parse("etcd_member_promote", args)?;
-                x.exec(&call, step)
-            },
-        );
+        ],
+        move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
+            let step: EtcdMemberPromote = crate::args::parse(&call, "etcd_member_promote", args)?;
+            x.exec(&call, step)
+        },
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_member_remove")
-        .with_params_info(["args: Map", "bool"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "etcd_member_remove",
+        ["args: Map", "bool"],
+        [
             "/// Remove the member named `name` (or with `peer_urls`) from the cluster. Refused,",
             "/// before anything changes, when the voting members left would not have a healthy",
             "/// quorum (each is asked `/health` at its own client URL, through the first `via`",
@@ -932,14 +928,12 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?}`",
             CONN,
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
-                let step: EtcdMemberRemove = crate::args::parse("etcd_member_remove", args)?;
-                x.exec(&call, step)
-            },
-        );
+        ],
+        move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
+            let step: EtcdMemberRemove = crate::args::parse(&call, "etcd_member_remove", args)?;
+            x.exec(&call, step)
+        },
+    );
 }
 
 #[cfg(test)]

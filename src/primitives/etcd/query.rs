@@ -15,44 +15,66 @@ use crate::error::StepError;
 use crate::executor::Executor;
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
-use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// `maintenance/status` of one endpoint, with the member's name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdEndpointStatus")]
 pub struct EndpointStatus {
+    #[rhai_type(readonly)]
     pub endpoint: String,
     /// Whether it answered; if not, `error` says why and the rest is empty.
+    #[rhai_type(readonly)]
     pub answered: bool,
+    #[rhai_type(readonly)]
     pub error: String,
     /// The member's name (from the member list).
+    #[rhai_type(readonly)]
     pub name: String,
+    #[rhai_type(readonly)]
     pub member_id: String,
     /// The leader's member ID as this member sees it (`0`: none).
+    #[rhai_type(readonly)]
     pub leader_id: String,
+    #[rhai_type(readonly)]
     pub is_leader: bool,
+    #[rhai_type(readonly)]
     pub is_learner: bool,
+    #[rhai_type(skip)]
     pub raft_index: u64,
+    #[rhai_type(skip)]
     pub raft_term: u64,
+    #[rhai_type(skip)]
     pub revision: u64,
+    #[rhai_type(skip)]
     pub db_size: u64,
+    #[rhai_type(skip)]
     pub db_size_in_use: u64,
+    #[rhai_type(readonly)]
     pub version: String,
 }
 
 /// What `etcd_cluster` found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdCluster")]
 pub struct ClusterView {
     /// Cluster ID (hex).
+    #[rhai_type(readonly)]
     pub cluster_id: String,
     /// The leader's name and ID (empty when no endpoint names a leader).
+    #[rhai_type(readonly)]
     pub leader: String,
+    #[rhai_type(readonly)]
     pub leader_id: String,
+    #[rhai_type(skip)]
     pub members: Vec<Member>,
     /// One per endpoint asked, in the order given.
+    #[rhai_type(skip)]
     pub endpoints: Vec<EndpointStatus>,
+    #[rhai_type(skip)]
     pub alarms: Vec<Alarm>,
 }
 
@@ -320,29 +342,17 @@ fn status_line(e: &EndpointStatus) -> String {
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     type E = EndpointStatus;
     engine
-        .register_type_with_name::<E>("EtcdEndpointStatus")
-        .register_get("endpoint", |e: &mut E| e.endpoint.clone())
-        .register_get("answered", |e: &mut E| e.answered)
-        .register_get("error", |e: &mut E| e.error.clone())
-        .register_get("name", |e: &mut E| e.name.clone())
-        .register_get("member_id", |e: &mut E| e.member_id.clone())
-        .register_get("leader_id", |e: &mut E| e.leader_id.clone())
-        .register_get("is_leader", |e: &mut E| e.is_leader)
-        .register_get("is_learner", |e: &mut E| e.is_learner)
+        .build_type::<E>()
         .register_get("raft_index", |e: &mut E| e.raft_index as i64)
         .register_get("raft_term", |e: &mut E| e.raft_term as i64)
         .register_get("revision", |e: &mut E| e.revision as i64)
         .register_get("db_size", |e: &mut E| e.db_size as i64)
         .register_get("db_size_in_use", |e: &mut E| e.db_size_in_use as i64)
-        .register_get("version", |e: &mut E| e.version.clone())
         .register_fn("to_string", |e: &mut E| status_line(e))
         .register_fn("to_debug", |e: &mut E| status_line(e));
     type V = ClusterView;
     engine
-        .register_type_with_name::<V>("EtcdCluster")
-        .register_get("cluster_id", |c: &mut V| c.cluster_id.clone())
-        .register_get("leader", |c: &mut V| c.leader.clone())
-        .register_get("leader_id", |c: &mut V| c.leader_id.clone())
+        .build_type::<V>()
         .register_get("members", |c: &mut V| -> Array {
             c.members.iter().cloned().map(Dynamic::from).collect()
         })
@@ -354,20 +364,19 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         })
         .register_fn("to_string", |c: &mut V| view_line(c))
         .register_fn("to_debug", |c: &mut V| view_line(c));
-    FuncRegistration::new("to_map")
-        .with_params_info(["cluster: EtcdCluster", "Map"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "to_map",
+        ["cluster: EtcdCluster", "Map"],
+        [
             "/// The whole cluster view as a map (the getters' values, nested), e.g. to print",
             "/// it as JSON.",
-        ])
-        .register_into_engine(engine, |c: &mut V| -> Dynamic {
-            rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT)
-        });
+        ],
+        |c: &mut V| -> Dynamic { rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT) },
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("etcd_cluster")
-        .with_params_info(["args: Map", "EtcdCluster"])
-        .with_comments([
+    crate::registration::function(engine, "etcd_cluster", ["args: Map", "EtcdCluster"], [
             "/// A read-only look at an etcd cluster that answers in plans too (plan line",
             "/// `= ok read etcd cluster (3 members, leader node-1; node-1 db 1.9 MiB (0.6 MiB in use), ...)`).",
             "/// Getters: `cluster_id`, `leader` (name), `leader_id`, `members` (`EtcdMember`s),",
@@ -379,14 +388,10 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// (not created yet) every value is unknown (`is_known(c)` is false).",
             "///",
             "/// `#{endpoints, ca, cert?, cert_key?, via?}` (as for `etcd_status`)",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<V, Box<EvalAltResult>> {
-                let step: EtcdCluster = crate::args::parse("etcd_cluster", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<V, Box<EvalAltResult>> {
+                let step: EtcdCluster = crate::args::parse(&call, "etcd_cluster", args)?;
                 x.exec(&call, step)
-            },
-        );
+            },);
 }
 
 #[cfg(test)]

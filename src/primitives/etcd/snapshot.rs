@@ -97,34 +97,52 @@ pub struct EtcdSnapshot {
 }
 
 /// A restore-tested snapshot on a host.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdSnapshot")]
 pub struct SnapshotRecord {
+    #[rhai_type(readonly)]
     pub host: String,
     /// The member it was taken from.
+    #[rhai_type(readonly)]
     pub member: String,
     /// Full path on the host.
+    #[rhai_type(readonly)]
     pub path: String,
     /// File name (`<taken_at>-<member>.db`).
+    #[rhai_type(readonly)]
     pub file: String,
     /// UTC, `20261201T101500Z`.
+    #[rhai_type(readonly)]
     pub taken_at: String,
+    #[rhai_type(readonly)]
     pub sha256: String,
+    #[rhai_type(readonly)]
     pub size: i64,
     /// `snapshot status`: revision, hash (of the file's data) and total keys
     /// (every revision's, as bbolt counts them).
+    #[rhai_type(readonly)]
     pub revision: i64,
+    #[rhai_type(readonly)]
     pub hash: i64,
+    #[rhai_type(readonly)]
     pub total_keys: i64,
     /// Keys of the live member at `revision`, and its `hashkv` there.
+    #[rhai_type(readonly)]
     pub keys: i64,
+    #[rhai_type(readonly)]
     pub kv_hash: i64,
     /// The same, asked of the temporary etcd serving the restored snapshot.
+    #[rhai_type(readonly)]
     pub restored_keys: i64,
+    #[rhai_type(readonly)]
     pub restored_kv_hash: i64,
+    #[rhai_type(readonly)]
     pub restore_tested: bool,
     /// The member's etcd version.
+    #[rhai_type(readonly)]
     pub version: String,
     /// `etcdutl` or `etcdctl`: what read and restored the snapshot.
+    #[rhai_type(readonly)]
     pub tool: String,
 }
 

@@ -144,19 +144,26 @@ impl Conn {
 }
 
 /// Health of one endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EndpointHealth")]
 pub struct EndpointHealth {
+    #[rhai_type(readonly)]
     pub endpoint: String,
+    #[rhai_type(readonly)]
     pub healthy: bool,
     /// Why not, if not.
+    #[rhai_type(readonly)]
     pub error: String,
 }
 
 /// Result of `etcd_health`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdHealth")]
 pub struct EtcdHealth {
     /// Every endpoint healthy (always true when the step succeeded).
+    #[rhai_type(readonly)]
     pub healthy: bool,
+    #[rhai_type(skip)]
     pub endpoints: Vec<EndpointHealth>,
 }
 

@@ -201,13 +201,17 @@ pub fn removed_settings(settings: &[String], target: &str) -> Result<Vec<String>
 }
 
 /// One endpoint's `/version`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "EtcdEndpointVersion")]
 pub struct EndpointVersion {
+    #[rhai_type(readonly)]
     pub endpoint: String,
     /// The member's server version (`etcdserver`).
+    #[rhai_type(readonly)]
     pub server: String,
     /// The cluster version it reports (`etcdcluster`): the lowest minor
     /// version of all members, decided by the leader.
+    #[rhai_type(readonly)]
     pub cluster: String,
 }
 

@@ -16,38 +16,54 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 /// A certificate made (or signed) by cairn, as handed to the runbook.
 ///
 /// Only public material: the private key stays in the 0600 file at `key_path`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "Cert", extra = crate::args::argument)]
 pub struct Cert {
     /// Name in the workspace (`<workspace>/pki/<name>.crt`).
+    #[rhai_type(readonly)]
     pub name: String,
     /// Subject common name.
+    #[rhai_type(readonly)]
     pub cn: String,
     /// Absolute path of the certificate file.
+    #[rhai_type(readonly)]
     pub cert_path: String,
     /// Absolute path of the private key file; empty when cairn holds no key
     /// (certificates signed from a CSR).
+    #[rhai_type(readonly)]
     pub key_path: String,
     /// The certificate, PEM.
+    #[rhai_type(readonly)]
     pub pem: String,
     /// The issuing CA's certificate, PEM; empty for a CA.
+    #[rhai_type(readonly)]
     pub ca_pem: String,
     /// Workspace name of the issuing CA; empty for a CA.
+    #[rhai_type(readonly)]
     pub ca: String,
     /// Issuer distinguished name (`CN=etcd-ca, O=cairn`).
+    #[rhai_type(readonly)]
     pub issuer: String,
     /// Expiry, RFC 3339.
+    #[rhai_type(readonly)]
     pub not_after: String,
     /// Serial number, hex.
+    #[rhai_type(readonly)]
     pub serial: String,
     /// SHA-256 of the DER certificate, `AB:CD:...` as openssl prints it.
+    #[rhai_type(readonly)]
     pub fingerprint: String,
     /// DNS subject alternative names.
+    #[rhai_type(skip)]
     pub dns: Vec<String>,
     /// IP subject alternative names.
+    #[rhai_type(skip)]
     pub ips: Vec<String>,
     /// Extended key usages (`server`, `client`).
+    #[rhai_type(skip)]
     pub usage: Vec<String>,
     /// Whether this is a CA certificate.
+    #[rhai_type(readonly)]
     pub is_ca: bool,
 }
 
@@ -101,34 +117,50 @@ impl Cert {
 }
 
 /// What a certificate says (`inspect_cert`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "CertInfo")]
 pub struct CertInfo {
     /// Subject distinguished name.
+    #[rhai_type(readonly)]
     pub subject: String,
     /// Subject common name (empty if none).
+    #[rhai_type(readonly)]
     pub cn: String,
     /// Subject organization (empty if none).
+    #[rhai_type(readonly)]
     pub o: String,
     /// Issuer distinguished name.
+    #[rhai_type(readonly)]
     pub issuer: String,
+    #[rhai_type(skip)]
     pub dns: Vec<String>,
+    #[rhai_type(skip)]
     pub ips: Vec<String>,
     /// RFC 3339.
+    #[rhai_type(readonly)]
     pub not_before: String,
     /// RFC 3339.
+    #[rhai_type(readonly)]
     pub not_after: String,
     /// Serial number, hex.
+    #[rhai_type(readonly)]
     pub serial: String,
     /// Extended key usages: `server`, `client`, other names or OIDs.
+    #[rhai_type(skip)]
     pub usages: Vec<String>,
     /// Key usages (`digital_signature`, `key_encipherment`, `cert_sign`, ...).
+    #[rhai_type(skip)]
     pub key_usage: Vec<String>,
     /// SHA-256 of the DER certificate, `AB:CD:...`.
+    #[rhai_type(readonly)]
     pub fingerprint: String,
+    #[rhai_type(readonly)]
     pub is_ca: bool,
     /// Key type: `rsa2048`, `rsa4096`, `p256`, ...
+    #[rhai_type(readonly)]
     pub key: String,
     /// SHA-256 (hex) of the subject public key: equal for a key and its certificates.
+    #[rhai_type(skip)]
     pub public_key: String,
 }
 

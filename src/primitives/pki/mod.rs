@@ -22,7 +22,7 @@ pub use store::{check_name, Store};
 
 use crate::error::StepError;
 use crate::executor::{script_error, Executor};
-use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -62,42 +62,20 @@ fn strings(v: &[String]) -> Array {
 
 fn register_types(engine: &mut rhai::Engine) {
     engine
-        .register_type_with_name::<Cert>("Cert")
-        .register_get("name", |c: &mut Cert| c.name.clone())
-        .register_get("cn", |c: &mut Cert| c.cn.clone())
-        .register_get("cert_path", |c: &mut Cert| c.cert_path.clone())
-        .register_get("key_path", |c: &mut Cert| c.key_path.clone())
-        .register_get("pem", |c: &mut Cert| c.pem.clone())
-        .register_get("ca_pem", |c: &mut Cert| c.ca_pem.clone())
+        .build_type::<Cert>()
         .register_get("chain_pem", |c: &mut Cert| c.chain_pem())
-        .register_get("ca", |c: &mut Cert| c.ca.clone())
-        .register_get("issuer", |c: &mut Cert| c.issuer.clone())
-        .register_get("not_after", |c: &mut Cert| c.not_after.clone())
-        .register_get("serial", |c: &mut Cert| c.serial.clone())
-        .register_get("fingerprint", |c: &mut Cert| c.fingerprint.clone())
         .register_get("dns", |c: &mut Cert| strings(&c.dns))
         .register_get("ips", |c: &mut Cert| strings(&c.ips))
         .register_get("usage", |c: &mut Cert| strings(&c.usage))
-        .register_get("is_ca", |c: &mut Cert| c.is_ca)
         .register_fn("to_string", |c: &mut Cert| cert_line(c))
         .register_fn("to_debug", |c: &mut Cert| cert_line(c));
 
     engine
-        .register_type_with_name::<CertInfo>("CertInfo")
-        .register_get("subject", |c: &mut CertInfo| c.subject.clone())
-        .register_get("cn", |c: &mut CertInfo| c.cn.clone())
-        .register_get("o", |c: &mut CertInfo| c.o.clone())
-        .register_get("issuer", |c: &mut CertInfo| c.issuer.clone())
+        .build_type::<CertInfo>()
         .register_get("dns", |c: &mut CertInfo| strings(&c.dns))
         .register_get("ips", |c: &mut CertInfo| strings(&c.ips))
-        .register_get("not_before", |c: &mut CertInfo| c.not_before.clone())
-        .register_get("not_after", |c: &mut CertInfo| c.not_after.clone())
-        .register_get("serial", |c: &mut CertInfo| c.serial.clone())
         .register_get("usages", |c: &mut CertInfo| strings(&c.usages))
         .register_get("key_usage", |c: &mut CertInfo| strings(&c.key_usage))
-        .register_get("fingerprint", |c: &mut CertInfo| c.fingerprint.clone())
-        .register_get("is_ca", |c: &mut CertInfo| c.is_ca)
-        .register_get("key", |c: &mut CertInfo| c.key.clone())
         .register_fn("to_string", |c: &mut CertInfo| info_line(c))
         .register_fn("to_debug", |c: &mut CertInfo| info_line(c));
 }
@@ -145,9 +123,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
 
     let x = exec.clone();
-    FuncRegistration::new("gen_ca")
-        .with_params_info(["args: Map", "Cert"])
-        .with_comments([
+    crate::registration::function(engine, "gen_ca", ["args: Map", "Cert"], [
             "/// Make (or keep) a certificate authority in `<workspace>/pki/<name>.crt` and `.key` (0600).",
             "///",
             "/// `#{name, cn, o?, key?: \"rsa2048\"|\"rsa3072\"|\"rsa4096\"|\"p256\" (default rsa2048), days, renew_before_days? (30)}`",
@@ -155,19 +131,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// An existing CA is kept while it matches (CN, O, key type) and is not within",
             "/// `renew_before_days` of expiry; otherwise the plan says what differs. A new CA",
             "/// means every certificate it signed is reissued by its `gen_cert` step.",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
-                let step: GenCa = crate::args::parse("gen_ca", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
+                let step: GenCa = crate::args::parse(&call, "gen_ca", args)?;
                 x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
-            },
-        );
+            },);
 
     let x = exec.clone();
-    FuncRegistration::new("gen_cert")
-        .with_params_info(["args: Map", "Cert"])
-        .with_comments([
+    crate::registration::function(engine, "gen_cert", ["args: Map", "Cert"], [
             "/// Make (or keep) a key and a certificate signed by a CA of the workspace.",
             "///",
             "/// `#{name, ca: Cert or \"ca-name\", cn, o?, dns?: [..], ips?: [..], usage: [\"server\", \"client\"],",
@@ -176,19 +146,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// Kept while CN, O, SANs, usages, key type and issuer match and it is not about",
             "/// to expire; otherwise the plan names each difference (`SAN IP 10.1.1.3 missing`).",
             "/// Files: `<workspace>/pki/<name>.crt` (0644), `<name>.key` (0600).",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
-                let step: GenCert = crate::args::parse("gen_cert", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
+                let step: GenCert = crate::args::parse(&call, "gen_cert", args)?;
                 x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
-            },
-        );
+            },);
 
     let x = exec.clone();
-    FuncRegistration::new("sign_csr")
-        .with_params_info(["args: Map", "Cert"])
-        .with_comments([
+    crate::registration::function(engine, "sign_csr", ["args: Map", "Cert"], [
             "/// Sign a certificate signing request (PEM, e.g. made by `openssl req` on a node);",
             "/// the private key stays where the CSR was made (`key_path` is empty).",
             "///",
@@ -201,54 +165,48 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             "/// node) instead of `csr`: a certificate for that key, subject `cn` (required) and",
             "/// `o`, SANs `dns`/`ips` as given. A renewal that keeps the key: the only certificate",
             "/// replacement etcd, which re-reads cert and key per handshake, never sees half-done.",
-        ])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
-                let step: SignCsr = crate::args::parse("sign_csr", args)?;
+        ], move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
+                let step: SignCsr = crate::args::parse(&call, "sign_csr", args)?;
                 x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
-            },
-        );
+            },);
 
     // ---- workspace_cert (etcd-cert-rotate) ----
     let x = exec.clone();
-    FuncRegistration::new("workspace_cert")
-        .with_params_info(["name: &str", "CertInfo"])
-        .with_comments([read::DOC])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, name: &str| -> Result<CertInfo, Box<EvalAltResult>> {
-                x.exec(&call, WorkspaceCert { name: name.into() })
-            },
-        );
+    crate::registration::function(
+        engine,
+        "workspace_cert",
+        ["name: &str", "CertInfo"],
+        [read::DOC],
+        move |call: NativeCallContext, name: &str| -> Result<CertInfo, Box<EvalAltResult>> {
+            x.exec(&call, WorkspaceCert { name: name.into() })
+        },
+    );
 
     let x = exec.clone();
-    FuncRegistration::new("inspect_cert")
-        .with_params_info(["source: &str", "CertInfo"])
-        .with_comments([
+    crate::registration::function(
+        engine,
+        "inspect_cert",
+        ["source: &str", "CertInfo"],
+        [
             "/// What a certificate says: subject, cn, o, issuer, dns, ips, not_before, not_after,",
             "/// serial, usages, key_usage, fingerprint (SHA-256), is_ca, key.",
             "///",
             "/// `source` is PEM text or a file path (relative paths are inside the workspace,",
             "/// e.g. `\"pki/ca.crt\"`). Reads only; not a step.",
-        ])
-        .register_into_engine(
-            engine,
-            move |source: &str| -> Result<CertInfo, Box<EvalAltResult>> {
-                inspect(source, x.ctx().workspace.root())
-                    .map_err(|e| script_error(format!("inspect_cert: {e}")))
-            },
-        );
+        ],
+        move |source: &str| -> Result<CertInfo, Box<EvalAltResult>> {
+            inspect(source, x.ctx().workspace.root())
+                .map_err(|e| script_error(format!("inspect_cert: {e}")))
+        },
+    );
 
-    FuncRegistration::new("inspect_cert")
-        .with_params_info(["cert: Cert", "CertInfo"])
-        .with_comments([
-            "/// What the certificate of a `Cert` handle says (see `inspect_cert(source)`).",
-        ])
-        .register_into_engine(
-            engine,
-            |cert: Cert| -> Result<CertInfo, Box<EvalAltResult>> {
-                inspect_cert(&cert).map_err(|e| script_error(format!("inspect_cert: {e}")))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "inspect_cert",
+        ["cert: Cert", "CertInfo"],
+        ["/// What the certificate of a `Cert` handle says (see `inspect_cert(source)`)."],
+        |cert: Cert| -> Result<CertInfo, Box<EvalAltResult>> {
+            inspect_cert(&cert).map_err(|e| script_error(format!("inspect_cert: {e}")))
+        },
+    );
 }

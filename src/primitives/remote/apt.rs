@@ -94,13 +94,17 @@ pub struct Apt {
 }
 
 /// The result of `apt`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "AptResult")]
 pub struct AptResult {
     /// Packages this step installed (or changed to `version`).
+    #[rhai_type(skip)]
     pub installed: Vec<String>,
     /// Each requested package's installed package version (`3.5.30-2`).
     #[serde(default)]
+    #[rhai_type(skip)]
     pub versions: BTreeMap<String, String>,
+    #[rhai_type(readonly)]
     pub changed: bool,
 }
 

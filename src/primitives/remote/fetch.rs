@@ -61,13 +61,18 @@ pub struct Fetch {
 }
 
 /// What `fetch` returns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "FetchResult")]
 pub struct FetchResult {
     /// Full local path.
+    #[rhai_type(readonly)]
     pub path: String,
+    #[rhai_type(readonly)]
     pub sha256: String,
+    #[rhai_type(skip)]
     pub size: u64,
     /// Whether the local copy was written (or its mode changed).
+    #[rhai_type(readonly)]
     pub changed: bool,
 }
 

@@ -30,20 +30,19 @@ use crate::args;
 use crate::executor::Executor;
 use crate::host::Host;
 use crate::step::Step;
-use rhai::{
-    Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map, NativeCallContext,
-};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext};
 use std::sync::Arc;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
 /// A step with a host and an options map, built from Rhai arguments.
 fn build<A: serde::de::DeserializeOwned, S: Step>(
+    call: &NativeCallContext,
     what: &str,
     options: Map,
     make: impl FnOnce(A) -> S,
 ) -> Res<S> {
-    let parsed: A = args::parse(what, options)?;
+    let parsed: A = args::parse(call, what, options)?;
     Ok(make(parsed))
 }
 
@@ -74,16 +73,16 @@ fn register_step<A, S>(
     S: Step + 'static,
 {
     let x = exec.clone();
-    FuncRegistration::new(name)
-        .with_params_info(params)
-        .with_comments(doc)
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, host: Host, options: Map| -> Res<S::Output> {
-                let step = build(name, options, |a| make(host, a))?;
-                x.exec(&call, step)
-            },
-        );
+    crate::registration::function(
+        engine,
+        name,
+        params,
+        doc,
+        move |call: NativeCallContext, host: Host, options: Map| -> Res<S::Output> {
+            let step = build(&call, name, options, |a| make(host, a))?;
+            x.exec(&call, step)
+        },
+    );
 }
 
 /// Register the result types and every remote primitive.
@@ -91,39 +90,38 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     register_types(engine);
 
     let x = exec.clone();
-    FuncRegistration::new("run")
-        .with_params_info(["host: Host", "cmd: &str", "CommandResult"])
-        .with_comments([run::DOC_RUN])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  host: Host,
-                  cmd: ImmutableString|
-                  -> Res<CommandResult> {
-                x.exec(&call, Run::new(host, cmd.as_str(), RunOptions::default()))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "run",
+        ["host: Host", "cmd: &str", "CommandResult"],
+        [run::DOC_RUN],
+        move |call: NativeCallContext, host: Host, cmd: ImmutableString| -> Res<CommandResult> {
+            x.exec(&call, Run::new(host, cmd.as_str(), RunOptions::default()))
+        },
+    );
     let x = exec.clone();
-    FuncRegistration::new("run")
-        .with_params_info(["host: Host", "cmd: &str", "options: Map", "CommandResult"])
-        .with_comments([run::DOC_RUN])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  host: Host,
-                  cmd: ImmutableString,
-                  options: Map|
-                  -> Res<CommandResult> {
-                let opts: RunOptions = args::parse("run", options)?;
-                x.exec(&call, Run::new(host, cmd.as_str(), opts))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "run",
+        ["host: Host", "cmd: &str", "options: Map", "CommandResult"],
+        [run::DOC_RUN],
+        move |call: NativeCallContext,
+              host: Host,
+              cmd: ImmutableString,
+              options: Map|
+              -> Res<CommandResult> {
+            let opts: RunOptions = args::parse(&call, "run", options)?;
+            x.exec(&call, Run::new(host, cmd.as_str(), opts))
+        },
+    );
     // ---- connect(hosts): ssh connections opened in the background ----
     let x = exec.clone();
-    FuncRegistration::new("connect")
-        .with_params_info(["hosts: Array", "()"])
-        .with_comments([DOC_CONNECT])
-        .register_into_engine(engine, move |hosts: rhai::Array| {
+    crate::registration::function(
+        engine,
+        "connect",
+        ["hosts: Array", "()"],
+        [DOC_CONNECT],
+        move |hosts: rhai::Array| {
             if x.mode() == crate::executor::Mode::Offline {
                 return;
             }
@@ -132,41 +130,40 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 x.handle()
                     .spawn(async move { y.ctx().ssh.open_early(&host).await });
             }
-        });
-    FuncRegistration::new("apt_upstream_version")
-        .with_params_info(["version: &str", "String"])
-        .with_comments([apt::DOC_UPSTREAM])
-        .register_into_engine(engine, |version: ImmutableString| -> String {
-            apt::upstream_version(&version).to_string()
-        });
+        },
+    );
+    crate::registration::function(
+        engine,
+        "apt_upstream_version",
+        ["version: &str", "String"],
+        [apt::DOC_UPSTREAM],
+        |version: ImmutableString| -> String { apt::upstream_version(&version).to_string() },
+    );
     let x = exec.clone();
-    FuncRegistration::new("fact")
-        .with_params_info(["host: Host", "cmd: &str", "CommandResult"])
-        .with_comments([run::DOC_FACT])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  host: Host,
-                  cmd: ImmutableString|
-                  -> Res<CommandResult> {
-                x.exec(&call, Fact::new(host, cmd.as_str(), FactOptions::default()))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "fact",
+        ["host: Host", "cmd: &str", "CommandResult"],
+        [run::DOC_FACT],
+        move |call: NativeCallContext, host: Host, cmd: ImmutableString| -> Res<CommandResult> {
+            x.exec(&call, Fact::new(host, cmd.as_str(), FactOptions::default()))
+        },
+    );
     let x = exec.clone();
-    FuncRegistration::new("fact")
-        .with_params_info(["host: Host", "cmd: &str", "options: Map", "CommandResult"])
-        .with_comments([run::DOC_FACT])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  host: Host,
-                  cmd: ImmutableString,
-                  options: Map|
-                  -> Res<CommandResult> {
-                let opts: FactOptions = args::parse("fact", options)?;
-                x.exec(&call, Fact::new(host, cmd.as_str(), opts))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "fact",
+        ["host: Host", "cmd: &str", "options: Map", "CommandResult"],
+        [run::DOC_FACT],
+        move |call: NativeCallContext,
+              host: Host,
+              cmd: ImmutableString,
+              options: Map|
+              -> Res<CommandResult> {
+            let opts: FactOptions = args::parse(&call, "fact", options)?;
+            x.exec(&call, Fact::new(host, cmd.as_str(), opts))
+        },
+    );
 
     register_argv(engine, exec);
 
@@ -269,92 +266,84 @@ fn argv_of(what: &str, argv: rhai::Array) -> Res<String> {
 /// options: each item is one argument, whatever it holds.
 fn register_argv(engine: &mut Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    FuncRegistration::new("run")
-        .with_params_info(["host: Host", "argv: Array", "CommandResult"])
-        .with_comments([run::DOC_RUN_ARGV])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
-                let line = argv_of("run", argv)?;
-                x.exec(&call, Run::new(host, &line, RunOptions::default()))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "run",
+        ["host: Host", "argv: Array", "CommandResult"],
+        [run::DOC_RUN_ARGV],
+        move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
+            let line = argv_of("run", argv)?;
+            x.exec(&call, Run::new(host, &line, RunOptions::default()))
+        },
+    );
     let x = exec.clone();
-    FuncRegistration::new("run")
-        .with_params_info(["host: Host", "argv: Array", "options: Map", "CommandResult"])
-        .with_comments([run::DOC_RUN_ARGV])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  host: Host,
-                  argv: rhai::Array,
-                  options: Map|
-                  -> Res<CommandResult> {
-                let line = argv_of("run", argv)?;
-                let opts: RunOptions = args::parse("run", options)?;
-                x.exec(&call, Run::new(host, &line, opts))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "run",
+        ["host: Host", "argv: Array", "options: Map", "CommandResult"],
+        [run::DOC_RUN_ARGV],
+        move |call: NativeCallContext,
+              host: Host,
+              argv: rhai::Array,
+              options: Map|
+              -> Res<CommandResult> {
+            let line = argv_of("run", argv)?;
+            let opts: RunOptions = args::parse(&call, "run", options)?;
+            x.exec(&call, Run::new(host, &line, opts))
+        },
+    );
     let x = exec.clone();
-    FuncRegistration::new("fact")
-        .with_params_info(["host: Host", "argv: Array", "CommandResult"])
-        .with_comments([run::DOC_FACT_ARGV])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
-                let line = argv_of("fact", argv)?;
-                x.exec(&call, Fact::new(host, &line, FactOptions::default()))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "fact",
+        ["host: Host", "argv: Array", "CommandResult"],
+        [run::DOC_FACT_ARGV],
+        move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
+            let line = argv_of("fact", argv)?;
+            x.exec(&call, Fact::new(host, &line, FactOptions::default()))
+        },
+    );
     let x = exec.clone();
-    FuncRegistration::new("fact")
-        .with_params_info(["host: Host", "argv: Array", "options: Map", "CommandResult"])
-        .with_comments([run::DOC_FACT_ARGV])
-        .register_into_engine(
-            engine,
-            move |call: NativeCallContext,
-                  host: Host,
-                  argv: rhai::Array,
-                  options: Map|
-                  -> Res<CommandResult> {
-                let line = argv_of("fact", argv)?;
-                let opts: FactOptions = args::parse("fact", options)?;
-                x.exec(&call, Fact::new(host, &line, opts))
-            },
-        );
+    crate::registration::function(
+        engine,
+        "fact",
+        ["host: Host", "argv: Array", "options: Map", "CommandResult"],
+        [run::DOC_FACT_ARGV],
+        move |call: NativeCallContext,
+              host: Host,
+              argv: rhai::Array,
+              options: Map|
+              -> Res<CommandResult> {
+            let line = argv_of("fact", argv)?;
+            let opts: FactOptions = args::parse(&call, "fact", options)?;
+            x.exec(&call, Fact::new(host, &line, opts))
+        },
+    );
 }
 
 /// The result types, with getters and readable printing. (`Host` itself is
 /// registered by the engine; it is made usable inside argument maps here too.)
 pub fn register_types(engine: &mut Engine) {
     engine
-        .register_type_with_name::<CommandResult>("CommandResult")
+        .build_type::<CommandResult>()
         .register_get("code", |r: &mut CommandResult| r.code as rhai::INT)
-        .register_get("stdout", |r: &mut CommandResult| r.stdout.clone())
-        .register_get("stderr", |r: &mut CommandResult| r.stderr.clone())
         .register_get("ok", |r: &mut CommandResult| r.code == 0)
         .register_fn("to_string", |r: &mut CommandResult| command_line(r))
         .register_fn("to_debug", |r: &mut CommandResult| command_line(r));
 
     engine
-        .register_type_with_name::<FileResult>("FileResult")
-        .register_get("path", |r: &mut FileResult| r.path.clone())
-        .register_get("changed", |r: &mut FileResult| r.changed)
-        .register_get("created", |r: &mut FileResult| r.created)
+        .build_type::<FileResult>()
         .register_fn("to_string", |r: &mut FileResult| r.to_string())
         .register_fn("to_debug", |r: &mut FileResult| r.to_string());
 
     engine
-        .register_type_with_name::<FetchResult>("FetchResult")
-        .register_get("path", |r: &mut FetchResult| r.path.clone())
-        .register_get("sha256", |r: &mut FetchResult| r.sha256.clone())
+        .build_type::<FetchResult>()
         .register_get("size", |r: &mut FetchResult| r.size as i64)
-        .register_get("changed", |r: &mut FetchResult| r.changed)
         .register_fn("to_string", |r: &mut FetchResult| r.to_string())
         .register_fn("to_debug", |r: &mut FetchResult| r.to_string());
 
     engine
-        .register_type_with_name::<AptResult>("AptResult")
+        .build_type::<AptResult>()
         .register_get("installed", |r: &mut AptResult| {
             r.installed
                 .iter()
@@ -368,16 +357,11 @@ pub fn register_types(engine: &mut Engine) {
                 .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
                 .collect::<Map>()
         })
-        .register_get("changed", |r: &mut AptResult| r.changed)
         .register_fn("to_string", |r: &mut AptResult| r.to_string())
         .register_fn("to_debug", |r: &mut AptResult| r.to_string());
 
     engine
-        .register_type_with_name::<UnitResult>("UnitResult")
-        .register_get("unit", |r: &mut UnitResult| r.unit.clone())
-        .register_get("active", |r: &mut UnitResult| r.active)
-        .register_get("enabled", |r: &mut UnitResult| r.enabled)
-        .register_get("changed", |r: &mut UnitResult| r.changed)
+        .build_type::<UnitResult>()
         .register_fn("to_string", |r: &mut UnitResult| r.to_string())
         .register_fn("to_debug", |r: &mut UnitResult| r.to_string());
 }

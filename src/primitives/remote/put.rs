@@ -16,12 +16,16 @@ use std::fmt;
 pub const DIFF_LIMIT: u64 = 256 * 1024;
 
 /// The result of `file`, `upload`, `dir`, `download` and `unpack`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "FileResult")]
 pub struct FileResult {
+    #[rhai_type(readonly)]
     pub path: String,
     /// Anything was changed (content, mode or owner).
+    #[rhai_type(readonly)]
     pub changed: bool,
     /// The path did not exist before.
+    #[rhai_type(readonly)]
     pub created: bool,
 }
 

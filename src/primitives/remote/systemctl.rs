@@ -79,11 +79,16 @@ pub struct Systemctl {
 }
 
 /// The result of `systemctl`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, rhai::CustomType)]
+#[rhai_type(name = "UnitResult")]
 pub struct UnitResult {
+    #[rhai_type(readonly)]
     pub unit: String,
+    #[rhai_type(readonly)]
     pub active: bool,
+    #[rhai_type(readonly)]
     pub enabled: bool,
+    #[rhai_type(readonly)]
     pub changed: bool,
 }
 
