@@ -1,4 +1,8 @@
-//! Where labs and the shared image cache live on the machine.
+//! Labs as the core sees them: where a lab and the shared image cache keep
+//! their files, which labs exist, and whether a lab's daemon runs. The lab
+//! itself (crate `cairn-lab`) writes this layout and uses this module for it;
+//! the core reads it for `--lab NAME` (the inventory and env file) and for
+//! `cairn new` (the labs that are up), without depending on the lab crate.
 
 use std::path::PathBuf;
 
@@ -74,4 +78,70 @@ pub fn image_paths() -> ImagePaths {
         downloads: dir.join("downloads"),
         dir,
     }
+}
+
+/// Names of all labs with a directory under [`STATE_ROOT`], sorted.
+pub fn lab_names() -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(STATE_ROOT) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// The one field of a lab's record ([`LabPaths::record`], JSON written by
+/// `cairn-lab`) the core reads.
+#[derive(serde::Deserialize)]
+struct DaemonOf {
+    #[serde(default)]
+    daemon_pid: Option<u32>,
+}
+
+/// Whether lab `name`'s daemon (`cairn lab serve --name NAME`) runs: its
+/// record names a pid, and that pid is alive and is that daemon.
+pub fn daemon_running(name: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(paths(name).record) else {
+        return false;
+    };
+    let Ok(rec) = serde_json::from_str::<DaemonOf>(&text) else {
+        return false;
+    };
+    verified(rec.daemon_pid, &["lab", "serve", name]).is_some()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
+            None => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// The command line of `pid`, arguments separated by spaces.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let s: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(s.join(" "))
+}
+
+/// The process running as `pid` if it exists and its command line contains
+/// every string of `marks` (guards against a recycled pid).
+pub fn verified(pid: Option<u32>, marks: &[&str]) -> Option<u32> {
+    let pid = pid?;
+    let cl = cmdline(pid)?;
+    (alive(pid) && marks.iter().all(|m| cl.contains(m))).then_some(pid)
 }
