@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reproduce the figures in src/lab/README.md: warm `lab up` of 3 nodes (3
+# Reproduce the figures in crates/cairn-lab/README.md: warm `lab up` of 3 nodes (3
 # runs), `lab up` of 27 nodes with memory per node, and the 48 stop/start
 # cycles test. Run as root after .ci/lab-prereqs.sh; uses lab name `bench`.
 set -eu

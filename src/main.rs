@@ -6,7 +6,7 @@ fn main() {
     }
     // The one place an error becomes a process exit: rendered once, its code
     // from `Error::exit_code`.
-    let code = match cairn::cli::main() {
+    let code = match cli() {
         Ok(done) => done.exit_code(),
         Err(err) => {
             eprint!("{}", cairn::diagnostic::render(&err));
@@ -14,4 +14,17 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The core's commands, and `cairn lab ...` with the `lab` feature.
+fn cli() -> Result<cairn::error::Success, cairn::error::Error> {
+    let command = cairn::cli::command();
+    #[cfg(feature = "lab")]
+    let command = cairn_lab::cli::add_to(command);
+    let matches = command.get_matches();
+    #[cfg(feature = "lab")]
+    if let Some(done) = cairn_lab::cli::run_matched(&matches) {
+        return done;
+    }
+    cairn::cli::run(&matches)
 }

@@ -6,8 +6,6 @@
 use cairn::bundle::Bundle;
 use cairn::error::StepError;
 use cairn::host::HostKeys;
-use cairn::lab::cloud::{router, Cloud, CloudConfig, Provisioner};
-use cairn::lab::{NodeInfo, NodeSpec};
 use cairn::primitives::cloud::digitalocean::{
     self as dov, DigitalOcean, DoDelete, DoDroplet, DoDroplets, DoSshKey, Selection,
 };
@@ -20,6 +18,8 @@ use cairn::primitives::cloud::KeyRef;
 use cairn::ssh::Pool;
 use cairn::step::{Ctx, Validating};
 use cairn::workspace::Workspace;
+use cairn_lab::cloud::{router, Cloud, CloudConfig, Provisioner};
+use cairn_lab::{NodeInfo, NodeSpec};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -330,7 +330,7 @@ print(`after the step: ${after.stdout}`);
 fn node_process(lab: &str, node: &str, argv: &[&str]) -> Vec<u32> {
     let cgroup = format!(
         "/{}/{node}/",
-        cairn::lab::naming::LabNames::new(lab).cgroup()
+        cairn_lab::naming::LabNames::new(lab).cgroup()
     );
     let want: Vec<u8> = argv
         .iter()
@@ -930,8 +930,8 @@ fn cloud_power_actions_keep_the_disk() {
     let name = l.name.clone();
     drop(l);
     assert!(
-        cairn::lab::lifecycle::leftovers(&name).is_empty(),
+        cairn_lab::lifecycle::leftovers(&name).is_empty(),
         "{:?}",
-        cairn::lab::lifecycle::leftovers(&name)
+        cairn_lab::lifecycle::leftovers(&name)
     );
 }

@@ -7,8 +7,8 @@ mod common;
 
 use common::lab;
 
-use cairn::lab::naming::LabNames;
-use cairn::lab::{LabState, NodeSpec, PrivateAttachment};
+use cairn_lab::naming::LabNames;
+use cairn_lab::{LabState, NodeSpec, PrivateAttachment};
 use std::path::Path;
 use std::process::Command;
 
@@ -97,7 +97,7 @@ fn nodes_answer_ssh_with_systemd_running_and_resolve_each_other() {
             n.name
         );
         // The node's systemd lives in its own cgroup (the cgroup trap of FACTS.md).
-        let any_payload = cairn::lab::cgroup::hierarchies().iter().all(|h| {
+        let any_payload = cairn_lab::cgroup::hierarchies().iter().all(|h| {
             h.join(names.cgroup())
                 .join(&n.name)
                 .join("payload")

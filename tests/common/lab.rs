@@ -53,7 +53,7 @@ fn is_root() -> bool {
 
 /// Whether the lab's base image (`cairn lab image`) is built.
 fn image_present() -> bool {
-    cairn::lab::image::rootfs_ready(&cairn::lab::paths::image_paths())
+    cairn_lab::image::rootfs_ready(&cairn_lab::paths::image_paths())
 }
 
 /// The tier of this process, decided on first use.
@@ -73,7 +73,7 @@ pub fn tier() -> &'static Tier {
             "" if !image_present() => Tier::Off(format!(
                 "{TIER_VAR} is unset and the lab image is missing ({}): \
                  .ci/lab-prereqs.sh builds it",
-                cairn::lab::paths::IMAGE_CACHE
+                cairn_lab::paths::IMAGE_CACHE
             )),
             "" => Tier::All,
             other => panic!("{TIER_VAR}={other}: expected `all` or `off` (or unset)"),
@@ -126,7 +126,7 @@ fn missing(need: Need) -> Option<String> {
         ));
     }
     if let Need::Lab = need {
-        if let Err(e) = cairn::lab::prereq::check(false) {
+        if let Err(e) = cairn_lab::prereq::check(false) {
             return Some(format!(
                 "{e}: .ci/lab-prereqs.sh installs what the lab needs"
             ));
@@ -134,7 +134,7 @@ fn missing(need: Need) -> Option<String> {
         if !image_present() {
             return Some(format!(
                 "the lab image ({}): .ci/lab-prereqs.sh (or `cairn lab image`) builds it",
-                cairn::lab::paths::IMAGE_CACHE
+                cairn_lab::paths::IMAGE_CACHE
             ));
         }
     }

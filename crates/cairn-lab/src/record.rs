@@ -4,6 +4,7 @@
 use super::error::{LabError, Result};
 use super::naming;
 use super::paths::{paths, STATE_ROOT};
+pub use cairn::labs::lab_names;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -215,21 +216,6 @@ impl LabLock {
     pub fn allocation() -> Result<LabLock> {
         LabLock::acquire(&Path::new(STATE_ROOT).join(".allocate.lock"))
     }
-}
-
-/// Names of all labs with a directory under [`STATE_ROOT`].
-pub fn lab_names() -> Vec<String> {
-    let mut names: Vec<String> = match std::fs::read_dir(STATE_ROOT) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
 }
 
 /// Subnet indices used by other labs' records.

@@ -121,7 +121,9 @@ pub struct Executor {
 /// before it is journaled (a kill inside a step). `CAIRN_FAULT_WAIT=N:FIFO`
 /// waits after the N-th step is journaled done until the test writes a byte
 /// to the named pipe FIFO: a run held between steps, for tests of what
-/// happens meanwhile (a second run, a signal).
+/// happens meanwhile (a second run, a signal). Compiled only with the
+/// `fault-hooks` feature (the tests' build): any other build reads neither
+/// variable and never arms a fault.
 #[derive(Default)]
 struct Faults {
     kill_done: Option<usize>,
@@ -132,6 +134,11 @@ struct Faults {
 }
 
 impl Faults {
+    #[cfg(not(feature = "fault-hooks"))]
+    fn from_env() -> Self {
+        Faults::default()
+    }
+    #[cfg(feature = "fault-hooks")]
     fn from_env() -> Self {
         let spec = std::env::var("CAIRN_FAULT_KILL").unwrap_or_default();
         let mut f = Faults::default();

@@ -1,14 +1,43 @@
-//! The `cairn lab` subcommands. [`run`] is called by cairn's CLI; its errors
-//! are [`crate::error::Error::Lab`] (exit code from `Error::exit_code`). It
-//! builds its own tokio runtime where it needs one.
+//! The `cairn lab` subcommands. The `cairn` binary adds them to the core's
+//! command line with [`add_to`] and runs them with [`run_matched`]; their
+//! errors become [`cairn::error::Error::Lab`] (exit code from
+//! `Error::exit_code`). It builds its own tokio runtime where it needs one.
 
 use super::error::{LabError, Result};
 use super::lifecycle;
 use super::paths::paths;
 use super::record::LabRecord;
 use super::DEFAULT_LAB;
-use clap::Subcommand;
+use clap::{FromArgMatches, Subcommand};
 use std::time::{Duration, Instant};
+
+/// `cairn lab`, the subcommand the binary adds to the core's commands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Lab {
+    /// Real systemd hosts on this machine to rehearse runbooks on.
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCommand,
+    },
+}
+
+/// `command` (the core's command line) with `cairn lab ...` added.
+pub fn add_to(command: clap::Command) -> clap::Command {
+    Lab::augment_subcommands(command)
+}
+
+/// Runs `cairn lab ...` if `matches` (of a command line from [`add_to`]) is
+/// one; `None` for the core's commands.
+pub fn run_matched(
+    matches: &clap::ArgMatches,
+) -> Option<std::result::Result<cairn::error::Success, cairn::error::Error>> {
+    if !matches!(matches.subcommand(), Some(("lab", _))) {
+        return None;
+    }
+    cairn::cli::init_logging(matches.get_count("verbose"));
+    let Lab::Lab { cmd } = Lab::from_arg_matches(matches).unwrap_or_else(|e| e.exit());
+    Some(run(cmd))
+}
 
 /// `cairn lab ...`
 #[derive(Subcommand, Debug, Clone)]
@@ -95,9 +124,9 @@ pub enum NodeAction {
 }
 
 /// Runs a lab command.
-pub fn run(cmd: LabCommand) -> std::result::Result<crate::error::Success, crate::error::Error> {
+pub fn run(cmd: LabCommand) -> std::result::Result<cairn::error::Success, cairn::error::Error> {
     execute(cmd)?;
-    Ok(crate::error::Success::Done)
+    Ok(cairn::error::Success::Done)
 }
 
 fn execute(cmd: LabCommand) -> Result<()> {

@@ -19,7 +19,7 @@ pub mod hetzner;
 pub mod hetzner_catalog;
 pub mod listing;
 
-use crate::lab::{LabState, NodeInfo, NodeSpec};
+use crate::{LabState, NodeInfo, NodeSpec};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

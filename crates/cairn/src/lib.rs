@@ -23,7 +23,7 @@ pub mod host;
 pub mod host_lock;
 pub mod inventory;
 pub mod journal;
-pub mod lab;
+pub mod labs;
 pub mod launch;
 pub mod limit;
 pub mod lock;

@@ -79,3 +79,19 @@ impl LabError {
         }
     }
 }
+
+/// A lab error as the one error a cairn command ends with: rendered by
+/// `cairn::diagnostic`, its exit code from `cairn::error::Error::exit_code`
+/// (3 for missing prerequisites).
+impl From<LabError> for cairn::error::Error {
+    fn from(e: LabError) -> Self {
+        let kind = match e {
+            LabError::Prereq { .. } => cairn::error::LabFailure::Prereq,
+            _ => cairn::error::LabFailure::Other,
+        };
+        cairn::error::Error::Lab {
+            kind,
+            error: Box::new(e),
+        }
+    }
+}

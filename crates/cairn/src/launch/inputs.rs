@@ -32,7 +32,7 @@ pub fn read_inventory(path: &Path) -> Result<Vec<Host>, Error> {
 }
 
 pub(super) fn lab_files(name: &str) -> (PathBuf, PathBuf) {
-    let paths = crate::lab::paths(name);
+    let paths = crate::labs::paths(name);
     (paths.inventory, paths.env)
 }
 

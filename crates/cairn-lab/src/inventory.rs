@@ -1,12 +1,12 @@
 //! Files `cairn lab up` writes for runbooks and tests: the inventory (TOML
-//! `[[hosts]]` entries that deserialize into [`crate::host::Host`]) and the
+//! `[[hosts]]` entries that deserialize into [`cairn::host::Host`]) and the
 //! env file (`KEY=VALUE` lines, mode 0600).
 
 use super::error::Result;
 use super::naming::{domain, CLOUD_PORT, MIRROR_PORT};
 use super::paths::LabPaths;
 use super::record::{write_atomic, LabRecord, Origin};
-use crate::host::{Host, HostKeys};
+use cairn::host::{Host, HostKeys};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -108,7 +108,7 @@ pub fn write(paths: &LabPaths, rec: &LabRecord) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::record::{NodeRecord, PrivateAttachment};
+    use crate::record::{NodeRecord, PrivateAttachment};
 
     fn record() -> LabRecord {
         let mut rec = LabRecord {
@@ -134,7 +134,7 @@ mod tests {
                 NodeRecord {
                     name: name.into(),
                     index,
-                    address: crate::lab::naming::node_address(3, index),
+                    address: crate::naming::node_address(3, index),
                     origin,
                     pid: None,
                     authorized_keys: Vec::new(),
@@ -162,7 +162,7 @@ mod tests {
         struct Inv {
             hosts: Vec<Host>,
         }
-        let p = crate::lab::paths("demo");
+        let p = crate::paths("demo");
         let text = render_inventory(&p, &record());
         let inv: Inv = toml::from_str(&text).expect("inventory parses");
         assert_eq!(inv.hosts.len(), 2);
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn env_names_mirrors_and_cloud_endpoints() {
-        let p = crate::lab::paths("demo");
+        let p = crate::paths("demo");
         let env: std::collections::BTreeMap<_, _> =
             env_entries(&p, &record()).into_iter().collect();
         assert_eq!(env["CAIRN_APT_MIRROR"], "http://10.200.3.1:7480/debian");
@@ -208,10 +208,10 @@ mod tests {
             n.name = name.into();
             n.hostname = Some(hostname.into());
             n.index = 10 + i as u32;
-            n.address = crate::lab::naming::node_address(3, n.index);
+            n.address = crate::naming::node_address(3, n.index);
             rec.nodes.insert(name.into(), n);
         }
-        let p = crate::lab::paths("demo");
+        let p = crate::paths("demo");
         let names: Vec<String> = hosts(&p, &rec).into_iter().map(|h| h.name).collect();
         assert_eq!(names, ["node-1", "web", "hc-7", "do-9", "solo"]);
         let fqdns: Vec<String> = hosts(&p, &rec).into_iter().filter_map(|h| h.fqdn).collect();
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(rec.find_node("solo").map(|n| n.name.as_str()), Some("hc-8"));
         assert_eq!(rec.find_node("hc-8").map(|n| n.name.as_str()), Some("hc-8"));
         assert!(rec.find_node("twin").is_none(), "twin names two nodes");
-        let text = crate::lab::hosts::render_hosts(&rec);
+        let text = crate::hosts::render_hosts(&rec);
         assert!(
             text.contains("10.200.3.20\ttwin.demo.lab twin hc-7.demo.lab hc-7\n"),
             "{text}"
@@ -231,7 +231,7 @@ mod tests {
             text.contains("10.200.3.21\ttwin.demo.lab twin do-9.demo.lab do-9\n"),
             "{text}"
         );
-        let kh = crate::lab::hosts::render_known_hosts(&rec);
+        let kh = crate::hosts::render_known_hosts(&rec);
         assert!(
             kh.contains("solo,solo.demo.lab,hc-8,hc-8.demo.lab,10.200.3.22 "),
             "{kh}"
@@ -240,12 +240,12 @@ mod tests {
 
     #[test]
     fn hosts_file_lists_localhost_gateway_and_every_node() {
-        let text = crate::lab::hosts::render_hosts(&record());
+        let text = crate::hosts::render_hosts(&record());
         assert!(text.contains("127.0.0.1\tlocalhost\n"));
         assert!(text.contains("10.200.3.1\tgateway.demo.lab gateway\n"));
         assert!(text.contains("10.200.3.11\tnode-1.demo.lab node-1\n"));
         assert!(text.contains("10.200.3.12\tweb.demo.lab web\n"));
-        let kh = crate::lab::hosts::render_known_hosts(&record());
+        let kh = crate::hosts::render_known_hosts(&record());
         assert_eq!(
             kh.lines().next(),
             Some("node-1,node-1.demo.lab,10.200.3.11 ssh-ed25519 AAAAkey")

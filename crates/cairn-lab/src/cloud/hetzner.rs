@@ -13,7 +13,7 @@ use super::faults::{error, Api};
 use super::hetzner_catalog::{self as catalog, Kind};
 use super::listing::Listing;
 use super::{json, no_content, timestamp, Cloud};
-use crate::lab::{NodeSpec, PrivateAttachment};
+use crate::{NodeSpec, PrivateAttachment};
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderValue, StatusCode};
@@ -1227,7 +1227,7 @@ async fn create_key(AxState(cloud): St, raw: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let Ok(fp) = crate::primitives::cloud::fingerprint_md5(&req.public_key) else {
+    let Ok(fp) = cairn::primitives::cloud::fingerprint_md5(&req.public_key) else {
         return invalid("invalid input in field 'public_key': not a valid SSH public key");
     };
     let response = {

@@ -7,7 +7,7 @@
 //! accepting the lab's ed25519 key, and named `<node>.<LAB>.lab` in every
 //! node's `/etc/hosts`. A lab daemon on the bridge address serves an apt
 //! mirror, a GitHub-like etcd release mirror, and cloud API emulations.
-//! See `src/lab/README.md` for the layout, commands and figures.
+//! See `crates/cairn-lab/README.md` for the layout, commands and figures.
 
 pub mod cgroup;
 pub mod cli;
@@ -25,7 +25,6 @@ pub mod mirror;
 pub mod naming;
 pub mod net;
 pub mod node;
-pub mod paths;
 pub mod prereq;
 pub mod process;
 pub mod record;
@@ -33,6 +32,9 @@ pub mod ssh;
 pub mod state;
 pub mod state_etcd;
 
+/// Where labs keep their files: the layout lives in the core crate
+/// ([`cairn::labs`]), which reads it for `--lab NAME`.
+pub use cairn::labs as paths;
 pub use error::{LabError, Result};
 pub use paths::{image_paths, paths, ImagePaths, LabPaths};
 pub use state::{LabState, NodeInfo, NodeSpec, PrivateAttachment};

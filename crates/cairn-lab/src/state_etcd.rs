@@ -187,10 +187,10 @@ fn certs(lab: &str, s: &StateEtcd, gw: &str) -> Result<()> {
 /// Whether the state etcd answers `/health` with the lab's client certificate.
 fn healthy(s: &StateEtcd) -> bool {
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    let Ok(client) = crate::primitives::etcd::EtcdClient::new(
+    let Ok(client) = cairn::primitives::etcd::EtcdClient::new(
         std::slice::from_ref(&s.endpoint),
         &read(&s.ca),
-        Some(crate::primitives::etcd::Identity::new(
+        Some(cairn::primitives::etcd::Identity::new(
             read(&s.client_cert),
             read(&s.client_key),
         )),

@@ -11,7 +11,7 @@
 
 use super::faults::{error, Api};
 use super::{json, no_content, timestamp, Cloud};
-use crate::lab::{NodeSpec, PrivateAttachment};
+use crate::{NodeSpec, PrivateAttachment};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
@@ -708,7 +708,7 @@ async fn create_key(AxState(cloud): St, raw: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let Ok(fp) = crate::primitives::cloud::fingerprint_md5(&req.public_key) else {
+    let Ok(fp) = cairn::primitives::cloud::fingerprint_md5(&req.public_key) else {
         return unprocessable("Key invalid type, we support 'ssh-rsa', 'ssh-dss', 'ecdsa-sha2-nistp' or 'ssh-ed25519'");
     };
     let response = {

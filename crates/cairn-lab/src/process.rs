@@ -7,6 +7,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use cairn::labs::{alive, cmdline, verified};
+
 /// Starts `argv` in a new session, detached from the caller (re-parented to
 /// init so it outlives `cairn lab up`), with stdin from /dev/null and output
 /// appended to `log`. `prelude` is shell code run first in the process that
@@ -31,29 +33,6 @@ pub fn spawn_detached<S: AsRef<OsStr>>(prelude: &str, argv: &[S], log: &Path) ->
         command: exec::describe(&c),
         detail: format!("expected a pid, got {out:?}"),
     })
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => match stat.rfind(')') {
-            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
-            None => true,
-        },
-        Err(_) => false,
-    }
-}
-
-/// The command line of `pid`, arguments separated by spaces.
-pub fn cmdline(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let s: Vec<String> = raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    Some(s.join(" "))
 }
 
 /// Direct children of `pid`.
@@ -118,12 +97,4 @@ pub fn wait_gone(pids: &[u32], timeout: Duration) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The process running as `pid` if it exists and its command line contains
-/// every string of `marks` (guards against a recycled pid).
-pub fn verified(pid: Option<u32>, marks: &[&str]) -> Option<u32> {
-    let pid = pid?;
-    let cl = cmdline(pid)?;
-    (alive(pid) && marks.iter().all(|m| cl.contains(m))).then_some(pid)
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-static RUNBOOKS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/runbooks");
-static STDLIB: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/stdlib");
+static RUNBOOKS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../runbooks");
+static STDLIB: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../stdlib");
 
 /// A loaded runbook.
 #[derive(Clone, Debug)]

@@ -180,13 +180,9 @@ pub fn scaffold(name: &str) -> Result<Success, Error> {
 
 /// Names of the labs on this machine whose daemon is running.
 pub fn labs_up() -> Vec<String> {
-    use crate::lab::record::{lab_names, LabRecord};
-    lab_names()
+    crate::labs::lab_names()
         .into_iter()
-        .filter(|name| {
-            matches!(LabRecord::load(name), Ok(Some(rec))
-                if crate::lab::process::verified(rec.daemon_pid, &["lab", "serve", name]).is_some())
-        })
+        .filter(|name| crate::labs::daemon_running(name))
         .collect()
 }
 

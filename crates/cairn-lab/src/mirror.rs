@@ -369,7 +369,7 @@ fn suite_debs(img: &ImagePaths, suite: &str, version: &str) -> Result<(PathBuf, 
         LabError::Image {
             message: format!(
                 "Debian {suite} no longer has etcd {version} (downloaded: {}); \
-                 update SUITE_RELEASES in src/lab/mirror.rs and the runbooks' defaults",
+                 update SUITE_RELEASES in crates/cairn-lab/src/mirror.rs and the runbooks' defaults",
                 got.join(", ")
             ),
         }

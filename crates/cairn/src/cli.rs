@@ -1,9 +1,11 @@
 //! The command line: parse arguments and call into the library. Its result
 //! goes back to `main.rs`, which renders an error and exits with its code.
+//! The binary adds subcommands of its own to [`command`] (`cairn lab`, from
+//! the crate `cairn-lab`, with its `lab` feature) and hands the rest to [`run`].
 
 use crate::error::{Error, Success};
 use crate::launch::{self, Request};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// cairn: bootstrap and operate etcd clusters with runbooks you can plan, run,
@@ -150,11 +152,6 @@ pub enum Command {
         #[command(subcommand)]
         cmd: InventoryCommand,
     },
-    /// Real systemd hosts on this machine to rehearse runbooks on.
-    Lab {
-        #[command(subcommand)]
-        cmd: crate::lab::cli::LabCommand,
-    },
     /// The workspace's state: the team key for sealed secrets, the audit log.
     State {
         #[command(subcommand)]
@@ -230,7 +227,9 @@ fn request(state_dir: PathBuf, t: Target) -> Request {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr: warnings, or debug logs (`verbose` 1) or trace logs (2);
+/// `CAIRN_LOG` (an env filter) overrides.
+pub fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",
         1 => "cairn=debug,info",
@@ -244,9 +243,16 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Parse the command line and run it.
-pub fn main() -> Result<Success, Error> {
-    let cli = Cli::parse();
+/// The core's command line, to which the binary may add subcommands it runs
+/// itself before calling [`run`].
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Run the core command that `matches` (parsed from [`command`]) names. A
+/// command line that is not one of the core's exits with clap's usage error.
+pub fn run(matches: &clap::ArgMatches) -> Result<Success, Error> {
+    let cli = Cli::from_arg_matches(matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let shared = cli.state_options();
     let state = cli.state_dir;
@@ -303,7 +309,6 @@ pub fn main() -> Result<Success, Error> {
         Command::Inventory {
             cmd: InventoryCommand::Check { file },
         } => crate::inventory::check(&file),
-        Command::Lab { cmd } => crate::lab::cli::run(cmd),
         Command::State { cmd } => match cmd {
             StateCommand::Keygen => Ok(crate::seal::keygen()),
             StateCommand::Log { json } => match &shared {

@@ -368,9 +368,14 @@ pub enum Error {
     /// A journal could not be read.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
-    /// A lab operation failed.
-    #[error(transparent)]
-    Lab(#[from] crate::lab::error::LabError),
+    /// A lab operation failed (`cairn lab`). The lab is its own crate
+    /// (`cairn-lab`), so its error travels boxed; `kind` is what the exit
+    /// code needs to know of it.
+    #[error("{error}")]
+    Lab {
+        kind: LabFailure,
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The workspace lock is held or cannot be taken.
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
@@ -472,6 +477,16 @@ pub enum Error {
     Several(Vec<Error>),
 }
 
+/// What kind of lab failure an [`Error::Lab`] is, as far as the exit code
+/// cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabFailure {
+    /// Tools the lab needs are missing (exit code [`exit::LAB_PREREQ`]).
+    Prereq,
+    /// Any other lab failure.
+    Other,
+}
+
 fn refused_text(why: &str, nothing_run: bool, stopped: Option<&str>) -> String {
     match (nothing_run, stopped) {
         (true, _) => format!("{why}; nothing was run"),
@@ -486,7 +501,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { .. } => exit::INTERRUPTED,
-            Error::Lab(crate::lab::error::LabError::Prereq { .. }) => exit::LAB_PREREQ,
+            Error::Lab {
+                kind: LabFailure::Prereq,
+                ..
+            } => exit::LAB_PREREQ,
             Error::Unrecorded { error, .. } => error.exit_code(),
             Error::Several(errors) => errors
                 .iter()
@@ -557,9 +575,9 @@ mod tests {
                 shown: "m\n".into(),
             })
         };
-        let prereq = crate::lab::error::LabError::Prereq {
-            missing: "debootstrap".into(),
-            install: "apt-get install debootstrap".into(),
+        let lab = |kind| Error::Lab {
+            kind,
+            error: "missing prerequisites: debootstrap".into(),
         };
         let table: Vec<(Error, i32)> = vec![
             (Error::Script(script()), 1),
@@ -579,8 +597,8 @@ mod tests {
                 },
                 130,
             ),
-            (Error::Lab(prereq), 3),
-            (Error::Lab(crate::lab::error::LabError::Cancelled), 1),
+            (lab(LabFailure::Prereq), 3),
+            (lab(LabFailure::Other), 1),
             (Error::input("--limit", "bad"), 1),
             (
                 Error::Unrecorded {

@@ -1,6 +1,0 @@
-// Shipped runbooks and the stdlib are embedded with include_dir: rebuild when
-// any of their files change.
-fn main() {
-    println!("cargo:rerun-if-changed=runbooks");
-    println!("cargo:rerun-if-changed=stdlib");
-}
