@@ -52,7 +52,16 @@ nodes_cpu() {
     if [ -r "$f" ]; then awk '/^usage_usec/ { printf "%.3f", $2 / 1e6 }' "$f"; else echo 0; fi
 }
 
-# sample PID XDG FILE: until PID exits, write "peak_threads peak_masters" to FILE.
+# masters XDG: live ssh masters of a run, as distinct control sockets of
+# `ssh ... -M` processes under XDG/cairn-ssh (not the short-lived `ssh -S ...
+# -O exit` clients, and a master forking into the background counts once).
+masters() {
+    { pgrep -af -- "-S $1/cairn-ssh/" || true; } | { grep -- ' -M ' || true; } \
+        | sed -E 's/.* -S ([^ ]+) .*/\1/' | sort -u | wc -l
+}
+
+# sample PID XDG FILE: until PID exits, write "peak_threads peak_masters" to FILE,
+# and every sample ("epoch masters") to FILE.masters.
 sample() {
     local pid=$1 xdg=$2 f=$3 th=0 ms=0 t c cp
     while kill -0 "$pid" 2>/dev/null; do
@@ -66,7 +75,8 @@ sample() {
                 cat /proc/"$cp"/task/*/comm 2>/dev/null | sort | uniq -c | sort -rn > "$f.threads" || true
             fi
         fi
-        c=$(pgrep -f -c -- "-S $xdg/cairn-ssh/" || true)
+        c=$(masters "$xdg")
+        echo "$EPOCHREALTIME $c" >> "$f.masters"
         [ "${c:-0}" -gt "$ms" ] && ms=$c
         sleep 0.1
     done
@@ -88,6 +98,7 @@ for n in $sizes; do
         xdg=$(mktemp -d "$out/xdg-$n-$r-XXXX")
         chmod 700 "$xdg"
         args=(run "$root/bench/flow-simple" --lab "$lab" --state-dir "$st")
+        rm -f "$out/.sample.masters"
         [ -n "$cap" ] && args+=(--max-parallel "$cap")
         c0=$(nodes_cpu)
         t0=$EPOCHREALTIME
@@ -106,7 +117,8 @@ for n in $sizes; do
         read -r rss u s < <(tail -n1 "$out/.time")
         read -r threads masters < "$out/.sample"
         # masters left up for the next run (at most the cap on masters)
-        endm=$(pgrep -f -c -- "-S $xdg/cairn-ssh/" || true)
+        endm=$(masters "$xdg")
+        mv "$out/.sample.masters" "$out/masters-$n-$r.txt" 2>/dev/null || true
         cp "$out/.sample.threads" "$out/threads-$n-$r.txt" 2>/dev/null || true
         wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
         cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')

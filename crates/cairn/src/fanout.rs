@@ -357,6 +357,19 @@ pub fn on_hosts(
         .map_or(order.len(), |s| s.size(order.len()))
         .max(1);
     let cap = opts.max_parallel.unwrap_or(cap).max(1);
+    // A per-call cap above the run's cap on ssh masters: the branches would
+    // close each other's masters between commands (see `CAIRN_SSH_MAX_MASTERS`).
+    if let Some(masters) = exec.ctx().ssh.max_masters() {
+        let at_once = cap.min(size);
+        if at_once > masters && opts.max_parallel.is_some() {
+            return Err(script_error(format!(
+                "on(#{{max_parallel: {cap}}}) would run {at_once} hosts at once, more than the \
+                 run's cap on ssh masters ({masters}, CAIRN_SSH_MAX_MASTERS or twice \
+                 --max-parallel): their masters would close each other between commands; \
+                 lower this max_parallel to {masters} or raise CAIRN_SSH_MAX_MASTERS"
+            )));
+        }
+    }
     let batches: Vec<&[usize]> = order.chunks(size).collect();
     let count = batches.len();
     let list = |idx: &[usize]| -> String {

@@ -171,7 +171,17 @@ struct Conn {
     /// A shared master's name in the shared folder, and its `NAME.use` file,
     /// locked shared while this process uses the master, so another process
     /// knows it must not close it.
-    shared: Option<(String, Mutex<Option<std::fs::File>>)>,
+    shared: Option<(String, Mutex<Option<UseLock>>)>,
+}
+
+/// This process's shared lock on a shared master's `NAME.use`, unlocked
+/// when dropped (see [`release`]).
+struct UseLock(std::fs::File);
+
+impl Drop for UseLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 impl Conn {
@@ -310,6 +320,91 @@ pub struct Pool {
     max_masters: Option<usize>,
     /// Woken whenever a command or forward ends or a master goes away.
     idle: Arc<Notify>,
+    /// Masters dropped from `conns` as broken ([`Pool::forget`]) whose
+    /// process may still run: they count against the cap until closed.
+    retired: Mutex<Vec<Arc<Conn>>>,
+    /// Set by [`Pool::close_all`]: no master is opened after it.
+    closed: std::sync::atomic::AtomicBool,
+    /// Fault injection for cairn's own tests (`CAIRN_FAULT_SSH_LOST`).
+    fault: SshFault,
+}
+
+/// Fault injection for cairn's own tests of the cap on masters:
+/// `CAIRN_FAULT_SSH_LOST=N` makes the N-th command run through
+/// [`Pool::exec`] find its master unresponsive, as a live master on a
+/// loaded machine can be: the command is not started there, and that
+/// master's `ssh -O check` counts as failed from then on, while its process
+/// keeps running. (What a pool must then do: end that master before a
+/// replacement counts.)
+///
+/// `CAIRN_FAULT_SSH_FORK_HOLD=SECS`: whenever this process takes its shared
+/// lock on a shared master's `NAME.use`, a child process (`sleep SECS`) gets
+/// a copy of that descriptor, as any child being started at that moment has
+/// until it execs (a short while, longer on a loaded machine): the lock must
+/// not outlive this process's own use of the master.
+#[derive(Default)]
+struct SshFault {
+    lost_at: Option<usize>,
+    hold_secs: Option<u64>,
+    commands: AtomicUsize,
+    unresponsive: Mutex<Vec<PathBuf>>,
+}
+
+impl SshFault {
+    fn from_env() -> Self {
+        SshFault {
+            lost_at: std::env::var("CAIRN_FAULT_SSH_LOST")
+                .ok()
+                .and_then(|n| n.trim().parse().ok()),
+            hold_secs: std::env::var("CAIRN_FAULT_SSH_FORK_HOLD")
+                .ok()
+                .and_then(|n| n.trim().parse().ok()),
+            ..SshFault::default()
+        }
+    }
+
+    /// Count a command over the master on `socket`; whether it is the one
+    /// that finds its master unresponsive.
+    fn lost(&self, socket: &Path) -> bool {
+        let Some(at) = self.lost_at else {
+            return false;
+        };
+        let n = self.commands.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == at {
+            tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), "fault: master unresponsive");
+            self.unresponsive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(socket.to_path_buf());
+        }
+        n == at
+    }
+
+    /// Give a child process a copy of `file` for a while (see above).
+    fn hold_copy(&self, file: &std::fs::File) {
+        let (Some(secs), Ok(copy)) = (self.hold_secs, file.try_clone()) else {
+            return;
+        };
+        if let Ok(mut child) = std::process::Command::new("sleep")
+            .arg(secs.to_string())
+            .stdin(copy)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            std::thread::spawn(move || child.wait());
+        }
+    }
+
+    fn unresponsive(&self, socket: &Path) -> bool {
+        self.lost_at.is_some()
+            && self
+                .unresponsive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|s| s == socket)
+    }
 }
 
 impl Pool {
@@ -328,6 +423,9 @@ impl Pool {
             limit: None,
             max_masters: None,
             idle: Arc::new(Notify::new()),
+            retired: Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            fault: SshFault::from_env(),
         }
     }
 
@@ -390,6 +488,11 @@ impl Pool {
     pub fn with_max_masters(mut self, max: Option<usize>) -> Self {
         self.max_masters = max.map(|n| n.max(1));
         self
+    }
+
+    /// The cap on masters open at once (`None`: no cap).
+    pub fn max_masters(&self) -> Option<usize> {
+        self.max_masters
     }
 
     /// The workspace known_hosts file this pool pins host keys in.
@@ -603,7 +706,12 @@ impl Pool {
             locked(inner, lock, &self.exit_127)
         };
         let conn = self.lease(host, false).await?;
-        match run_on(&conn, host, command, &line(&conn), stdin).await {
+        let first = if self.fault.lost(conn.session.control_socket()) {
+            Err(RunError::NotStarted(openssh::Error::Disconnected))
+        } else {
+            run_on(&conn, host, command, &line(&conn), stdin).await
+        };
+        match first {
             Ok(out) => Ok(out),
             Err(RunError::NotStarted(e)) => {
                 // The master is gone (host rebooted, connection dropped, or
@@ -703,6 +811,12 @@ impl Pool {
 
     /// Close every connection (their forwards go with them).
     pub async fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // Broken masters this pool dropped: ended, not kept for the next run.
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for conn in retired {
+            self.close_master(&conn).await;
+        }
         let conns: Vec<Slot> = {
             let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             map.drain().map(|(_, slot)| slot).collect()
@@ -759,9 +873,16 @@ impl Pool {
         }
         let endpoint = Endpoint::of(host);
         loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(StepError::Other(format!(
+                    "{}: the run's ssh connections are closed",
+                    host.name
+                )));
+            }
             // Registered before looking, so an end in between is not missed.
             let idle = self.idle.notified();
             let mut evicted = None;
+            let mut retired_out = None;
             // `None`: every master is busy, wait for one to be idle.
             let slot: Option<Slot> = {
                 let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -771,10 +892,20 @@ impl Pool {
                     }
                     Some(slot.clone())
                 } else {
-                    let full = self.max_masters.is_some_and(|cap| map.len() >= cap);
+                    // Lock order: `conns`, then `retired`.
+                    let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+                    let full = self
+                        .max_masters
+                        .is_some_and(|cap| map.len() + retired.len() >= cap);
+                    // A broken master no one uses any more goes first.
+                    if full {
+                        if let Some(i) = retired.iter().position(|c| c.idle()) {
+                            retired_out = Some(retired.swap_remove(i));
+                        }
+                    }
                     let lru = map
                         .iter()
-                        .filter(|_| full)
+                        .filter(|_| full && retired_out.is_none())
                         .filter_map(|(e, s)| s.get().filter(|c| c.idle()).map(|c| (e, c)))
                         .min_by_key(|(_, c)| c.last_used())
                         .map(|(e, _)| e.clone());
@@ -785,8 +916,11 @@ impl Pool {
                     let busy = map.values().any(|s| {
                         s.get()
                             .is_none_or(|c| c.commands.load(Ordering::SeqCst) > 0)
-                    });
-                    if full && evicted.is_none() && busy {
+                    }) || retired
+                        .iter()
+                        .any(|c| c.commands.load(Ordering::SeqCst) > 0);
+                    drop(retired);
+                    if full && evicted.is_none() && retired_out.is_none() && busy {
                         tracing::debug!(
                             host = %host.name,
                             "every ssh master is busy: waiting for one to be idle"
@@ -803,6 +937,12 @@ impl Pool {
                 idle.await;
                 continue;
             };
+            // The new slot counts from now on; the master it replaces is
+            // ended (and waited for) before this one starts.
+            if let Some(old) = retired_out {
+                tracing::debug!(target: "cairn::ssh::master", host = %host.name, "ssh master cap reached: closing a broken master dropped earlier");
+                self.close_master(&old).await;
+            }
             if let Some((e, old)) = evicted {
                 self.forwards
                     .lock()
@@ -828,6 +968,14 @@ impl Pool {
                     }
                     opening.tried.store(true, Ordering::SeqCst);
                     let mut conn = self.connect(host).await.map_err(Some)?;
+                    if self.closed.load(Ordering::SeqCst) {
+                        // `close_all` ran meanwhile (a `connect()` still opening at the end).
+                        self.close_master(&Arc::new(conn)).await;
+                        return Err(Some(StepError::Other(format!(
+                            "{}: the run's ssh connections are closed",
+                            host.name
+                        ))));
+                    }
                     conn.locking = self.prepare_lock(&conn, host).await.map_err(Some)?;
                     conn.counter(forward).fetch_add(1, Ordering::SeqCst);
                     mine = true;
@@ -862,6 +1010,11 @@ impl Pool {
         }
     }
 
+    /// How many masters the pool counts (open or being opened).
+    fn count(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Whether `slot` is still `endpoint`'s in the pool.
     fn holds(&self, endpoint: &Endpoint, slot: &Slot) -> bool {
         let map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -890,6 +1043,12 @@ impl Pool {
                     .open(&lock_path)
                     .ok()?;
                 lock.lock().ok()?;
+                // Unlocked (`UseLock`), not only closed: a child process being started
+                // meanwhile (any `ssh` this process spawns) holds a copy of
+                // every descriptor until it execs, and a copy keeps the
+                // lock; the probe below would then take this process's own
+                // lock for another process's, and the master would stay up
+                // outside the pool's count.
                 drop(ours);
                 let probe = std::fs::OpenOptions::new()
                     .create(true)
@@ -897,19 +1056,23 @@ impl Pool {
                     .open(&use_path)
                     .ok()?;
                 let alone = probe.try_lock().is_ok();
+                // (the same for the exclusive lock: another process's
+                // shared lock must not fail on a copy of it)
+                release(Some(probe));
                 Some((lock, alone))
             })
             .await
             .ok()
             .flatten();
+            tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), decided = ?decided.as_ref().map(|d| d.1), "closing shared");
             match decided {
                 Some((lock, true)) => {
                     exit_master(&socket).await;
                     let _ = std::fs::remove_file(&socket);
-                    drop(lock);
+                    release(Some(lock));
                 }
                 other => {
-                    drop(other);
+                    release(other.map(|(lock, _)| lock));
                     conn.close_forwards().await;
                 }
             }
@@ -946,7 +1109,9 @@ impl Pool {
         }
     }
 
-    /// Drop a broken connection so the next command reconnects.
+    /// Drop a broken connection so the next command reconnects. Its master
+    /// is kept among the retired ones, counted against the cap, until a new
+    /// master needs its place or the pool closes ([`Pool::close_all`]).
     fn forget(&self, host: &Host, conn: &Arc<Conn>) {
         let endpoint = Endpoint::of(host);
         let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -956,7 +1121,14 @@ impl Pool {
             .is_some_and(|c| Arc::ptr_eq(c, conn));
         if same {
             map.remove(&endpoint);
+            // Its process may still run: it counts until closed (`lease`).
+            self.retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn.clone());
+            let count = map.len();
             drop(map);
+            tracing::debug!(target: "cairn::ssh::master", socket = %conn.session.control_socket().display(), masters = count, "forgotten");
             self.forwards
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1044,17 +1216,24 @@ impl Pool {
         in_use
             .try_lock_shared()
             .map_err(|e| StepError::io("locking", &use_path, std::io::Error::other(e)))?;
+        self.fault.hold_copy(&in_use);
         let conn = |session| Conn {
-            shared: Some((name.clone(), Mutex::new(Some(in_use)))),
+            shared: Some((name.clone(), Mutex::new(Some(UseLock(in_use))))),
             ..Conn::new(session)
         };
         if socket.exists() {
             let session = Session::resume_mux(socket.clone().into_boxed_path(), None);
-            if session.check().await.is_ok() {
-                drop(lock);
+            if !self.fault.unresponsive(&socket) && session.check().await.is_ok() {
+                release(Some(lock));
+                tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), masters = self.count(), "reused");
                 return Ok(conn(session));
             }
             // Its master exited (idle, or its host went away): replace it.
+            tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), masters = self.count(), "check failed: replacing");
+            // Its master may still run (alive but not answering, e.g. on a
+            // loaded machine): end it before its replacement starts, or it
+            // would run on outside the pool's count.
+            exit_master(&socket).await;
             let _ = std::fs::remove_file(&socket);
         }
         let log = tempfile::Builder::new()
@@ -1063,7 +1242,7 @@ impl Pool {
             .map_err(|e| StepError::io("creating an ssh log in", dir, e))?;
         self.start_master(host, &socket, log.path(), persist.as_secs().max(1), fail)
             .await?;
-        drop(lock);
+        release(Some(lock));
         Ok(conn(Session::resume_mux(socket.into_boxed_path(), None)))
     }
 
@@ -1145,12 +1324,17 @@ impl Pool {
         let status = match tokio::time::timeout(limit, ssh.status()).await {
             Ok(Ok(status)) => status,
             Ok(Err(e)) => return Err(fail(format!("cannot run the ssh client: {e}"))),
-            Err(_) => return Err(fail(format!("no ssh session within {}s", limit.as_secs()))),
+            Err(_) => {
+                // The client is killed; a master it forked off just then is not.
+                exit_master(socket).await;
+                return Err(fail(format!("no ssh session within {}s", limit.as_secs())));
+            }
         };
         let log_text = std::fs::read_to_string(log).unwrap_or_default();
         if !status.success() {
             return Err(self.connect_error(host, &log_text, fail));
         }
+        tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), masters = self.count(), "started");
         Ok(())
     }
 
@@ -1221,58 +1405,100 @@ impl Drop for Opening<'_> {
 
 /// Ask the master listening on `socket` to exit (`ssh -O exit`) and wait
 /// until its process is gone, so a master opened next never runs beside it.
-/// Each `ssh -O` client gets 30 s (a heavily loaded machine starts them
-/// slowly); a master still there after its exit request (or that did not
-/// answer it) is ended by SIGTERM, so a closed master never lingers until its
-/// idle timeout.
-async fn exit_master(socket: &Path) {
-    let control = |op: &str| {
-        let mut ssh = tokio::process::Command::new("ssh");
-        ssh.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .arg("-S")
-            .arg(socket)
-            .args(["-O", op, "--", "cairn-master"]);
-        ssh
-    };
-    let limit = Duration::from_secs(30);
-    // "Master running (pid=N)"
-    let pid = match tokio::time::timeout(limit, control("check").output()).await {
-        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr)
-            .split("pid=")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .and_then(|p| p.trim().parse::<i32>().ok()),
-        _ => None,
-    };
-    let _ = tokio::time::timeout(limit, control("exit").status()).await;
-    let Some(pid) = pid.filter(|p| *p > 1) else {
-        return;
-    };
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    for signal in [None, Some(libc::SIGTERM)] {
+/// The master's process is found from `/proc` (an `ssh -M` of this user
+/// with `-S socket` in its arguments), not asked for its pid: a master too
+/// slow to answer on a loaded machine, or not answering at all, is ended
+/// too. Each `ssh -O` client gets 10 s; a master still there after its exit
+/// request is ended by SIGTERM, then SIGKILL, each waited for up to 10 s.
+/// Whether no master on `socket` is left.
+async fn exit_master(socket: &Path) -> bool {
+    let before = master_pids(socket);
+    let mut ssh = tokio::process::Command::new("ssh");
+    ssh.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "exit", "--", "cairn-master"]);
+    let exited = tokio::time::timeout(Duration::from_secs(10), ssh.status()).await;
+    tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), pids = ?before, exit = ?exited.as_ref().map(|r| r.as_ref().map(|s| s.code()).ok()), "exit asked");
+    for signal in [None, Some(libc::SIGTERM), Some(libc::SIGKILL)] {
+        // pids found before the request, or since (a master forking into
+        // the background shows under its child's pid)
+        let mut pids = before.clone();
+        pids.extend(master_pids(socket));
+        pids.sort_unstable();
+        pids.dedup();
         if let Some(sig) = signal {
-            if proc.exists() {
-                // SAFETY: a signal to the master's pid, read from the master
-                // itself a moment ago.
+            for pid in &pids {
+                // SAFETY: a signal to an `ssh -M` process of this user
+                // serving `socket`, found in /proc a moment ago.
                 unsafe {
-                    libc::kill(pid, sig);
+                    libc::kill(*pid, sig);
                 }
             }
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         // a poll bounded by `deadline`: the master is not our child, so
         // there is no exit status to wait for
-        while proc.exists() && Instant::now() < deadline {
+        let alive = |pids: &[i32]| {
+            pids.iter()
+                .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        };
+        while alive(&pids) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if !proc.exists() {
-            return;
+        if !alive(&pids) && master_pids(socket).is_empty() {
+            tracing::debug!(target: "cairn::ssh::master", socket = %socket.display(), pids = ?pids, ?signal, "exited");
+            return true;
         }
     }
-    tracing::warn!("ssh master {} (pid {pid}) did not exit", socket.display());
+    tracing::warn!("ssh master {} did not exit", socket.display());
+    false
+}
+
+/// The processes of this user running an `ssh` master (`-M`) on `socket`.
+fn master_pids(socket: &Path) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let uid = unsafe { libc::geteuid() };
+    let want = socket.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !p.metadata().is_ok_and(|m| m.uid() == uid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_ssh = args
+            .first()
+            .is_some_and(|a| *a == b"ssh" || a.ends_with(b"/ssh"));
+        if is_ssh
+            && args.contains(&&b"-M"[..])
+            && args.windows(2).any(|w| w[0] == b"-S" && w[1] == want)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Unlock a lock file, then close it. Closing alone is not enough: a child
+/// process being started at that moment holds a copy of the descriptor
+/// until it execs, and the lock lasts as long as any copy.
+fn release(file: Option<std::fs::File>) {
+    if let Some(file) = file {
+        let _ = file.unlock();
+    }
 }
 
 /// Where ssh says the mismatching key is pinned (`Offending ... key in FILE:LINE`).
