@@ -342,6 +342,9 @@ pub struct Pool {
 /// a copy of that descriptor, as any child being started at that moment has
 /// until it execs (a short while, longer on a loaded machine): the lock must
 /// not outlive this process's own use of the master.
+///
+/// Both are compiled only with the `fault-hooks` feature, as
+/// `CAIRN_FAULT_KILL` is.
 #[derive(Default)]
 struct SshFault {
     lost_at: Option<usize>,
@@ -351,6 +354,13 @@ struct SshFault {
 }
 
 impl SshFault {
+    /// Without the `fault-hooks` feature (any build but the tests'), nothing
+    /// is read and no fault is ever armed.
+    #[cfg(not(feature = "fault-hooks"))]
+    fn from_env() -> Self {
+        SshFault::default()
+    }
+    #[cfg(feature = "fault-hooks")]
     fn from_env() -> Self {
         SshFault {
             lost_at: std::env::var("CAIRN_FAULT_SSH_LOST")
