@@ -40,7 +40,11 @@ if [ -x target/release/cairn ]; then
 elif [ -x target/debug/cairn ]; then
     cairn=target/debug/cairn
 else
-    cargo build --bin cairn
+    # With the features `cargo test` builds the binary with (the test-only
+    # fault hooks, inert unless a CAIRN_FAULT_* variable is set), so CI's
+    # `cargo test` reuses this build of the core and the lab instead of
+    # compiling both again without them.
+    cargo build --bin cairn --features fault-hooks
     cairn=target/debug/cairn
 fi
 start=$(date +%s)
