@@ -776,9 +776,21 @@ fn drop_lab(l: lab::LabHandle) {
     lab::disown(&l.name);
 }
 
+/// CI samples the half-applied plans: the runbooks that share this binary's
+/// lab (hetzner-apt, binary-yaml, do-discovery, the cleanup) always run; the
+/// two that need a lab of their own (debian-binary, static-pods) run with
+/// `CAIRN_PURITY_RUNBOOKS=full`, as kill_resume's `CAIRN_KILL_POINTS=full`.
+fn sampled_out(test: &str) -> bool {
+    if std::env::var("CAIRN_PURITY_RUNBOOKS").as_deref() == Ok("full") {
+        return false;
+    }
+    eprintln!("sampled out: {test} (CAIRN_PURITY_RUNBOOKS=full runs it)");
+    true
+}
+
 #[test]
 fn plan_of_a_half_applied_debian_binary_run_changes_nothing() {
-    if lab::skip() {
+    if lab::skip() || sampled_out("plan_of_a_half_applied_debian_binary_run_changes_nothing") {
         return;
     }
     let _turn = serial();
@@ -790,7 +802,7 @@ fn plan_of_a_half_applied_debian_binary_run_changes_nothing() {
 
 #[test]
 fn plan_of_a_half_applied_static_pods_run_changes_nothing() {
-    if lab::skip() {
+    if lab::skip() || sampled_out("plan_of_a_half_applied_static_pods_run_changes_nothing") {
         return;
     }
     let _turn = serial();
