@@ -223,6 +223,16 @@ pub struct BranchFailure {
     pub step: Option<StepFailure>,
 }
 
+impl BranchFailure {
+    /// Whether its message already says which host failed: a step that ran on
+    /// the branch's host shows as `KIND on HOST failed: ...`. Anything else (a
+    /// runbook's `fail`, a step on `local` or a cloud, a nested `on()`) is
+    /// shown after `on HOST: `.
+    pub fn names_its_host(&self) -> bool {
+        self.step.as_ref().is_some_and(|s| s.target == self.host)
+    }
+}
+
 /// An `on()` that failed, as it travels through Rhai (raised at the first
 /// failed host's failing call, like [`StepFailure`]): what is shown, every
 /// failed host with its typed error, and a failed gate's step. A runbook that

@@ -511,7 +511,7 @@ fn branches_failed(
 ) -> Box<EvalAltResult> {
     let (hosts, first) = branch_failures(failures);
     let shown = match hosts.as_slice() {
-        [one] if one.message.contains(one.host.as_str()) => one.message.clone(),
+        [one] if one.names_its_host() => one.message.clone(),
         [one] => format!("on {}: {}", one.host, one.message),
         _ => format!(
             "{} of {total} hosts failed:\n{}",

@@ -291,6 +291,23 @@ mod tests {
     }
 
     #[test]
+    fn one_failed_host_is_named_once_whatever_its_message_says() {
+        // a step on the host names it; the runbook's own text is prefixed even
+        // when it happens to hold the host's name
+        let step = "on([hosts()[0]], |h| file(h, #{ path: \"relative\", content: \"x\" }));\n";
+        let e = check_script(step).unwrap_err();
+        let message = &e.script().expect("a script error").message;
+        assert!(
+            message.starts_with("file on host-1 failed: invalid `path`"),
+            "{message}"
+        );
+        let own = "on([hosts()[0]], |h| fail(`${h.name} is not ready`));\n";
+        let e = check_script(own).unwrap_err();
+        let message = &e.script().expect("a script error").message;
+        assert_eq!(message, "on host-1: host-1 is not ready");
+    }
+
+    #[test]
     fn a_caught_on_failure_is_typed_and_reads_as_its_text() {
         let script =
             "try {\n    on(hosts(), |h| file(h, #{ path: \"relative\", content: \"x\" }));\n} \
