@@ -674,3 +674,38 @@ fn bad_inventory_is_refused_with_its_position() {
         "{err}"
     );
 }
+
+#[test]
+fn a_host_reads_as_its_inventory_entry_and_its_getters_are_read_only() {
+    let d = Dir::new();
+    d.write("rb/runbook.toml", MANIFEST);
+    d.write(
+        "hosts.toml",
+        "[[hosts]]\nname = \"a\"\naddress = \"10.0.0.1\"\nprivate_address = \"10.1.0.1\"\n\
+         fqdn = \"a.example.org\"\nuser = \"ops\"\nport = 2222\ngroups = [\"etcd\"]\n\
+         labels = { zone = \"x\" }\n\
+         [[hosts]]\nname = \"b\"\naddress = \"10.0.0.2\"\n",
+    );
+    d.write(
+        "rb/main.rhai",
+        "let a = hosts()[0];\nlet b = hosts()[1];\n\
+         fail(`${a}|${a.name}|${a.address}|${a.private_address}|${a.internal_address}|${a.fqdn}|\
+         ${a.user}|${a.port}|${type_of(a.port)}|${a.labels.zone}|${a.groups}|${a.to_debug()}|\
+         ${type_of(b.private_address)}|${b.internal_address}|${b.fqdn}|${b.port}|${b.groups.len()}`);\n",
+    );
+    let o = d.cairn(&["plan", "rb", "--inventory", "hosts.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with(
+            "error: a|a|10.0.0.1|10.1.0.1|10.1.0.1|a.example.org|ops|2222|i64|x|[\"etcd\"]|\
+             Host(a ops@10.0.0.1:2222)|()|10.0.0.2|b|22|0\n"
+        ),
+        "{err}"
+    );
+    d.write("rb/main.rhai", "let a = hosts()[0];\na.address = \"10.9.9.9\";\n");
+    let o = d.cairn(&["plan", "rb", "--inventory", "hosts.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("address"), "{err}");
+    assert!(err.contains("main.rhai:2:"), "{err}");
+}

@@ -5,7 +5,7 @@
 //! like `Host` or `Cert`) inside the map are turned into their serde form first.
 
 use rhai::serde::DynamicDeserializer;
-use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position, TypeBuilder};
+use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position, TypeBuilder};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess};
 
@@ -16,16 +16,11 @@ const TO_ARGUMENT: &str = "$argument";
 /// Let handles of type `T` (custom types like `Host` or `Cert`) appear inside
 /// argument maps, as their serde form. The engine owns the converters: each
 /// handle type registers its own where the type itself is registered, with
-/// `#[rhai_type(extra = crate::args::argument)]` on a derived type (or
-/// [`register_argument`]), and [`parse`] asks the engine of the call. There is
+/// `#[rhai_type(extra = crate::args::argument)]` on its derive, and [`parse`]
+/// asks the engine of the call. There is
 /// no list to keep in step with the types and nothing process-global.
 pub fn argument<T: serde::Serialize + rhai::Variant + Clone>(builder: &mut TypeBuilder<T>) {
     builder.with_fn(TO_ARGUMENT, to_argument::<T>);
-}
-
-/// [`argument`] for a type registered without the derive (`Host`).
-pub fn register_argument<T: serde::Serialize + rhai::Variant + Clone>(engine: &mut Engine) {
-    engine.register_fn(TO_ARGUMENT, to_argument::<T>);
 }
 
 fn to_argument<T: serde::Serialize>(value: &mut T) -> Dynamic {

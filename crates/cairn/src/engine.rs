@@ -205,49 +205,8 @@ pub fn params_map(inputs: &ScriptInputs, secrets: &Secrets) -> Map {
     map
 }
 
-/// `Host` values: getters for runbooks, and usable inside argument maps.
-fn register_host(engine: &mut Engine) {
-    crate::args::register_argument::<Host>(engine);
-    engine
-        .register_type_with_name::<Host>("Host")
-        .register_get("name", |h: &mut Host| h.name.clone())
-        .register_get("address", |h: &mut Host| h.address.clone())
-        .register_get("private_address", |h: &mut Host| {
-            h.private_address
-                .clone()
-                .map(Dynamic::from)
-                .unwrap_or(Dynamic::UNIT)
-        })
-        .register_get("internal_address", |h: &mut Host| {
-            h.internal_address().to_string()
-        })
-        .register_get("fqdn", |h: &mut Host| {
-            h.fqdn.clone().unwrap_or_else(|| h.name.clone())
-        })
-        .register_get("user", |h: &mut Host| h.user.clone())
-        .register_get("port", |h: &mut Host| h.port as i64)
-        .register_get("labels", |h: &mut Host| {
-            h.labels
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
-                .collect::<Map>()
-        })
-        .register_get("groups", |h: &mut Host| {
-            h.groups
-                .iter()
-                .cloned()
-                .map(Dynamic::from)
-                .collect::<Array>()
-        })
-        .register_fn("to_string", |h: &mut Host| h.name.clone())
-        .register_fn("print", |h: &mut Host| h.name.clone())
-        .register_fn("to_debug", |h: &mut Host| {
-            format!("Host({} {}@{}:{})", h.name, h.user, h.address, h.port)
-        });
-}
-
 fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInputs) {
-    register_host(engine);
+    engine.build_type::<Host>();
     crate::limit::register(engine, exec.limit_arc());
     // A step's failure caught by `try { ... } catch (e)`: its text, as shown.
     engine

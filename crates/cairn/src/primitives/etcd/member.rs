@@ -131,7 +131,7 @@ pub struct MemberLayout {
     pub running_version: String,
     /// `endpoint URL` (its `/version`) or `process PID` (the running
     /// executable's `--version`).
-    #[rhai_type(skip)]
+    #[rhai_type(readonly)]
     pub running_version_from: String,
 }
 

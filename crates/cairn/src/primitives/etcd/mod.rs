@@ -284,9 +284,6 @@ fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("peer_client_cert_auth", |m: &mut L| {
             m.settings.peer_tls.client_cert_auth
         })
-        .register_get("running_version_from", |m: &mut L| {
-            m.running_version_from.clone()
-        })
         .register_get("origins", |m: &mut L| -> Map {
             m.settings
                 .origins
