@@ -1,4 +1,4 @@
-//! How a function enters the runbook language: the [`function!`] macro and
+//! How a function enters the runbook language: the `function!` macro and
 //! [`register`], the one place that builds a `rhai::FuncRegistration`.
 //!
 //! Every primitive family, the core functions (`hosts`, `on`, `env`, ...) and
@@ -22,12 +22,12 @@
 //!   );
 //!   ```
 //!   (`+ CONN` appends a shared [`Doc`] as a further block);
-//! - on a named [`Doc`] that several functions share, through [`documented!`]
+//! - on a named [`Doc`] that several functions share, through `documented!`
 //!   (`documented! { /// ... pub(super) const DOC_RUN; }`), used with
 //!   `fn "run"(...) -> "CommandResult" as run::DOC_RUN = ...`;
 //! - for a step primitive registered from a table (`file`, `dir`, `apt`, ...
 //!   in `primitives/remote`), on the step's struct, also through
-//!   [`documented!`], which implements [`Documented`]: the struct's rustdoc is
+//!   `documented!`, which implements [`Documented`]: the struct's rustdoc is
 //!   the runbook function's doc.
 //!
 //! `macro_rules!` sees a `/// text` line as `#[doc = " text"]`; the macros turn
@@ -49,7 +49,7 @@ pub const DOC_LINE: &str = concat!('/', "//");
 
 /// A function's documentation for runbook authors: one or more blocks of
 /// `///` lines, as Rhai's doc metadata holds them. Only the macros
-/// ([`function!`], [`documented!`]) make one, from doc comments.
+/// (`function!`, `documented!`) make one, from doc comments.
 #[derive(Clone, Debug)]
 pub struct Doc {
     blocks: Cow<'static, [&'static str]>,
@@ -82,7 +82,7 @@ impl Doc {
 }
 
 /// A type whose doc comment is a runbook function's doc (a step primitive's
-/// struct); implemented by [`documented!`].
+/// struct); implemented by `documented!`.
 pub trait Documented {
     /// The type's doc comment as a [`Doc`].
     const DOC: Doc;
@@ -91,7 +91,7 @@ pub trait Documented {
 /// Register `f` as the Rhai function `name`. `params` are the parameters
 /// (`"name: Type"`) followed by the result type. Overloads (`run(host, cmd)`
 /// and `run(host, cmd, options)`) are separate calls with the same name.
-/// Call sites use [`function!`], which builds the [`Doc`] from doc comments.
+/// Call sites use `function!`, which builds the [`Doc`] from doc comments.
 pub fn register<A, const N: usize, const X: bool, R, const F: bool, P>(
     engine: &mut Engine,
     name: &str,
