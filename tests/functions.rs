@@ -23,7 +23,7 @@ fn every_registered_function_has_a_doc_comment() {
     assert!(
         missing.is_empty(),
         "{} registered function(s) without a doc comment (register them with \
-         `cairn::registration::function` and a doc):\n  {}",
+         `cairn::registration::function!` and a doc comment):\n  {}",
         missing.len(),
         missing.join("\n  ")
     );
@@ -108,7 +108,7 @@ fn committed_primitive_docs_are_what_cairn_docs_generates() {
     );
 }
 
-/// Every function enters the engine through `cairn::registration::function`
+/// Every function enters the engine through `cairn::registration::register`
 /// (name, parameters, doc comment): no other file builds a registration.
 #[test]
 fn functions_are_registered_in_one_place() {
@@ -135,5 +135,46 @@ fn functions_are_registered_in_one_place() {
         found,
         ["registration.rs"],
         "files that call FuncRegistration::new"
+    );
+}
+
+/// A runbook function's doc is written as Rust doc comments (`///` lines that
+/// rustdoc shows too), which `registration::function!` and `documented!` turn
+/// into Rhai's doc metadata; never as a string holding `///` lines, which
+/// rustdoc does not see. Fails naming each string literal under crates/ whose
+/// text starts with three slashes (also after a `\` line continuation).
+#[test]
+fn docs_are_doc_comments_not_strings() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    walk(&p, found);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (at, _) in text.match_indices('"') {
+                    let rest = &text[at + 1..];
+                    let rest = match rest.strip_prefix("\\\n") {
+                        Some(r) => r.trim_start(),
+                        None => rest,
+                    };
+                    if rest.starts_with("///") {
+                        let line = text[..at].matches('\n').count() + 1;
+                        found.push(format!("{}:{line}", p.display()));
+                    }
+                }
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    walk(&root.join("crates"), &mut found);
+    assert!(
+        found.is_empty(),
+        "doc text written as a string of `///` lines (write doc comments in \
+         `registration::function!` or `registration::documented!` instead):\n  {}",
+        found.join("\n  ")
     );
 }

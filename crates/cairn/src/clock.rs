@@ -71,90 +71,71 @@ pub fn register(engine: &mut Engine) {
         .register_fn("to_debug", |t: &mut Timestamp| format!("Timestamp({t})"))
         .register_get("unix", |t: &mut Timestamp| t.0.unix_timestamp());
 
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "now",
-        ["Timestamp"],
-        [
-            "/// The current time (UTC) as a `Timestamp`: compare it with `<`, `>`,",
-            "/// subtract two (seconds), `t.add_days(n)`, `t.days_until(other)`;",
-            "/// it prints as RFC 3339 (`2026-12-01T11:31:37Z`).",
-        ],
-        Timestamp::now,
+        /// The current time (UTC) as a `Timestamp`: compare it with `<`, `>`,
+        /// subtract two (seconds), `t.add_days(n)`, `t.days_until(other)`;
+        /// it prints as RFC 3339 (`2026-12-01T11:31:37Z`).
+        fn "now"() -> "Timestamp" = Timestamp::now
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "timestamp",
-        ["text: &str", "Timestamp"],
-        [
-            "/// A `Timestamp` from RFC 3339 text, e.g. a certificate's `not_after`:",
-            "/// `timestamp(cert.not_after)`. Other text is an error naming it.",
-        ],
-        |text: &str| parsed(text),
+        /// A `Timestamp` from RFC 3339 text, e.g. a certificate's `not_after`:
+        /// `timestamp(cert.not_after)`. Other text is an error naming it.
+        fn "timestamp"("text: &str") -> "Timestamp" = |text: &str| parsed(text)
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "days_until",
-        ["then: &str", "i64"],
-        [
-            "/// Whole days from now until `then` (RFC 3339 text such as `cert.not_after`,",
-            "/// or a `Timestamp`), rounded down; negative once `then` has passed.",
-            "///",
-            "/// ```rhai",
-            "/// let left = days_until(inspect_cert(\"pki/etcd-ca.crt\").not_after);",
-            "/// if left < 30 { warn(`etcd-ca expires in ${left} days`); }",
-            "/// ```",
-        ],
+        /// Whole days from now until `then` (RFC 3339 text such as `cert.not_after`,
+        /// or a `Timestamp`), rounded down; negative once `then` has passed.
+        ///
+        /// ```rhai
+        /// let left = days_until(inspect_cert("pki/etcd-ca.crt").not_after);
+        /// if left < 30 { warn(`etcd-ca expires in ${left} days`); }
+        /// ```
+        fn "days_until"("then: &str") -> "i64" =
         |then: &str| -> Result<i64, Box<EvalAltResult>> {
             Ok(Timestamp::now().days_until(&parsed(then)?))
-        },
+        }
     );
-    let until_doc = [
-        "/// Whole days from now (or from `t`, as `t.days_until(then)`) until `then`, a",
-        "/// `Timestamp` or an RFC 3339 string; negative when `then` is past.",
-        "///",
-        "/// ```rhai",
-        "/// let left = now().days_until(cert.not_after);",
-        "/// ```",
-    ];
-    crate::registration::function(
+    crate::registration::documented! {
+        /// Whole days from now (or from `t`, as `t.days_until(then)`) until `then`, a
+        /// `Timestamp` or an RFC 3339 string; negative when `then` is past.
+        ///
+        /// ```rhai
+        /// let left = now().days_until(cert.not_after);
+        /// ```
+        const UNTIL_DOC;
+    }
+    crate::registration::function!(
         engine,
-        "days_until",
-        ["then: Timestamp", "i64"],
-        until_doc,
-        |then: Timestamp| Timestamp::now().days_until(&then),
+        fn "days_until"("then: Timestamp") -> "i64" as UNTIL_DOC =
+        |then: Timestamp| Timestamp::now().days_until(&then)
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "days_until",
-        ["t: Timestamp", "then: Timestamp", "i64"],
-        until_doc,
-        |t: &mut Timestamp, then: Timestamp| t.days_until(&then),
+        fn "days_until"("t: Timestamp", "then: Timestamp") -> "i64" as UNTIL_DOC =
+        |t: &mut Timestamp, then: Timestamp| t.days_until(&then)
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "days_until",
-        ["t: Timestamp", "then: &str", "i64"],
-        until_doc,
+        fn "days_until"("t: Timestamp", "then: &str") -> "i64" as UNTIL_DOC =
         |t: &mut Timestamp, then: &str| -> Result<i64, Box<EvalAltResult>> {
             Ok(t.days_until(&parsed(then)?))
-        },
+        }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "add_days",
-        ["t: Timestamp", "days: i64", "Timestamp"],
-        [
-            "/// The time `days` days after `t` (before it when negative).",
-            "///",
-            "/// ```rhai",
-            "/// let soon = now().add_days(30);",
-            "/// if cert_expiry < soon { warn(\"expires within 30 days\"); }",
-            "/// ```",
-        ],
+        /// The time `days` days after `t` (before it when negative).
+        ///
+        /// ```rhai
+        /// let soon = now().add_days(30);
+        /// if cert_expiry < soon { warn("expires within 30 days"); }
+        /// ```
+        fn "add_days"("t: Timestamp", "days: i64") -> "Timestamp" =
         |t: &mut Timestamp, days: i64| -> Result<Timestamp, Box<EvalAltResult>> {
             t.add_days(days).map_err(script_error)
-        },
+        }
     );
     // a - b: seconds between two times
     engine.register_fn("-", |a: Timestamp, b: Timestamp| {

@@ -231,235 +231,217 @@ fn register_core(engine: &mut Engine, exec: &Arc<Executor>, inputs: &ScriptInput
         .register_fn("to_string", |_: &mut Secret| MASK.to_string())
         .register_fn("print", |_: &mut Secret| MASK.to_string())
         .register_fn("to_debug", |_: &mut Secret| format!("Secret({MASK})"));
-    crate::registration::function(engine, "reveal", ["secret: Secret", "String"], [
-            "/// The clear text of a secret parameter, for a primitive argument that needs it",
-            "/// (a file's content, a cloud token). Printing or interpolating a `Secret` shows",
-            "/// `********`; a revealed value is still redacted from plans, logs and journals.",
-            "///",
-            "/// ```rhai",
-            "/// file(h, #{ path: \"/etc/app/token\", content: params.token.reveal(), mode: \"0600\" });",
-            "/// ```",
-        ], |s: &mut Secret| s.0.to_string());
+    crate::registration::function!(
+        engine,
+        /// The clear text of a secret parameter, for a primitive argument that needs it
+        /// (a file's content, a cloud token). Printing or interpolating a `Secret` shows
+        /// `********`; a revealed value is still redacted from plans, logs and journals.
+        ///
+        /// ```rhai
+        /// file(h, #{ path: "/etc/app/token", content: params.token.reveal(), mode: "0600" });
+        /// ```
+        fn "reveal"("secret: Secret") -> "String" = |s: &mut Secret| s.0.to_string()
+    );
 
     // hosts() / hosts(group) / hosts(#{ allow_empty }) / hosts(group, #{ allow_empty }):
     // an empty selection is an error unless `allow_empty: true`.
     crate::params::register(engine, &inputs.declared);
     let all = Arc::new(inputs.hosts.clone());
     let any = inputs.any_group;
-    let hosts_doc = [
-        "/// The inventory's (or lab's) hosts, in inventory order: all of them, or those of",
-        "/// `group`. An empty selection is an error naming the group, unless",
-        "/// `#{ allow_empty: true }` is given. Under `--limit` it still gives every host",
-        "/// (names and addresses are inventory data): `on(...)` skips those outside the",
-        "/// limit, and any step on one of them is an error naming it and the limit.",
-        "///",
-        "/// ```rhai",
-        "/// let nodes = hosts(\"etcd\");",
-        "/// let maybe = hosts(\"backup\", #{ allow_empty: true });",
-        "/// ```",
-    ];
+    crate::registration::documented! {
+        /// The inventory's (or lab's) hosts, in inventory order: all of them, or those of
+        /// `group`. An empty selection is an error naming the group, unless
+        /// `#{ allow_empty: true }` is given. Under `--limit` it still gives every host
+        /// (names and addresses are inventory data): `on(...)` skips those outside the
+        /// limit, and any step on one of them is an error naming it and the limit.
+        ///
+        /// ```rhai
+        /// let nodes = hosts("etcd");
+        /// let maybe = hosts("backup", #{ allow_empty: true });
+        /// ```
+        const HOSTS_DOC;
+    }
     let a = all.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "hosts",
-        ["Array"],
-        hosts_doc,
-        move |call: NativeCallContext| select_hosts(&call, &a, None, any, Map::new()),
+        fn "hosts"() -> "Array" as HOSTS_DOC =
+        move |call: NativeCallContext| select_hosts(&call, &a, None, any, Map::new())
     );
     let a = all.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "hosts",
-        ["options: Map", "Array"],
-        hosts_doc,
-        move |call: NativeCallContext, options: Map| select_hosts(&call, &a, None, any, options),
+        fn "hosts"("options: Map") -> "Array" as HOSTS_DOC =
+        move |call: NativeCallContext, options: Map| select_hosts(&call, &a, None, any, options)
     );
     let a = all.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "hosts",
-        ["group: &str", "Array"],
-        hosts_doc,
+        fn "hosts"("group: &str") -> "Array" as HOSTS_DOC =
         move |call: NativeCallContext, group: &str| {
             select_hosts(&call, &a, Some(group), any, Map::new())
-        },
+        }
     );
     let a = all.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "hosts",
-        ["group: &str", "options: Map", "Array"],
-        hosts_doc,
+        fn "hosts"("group: &str", "options: Map") -> "Array" as HOSTS_DOC =
         move |call: NativeCallContext, group: &str, options: Map| {
             select_hosts(&call, &a, Some(group), any, options)
-        },
+        }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "host",
-        ["args: Map", "Host"],
-        [
-            "/// A host from values, e.g. a server a cloud step just created:",
-            "/// `#{name, address, internal_address?, user?, port?, groups?}`. Its arguments are",
-            "/// checked as an inventory's are.",
-            "///",
-            "/// ```rhai",
-            "/// let h = host(#{ name: server.name, address: server.ipv4, user: \"root\" });",
-            "/// ```",
-        ],
+        /// A host from values, e.g. a server a cloud step just created:
+        /// `#{name, address, internal_address?, user?, port?, groups?}`. Its arguments are
+        /// checked as an inventory's are.
+        ///
+        /// ```rhai
+        /// let h = host(#{ name: server.name, address: server.ipv4, user: "root" });
+        /// ```
+        fn "host"("args: Map") -> "Host" =
         |call: NativeCallContext, args: Map| -> Result<Host, Box<EvalAltResult>> {
             let host: Host = crate::args::parse(&call, "host", args)?;
             host.check()
                 .map_err(|e| format!("host: bad arguments: {e}"))?;
             Ok(host)
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "env",
-        ["name: &str", "Dynamic"],
-        [
-            "/// A variable of cairn's environment (with the lab's env file laid over it), or",
-            "/// `()` when it is not set.",
-            "///",
-            "/// ```rhai",
-            "/// let mirror = env(\"CAIRN_RELEASE_MIRROR\") ?? \"https://github.com\";",
-            "/// ```",
-        ],
+        /// A variable of cairn's environment (with the lab's env file laid over it), or
+        /// `()` when it is not set.
+        ///
+        /// ```rhai
+        /// let mirror = env("CAIRN_RELEASE_MIRROR") ?? "https://github.com";
+        /// ```
+        fn "env"("name: &str") -> "Dynamic" =
         move |name: &str| -> Dynamic {
             match x.ctx().env(name) {
                 Some(v) => Dynamic::from(v.to_string()),
                 None => Dynamic::UNIT,
             }
-        },
+        }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "is_known",
-        ["value: Dynamic", "bool"],
-        [
-            "/// False while planning when `value` (or anything in it) exists only after an",
-            "/// earlier step runs, e.g. the address of a server not created yet; always true",
-            "/// in a run. Use it to skip work a plan cannot do yet.",
-            "///",
-            "/// ```rhai",
-            "/// if is_known(sums.stdout) { sha = checksum_of(sums.stdout, file); }",
-            "/// ```",
-        ],
-        |call: NativeCallContext, value: Dynamic| -> bool { is_known(&call, &value) },
+        /// False while planning when `value` (or anything in it) exists only after an
+        /// earlier step runs, e.g. the address of a server not created yet; always true
+        /// in a run. Use it to skip work a plan cannot do yet.
+        ///
+        /// ```rhai
+        /// if is_known(sums.stdout) { sha = checksum_of(sums.stdout, file); }
+        /// ```
+        fn "is_known"("value: Dynamic") -> "bool" =
+        |call: NativeCallContext, value: Dynamic| -> bool { is_known(&call, &value) }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "fail",
-        ["message: &str", "()"],
-        [
-            "/// Stop the runbook with an error: `message`, at this line's position. Nothing",
-            "/// after it runs; a plan stops there too.",
-            "///",
-            "/// ```rhai",
-            "/// if nodes.len() % 2 == 0 { fail(`${nodes.len()} members: use an odd number`); }",
-            "/// ```",
-        ],
+        /// Stop the runbook with an error: `message`, at this line's position. Nothing
+        /// after it runs; a plan stops there too.
+        ///
+        /// ```rhai
+        /// if nodes.len() % 2 == 0 { fail(`${nodes.len()} members: use an odd number`); }
+        /// ```
+        fn "fail"("message: &str") -> "()" =
         |msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
             Err(script_error(msg.to_string()))
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(engine, "warn", ["message: &str", "()"], [
-            "/// A warning: shown under the host whose `on(...)` branch gave it (else",
-            "/// `local`) in the plan or run output, and listed again in the summary at the",
-            "/// end. Unlike `fail`, the runbook goes on and the exit code is unchanged.",
-            "///",
-            "/// ```rhai",
-            "/// if days_until(cert.not_after) < 30 { warn(`${h.name}: certificate expires soon`); }",
-            "/// ```",
-        ], move |msg: ImmutableString| x.warn(&msg));
-    crate::clock::register(engine);
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "assert",
-        ["ok: bool", "message: &str", "()"],
-        [
-            "/// Stop with `assertion failed: MESSAGE` (at this line's position) unless `ok`.",
-            "///",
-            "/// ```rhai",
-            "/// assert(members.len() == 3, `expected 3 members, found ${members.len()}`);",
-            "/// ```",
-        ],
+        /// A warning: shown under the host whose `on(...)` branch gave it (else
+        /// `local`) in the plan or run output, and listed again in the summary at the
+        /// end. Unlike `fail`, the runbook goes on and the exit code is unchanged.
+        ///
+        /// ```rhai
+        /// if days_until(cert.not_after) < 30 { warn(`${h.name}: certificate expires soon`); }
+        /// ```
+        fn "warn"("message: &str") -> "()" = move |msg: ImmutableString| x.warn(&msg)
+    );
+    crate::clock::register(engine);
+    crate::registration::function!(
+        engine,
+        /// Stop with `assertion failed: MESSAGE` (at this line's position) unless `ok`.
+        ///
+        /// ```rhai
+        /// assert(members.len() == 3, `expected 3 members, found ${members.len()}`);
+        /// ```
+        fn "assert"("ok: bool", "message: &str") -> "()" =
         |ok: bool, msg: ImmutableString| -> Result<(), Box<EvalAltResult>> {
             if ok {
                 Ok(())
             } else {
                 Err(script_error(format!("assertion failed: {msg}")))
             }
-        },
+        }
     );
 
     // on(hosts, |h| ...) and on(hosts, #{ options }, |h| ...): see crate::fanout
     let cap = inputs.max_parallel;
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "on",
-        ["hosts: Array", "f: FnPtr", "Array"],
-        [
-            "/// Run the closure for every host, concurrently (at most the run's cap at once:",
-            "/// 32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`), each host's steps in its",
-            "/// own scope. Returns the closure's results in the order of `hosts`. Every host",
-            "/// finishes its branch; if any failed, the error names each failed host.",
-            "/// Under `--limit`, hosts outside it run no branch; their result is a value",
-            "/// that is an error to use (it names the host and the limit).",
-            "///",
-            "/// ```rhai",
-            "/// let kernels = on(hosts(), |h| fact(h, \"uname -r\").stdout);",
-            "/// ```",
-        ],
+        /// Run the closure for every host, concurrently (at most the run's cap at once:
+        /// 32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`), each host's steps in its
+        /// own scope. Returns the closure's results in the order of `hosts`. Every host
+        /// finishes its branch; if any failed, the error names each failed host.
+        /// Under `--limit`, hosts outside it run no branch; their result is a value
+        /// that is an error to use (it names the host and the limit).
+        ///
+        /// ```rhai
+        /// let kernels = on(hosts(), |h| fact(h, "uname -r").stdout);
+        /// ```
+        fn "on"("hosts: Array", "f: FnPtr") -> "Array" =
         move |call: NativeCallContext,
               hosts: Array,
               f: FnPtr|
               -> Result<Array, Box<EvalAltResult>> {
             crate::fanout::on_hosts(&call, &x, cap, hosts, None, f)
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(engine, "on", ["hosts: Array", "options: Map", "f: FnPtr", "Array"], [
-            "/// Run the closure for every host in batches, one batch after the other.",
-            "///",
-            "/// Options (all optional):",
-            "/// - `serial`: hosts per batch, an integer >= 1 or a percentage of the hosts",
-            "///   like `\"34%\"` (rounded up, at least 1). Default: all hosts in one batch.",
-            "/// - `max_parallel`: at most this many hosts of a batch at once (integer >= 1).",
-            "///   Default: the run's cap (32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`).",
-            "/// - `gate`: a closure `|batch| ...` called after each batch (the last one",
-            "///   too) with the array of that batch's hosts. It fails by throwing (a failed",
-            "///   check, `fail`, `assert`) or by returning `false`; any other value passes.",
-            "/// - `order`: an array naming every host once, or a closure `|h| key` giving",
-            "///   each host a sort key (integers, strings or bools, all of one kind; hosts",
-            "///   sorted by it, ties in the order given: `|h| h.name == leader` puts the",
-            "///   leader last).",
-            "///",
-            "/// Inside a batch every host finishes its branch. The first batch with a",
-            "/// failed host or a failed gate stops the call: later hosts are never",
-            "/// started, and the error names the failures and the hosts not started.",
-            "/// Results come in the order of `hosts` as given, whatever `order` says.",
-            "/// In a plan every batch is planned; a gate that fails there is a warning.",
-            "/// Under `--limit`, hosts outside it are left out before batching (`serial`",
-            "/// percentages count the hosts inside it); their result is as for `on(hosts, f)`.",
-            "///",
-            "/// ```rhai",
-            "/// on(members, #{ serial: 1, order: |h| h.name == leader,",
-            "///                gate: |batch| etcd_health(#{ endpoints: eps, ca: ca, cert: op, cert_key: key }) },",
-            "///    |h| { systemctl(h, #{ unit: \"etcd\", action: \"restart\" }); });",
-            "/// ```",
-        ], move |call: NativeCallContext,
-                  hosts: Array,
-                  options: Map,
-                  f: FnPtr|
-                  -> Result<Array, Box<EvalAltResult>> {
-                crate::fanout::on_hosts(&call, &x, cap, hosts, Some(options), f)
-            },);
+    crate::registration::function!(
+        engine,
+        /// Run the closure for every host in batches, one batch after the other.
+        ///
+        /// Options (all optional):
+        /// - `serial`: hosts per batch, an integer >= 1 or a percentage of the hosts
+        ///   like `"34%"` (rounded up, at least 1). Default: all hosts in one batch.
+        /// - `max_parallel`: at most this many hosts of a batch at once (integer >= 1).
+        ///   Default: the run's cap (32, or `--max-parallel N` / `CAIRN_MAX_PARALLEL`).
+        /// - `gate`: a closure `|batch| ...` called after each batch (the last one
+        ///   too) with the array of that batch's hosts. It fails by throwing (a failed
+        ///   check, `fail`, `assert`) or by returning `false`; any other value passes.
+        /// - `order`: an array naming every host once, or a closure `|h| key` giving
+        ///   each host a sort key (integers, strings or bools, all of one kind; hosts
+        ///   sorted by it, ties in the order given: `|h| h.name == leader` puts the
+        ///   leader last).
+        ///
+        /// Inside a batch every host finishes its branch. The first batch with a
+        /// failed host or a failed gate stops the call: later hosts are never
+        /// started, and the error names the failures and the hosts not started.
+        /// Results come in the order of `hosts` as given, whatever `order` says.
+        /// In a plan every batch is planned; a gate that fails there is a warning.
+        /// Under `--limit`, hosts outside it are left out before batching (`serial`
+        /// percentages count the hosts inside it); their result is as for `on(hosts, f)`.
+        ///
+        /// ```rhai
+        /// on(members, #{ serial: 1, order: |h| h.name == leader,
+        ///                gate: |batch| etcd_health(#{ endpoints: eps, ca: ca, cert: op, cert_key: key }) },
+        ///    |h| { systemctl(h, #{ unit: "etcd", action: "restart" }); });
+        /// ```
+        fn "on"("hosts: Array", "options: Map", "f: FnPtr") -> "Array" =
+        move |call: NativeCallContext,
+              hosts: Array,
+              options: Map,
+              f: FnPtr|
+              -> Result<Array, Box<EvalAltResult>> {
+            crate::fanout::on_hosts(&call, &x, cap, hosts, Some(options), f)
+        }
+    );
 }
 
 /// Whether a value holds no placeholder: strings are checked directly,

@@ -217,20 +217,17 @@ impl OutsideLimit {
 /// it is: Rhai shows a failing `to_string` as the type name, so it cannot
 /// fail there) and `in_limit(host)` for the run's `limit`.
 pub fn register(engine: &mut rhai::Engine, limit: Option<std::sync::Arc<Limit>>) {
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "in_limit",
-        ["host: Host", "bool"],
-        [
-            "/// Whether `host` is inside the run's `--limit` (always true without one).",
-            "/// `hosts()` lists every host under a limit; a step on a host outside it is",
-            "/// an error, so a step over many hosts can be given only those inside it.",
-            "///",
-            "/// ```rhai",
-            "/// claim_hosts(#{ hosts: nodes.filter(|h| in_limit(h)), cluster: c, ca: ca });",
-            "/// ```",
-        ],
-        move |h: Host| limit.as_ref().is_none_or(|l| l.contains(&h.name)),
+        /// Whether `host` is inside the run's `--limit` (always true without one).
+        /// `hosts()` lists every host under a limit; a step on a host outside it is
+        /// an error, so a step over many hosts can be given only those inside it.
+        ///
+        /// ```rhai
+        /// claim_hosts(#{ hosts: nodes.filter(|h| in_limit(h)), cluster: c, ca: ca });
+        /// ```
+        fn "in_limit"("host: Host") -> "bool" =
+        move |h: Host| limit.as_ref().is_none_or(|l| l.contains(&h.name))
     );
     use rhai::{Dynamic, EvalAltResult};
     type R<T> = Result<T, Box<EvalAltResult>>;

@@ -63,23 +63,19 @@ pub fn register(engine: &mut Engine, declared: &[String]) {
         .register_fn("to_debug", |p: &mut Params| {
             format!("params({})", p.declared.join(", "))
         });
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "contains",
-        ["params: Params", "name: &str", "bool"],
-        [
-            "/// Whether the runbook was given a value for the parameter `name`",
-            "/// (`\"name\" in params` says the same).",
-        ],
-        |p: &mut Params, name: ImmutableString| p.values.contains_key(name.as_str()),
+        /// Whether the runbook was given a value for the parameter `name`
+        /// (`"name" in params` says the same).
+        fn "contains"("params: Params", "name: &str") -> "bool" =
+        |p: &mut Params, name: ImmutableString| p.values.contains_key(name.as_str())
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "keys",
-        ["params: Params", "Array"],
-        ["/// The names of the parameters that have a value, sorted."],
+        /// The names of the parameters that have a value, sorted.
+        fn "keys"("params: Params") -> "Array" =
         |p: &mut Params| -> rhai::Array {
             p.values.keys().map(|k| Dynamic::from(k.clone())).collect()
-        },
+        }
     );
 }

@@ -48,7 +48,7 @@ impl Function {
             .flat_map(|c| c.lines())
             .map(|l| {
                 l.trim_start()
-                    .trim_start_matches("///")
+                    .trim_start_matches(crate::registration::DOC_LINE)
                     .trim_start_matches("/**")
                     .trim_end_matches("*/")
             })

@@ -337,23 +337,26 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("{} ({})", r.data_dir, r.state)
         });
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_pristine_data_dir", ["host: Host", "options: Map", "DataDirResult"], [
-            "/// Move aside the single-member data dir a distro package made at install time",
-            "/// (and nothing else): `#{ data_dir, unit?, package_peer_url?, package_client_url? }`.",
-            "/// A dir whose write-ahead log has only ever known the package's peer URL and whose",
-            "/// member holds no keys is stopped and moved aside; a cluster member's data dir is",
-            "/// kept; anything unclear is an error that leaves the dir alone.",
-            "///",
-            "/// ```rhai",
-            "/// etcd_pristine_data_dir(h, #{ data_dir: \"/var/lib/etcd/default\" });",
-            "/// ```",
-        ], move |call: NativeCallContext,
+    crate::registration::function!(
+        engine,
+        /// Move aside the single-member data dir a distro package made at install time
+        /// (and nothing else): `#{ data_dir, unit?, package_peer_url?, package_client_url? }`.
+        /// A dir whose write-ahead log has only ever known the package's peer URL and whose
+        /// member holds no keys is stopped and moved aside; a cluster member's data dir is
+        /// kept; anything unclear is an error that leaves the dir alone.
+        ///
+        /// ```rhai
+        /// etcd_pristine_data_dir(h, #{ data_dir: "/var/lib/etcd/default" });
+        /// ```
+        fn "etcd_pristine_data_dir"("host: Host", "options: Map") -> "DataDirResult" =
+        move |call: NativeCallContext,
               host: Host,
               opts: Map|
               -> Result<DataDirResult, Box<EvalAltResult>> {
             let options: PristineOptions = crate::args::parse(&call, "etcd_pristine_data_dir", opts)?;
             x.exec(&call, PristineDataDir { host, options })
-        },);
+        }
+    );
 }
 
 #[cfg(test)]

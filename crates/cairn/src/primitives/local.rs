@@ -248,22 +248,25 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             )
         });
     let x = exec.clone();
-    crate::registration::function(engine, "local_file", ["args: Map", "LocalFileResult"], [
-            "/// Write a file on the operator's machine, under the workspace's `files/` folder",
-            "/// (or `backups/` with `area: \"backups\"`): `#{ path, content, mode?, area? }`",
-            "/// (`path` relative to that folder, no `..`). Written to a",
-            "/// temp file and renamed; a no-op when it already holds `content` with that mode.",
-            "/// The plan shows a diff. Returns `LocalFileResult` (`path`, `changed`).",
-            "///",
-            "/// ```rhai",
-            "/// local_file(#{ path: `${params.cluster}/endpoints.txt`, content: eps.join(\"\\n\") });",
-            "/// ```",
-        ], move |call: NativeCallContext,
-                  args: Map|
-                  -> Result<LocalFileResult, Box<EvalAltResult>> {
-                let step: LocalFile = crate::args::parse(&call, "local_file", args)?;
-                x.exec(&call, step)
-            },);
+    crate::registration::function!(
+        engine,
+        /// Write a file on the operator's machine, under the workspace's `files/` folder
+        /// (or `backups/` with `area: "backups"`): `#{ path, content, mode?, area? }`
+        /// (`path` relative to that folder, no `..`). Written to a
+        /// temp file and renamed; a no-op when it already holds `content` with that mode.
+        /// The plan shows a diff. Returns `LocalFileResult` (`path`, `changed`).
+        ///
+        /// ```rhai
+        /// local_file(#{ path: `${params.cluster}/endpoints.txt`, content: eps.join("\n") });
+        /// ```
+        fn "local_file"("args: Map") -> "LocalFileResult" =
+        move |call: NativeCallContext,
+              args: Map|
+              -> Result<LocalFileResult, Box<EvalAltResult>> {
+            let step: LocalFile = crate::args::parse(&call, "local_file", args)?;
+            x.exec(&call, step)
+        }
+    );
     register_housekeeping(engine, exec);
 }
 
@@ -281,11 +284,9 @@ fn register_housekeeping(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("{} ({} bytes, {})", f.path, f.size, f.modified)
         });
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "local_remove",
-        ["path: &str", "bool"],
-        [DOC_REMOVE],
+        fn "local_remove"("path: &str") -> "bool" as DOC_REMOVE =
         move |call: NativeCallContext, path: ImmutableString| -> Result<bool, Box<EvalAltResult>> {
             x.exec(
                 &call,
@@ -293,14 +294,12 @@ fn register_housekeeping(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                     path: path.to_string(),
                 },
             )
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "local_files",
-        ["pattern: &str", "Array"],
-        [DOC_FILES],
+        fn "local_files"("pattern: &str") -> "Array" as DOC_FILES =
         move |call: NativeCallContext,
               pattern: ImmutableString|
               -> Result<rhai::Array, Box<EvalAltResult>> {
@@ -311,7 +310,7 @@ fn register_housekeeping(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                 },
             )?;
             Ok(files.into_iter().map(Dynamic::from).collect())
-        },
+        }
     );
 }
 
@@ -713,23 +712,27 @@ impl Step for LocalFiles {
     }
 }
 
-const DOC_REMOVE: &str = "\
-/// Remove the workspace file `path` (relative to the workspace, under
-/// `backups/` or `files/`; no `..`, no symbolic links). A no-op when it is
-/// already absent. Returns whether a file was removed.
-///
-/// ```rhai
-/// local_remove(\"backups/etcd-1/20261201T101500Z-node-2.db\");
-/// ```";
+crate::registration::documented! {
+    /// Remove the workspace file `path` (relative to the workspace, under
+    /// `backups/` or `files/`; no `..`, no symbolic links). A no-op when it is
+    /// already absent. Returns whether a file was removed.
+    ///
+    /// ```rhai
+    /// local_remove("backups/etcd-1/20261201T101500Z-node-2.db");
+    /// ```
+    const DOC_REMOVE;
+}
 
-const DOC_FILES: &str = "\
-/// The workspace files matching `pattern` (`FOLDER/NAME`, `*` and `?` in the
-/// name only, e.g. `backups/etcd-1/*.db`), newest first: an array of
-/// `LocalFileInfo` (`path` (workspace-relative, for `local_remove`), `name`,
-/// `size`, `modified` (RFC 3339), `age_seconds`). Links, folders and dot files
-/// are left out. Read-only: it answers in plans too.
-///
-/// ```rhai
-/// let old = local_files(\"backups/etcd-1/*.db\");
-/// for f in old.extract(3) { local_remove(f.path); }   // keep the newest 3
-/// ```";
+crate::registration::documented! {
+    /// The workspace files matching `pattern` (`FOLDER/NAME`, `*` and `?` in the
+    /// name only, e.g. `backups/etcd-1/*.db`), newest first: an array of
+    /// `LocalFileInfo` (`path` (workspace-relative, for `local_remove`), `name`,
+    /// `size`, `modified` (RFC 3339), `age_seconds`). Links, folders and dot files
+    /// are left out. Read-only: it answers in plans too.
+    ///
+    /// ```rhai
+    /// let old = local_files("backups/etcd-1/*.db");
+    /// for f in old.extract(3) { local_remove(f.path); }   // keep the newest 3
+    /// ```
+    const DOC_FILES;
+}

@@ -30,22 +30,24 @@ pub const OWNER_DIR: &str = "/etc/cairn";
 /// The owner record on a host (root-owned, 0644).
 pub const OWNER_FILE: &str = "/etc/cairn/owner.json";
 
-const DOC: &str = "\
-/// Claim `hosts` for this cluster and this workspace's CA, before changing them.
-///
-/// Options: `hosts` (array of hosts, required), `cluster` (the cluster's name,
-/// required), `ca` (the CA certificate from `gen_ca`, required), `adopt`
-/// (bool, default false).
-///
-/// Each host records its owner in /etc/cairn/owner.json (root-only folder; the
-/// CA's fingerprint, never a key). A host owned by another cluster or CA (a run
-/// from another workspace) makes the step fail for all hosts, in plans too,
-/// before anything is changed, naming the record; `adopt: true` takes the hosts
-/// over and rewrites their records. Returns a `ClaimResult` (`changed`).
-///
-/// ```rhai
-/// claim_hosts(#{ hosts: nodes, cluster: params.cluster, ca: ca, adopt: params.adopt });
-/// ```";
+crate::registration::documented! {
+    /// Claim `hosts` for this cluster and this workspace's CA, before changing them.
+    ///
+    /// Options: `hosts` (array of hosts, required), `cluster` (the cluster's name,
+    /// required), `ca` (the CA certificate from `gen_ca`, required), `adopt`
+    /// (bool, default false).
+    ///
+    /// Each host records its owner in /etc/cairn/owner.json (root-only folder; the
+    /// CA's fingerprint, never a key). A host owned by another cluster or CA (a run
+    /// from another workspace) makes the step fail for all hosts, in plans too,
+    /// before anything is changed, naming the record; `adopt: true` takes the hosts
+    /// over and rewrites their records. Returns a `ClaimResult` (`changed`).
+    ///
+    /// ```rhai
+    /// claim_hosts(#{ hosts: nodes, cluster: params.cluster, ca: ca, adopt: params.adopt });
+    /// ```
+    const DOC;
+}
 
 /// Options of `claim_hosts`.
 #[derive(Clone, Debug, Deserialize)]
@@ -437,11 +439,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("claimed (recorded on: {})", r.recorded.join(", "))
         });
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "claim_hosts",
-        ["options: Map", "ClaimResult"],
-        [DOC],
+        fn "claim_hosts"("options: Map") -> "ClaimResult" as DOC =
         move |call: NativeCallContext, opts: Map| -> Result<ClaimResult, Box<EvalAltResult>> {
             let a: ClaimArgs = crate::args::parse(&call, "claim_hosts", opts)?;
             if !a.ca.is_ca {
@@ -462,7 +462,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                     runbook,
                 },
             )
-        },
+        }
     );
 }
 

@@ -318,34 +318,36 @@ fn vars_of(vars: Map) -> Result<serde_json::Value, StepError> {
 /// Register `render` and `render_str`.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    crate::registration::function(engine, "render", ["path: &str", "vars: Map", "String"], [
-            "/// Render a Jinja template of the runbook (`path` relative to the runbook folder,",
-            "/// e.g. `\"templates/etcd.conf.j2\"`) with the variables in `vars`.",
-            "///",
-            "/// Undefined variables are errors naming the template and line. Templates may",
-            "/// `{% include %}` / `{% import %}` other files of the runbook (`./x` is relative to",
-            "/// the including template). Built-in filters include `join`, `indent`, `default`,",
-            "/// `upper`, `lower`, `replace`, `trim`. `trim_blocks` is on; the final newline is kept.",
-            "///",
-            "/// Every printed value is escaped for the file's format, from its name or a first line",
-            "/// `{# format: yaml #}`: `*.yaml` (write `key: \"{{ v }}\"`; quotes, `\\` and line breaks",
-            "/// escaped), `*.env` / `*.default` (write `KEY=\"{{ v }}\"`; `\"` `$` `` ` `` `\\` escaped),",
-            "/// systemd units (`*.service`, ...), `*.sh` (one shell word), `*.cnf`; in every",
-            "/// line-based format (all but yaml and `text`) a value with a line break is refused, naming",
-            "/// the template, line and variable. `{{ v | safe }}` prints a value as is; the filters",
-            "/// `yaml`, `env`, `unit`, `shell`, `cnf` escape for one format explicitly.",
-        ], move |call: NativeCallContext, path: &str, vars: Map| -> Result<String, Box<rhai::EvalAltResult>> {
-                let bundle = x.ctx().bundle.clone();
-                vars_of(lowered(&call, vars))
-                    .and_then(|vars| render(&bundle, path, &vars))
-                    .map_err(|e| script_error(format!("render: {e}")))
-            },);
-
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "render_str",
-        ["template: &str", "vars: Map", "String"],
-        ["/// Render Jinja template text with the variables in `vars` (see `render`)."],
+        /// Render a Jinja template of the runbook (`path` relative to the runbook folder,
+        /// e.g. `"templates/etcd.conf.j2"`) with the variables in `vars`.
+        ///
+        /// Undefined variables are errors naming the template and line. Templates may
+        /// `{% include %}` / `{% import %}` other files of the runbook (`./x` is relative to
+        /// the including template). Built-in filters include `join`, `indent`, `default`,
+        /// `upper`, `lower`, `replace`, `trim`. `trim_blocks` is on; the final newline is kept.
+        ///
+        /// Every printed value is escaped for the file's format, from its name or a first line
+        /// `{# format: yaml #}`: `*.yaml` (write `key: "{{ v }}"`; quotes, `\` and line breaks
+        /// escaped), `*.env` / `*.default` (write `KEY="{{ v }}"`; `"` `$` `` ` `` `\` escaped),
+        /// systemd units (`*.service`, ...), `*.sh` (one shell word), `*.cnf`; in every
+        /// line-based format (all but yaml and `text`) a value with a line break is refused, naming
+        /// the template, line and variable. `{{ v | safe }}` prints a value as is; the filters
+        /// `yaml`, `env`, `unit`, `shell`, `cnf` escape for one format explicitly.
+        fn "render"("path: &str", "vars: Map") -> "String" =
+        move |call: NativeCallContext, path: &str, vars: Map| -> Result<String, Box<rhai::EvalAltResult>> {
+            let bundle = x.ctx().bundle.clone();
+            vars_of(lowered(&call, vars))
+                .and_then(|vars| render(&bundle, path, &vars))
+                .map_err(|e| script_error(format!("render: {e}")))
+        }
+    );
+
+    crate::registration::function!(
+        engine,
+        /// Render Jinja template text with the variables in `vars` (see `render`).
+        fn "render_str"("template: &str", "vars: Map") -> "String" =
         |call: NativeCallContext,
          text: &str,
          vars: Map|
@@ -353,7 +355,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             vars_of(lowered(&call, vars))
                 .and_then(|vars| render_str(text, &vars))
                 .map_err(|e| script_error(format!("render_str: {e}")))
-        },
+        }
     );
 }
 

@@ -904,32 +904,70 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 d.name, d.id, d.status, d.ipv4, d.private_ip
             )
         });
-    crate::registration::function(engine, "host", ["droplet: Droplet", "Host"], ["/// The droplet as a `Host` for ssh: public IPv4 as address, private (VPC) IPv4 as\n/// private_address, the private key of the ssh key handle it was created with\n/// (or `private_key`), host keys pinned in the workspace on first contact."], |d: &mut Droplet| d.host(None));
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "host",
-        ["droplet: Droplet", "private_key: &str", "Host"],
-        ["/// The droplet as a `Host` for ssh, connecting with the given private key file."],
-        |d: &mut Droplet, key: &str| d.host(Some(key)),
+        /// The droplet as a `Host` for ssh: public IPv4 as address, private (VPC) IPv4 as
+        /// private_address, the private key of the ssh key handle it was created with
+        /// (or `private_key`), host keys pinned in the workspace on first contact.
+        fn "host"("droplet: Droplet") -> "Host" = |d: &mut Droplet| d.host(None)
+    );
+    crate::registration::function!(
+        engine,
+        /// The droplet as a `Host` for ssh, connecting with the given private key file.
+        fn "host"("droplet: Droplet", "private_key: &str") -> "Host" =
+        |d: &mut Droplet, key: &str| d.host(Some(key))
     );
 
     let x = exec.clone();
-    crate::registration::function(engine, "do_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).\n///\n/// `do_ssh_key(#{ name, public_key_file | public_key, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
+    crate::registration::function!(
+        engine,
+        /// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).
+        ///
+        /// `do_ssh_key(#{ name, public_key_file | public_key, token_file? })`
+        ///
+        /// A key with the same (MD5) fingerprint is reused whatever its name.
+        fn "do_ssh_key"("spec: Map") -> "SshKey" =
+        move |call: NativeCallContext, args: Map| -> Res<SshKey> {
             let step: DoSshKey = crate::args::parse(&call, "do_ssh_key", args)?;
             x.exec(&call, step)
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "do_droplet", ["spec: Map", "Droplet"], ["/// Ensure a droplet exists and is active.\n///\n/// `do_droplet(#{ name, region, size, image, ssh_keys: [SshKey | id | fingerprint], tags?, user_data?, vpc_uuid?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and for status `active`, then returns the droplet\n/// with its public and private addresses. A droplet with this name and the same\n/// spec is adopted; a different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Droplet> {
+    crate::registration::function!(
+        engine,
+        /// Ensure a droplet exists and is active.
+        ///
+        /// `do_droplet(#{ name, region, size, image, ssh_keys: [SshKey | id | fingerprint], tags?, user_data?, vpc_uuid?, private_key?, timeout?, token_file? })`
+        ///
+        /// Waits for the create action and for status `active`, then returns the droplet
+        /// with its public and private addresses. A droplet with this name and the same
+        /// spec is adopted; a different spec is an error naming what differs.
+        fn "do_droplet"("spec: Map") -> "Droplet" =
+        move |call: NativeCallContext, args: Map| -> Res<Droplet> {
             let step: DoDroplet = crate::args::parse(&call, "do_droplet", args)?;
             x.exec(&call, step)
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "do_droplets", ["query: Map", "Array"], ["/// Droplets carrying a tag, sorted by name (read-only; runs in plans too).\n///\n/// `do_droplets(#{ tag, private_key?, token_file? })`"], move |call: NativeCallContext, args: Map| -> Res<Array> {
+    crate::registration::function!(
+        engine,
+        /// Droplets carrying a tag, sorted by name (read-only; runs in plans too).
+        ///
+        /// `do_droplets(#{ tag, private_key?, token_file? })`
+        fn "do_droplets"("query: Map") -> "Array" =
+        move |call: NativeCallContext, args: Map| -> Res<Array> {
             let step: DoDroplets = crate::args::parse(&call, "do_droplets", args)?;
             x.exec(&call, step).map(|v| v.into_iter().map(Dynamic::from).collect())
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "do_delete_droplets", ["query: Map", "Removed"], ["/// Delete every droplet carrying a tag and wait until they are gone (no-op if none).\n///\n/// `do_delete_droplets(#{ tag, token_file? })`"], move |call: NativeCallContext, args: Map| -> Res<Removed> {
+    crate::registration::function!(
+        engine,
+        /// Delete every droplet carrying a tag and wait until they are gone (no-op if none).
+        ///
+        /// `do_delete_droplets(#{ tag, token_file? })`
+        fn "do_delete_droplets"("query: Map") -> "Removed" =
+        move |call: NativeCallContext, args: Map| -> Res<Removed> {
             let a: DeleteByTag = crate::args::parse(&call, "do_delete_droplets", args)?;
             if a.tag.is_empty() {
                 return Err(script_error("do_delete_droplets: `tag` is empty"));
@@ -941,9 +979,16 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                     token_file: a.token_file,
                 },
             )
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "do_delete_droplet", ["query: Map", "Removed"], ["/// Delete the droplet with this name and wait until it is gone (no-op if absent).\n///\n/// `do_delete_droplet(#{ name, token_file? })`"], move |call: NativeCallContext, args: Map| -> Res<Removed> {
+    crate::registration::function!(
+        engine,
+        /// Delete the droplet with this name and wait until it is gone (no-op if absent).
+        ///
+        /// `do_delete_droplet(#{ name, token_file? })`
+        fn "do_delete_droplet"("query: Map") -> "Removed" =
+        move |call: NativeCallContext, args: Map| -> Res<Removed> {
             let a: DeleteByName = crate::args::parse(&call, "do_delete_droplet", args)?;
             x.exec(
                 &call,
@@ -952,5 +997,6 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                     token_file: a.token_file,
                 },
             )
-        });
+        }
+    );
 }

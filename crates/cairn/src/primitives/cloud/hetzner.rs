@@ -1385,42 +1385,109 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
             format!("{} ({})", n.name, n.ip_range)
         });
 
-    crate::registration::function(engine, "host", ["server: Server", "Host"], ["/// The server as a `Host` for ssh: public IPv4 as address, first private IP as\n/// private_address, the private key of the ssh key handle it was created with\n/// (or `private_key`), host keys pinned in the workspace on first contact."], |s: &mut Server| s.host(None));
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "host",
-        ["server: Server", "private_key: &str", "Host"],
-        ["/// The server as a `Host` for ssh, connecting with the given private key file."],
-        |s: &mut Server, key: &str| s.host(Some(key)),
+        /// The server as a `Host` for ssh: public IPv4 as address, first private IP as
+        /// private_address, the private key of the ssh key handle it was created with
+        /// (or `private_key`), host keys pinned in the workspace on first contact.
+        fn "host"("server: Server") -> "Host" = |s: &mut Server| s.host(None)
+    );
+    crate::registration::function!(
+        engine,
+        /// The server as a `Host` for ssh, connecting with the given private key file.
+        fn "host"("server: Server", "private_key: &str") -> "Host" =
+        |s: &mut Server, key: &str| s.host(Some(key))
     );
 
     let x = exec.clone();
-    crate::registration::function(engine, "hcloud_network", ["spec: Map", "Network"], ["/// Ensure a Hetzner Cloud network exists with its subnets.\n///\n/// `hcloud_network(#{ name, ip_range, subnets: [#{ network_zone, type?, ip_range }], labels?, token_file? })`\n///\n/// `type` is `cloud` by default; `server` is accepted (deprecated by Hetzner).\n/// An existing network with the same ip_range is adopted and missing subnets are\n/// added; a different ip_range or subnet zone is an error."], move |call: NativeCallContext, args: Map| -> Res<Network> {
+    crate::registration::function!(
+        engine,
+        /// Ensure a Hetzner Cloud network exists with its subnets.
+        ///
+        /// `hcloud_network(#{ name, ip_range, subnets: [#{ network_zone, type?, ip_range }], labels?, token_file? })`
+        ///
+        /// `type` is `cloud` by default; `server` is accepted (deprecated by Hetzner).
+        /// An existing network with the same ip_range is adopted and missing subnets are
+        /// added; a different ip_range or subnet zone is an error.
+        fn "hcloud_network"("spec: Map") -> "Network" =
+        move |call: NativeCallContext, args: Map| -> Res<Network> {
             let step: HcloudNetwork = crate::args::parse(&call, "hcloud_network", args)?;
             x.exec(&call, step)
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "hcloud_ssh_key", ["spec: Map", "SshKey"], ["/// Ensure an ssh key is known to Hetzner Cloud.\n///\n/// `hcloud_ssh_key(#{ name, public_key_file | public_key, labels?, token_file? })`\n///\n/// A key with the same (MD5) fingerprint is reused whatever its name; a key with\n/// this name but another fingerprint is an error. The private key next to\n/// `public_key_file` (without `.pub`) is what servers' `host()` connect with."], move |call: NativeCallContext, args: Map| -> Res<SshKey> {
+    crate::registration::function!(
+        engine,
+        /// Ensure an ssh key is known to Hetzner Cloud.
+        ///
+        /// `hcloud_ssh_key(#{ name, public_key_file | public_key, labels?, token_file? })`
+        ///
+        /// A key with the same (MD5) fingerprint is reused whatever its name; a key with
+        /// this name but another fingerprint is an error. The private key next to
+        /// `public_key_file` (without `.pub`) is what servers' `host()` connect with.
+        fn "hcloud_ssh_key"("spec: Map") -> "SshKey" =
+        move |call: NativeCallContext, args: Map| -> Res<SshKey> {
             let step: HcloudSshKey = crate::args::parse(&call, "hcloud_ssh_key", args)?;
             x.exec(&call, step)
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "hcloud_server", ["spec: Map", "Server"], ["/// Ensure a Hetzner Cloud server exists and runs.\n///\n/// `hcloud_server(#{ name, server_type, image, location, ssh_keys: [SshKey | name], networks: [Network | name], labels?, user_data?, private_key?, timeout?, token_file? })`\n///\n/// Waits for the create action and the server to run, then returns it with its\n/// addresses. A server with this name and the same spec is adopted; one with a\n/// different spec is an error naming what differs."], move |call: NativeCallContext, args: Map| -> Res<Server> {
+    crate::registration::function!(
+        engine,
+        /// Ensure a Hetzner Cloud server exists and runs.
+        ///
+        /// `hcloud_server(#{ name, server_type, image, location, ssh_keys: [SshKey | name], networks: [Network | name], labels?, user_data?, private_key?, timeout?, token_file? })`
+        ///
+        /// Waits for the create action and the server to run, then returns it with its
+        /// addresses. A server with this name and the same spec is adopted; one with a
+        /// different spec is an error naming what differs.
+        fn "hcloud_server"("spec: Map") -> "Server" =
+        move |call: NativeCallContext, args: Map| -> Res<Server> {
             let step: HcloudServer = crate::args::parse(&call, "hcloud_server", args)?;
             x.exec(&call, step)
-        });
+        }
+    );
     let x = exec.clone();
-    crate::registration::function(engine, "hcloud_servers", ["query: Map", "Array"], ["/// Servers matching a label selector, sorted by name (read-only; runs in plans too).\n///\n/// `hcloud_servers(#{ selector, private_key?, token_file? })` — `cluster=cluster-1,etcd=true`\n/// means both labels; `!=`, `key`, `!key`, `in (...)` and `notin (...)` work too."], move |call: NativeCallContext, args: Map| -> Res<Array> {
+    crate::registration::function!(
+        engine,
+        /// Servers matching a label selector, sorted by name (read-only; runs in plans too).
+        ///
+        /// `hcloud_servers(#{ selector, private_key?, token_file? })` — `cluster=cluster-1,etcd=true`
+        /// means both labels; `!=`, `key`, `!key`, `in (...)` and `notin (...)` work too.
+        fn "hcloud_servers"("query: Map") -> "Array" =
+        move |call: NativeCallContext, args: Map| -> Res<Array> {
             let step: HcloudServers = crate::args::parse(&call, "hcloud_servers", args)?;
             x.exec(&call, step).map(servers_array)
-        });
+        }
+    );
+    crate::registration::documented! {
+        /// Delete a Hetzner Cloud server by name and wait for it to be gone (no-op if absent).
+        ///
+        /// `hcloud_delete_server(#{ name, token_file? })`
+        const DELETE_SERVER;
+    }
+    crate::registration::documented! {
+        /// Delete a Hetzner Cloud network by name (no-op if absent).
+        ///
+        /// `hcloud_delete_network(#{ name, token_file? })`
+        const DELETE_NETWORK;
+    }
+    crate::registration::documented! {
+        /// Delete a Hetzner Cloud ssh key by name (no-op if absent).
+        ///
+        /// `hcloud_delete_ssh_key(#{ name, token_file? })`
+        const DELETE_SSH_KEY;
+    }
     for (name, kind, doc) in [
-        ("hcloud_delete_server", Kind::Server, "/// Delete a Hetzner Cloud server by name and wait for it to be gone (no-op if absent).\n///\n/// `hcloud_delete_server(#{ name, token_file? })`"),
-        ("hcloud_delete_network", Kind::Network, "/// Delete a Hetzner Cloud network by name (no-op if absent).\n///\n/// `hcloud_delete_network(#{ name, token_file? })`"),
-        ("hcloud_delete_ssh_key", Kind::SshKey, "/// Delete a Hetzner Cloud ssh key by name (no-op if absent).\n///\n/// `hcloud_delete_ssh_key(#{ name, token_file? })`"),
+        ("hcloud_delete_server", Kind::Server, DELETE_SERVER),
+        ("hcloud_delete_network", Kind::Network, DELETE_NETWORK),
+        ("hcloud_delete_ssh_key", Kind::SshKey, DELETE_SSH_KEY),
     ] {
         let x = exec.clone();
-        crate::registration::function(engine, name, ["spec: Map", "Removed"], [doc], move |call: NativeCallContext, args: Map| -> Res<Removed> {
+        crate::registration::function!(
+            engine,
+            fn name("spec: Map") -> "Removed" as doc =
+            move |call: NativeCallContext, args: Map| -> Res<Removed> {
                 let a: DeleteArgs = crate::args::parse(&call, name, args)?;
                 if a.name.is_empty() {
                     return Err(script_error(format!("{name}: `name` is empty")));
@@ -1433,6 +1500,7 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                         token_file: a.token_file,
                     },
                 )
-            });
+            }
+        );
     }
 }

@@ -20,31 +20,33 @@ use crate::primitives::pki::{parse_pem, signed_by, Parsed};
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 
-pub(super) const DOC: &str = "\
-/// Every certificate of the etcd member on `host` (read-only; it also
-/// answers in plans): an array of `EtcdCertRow`, one per certificate.
-///
-/// Built on `etcd_member(host)`: the files it names — `server`
-/// (`cert_file`), `peer` (`peer_cert_file`), `ca` (each certificate of
-/// `trusted_ca_file`), `peer-ca` (of `peer_trusted_ca_file` when it is
-/// another file) — plus `client_certs: [paths on the host]`; and the chain
-/// each advertised https client URL (`server`) and peer URL (`peer`) serves,
-/// fetched with a TLS handshake from the node itself (`openssl s_client`).
-///
-/// Getters: `host`, `member`, `cert` (role), `origin` (`file` | `served`),
-/// `source` (path or URL), `subject`, `sans` (`DNS:x`, `IP:y`), `issuer`,
-/// `serial` (hex), `not_after` (RFC 3339), `days_left` (whole days from now),
-/// `covers` (`yes`, `no: IP:10.1.1.2 missing`, or `-` when no URL applies),
-/// `key` (`p256`, `rsa2048`), `chain` (`ok` or why not: verified against the
-/// trusted CA file of its side), `differs` (a served certificate that is not
-/// the one in the file: replaced but not served yet). `to_map()`.
-///
-/// Options: `unit`, `manifest` (as `etcd_member`), `client_certs`.
-///
-/// ```rhai
-/// let rows = etcd_cert_audit(node, #{ client_certs: [\"/etc/etcd/pki/healthcheck.crt\"] });
-/// print(cert_audit_table(rows, 30, 7));
-/// ```";
+crate::registration::documented! {
+    /// Every certificate of the etcd member on `host` (read-only; it also
+    /// answers in plans): an array of `EtcdCertRow`, one per certificate.
+    ///
+    /// Built on `etcd_member(host)`: the files it names — `server`
+    /// (`cert_file`), `peer` (`peer_cert_file`), `ca` (each certificate of
+    /// `trusted_ca_file`), `peer-ca` (of `peer_trusted_ca_file` when it is
+    /// another file) — plus `client_certs: [paths on the host]`; and the chain
+    /// each advertised https client URL (`server`) and peer URL (`peer`) serves,
+    /// fetched with a TLS handshake from the node itself (`openssl s_client`).
+    ///
+    /// Getters: `host`, `member`, `cert` (role), `origin` (`file` | `served`),
+    /// `source` (path or URL), `subject`, `sans` (`DNS:x`, `IP:y`), `issuer`,
+    /// `serial` (hex), `not_after` (RFC 3339), `days_left` (whole days from now),
+    /// `covers` (`yes`, `no: IP:10.1.1.2 missing`, or `-` when no URL applies),
+    /// `key` (`p256`, `rsa2048`), `chain` (`ok` or why not: verified against the
+    /// trusted CA file of its side), `differs` (a served certificate that is not
+    /// the one in the file: replaced but not served yet). `to_map()`.
+    ///
+    /// Options: `unit`, `manifest` (as `etcd_member`), `client_certs`.
+    ///
+    /// ```rhai
+    /// let rows = etcd_cert_audit(node, #{ client_certs: ["/etc/etcd/pki/healthcheck.crt"] });
+    /// print(cert_audit_table(rows, 30, 7));
+    /// ```
+    pub(super) const DOC;
+}
 
 /// Options of `etcd_cert_audit`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

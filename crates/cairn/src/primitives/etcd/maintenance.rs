@@ -762,8 +762,10 @@ impl Step for EtcdAlarmDisarm {
     }
 }
 
-const CONN: &str =
-    "/// Connection as for `etcd_status`: `endpoints`, `ca`, `cert?`, `cert_key?`, `via?`.";
+crate::registration::documented! {
+    /// Connection as for `etcd_status`: `endpoints`, `ca`, `cert?`, `cert_key?`, `via?`.
+    const CONN;
+}
 
 fn alarm_line(a: &Alarm) -> String {
     format!("EtcdAlarm({})", alarms_line(std::slice::from_ref(a)))
@@ -806,61 +808,70 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_fn("to_debug", compact_line);
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_defrag", ["args: Map", "EtcdDefrag"], [
-            "/// Defragment ONE etcd member (the one at `endpoint`): its DB file shrinks to what is",
-            "/// in use. The member blocks reads and writes meanwhile, and a defragmentation of the",
-            "/// leader stalls writes cluster-wide: defragment followers first and move leadership",
-            "/// away before the leader's turn (`etcd_move_leader`). The plan line names the member",
-            "/// and its DB size and size in use; it always changes. Returns an `EtcdDefrag`",
-            "/// (endpoint, member, member_id, db_size_before, db_size_after, db_size_in_use_after;",
-            "/// sizes in bytes, after is 0 in plans). Waits up to 5 minutes.",
-            "///",
-            "/// `#{endpoint, ca, cert?, cert_key?, via?: Host}`",
-        ], move |call: NativeCallContext, args: Map| -> Result<D, Box<EvalAltResult>> {
-                let step: EtcdDefrag = crate::args::parse(&call, "etcd_defrag", args)?;
-                x.exec(&call, step)
-            },);
+    crate::registration::function!(
+        engine,
+        /// Defragment ONE etcd member (the one at `endpoint`): its DB file shrinks to what is
+        /// in use. The member blocks reads and writes meanwhile, and a defragmentation of the
+        /// leader stalls writes cluster-wide: defragment followers first and move leadership
+        /// away before the leader's turn (`etcd_move_leader`). The plan line names the member
+        /// and its DB size and size in use; it always changes. Returns an `EtcdDefrag`
+        /// (endpoint, member, member_id, db_size_before, db_size_after, db_size_in_use_after;
+        /// sizes in bytes, after is 0 in plans). Waits up to 5 minutes.
+        ///
+        /// `#{endpoint, ca, cert?, cert_key?, via?: Host}`
+        fn "etcd_defrag"("args: Map") -> "EtcdDefrag" =
+        move |call: NativeCallContext, args: Map| -> Result<D, Box<EvalAltResult>> {
+            let step: EtcdDefrag = crate::args::parse(&call, "etcd_defrag", args)?;
+            x.exec(&call, step)
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_compact", ["args: Map", "EtcdCompaction"], [
-            "/// Compact the etcd keyspace (all revisions before one are removed, physically) to",
-            "/// `revision`, default the current revision when applied. A no-op when compacted that",
-            "/// far already. Returns an `EtcdCompaction` (revision, compacted).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, revision?}`",
-            CONN,
-        ], move |call: NativeCallContext, args: Map| -> Result<C, Box<EvalAltResult>> {
-                let step: EtcdCompact = crate::args::parse(&call, "etcd_compact", args)?;
-                x.exec(&call, step)
-            },);
+    crate::registration::function!(
+        engine,
+        /// Compact the etcd keyspace (all revisions before one are removed, physically) to
+        /// `revision`, default the current revision when applied. A no-op when compacted that
+        /// far already. Returns an `EtcdCompaction` (revision, compacted).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, revision?}`
+        fn "etcd_compact"("args: Map") -> "EtcdCompaction" + CONN =
+        move |call: NativeCallContext, args: Map| -> Result<C, Box<EvalAltResult>> {
+            let step: EtcdCompact = crate::args::parse(&call, "etcd_compact", args)?;
+            x.exec(&call, step)
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_alarms", ["args: Map", "Array"], [
-            "/// The raised etcd alarms (read-only; it answers in plans too): `EtcdAlarm`s with",
-            "/// member_id, member (name) and alarm (`NOSPACE`, `CORRUPT`). When the cluster cannot",
-            "/// be reached while planning, one alarm of unknown values (`is_known` is false).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
-            CONN,
-        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdAlarms = crate::args::parse(&call, "etcd_alarms", args)?;
-                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },);
+    crate::registration::function!(
+        engine,
+        /// The raised etcd alarms (read-only; it answers in plans too): `EtcdAlarm`s with
+        /// member_id, member (name) and alarm (`NOSPACE`, `CORRUPT`). When the cluster cannot
+        /// be reached while planning, one alarm of unknown values (`is_known` is false).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?}`
+        fn "etcd_alarms"("args: Map") -> "Array" + CONN =
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdAlarms = crate::args::parse(&call, "etcd_alarms", args)?;
+            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_alarm_disarm", ["args: Map", "Array"], [
-            "/// Disarm every raised etcd alarm, or only those of type `alarm` (one plan line per",
-            "/// alarm and member; a no-op when none is raised), then check that none of them is",
-            "/// raised still. Returns the",
-            "/// disarmed `EtcdAlarm`s. Disarm NOSPACE only once space is free (compact, defragment):",
-            "/// etcd raises it again on the next write otherwise.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, alarm?}`",
-            CONN,
-        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdAlarmDisarm = crate::args::parse(&call, "etcd_alarm_disarm", args)?;
-                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },);
+    crate::registration::function!(
+        engine,
+        /// Disarm every raised etcd alarm, or only those of type `alarm` (one plan line per
+        /// alarm and member; a no-op when none is raised), then check that none of them is
+        /// raised still. Returns the
+        /// disarmed `EtcdAlarm`s. Disarm NOSPACE only once space is free (compact, defragment):
+        /// etcd raises it again on the next write otherwise.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, alarm?}`
+        fn "etcd_alarm_disarm"("args: Map") -> "Array" + CONN =
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdAlarmDisarm = crate::args::parse(&call, "etcd_alarm_disarm", args)?;
+            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+        }
+    );
 }
 
 #[cfg(test)]

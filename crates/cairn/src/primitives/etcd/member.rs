@@ -21,38 +21,40 @@ use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub(super) const DOC: &str = "\
-/// How etcd runs on `host` (read-only; it also answers in plans): an
-/// `EtcdMemberLayout`.
-///
-/// It looks for the systemd unit `etcd.service`, else the kubelet static-pod
-/// manifest `/etc/kubernetes/manifests/etcd.yaml` (options `unit` or
-/// `manifest` name another; both present is an error). From the unit's
-/// `ExecStart`, `Environment=`, `EnvironmentFile=`s, a YAML `--config-file`
-/// or the manifest's etcd container it works out the settings with etcd's
-/// precedence: a config file (`--config-file` or `ETCD_CONFIG_FILE`) alone
-/// when given; else flags over `ETCD_*` variables; else etcd's defaults
-/// (name `default`, data dir `${name}.etcd`, WAL in `${data_dir}/member/wal`).
-/// Paths in a manifest are mapped to the host through its hostPath volumes.
-///
-/// Getters: `host`, `started_by` (\"systemd\" | \"static-pod\"), `unit`,
-/// `unit_files`, `exec_start` (argument list), `environment_files`,
-/// `config_file`, `manifest`, `image`, `user`, `name`, `data_dir`, `wal_dir`,
-/// `listen_client_urls`, `advertise_client_urls`, `listen_peer_urls`,
-/// `advertise_peer_urls`, `cert_file`, `key_file`, `trusted_ca_file`,
-/// `client_cert_auth`, `peer_cert_file`, `peer_key_file`,
-/// `peer_trusted_ca_file`, `peer_client_cert_auth`, `binary`,
-/// `binary_version`, `running`, `pid`, `running_version`,
-/// `running_version_from` (\"endpoint URL\" or \"process PID\"), `origins`
-/// (field -> where its value was set). `to_map()` and `to_json()` give all.
-///
-/// A file it cannot read (a link, missing, too large) or parse is an error
-/// naming the file and line.
-///
-/// ```rhai
-/// let m = etcd_member(node);
-/// print(`${m.name}: ${m.data_dir}, client cert ${m.cert_file}, etcd ${m.running_version}`);
-/// ```";
+crate::registration::documented! {
+    /// How etcd runs on `host` (read-only; it also answers in plans): an
+    /// `EtcdMemberLayout`.
+    ///
+    /// It looks for the systemd unit `etcd.service`, else the kubelet static-pod
+    /// manifest `/etc/kubernetes/manifests/etcd.yaml` (options `unit` or
+    /// `manifest` name another; both present is an error). From the unit's
+    /// `ExecStart`, `Environment=`, `EnvironmentFile=`s, a YAML `--config-file`
+    /// or the manifest's etcd container it works out the settings with etcd's
+    /// precedence: a config file (`--config-file` or `ETCD_CONFIG_FILE`) alone
+    /// when given; else flags over `ETCD_*` variables; else etcd's defaults
+    /// (name `default`, data dir `${name}.etcd`, WAL in `${data_dir}/member/wal`).
+    /// Paths in a manifest are mapped to the host through its hostPath volumes.
+    ///
+    /// Getters: `host`, `started_by` ("systemd" | "static-pod"), `unit`,
+    /// `unit_files`, `exec_start` (argument list), `environment_files`,
+    /// `config_file`, `manifest`, `image`, `user`, `name`, `data_dir`, `wal_dir`,
+    /// `listen_client_urls`, `advertise_client_urls`, `listen_peer_urls`,
+    /// `advertise_peer_urls`, `cert_file`, `key_file`, `trusted_ca_file`,
+    /// `client_cert_auth`, `peer_cert_file`, `peer_key_file`,
+    /// `peer_trusted_ca_file`, `peer_client_cert_auth`, `binary`,
+    /// `binary_version`, `running`, `pid`, `running_version`,
+    /// `running_version_from` ("endpoint URL" or "process PID"), `origins`
+    /// (field -> where its value was set). `to_map()` and `to_json()` give all.
+    ///
+    /// A file it cannot read (a link, missing, too large) or parse is an error
+    /// naming the file and line.
+    ///
+    /// ```rhai
+    /// let m = etcd_member(node);
+    /// print(`${m.name}: ${m.data_dir}, client cert ${m.cert_file}, etcd ${m.running_version}`);
+    /// ```
+    pub(super) const DOC;
+}
 
 /// Default unit and manifest looked for.
 const UNIT: &str = "etcd.service";

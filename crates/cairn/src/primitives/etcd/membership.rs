@@ -830,109 +830,97 @@ impl Step for EtcdMemberRemove {
     }
 }
 
-const CONN: &str =
-    "/// Connection: `endpoints`, `ca`, `cert?`, `cert_key?`, `via?` as for `etcd_health`.";
+crate::registration::documented! {
+    /// Connection: `endpoints`, `ca`, `cert?`, `cert_key?`, `via?` as for `etcd_health`.
+    const CONN;
+}
 
 /// Register the membership steps.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_member_list",
-        ["args: Map", "Array"],
-        [
-            "/// The cluster's members (`EtcdMember`: id, name, peer_urls, client_urls, started,",
-            "/// is_learner), asked of the first endpoint that answers. Read-only: it answers in",
-            "/// plans too (`= ok read etcd member list`).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
-            CONN,
-        ],
+        /// The cluster's members (`EtcdMember`: id, name, peer_urls, client_urls, started,
+        /// is_learner), asked of the first endpoint that answers. Read-only: it answers in
+        /// plans too (`= ok read etcd member list`).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?}`
+        fn "etcd_member_list"("args: Map") -> "Array" + CONN =
         move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
             let step: EtcdMemberList = crate::args::parse(&call, "etcd_member_list", args)?;
             Ok(x.exec(&call, step)?
                 .into_iter()
                 .map(Dynamic::from)
                 .collect())
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_member_health", ["args: Map", "Array"], [
-            "/// Every member's health, asked at its own client URL (through the first `via` host),",
-            "/// 3 s each: an array of maps `#{id, name, is_learner, healthy, error}`. Read-only: it",
-            "/// answers in plans too. Never fails for an unhealthy member (that is the answer).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
-            CONN,
-        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdMemberHealth = crate::args::parse(&call, "etcd_member_health", args)?;
-                Ok(x.exec(&call, step)?
-                    .iter()
-                    .map(|h| rhai::serde::to_dynamic(h).unwrap_or(Dynamic::UNIT))
-                    .collect())
-            },);
+    crate::registration::function!(
+        engine,
+        /// Every member's health, asked at its own client URL (through the first `via` host),
+        /// 3 s each: an array of maps `#{id, name, is_learner, healthy, error}`. Read-only: it
+        /// answers in plans too. Never fails for an unhealthy member (that is the answer).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?}`
+        fn "etcd_member_health"("args: Map") -> "Array" + CONN =
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdMemberHealth = crate::args::parse(&call, "etcd_member_health", args)?;
+            Ok(x.exec(&call, step)?
+                .iter()
+                .map(|h| rhai::serde::to_dynamic(h).unwrap_or(Dynamic::UNIT))
+                .collect())
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_member_add",
-        ["args: Map", "EtcdMember"],
-        [
-            "/// Add a member with `peer_urls` to the cluster, as a non-voting learner unless",
-            "/// `learner: false` (`member add --learner`). A no-op when a member with those peer",
-            "/// URLs exists (returned as it is); refused when the URLs overlap another member's",
-            "/// or `name` is already taken. Returns the `EtcdMember` (not started: no name yet).",
-            "/// The member then starts with `initial-cluster-state: existing`. Asked again for up",
-            "/// to 60 s while etcd answers \"unhealthy cluster\" (members connected < 5 s).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, peer_urls, name?, learner? (true)}`",
-            CONN,
-        ],
+        /// Add a member with `peer_urls` to the cluster, as a non-voting learner unless
+        /// `learner: false` (`member add --learner`). A no-op when a member with those peer
+        /// URLs exists (returned as it is); refused when the URLs overlap another member's
+        /// or `name` is already taken. Returns the `EtcdMember` (not started: no name yet).
+        /// The member then starts with `initial-cluster-state: existing`. Asked again for up
+        /// to 60 s while etcd answers "unhealthy cluster" (members connected < 5 s).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, peer_urls, name?, learner? (true)}`
+        fn "etcd_member_add"("args: Map") -> "EtcdMember" + CONN =
         move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
             let step: EtcdMemberAdd = crate::args::parse(&call, "etcd_member_add", args)?;
             x.exec(&call, step)
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_member_promote",
-        ["args: Map", "EtcdMember"],
-        [
-            "/// Promote the learner named `name` (or with `peer_urls`) to a voting member, asking",
-            "/// again every second for up to `wait_seconds` (default 120) while etcd answers that",
-            "/// it is not in sync with the leader. A no-op when it already votes.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?, wait_seconds?}`",
-            CONN,
-        ],
+        /// Promote the learner named `name` (or with `peer_urls`) to a voting member, asking
+        /// again every second for up to `wait_seconds` (default 120) while etcd answers that
+        /// it is not in sync with the leader. A no-op when it already votes.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?, wait_seconds?}`
+        fn "etcd_member_promote"("args: Map") -> "EtcdMember" + CONN =
         move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
             let step: EtcdMemberPromote = crate::args::parse(&call, "etcd_member_promote", args)?;
             x.exec(&call, step)
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_member_remove",
-        ["args: Map", "bool"],
-        [
-            "/// Remove the member named `name` (or with `peer_urls`) from the cluster. Refused,",
-            "/// before anything changes, when the voting members left would not have a healthy",
-            "/// quorum (each is asked `/health` at its own client URL, through the first `via`",
-            "/// host). A no-op when it is not a member. Returns whether it removed one. Does not",
-            "/// touch the member's host: stop its etcd and move its data dir aside afterwards.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?}`",
-            CONN,
-        ],
+        /// Remove the member named `name` (or with `peer_urls`) from the cluster. Refused,
+        /// before anything changes, when the voting members left would not have a healthy
+        /// quorum (each is asked `/health` at its own client URL, through the first `via`
+        /// host). A no-op when it is not a member. Returns whether it removed one. Does not
+        /// touch the member's host: stop its etcd and move its data dir aside afterwards.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?}`
+        fn "etcd_member_remove"("args: Map") -> "bool" + CONN =
         move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
             let step: EtcdMemberRemove = crate::args::parse(&call, "etcd_member_remove", args)?;
             x.exec(&call, step)
-        },
+        }
     );
 }
 

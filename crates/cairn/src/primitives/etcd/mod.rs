@@ -37,10 +37,10 @@ fn strings(v: &[String]) -> Array {
     v.iter().cloned().map(Dynamic::from).collect()
 }
 
-const CONN_DOC: &str = "/// Connection: `endpoints: [\"https://10.1.1.1:2379\", ..]`, `ca` (CA file path or `Cert`), \
-`cert` (client certificate path or `Cert`; a `Cert` brings its key), `cert_key?` (key file of a `cert` path), \
-`via?` (a `Host`, or one `Host` per endpoint, to reach the endpoints through an ssh forward; \
-the server is still verified for the endpoint's name). Relative paths are inside the workspace.";
+crate::registration::documented! {
+    /// Connection: `endpoints: ["https://10.1.1.1:2379", ..]`, `ca` (CA file path or `Cert`), `cert` (client certificate path or `Cert`; a `Cert` brings its key), `cert_key?` (key file of a `cert` path), `via?` (a `Host`, or one `Host` per endpoint, to reach the endpoints through an ssh forward; the server is still verified for the endpoint's name). Relative paths are inside the workspace.
+    const CONN_DOC;
+}
 
 fn register_types(engine: &mut rhai::Engine) {
     engine
@@ -136,103 +136,92 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_upgrade(engine, exec);
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_health",
-        ["args: Map", "EtcdHealth"],
-        [
-            "/// Verify that every endpoint answers `/health` with `true`, asking again for up to",
-            "/// `wait_seconds` (default 30); fails naming each unhealthy member and why.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, wait_seconds?}`",
-            CONN_DOC,
-        ],
+        /// Verify that every endpoint answers `/health` with `true`, asking again for up to
+        /// `wait_seconds` (default 30); fails naming each unhealthy member and why.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, wait_seconds?}`
+        fn "etcd_health"("args: Map") -> "EtcdHealth" + CONN_DOC =
         move |call: NativeCallContext, args: Map| -> Result<EtcdHealth, Box<EvalAltResult>> {
             let step: EtcdHealthCheck = crate::args::parse(&call, "etcd_health", args)?;
             x.exec(&call, step)
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_members", ["args: Map", "Array"], [
-            "/// The cluster's members (`EtcdMember`: id (hex), name, peer_urls, client_urls, started,",
-            "/// is_learner). With `expect: [names]` it verifies that the cluster is exactly those",
-            "/// members, all started, asking again for up to `wait_seconds` (default 0).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, expect?, wait_seconds?}`",
-            CONN_DOC,
-        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdMembers = crate::args::parse(&call, "etcd_members", args)?;
-                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },);
-
-    let x = exec.clone();
-    crate::registration::function(engine, "etcd_status", ["args: Map", "Array"], [
-            "/// `maintenance/status` of every endpoint (`EtcdStatus`: endpoint, member_id, leader,",
-            "/// is_leader, raft_term, raft_index, version, db_size, cluster_id); fails naming an",
-            "/// endpoint that does not answer.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?}`",
-            CONN_DOC,
-        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdStatus = crate::args::parse(&call, "etcd_status", args)?;
-                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },);
-
-    let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_put",
-        ["args: Map", "bool"],
-        [
-            "/// Write `value` to the etcd `key`; a no-op when the key already holds it (the plan",
-            "/// shows a diff of the old and new value). Returns whether it wrote.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, key, value}`",
-            CONN_DOC,
-        ],
+        /// The cluster's members (`EtcdMember`: id (hex), name, peer_urls, client_urls, started,
+        /// is_learner). With `expect: [names]` it verifies that the cluster is exactly those
+        /// members, all started, asking again for up to `wait_seconds` (default 0).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, expect?, wait_seconds?}`
+        fn "etcd_members"("args: Map") -> "Array" + CONN_DOC =
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdMembers = crate::args::parse(&call, "etcd_members", args)?;
+            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+        }
+    );
+
+    let x = exec.clone();
+    crate::registration::function!(
+        engine,
+        /// `maintenance/status` of every endpoint (`EtcdStatus`: endpoint, member_id, leader,
+        /// is_leader, raft_term, raft_index, version, db_size, cluster_id); fails naming an
+        /// endpoint that does not answer.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?}`
+        fn "etcd_status"("args: Map") -> "Array" + CONN_DOC =
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdStatus = crate::args::parse(&call, "etcd_status", args)?;
+            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+        }
+    );
+
+    let x = exec.clone();
+    crate::registration::function!(
+        engine,
+        /// Write `value` to the etcd `key`; a no-op when the key already holds it (the plan
+        /// shows a diff of the old and new value). Returns whether it wrote.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, key, value}`
+        fn "etcd_put"("args: Map") -> "bool" + CONN_DOC =
         move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
             let step: EtcdPut = crate::args::parse(&call, "etcd_put", args)?;
             x.exec(&call, step)
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_get",
-        ["args: Map", "Dynamic"],
-        [
-            "/// The value of the etcd `key` as a string, or `()` if there is none.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, key}`",
-            CONN_DOC,
-        ],
+        /// The value of the etcd `key` as a string, or `()` if there is none.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, key}`
+        fn "etcd_get"("args: Map") -> "Dynamic" + CONN_DOC =
         move |call: NativeCallContext, args: Map| -> Result<Dynamic, Box<EvalAltResult>> {
             let step: EtcdGet = crate::args::parse(&call, "etcd_get", args)?;
             Ok(x.exec(&call, step)?
                 .map(Dynamic::from)
                 .unwrap_or(Dynamic::UNIT))
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_expect_refused",
-        ["args: Map", "EtcdRefusal"],
-        [
-            "/// Verify that `endpoint` refuses a client without a certificate (no `cert`) or with",
-            "/// the given `cert` (e.g. one from another CA): a TLS alert from the server or HTTP",
-            "/// 401/403. Fails if the request is accepted, or if the refusal cannot be told apart",
-            "/// from the server being unreachable.",
-            "///",
-            "/// `#{endpoint, ca, cert?, cert_key?, via?: Host}`",
-        ],
+        /// Verify that `endpoint` refuses a client without a certificate (no `cert`) or with
+        /// the given `cert` (e.g. one from another CA): a TLS alert from the server or HTTP
+        /// 401/403. Fails if the request is accepted, or if the refusal cannot be told apart
+        /// from the server being unreachable.
+        ///
+        /// `#{endpoint, ca, cert?, cert_key?, via?: Host}`
+        fn "etcd_expect_refused"("args: Map") -> "EtcdRefusal" =
         move |call: NativeCallContext, args: Map| -> Result<Refusal, Box<EvalAltResult>> {
             let step: EtcdExpectRefused = crate::args::parse(&call, "etcd_expect_refused", args)?;
             x.exec(&call, step)
-        },
+        }
     );
 }
 
@@ -293,30 +282,24 @@ fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         })
         .register_fn("to_string", |m: &mut L| layout_line(m))
         .register_fn("to_debug", |m: &mut L| layout_line(m));
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "to_map",
-        ["layout: EtcdMemberLayout", "Map"],
-        [
-            "/// The whole member layout as a map (every field, and `origins`: where each",
-            "/// value came from), e.g. to compare or print it.",
-        ],
-        |m: &mut L| -> Dynamic { rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT) },
+        /// The whole member layout as a map (every field, and `origins`: where each
+        /// value came from), e.g. to compare or print it.
+        fn "to_map"("layout: EtcdMemberLayout") -> "Map" =
+        |m: &mut L| -> Dynamic { rhai::serde::to_dynamic(&*m).unwrap_or(Dynamic::UNIT) }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "to_json",
-        ["layout: EtcdMemberLayout", "String"],
-        ["/// The whole member layout as one line of JSON."],
-        |m: &mut L| -> String { serde_json::to_string(&*m).unwrap_or_default() },
+        /// The whole member layout as one line of JSON.
+        fn "to_json"("layout: EtcdMemberLayout") -> "String" =
+        |m: &mut L| -> String { serde_json::to_string(&*m).unwrap_or_default() }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_member",
-        ["host: Host", "EtcdMemberLayout"],
-        [member::DOC],
+        fn "etcd_member"("host: Host") -> "EtcdMemberLayout" as member::DOC =
         move |call: NativeCallContext, host: Host| -> Result<L, Box<EvalAltResult>> {
             x.exec(
                 &call,
@@ -325,18 +308,16 @@ fn register_member(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                     args: MemberArgs::default(),
                 },
             )
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_member",
-        ["host: Host", "options: Map", "EtcdMemberLayout"],
-        [member::DOC],
+        fn "etcd_member"("host: Host", "options: Map") -> "EtcdMemberLayout" as member::DOC =
         move |call: NativeCallContext, host: Host, options: Map| -> Result<L, Box<EvalAltResult>> {
             let args: MemberArgs = crate::args::parse(&call, "etcd_member", options)?;
             x.exec(&call, EtcdMember { host, args })
-        },
+        }
     );
 }
 
@@ -363,20 +344,17 @@ fn register_audit(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_get("sans", |r: &mut R| strings(&r.sans))
         .register_fn("to_string", |r: &mut R| row_line(r))
         .register_fn("to_debug", |r: &mut R| row_line(r));
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "to_map",
-        ["row: EtcdCertRow", "Map"],
-        ["/// The audit row as a map (the fields above), e.g. for JSON output."],
-        |r: &mut R| -> Dynamic { rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT) },
+        /// The audit row as a map (the fields above), e.g. for JSON output.
+        fn "to_map"("row: EtcdCertRow") -> "Map" =
+        |r: &mut R| -> Dynamic { rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT) }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_cert_audit",
-        ["host: Host", "Array"],
-        [audit::DOC],
+        fn "etcd_cert_audit"("host: Host") -> "Array" as audit::DOC =
         move |call: NativeCallContext, host: Host| -> Result<Array, Box<EvalAltResult>> {
             let rows = x.exec(
                 &call,
@@ -386,14 +364,12 @@ fn register_audit(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                 },
             )?;
             Ok(rows.into_iter().map(Dynamic::from).collect())
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_cert_audit",
-        ["host: Host", "options: Map", "Array"],
-        [audit::DOC],
+        fn "etcd_cert_audit"("host: Host", "options: Map") -> "Array" as audit::DOC =
         move |call: NativeCallContext,
               host: Host,
               options: Map|
@@ -401,27 +377,23 @@ fn register_audit(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             let args: AuditArgs = crate::args::parse(&call, "etcd_cert_audit", options)?;
             let rows = x.exec(&call, EtcdCertAudit { host, args })?;
             Ok(rows.into_iter().map(Dynamic::from).collect())
-        },
+        }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "cert_audit_table",
-        ["rows: Array", "warn_days: i64", "fail_days: i64", "String"],
-        [
-            "/// `EtcdCertRow`s (from `etcd_cert_audit`) as an aligned table, one line per",
-            "/// certificate, with a STATUS column: `FAIL` below `fail_days` days left, `WARN`",
-            "/// below `warn_days`, else `ok`.",
-        ],
+        /// `EtcdCertRow`s (from `etcd_cert_audit`) as an aligned table, one line per
+        /// certificate, with a STATUS column: `FAIL` below `fail_days` days left, `WARN`
+        /// below `warn_days`, else `ok`.
+        fn "cert_audit_table"("rows: Array", "warn_days: i64", "fail_days: i64") -> "String" =
         |rows: Array, warn_days: i64, fail_days: i64| {
             audit::table(&cert_rows(rows), warn_days, fail_days)
-        },
+        }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "cert_audit_json",
-        ["rows: Array", "String"],
-        ["/// `EtcdCertRow`s as one line of JSON (an array of objects with the getters' names)."],
-        |rows: Array| serde_json::to_string(&cert_rows(rows)).unwrap_or_default(),
+        /// `EtcdCertRow`s as one line of JSON (an array of objects with the getters' names).
+        fn "cert_audit_json"("rows: Array") -> "String" =
+        |rows: Array| serde_json::to_string(&cert_rows(rows)).unwrap_or_default()
     );
 }
 
@@ -448,64 +420,60 @@ fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         });
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_version", ["args: Map", "Array"], [
-            "/// Every endpoint's `/version` (`EtcdEndpointVersion`: endpoint, server, cluster).",
-            "/// With `expect_server: \"3.5.30\"` every member must run that version; with",
-            "/// `expect_cluster: \"3.5\"` every member must report that cluster version (the",
-            "/// lowest minor version of all members). Asks again for up to `wait_seconds`",
-            "/// (default 0); fails naming each endpoint that differs.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, expect_server?, expect_cluster?, wait_seconds?}`",
-            CONN_DOC,
-        ], move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-                let step: EtcdVersion = crate::args::parse(&call, "etcd_version", args)?;
-                Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-            },);
+    crate::registration::function!(
+        engine,
+        /// Every endpoint's `/version` (`EtcdEndpointVersion`: endpoint, server, cluster).
+        /// With `expect_server: "3.5.30"` every member must run that version; with
+        /// `expect_cluster: "3.5"` every member must report that cluster version (the
+        /// lowest minor version of all members). Asks again for up to `wait_seconds`
+        /// (default 0); fails naming each endpoint that differs.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, expect_server?, expect_cluster?, wait_seconds?}`
+        fn "etcd_version"("args: Map") -> "Array" + CONN_DOC =
+        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
+            let step: EtcdVersion = crate::args::parse(&call, "etcd_version", args)?;
+            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_caught_up",
-        ["args: Map", "Array"],
-        [
-            "/// Wait until the cluster is caught up: every endpoint answers `maintenance/status`,",
-            "/// all follow one leader, and every raft index is within `max_lag` (default 50) of",
-            "/// the highest. Asks again for up to `wait_seconds` (default 60), then fails naming",
-            "/// the members that do not answer or lag. Returns the `EtcdStatus` of each endpoint.",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, max_lag?, wait_seconds?}`",
-            CONN_DOC,
-        ],
+        /// Wait until the cluster is caught up: every endpoint answers `maintenance/status`,
+        /// all follow one leader, and every raft index is within `max_lag` (default 50) of
+        /// the highest. Asks again for up to `wait_seconds` (default 60), then fails naming
+        /// the members that do not answer or lag. Returns the `EtcdStatus` of each endpoint.
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, max_lag?, wait_seconds?}`
+        fn "etcd_caught_up"("args: Map") -> "Array" + CONN_DOC =
         move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
             let step: EtcdCaughtUp = crate::args::parse(&call, "etcd_caught_up", args)?;
             Ok(x.exec(&call, step)?
                 .into_iter()
                 .map(Dynamic::from)
                 .collect())
-        },
+        }
     );
 
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_upgrade_path",
-        ["from: &str", "to: &str", "allow_downgrade: bool", "String"],
-        [upgrade::PATH_DOC],
+        fn "etcd_upgrade_path"("from: &str", "to: &str", "allow_downgrade: bool") -> "String"
+            as upgrade::PATH_DOC =
         |from: &str, to: &str, allow_downgrade: bool| -> Result<String, Box<EvalAltResult>> {
             upgrade::upgrade_path(from, to, allow_downgrade).map_err(crate::executor::script_error)
-        },
+        }
     );
 
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_removed_settings",
-        ["settings: Array", "target: &str", "Array"],
-        [upgrade::REMOVED_DOC],
+        fn "etcd_removed_settings"("settings: Array", "target: &str") -> "Array"
+            as upgrade::REMOVED_DOC =
         |settings: Array, target: &str| -> Result<Array, Box<EvalAltResult>> {
             let settings: Vec<String> = settings.into_iter().map(|s| s.to_string()).collect();
             upgrade::removed_settings(&settings, target)
                 .map(|v| v.into_iter().map(Dynamic::from).collect())
                 .map_err(crate::executor::script_error)
-        },
+        }
     );
 }
 // ---- etcd_snapshot: a restore-tested snapshot (see snapshot.rs) ----------
@@ -515,41 +483,35 @@ fn register_snapshot(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .build_type::<R>()
         .register_fn("to_string", |r: &mut R| snapshot_line(r))
         .register_fn("to_debug", |r: &mut R| snapshot_line(r));
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "to_map",
-        ["snapshot: EtcdSnapshot", "Map"],
-        ["/// The snapshot's record as a map (the getters above)."],
-        |r: &mut R| -> Dynamic { rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT) },
+        /// The snapshot's record as a map (the getters above).
+        fn "to_map"("snapshot: EtcdSnapshot") -> "Map" =
+        |r: &mut R| -> Dynamic { rhai::serde::to_dynamic(&*r).unwrap_or(Dynamic::UNIT) }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "to_json",
-        ["snapshot: EtcdSnapshot", "String"],
-        ["/// The snapshot's record as pretty JSON (what etcd-backup keeps next to the file)."],
-        |r: &mut R| -> String { serde_json::to_string_pretty(&*r).unwrap_or_default() },
+        /// The snapshot's record as pretty JSON (what etcd-backup keeps next to the file).
+        fn "to_json"("snapshot: EtcdSnapshot") -> "String" =
+        |r: &mut R| -> String { serde_json::to_string_pretty(&*r).unwrap_or_default() }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_snapshot",
-        ["host: Host", "EtcdSnapshot"],
-        [snapshot::DOC],
+        fn "etcd_snapshot"("host: Host") -> "EtcdSnapshot" as snapshot::DOC =
         move |call: NativeCallContext, host: Host| -> Result<R, Box<EvalAltResult>> {
             let args = SnapshotArgs::default();
             x.exec(&call, EtcdSnapshot { host, args })
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "etcd_snapshot",
-        ["host: Host", "options: Map", "EtcdSnapshot"],
-        [snapshot::DOC],
+        fn "etcd_snapshot"("host: Host", "options: Map") -> "EtcdSnapshot" as snapshot::DOC =
         move |call: NativeCallContext, host: Host, options: Map| -> Result<R, Box<EvalAltResult>> {
             let args: SnapshotArgs = crate::args::parse(&call, "etcd_snapshot", options)?;
             x.exec(&call, EtcdSnapshot { host, args })
-        },
+        }
     );
 }
 
@@ -572,22 +534,24 @@ fn snapshot_line(r: &snapshot::SnapshotRecord) -> String {
 
 fn register_move_leader(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_move_leader", ["args: Map", "String"], [
-            "/// Hand raft leadership to the member `to` (its name or hex ID) before work that",
-            "/// would take the leader down. Reads who leads first: a no-op (`= ok`) when `to`",
-            "/// already leads. The transfer is asked of the current leader, so the leader's client",
-            "/// URL must be among `endpoints`; then it waits (up to 30 s) until the endpoints",
-            "/// report the new leader. Returns the new leader's name. In a plan the line says who",
-            "/// leads now (or that it is unknown when the cluster cannot be asked).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?, to}`",
-            "///",
-            "/// ```rhai",
-            "/// etcd_move_leader(tls + #{ endpoints: eps, to: \"node-1\" });",
-            "/// ```",
-            CONN_DOC,
-        ], move |call: NativeCallContext, args: Map| -> Result<String, Box<EvalAltResult>> {
-                let step: EtcdMoveLeader = crate::args::parse(&call, "etcd_move_leader", args)?;
-                x.exec(&call, step)
-            },);
+    crate::registration::function!(
+        engine,
+        /// Hand raft leadership to the member `to` (its name or hex ID) before work that
+        /// would take the leader down. Reads who leads first: a no-op (`= ok`) when `to`
+        /// already leads. The transfer is asked of the current leader, so the leader's client
+        /// URL must be among `endpoints`; then it waits (up to 30 s) until the endpoints
+        /// report the new leader. Returns the new leader's name. In a plan the line says who
+        /// leads now (or that it is unknown when the cluster cannot be asked).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?, to}`
+        ///
+        /// ```rhai
+        /// etcd_move_leader(tls + #{ endpoints: eps, to: "node-1" });
+        /// ```
+        fn "etcd_move_leader"("args: Map") -> "String" + CONN_DOC =
+        move |call: NativeCallContext, args: Map| -> Result<String, Box<EvalAltResult>> {
+            let step: EtcdMoveLeader = crate::args::parse(&call, "etcd_move_leader", args)?;
+            x.exec(&call, step)
+        }
+    );
 }

@@ -364,34 +364,34 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         })
         .register_fn("to_string", |c: &mut V| view_line(c))
         .register_fn("to_debug", |c: &mut V| view_line(c));
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "to_map",
-        ["cluster: EtcdCluster", "Map"],
-        [
-            "/// The whole cluster view as a map (the getters' values, nested), e.g. to print",
-            "/// it as JSON.",
-        ],
-        |c: &mut V| -> Dynamic { rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT) },
+        /// The whole cluster view as a map (the getters' values, nested), e.g. to print
+        /// it as JSON.
+        fn "to_map"("cluster: EtcdCluster") -> "Map" =
+        |c: &mut V| -> Dynamic { rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT) }
     );
 
     let x = exec.clone();
-    crate::registration::function(engine, "etcd_cluster", ["args: Map", "EtcdCluster"], [
-            "/// A read-only look at an etcd cluster that answers in plans too (plan line",
-            "/// `= ok read etcd cluster (3 members, leader node-1; node-1 db 1.9 MiB (0.6 MiB in use), ...)`).",
-            "/// Getters: `cluster_id`, `leader` (name), `leader_id`, `members` (`EtcdMember`s),",
-            "/// `endpoints` (one `EtcdEndpointStatus` per endpoint, in order: endpoint, answered, error,",
-            "/// name, member_id, leader_id, is_leader, is_learner, raft_index, raft_term, revision,",
-            "/// db_size, db_size_in_use (bytes), version), `alarms` (`EtcdAlarm`s).",
-            "/// An endpoint that does not answer has `answered` false and its `error`; the query",
-            "/// fails only when none answers. While planning a cluster that cannot be reached",
-            "/// (not created yet) every value is unknown (`is_known(c)` is false).",
-            "///",
-            "/// `#{endpoints, ca, cert?, cert_key?, via?}` (as for `etcd_status`)",
-        ], move |call: NativeCallContext, args: Map| -> Result<V, Box<EvalAltResult>> {
-                let step: EtcdCluster = crate::args::parse(&call, "etcd_cluster", args)?;
-                x.exec(&call, step)
-            },);
+    crate::registration::function!(
+        engine,
+        /// A read-only look at an etcd cluster that answers in plans too (plan line
+        /// `= ok read etcd cluster (3 members, leader node-1; node-1 db 1.9 MiB (0.6 MiB in use), ...)`).
+        /// Getters: `cluster_id`, `leader` (name), `leader_id`, `members` (`EtcdMember`s),
+        /// `endpoints` (one `EtcdEndpointStatus` per endpoint, in order: endpoint, answered, error,
+        /// name, member_id, leader_id, is_leader, is_learner, raft_index, raft_term, revision,
+        /// db_size, db_size_in_use (bytes), version), `alarms` (`EtcdAlarm`s).
+        /// An endpoint that does not answer has `answered` false and its `error`; the query
+        /// fails only when none answers. While planning a cluster that cannot be reached
+        /// (not created yet) every value is unknown (`is_known(c)` is false).
+        ///
+        /// `#{endpoints, ca, cert?, cert_key?, via?}` (as for `etcd_status`)
+        fn "etcd_cluster"("args: Map") -> "EtcdCluster" =
+        move |call: NativeCallContext, args: Map| -> Result<V, Box<EvalAltResult>> {
+            let step: EtcdCluster = crate::args::parse(&call, "etcd_cluster", args)?;
+            x.exec(&call, step)
+        }
+    );
 }
 
 #[cfg(test)]

@@ -26,38 +26,40 @@ use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub(super) const DOC: &str = "\
-/// Take a snapshot of the etcd member on `host` and restore-test it there:
-/// an `EtcdSnapshot`.
-///
-/// The member's layout is found as `etcd_member` finds it; `etcdctl snapshot
-/// save` runs on the host through the member's client URL (a loopback one when
-/// it listens on one) with the member's own certificate, into `dir`
-/// (default `/var/lib/cairn/backups`, 0700) as `<taken_at>-<member>.db`
-/// (replacing that member's older snapshots left there).
-/// `snapshot status` (etcdutl on 3.5, etcdctl on 3.4) gives its hash,
-/// revision, keys and size. The restore test: the file is restored into a
-/// scratch data dir under `/var/tmp` and served by a temporary etcd on
-/// `127.0.0.1:restore_port` (peer `restore_port + 1`; default 52379), whose
-/// key count and `endpoint hashkv` at the snapshot's revision must equal the
-/// live member's; the temporary etcd is then stopped and its dir removed.
-/// A failed comparison is an error naming both sides.
-///
-/// Options: `dir`, `restore_port`, `wait_seconds` (for the temporary etcd to
-/// become healthy, default 60), `unit`/`manifest` (as for `etcd_member`),
-/// `ca_file`, `cert_file`, `key_file` (paths on the host, instead of the
-/// member's own).
-///
-/// Getters: `host`, `member`, `path` (on the host), `file` (its name),
-/// `taken_at` (`20261201T101500Z`), `sha256`, `size`, `revision`, `hash`,
-/// `total_keys` (snapshot status), `keys` and `kv_hash` (live member at the
-/// revision), `restored_keys`, `restored_kv_hash`, `restore_tested`,
-/// `version`, `tool`; `to_map()`, `to_json()`.
-///
-/// ```rhai
-/// let s = etcd_snapshot(node);
-/// fetch(node, #{ src: s.path, dest: `backups/etcd-1/${s.file}`, mode: \"0600\" });
-/// ```";
+crate::registration::documented! {
+    /// Take a snapshot of the etcd member on `host` and restore-test it there:
+    /// an `EtcdSnapshot`.
+    ///
+    /// The member's layout is found as `etcd_member` finds it; `etcdctl snapshot
+    /// save` runs on the host through the member's client URL (a loopback one when
+    /// it listens on one) with the member's own certificate, into `dir`
+    /// (default `/var/lib/cairn/backups`, 0700) as `<taken_at>-<member>.db`
+    /// (replacing that member's older snapshots left there).
+    /// `snapshot status` (etcdutl on 3.5, etcdctl on 3.4) gives its hash,
+    /// revision, keys and size. The restore test: the file is restored into a
+    /// scratch data dir under `/var/tmp` and served by a temporary etcd on
+    /// `127.0.0.1:restore_port` (peer `restore_port + 1`; default 52379), whose
+    /// key count and `endpoint hashkv` at the snapshot's revision must equal the
+    /// live member's; the temporary etcd is then stopped and its dir removed.
+    /// A failed comparison is an error naming both sides.
+    ///
+    /// Options: `dir`, `restore_port`, `wait_seconds` (for the temporary etcd to
+    /// become healthy, default 60), `unit`/`manifest` (as for `etcd_member`),
+    /// `ca_file`, `cert_file`, `key_file` (paths on the host, instead of the
+    /// member's own).
+    ///
+    /// Getters: `host`, `member`, `path` (on the host), `file` (its name),
+    /// `taken_at` (`20261201T101500Z`), `sha256`, `size`, `revision`, `hash`,
+    /// `total_keys` (snapshot status), `keys` and `kv_hash` (live member at the
+    /// revision), `restored_keys`, `restored_kv_hash`, `restore_tested`,
+    /// `version`, `tool`; `to_map()`, `to_json()`.
+    ///
+    /// ```rhai
+    /// let s = etcd_snapshot(node);
+    /// fetch(node, #{ src: s.path, dest: `backups/etcd-1/${s.file}`, mode: "0600" });
+    /// ```
+    pub(super) const DOC;
+}
 
 /// Default folder for snapshots on the host.
 const DIR: &str = "/var/lib/cairn/backups";

@@ -14,22 +14,26 @@ use crate::step::{Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::{Deserialize, Serialize};
 
-/// Documentation of `etcd_upgrade_path` for runbook authors.
-pub const PATH_DOC: &str =
-    "/// Whether etcd may be upgraded from version `from` to `to` (`3.4.23`, `v3.5.30`):
-/// patch upgrades, or the next minor version (etcd supports no skipped minor);
-/// 3.5 → 3.6 only from 3.5.26 (etcd's 3.6 upgrade guide); no downgrade unless
-/// `allow_downgrade` (then only within a minor, or one minor back). Returns a short
-/// description (`patch upgrade 3.5.16 -> 3.5.30`, `minor upgrade 3.4.23 -> 3.5.30`,
-/// `nothing to do: already 3.5.30`); throws the reason a path is refused.";
+// The doc of `etcd_upgrade_path` for runbook authors.
+crate::registration::documented! {
+    /// Whether etcd may be upgraded from version `from` to `to` (`3.4.23`, `v3.5.30`):
+    /// patch upgrades, or the next minor version (etcd supports no skipped minor);
+    /// 3.5 → 3.6 only from 3.5.26 (etcd's 3.6 upgrade guide); no downgrade unless
+    /// `allow_downgrade` (then only within a minor, or one minor back). Returns a short
+    /// description (`patch upgrade 3.5.16 -> 3.5.30`, `minor upgrade 3.4.23 -> 3.5.30`,
+    /// `nothing to do: already 3.5.30`); throws the reason a path is refused.
+    pub const PATH_DOC;
+}
 
-/// Documentation of `etcd_removed_settings` for runbook authors.
-pub const REMOVED_DOC: &str =
-    "/// The settings of a member that etcd `target` no longer accepts, each as
-/// `SETTING (from SOURCE): why`. `settings` is an array of `NAME=VALUE` strings:
-/// flags (`--enable-v2=true`, `--debug`), `ETCD_*` environment variables and
-/// YAML config keys (`enable-v2=true`), e.g. the running process's command line
-/// and environment. Empty when the member can run `target` as configured.";
+// The doc of `etcd_removed_settings` for runbook authors.
+crate::registration::documented! {
+    /// The settings of a member that etcd `target` no longer accepts, each as
+    /// `SETTING (from SOURCE): why`. `settings` is an array of `NAME=VALUE` strings:
+    /// flags (`--enable-v2=true`, `--debug`), `ETCD_*` environment variables and
+    /// YAML config keys (`enable-v2=true`), e.g. the running process's command line
+    /// and environment. Empty when the member can run `target` as configured.
+    pub const REMOVED_DOC;
+}
 
 /// A version as `(major, minor, patch)`; `v` prefix and `-suffix` ignored.
 pub fn parse_version(v: &str) -> Result<(u64, u64, u64), String> {

@@ -123,90 +123,93 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     register_types(engine);
 
     let x = exec.clone();
-    crate::registration::function(engine, "gen_ca", ["args: Map", "Cert"], [
-            "/// Make (or keep) a certificate authority in `<workspace>/pki/<name>.crt` and `.key` (0600).",
-            "///",
-            "/// `#{name, cn, o?, key?: \"rsa2048\"|\"rsa3072\"|\"rsa4096\"|\"p256\" (default rsa2048), days, renew_before_days? (30)}`",
-            "///",
-            "/// An existing CA is kept while it matches (CN, O, key type) and is not within",
-            "/// `renew_before_days` of expiry; otherwise the plan says what differs. A new CA",
-            "/// means every certificate it signed is reissued by its `gen_cert` step.",
-        ], move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
-                let step: GenCa = crate::args::parse(&call, "gen_ca", args)?;
-                x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
-            },);
+    crate::registration::function!(
+        engine,
+        /// Make (or keep) a certificate authority in `<workspace>/pki/<name>.crt` and `.key` (0600).
+        ///
+        /// `#{name, cn, o?, key?: "rsa2048"|"rsa3072"|"rsa4096"|"p256" (default rsa2048), days, renew_before_days? (30)}`
+        ///
+        /// An existing CA is kept while it matches (CN, O, key type) and is not within
+        /// `renew_before_days` of expiry; otherwise the plan says what differs. A new CA
+        /// means every certificate it signed is reissued by its `gen_cert` step.
+        fn "gen_ca"("args: Map") -> "Cert" =
+        move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
+            let step: GenCa = crate::args::parse(&call, "gen_ca", args)?;
+            x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(engine, "gen_cert", ["args: Map", "Cert"], [
-            "/// Make (or keep) a key and a certificate signed by a CA of the workspace.",
-            "///",
-            "/// `#{name, ca: Cert or \"ca-name\", cn, o?, dns?: [..], ips?: [..], usage: [\"server\", \"client\"],",
-            "///   key_usage?: [\"digital_signature\", \"key_encipherment\", ...], key? (rsa2048), days, renew_before_days? (30)}`",
-            "///",
-            "/// Kept while CN, O, SANs, usages, key type and issuer match and it is not about",
-            "/// to expire; otherwise the plan names each difference (`SAN IP 10.1.1.3 missing`).",
-            "/// Files: `<workspace>/pki/<name>.crt` (0644), `<name>.key` (0600).",
-        ], move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
-                let step: GenCert = crate::args::parse(&call, "gen_cert", args)?;
-                x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
-            },);
+    crate::registration::function!(
+        engine,
+        /// Make (or keep) a key and a certificate signed by a CA of the workspace.
+        ///
+        /// `#{name, ca: Cert or "ca-name", cn, o?, dns?: [..], ips?: [..], usage: ["server", "client"],
+        ///   key_usage?: ["digital_signature", "key_encipherment", ...], key? (rsa2048), days, renew_before_days? (30)}`
+        ///
+        /// Kept while CN, O, SANs, usages, key type and issuer match and it is not about
+        /// to expire; otherwise the plan names each difference (`SAN IP 10.1.1.3 missing`).
+        /// Files: `<workspace>/pki/<name>.crt` (0644), `<name>.key` (0600).
+        fn "gen_cert"("args: Map") -> "Cert" =
+        move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
+            let step: GenCert = crate::args::parse(&call, "gen_cert", args)?;
+            x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
+        }
+    );
 
     let x = exec.clone();
-    crate::registration::function(engine, "sign_csr", ["args: Map", "Cert"], [
-            "/// Sign a certificate signing request (PEM, e.g. made by `openssl req` on a node);",
-            "/// the private key stays where the CSR was made (`key_path` is empty).",
-            "///",
-            "/// `#{name, ca, csr | public_key, days, usage, key_usage?, cn?, o?, dns?, ips?, override_sans? (false), renew_before_days?}`",
-            "///",
-            "/// SANs come from the CSR. Given `dns`/`ips` must equal the CSR's, unless",
-            "/// `override_sans: true`, which signs exactly those instead. A CSR never makes a CA.",
-            "///",
-            "/// `public_key` (a PEM `PUBLIC KEY`, e.g. `openssl pkey -in KEY -pubout` run on the",
-            "/// node) instead of `csr`: a certificate for that key, subject `cn` (required) and",
-            "/// `o`, SANs `dns`/`ips` as given. A renewal that keeps the key: the only certificate",
-            "/// replacement etcd, which re-reads cert and key per handshake, never sees half-done.",
-        ], move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
-                let step: SignCsr = crate::args::parse(&call, "sign_csr", args)?;
-                x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
-            },);
+    crate::registration::function!(
+        engine,
+        /// Sign a certificate signing request (PEM, e.g. made by `openssl req` on a node);
+        /// the private key stays where the CSR was made (`key_path` is empty).
+        ///
+        /// `#{name, ca, csr | public_key, days, usage, key_usage?, cn?, o?, dns?, ips?, override_sans? (false), renew_before_days?}`
+        ///
+        /// SANs come from the CSR. Given `dns`/`ips` must equal the CSR's, unless
+        /// `override_sans: true`, which signs exactly those instead. A CSR never makes a CA.
+        ///
+        /// `public_key` (a PEM `PUBLIC KEY`, e.g. `openssl pkey -in KEY -pubout` run on the
+        /// node) instead of `csr`: a certificate for that key, subject `cn` (required) and
+        /// `o`, SANs `dns`/`ips` as given. A renewal that keeps the key: the only certificate
+        /// replacement etcd, which re-reads cert and key per handshake, never sees half-done.
+        fn "sign_csr"("args: Map") -> "Cert" =
+        move |call: NativeCallContext, args: Map| -> Result<Cert, Box<EvalAltResult>> {
+            let step: SignCsr = crate::args::parse(&call, "sign_csr", args)?;
+            x.exec(&call, step.in_dir(&x.ctx().workspace.pki_dir()))
+        }
+    );
 
     // ---- workspace_cert (etcd-cert-rotate) ----
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "workspace_cert",
-        ["name: &str", "CertInfo"],
-        [read::DOC],
+        fn "workspace_cert"("name: &str") -> "CertInfo" as read::DOC =
         move |call: NativeCallContext, name: &str| -> Result<CertInfo, Box<EvalAltResult>> {
             x.exec(&call, WorkspaceCert { name: name.into() })
-        },
+        }
     );
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "inspect_cert",
-        ["source: &str", "CertInfo"],
-        [
-            "/// What a certificate says: subject, cn, o, issuer, dns, ips, not_before, not_after,",
-            "/// serial, usages, key_usage, fingerprint (SHA-256), is_ca, key.",
-            "///",
-            "/// `source` is PEM text or a file path (relative paths are inside the workspace,",
-            "/// e.g. `\"pki/ca.crt\"`). Reads only; not a step.",
-        ],
+        /// What a certificate says: subject, cn, o, issuer, dns, ips, not_before, not_after,
+        /// serial, usages, key_usage, fingerprint (SHA-256), is_ca, key.
+        ///
+        /// `source` is PEM text or a file path (relative paths are inside the workspace,
+        /// e.g. `"pki/ca.crt"`). Reads only; not a step.
+        fn "inspect_cert"("source: &str") -> "CertInfo" =
         move |source: &str| -> Result<CertInfo, Box<EvalAltResult>> {
             inspect(source, x.ctx().workspace.root())
                 .map_err(|e| script_error(format!("inspect_cert: {e}")))
-        },
+        }
     );
 
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "inspect_cert",
-        ["cert: Cert", "CertInfo"],
-        ["/// What the certificate of a `Cert` handle says (see `inspect_cert(source)`)."],
+        /// What the certificate of a `Cert` handle says (see `inspect_cert(source)`).
+        fn "inspect_cert"("cert: Cert") -> "CertInfo" =
         |cert: Cert| -> Result<CertInfo, Box<EvalAltResult>> {
             inspect_cert(&cert).map_err(|e| script_error(format!("inspect_cert: {e}")))
-        },
+        }
     );
 }

@@ -10,18 +10,20 @@ use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use serde::Serialize;
 
-pub(super) const DOC: &str = "\
-/// What the certificate `<workspace>/pki/<name>.crt` says (a `CertInfo`).
-///
-/// A read-only step: a run or plan reads the file (an error naming it when
-/// it is missing or not a certificate); a plan without facts (`cairn check`,
-/// `plan --offline`) gets placeholders. Use it for certificates an earlier run
-/// made, e.g. to re-issue one with the same subject, SANs and key type.
-///
-/// ```rhai
-/// let ca = workspace_cert(\"etcd-cluster-1-etcd-ca\");
-/// print(`CA serial ${ca.serial}, until ${ca.not_after}`);
-/// ```";
+crate::registration::documented! {
+    /// What the certificate `<workspace>/pki/<name>.crt` says (a `CertInfo`).
+    ///
+    /// A read-only step: a run or plan reads the file (an error naming it when
+    /// it is missing or not a certificate); a plan without facts (`cairn check`,
+    /// `plan --offline`) gets placeholders. Use it for certificates an earlier run
+    /// made, e.g. to re-issue one with the same subject, SANs and key type.
+    ///
+    /// ```rhai
+    /// let ca = workspace_cert("etcd-cluster-1-etcd-ca");
+    /// print(`CA serial ${ca.serial}, until ${ca.not_after}`);
+    /// ```
+    pub(super) const DOC;
+}
 
 /// `workspace_cert(name)`.
 #[derive(Clone, Debug, Serialize)]

@@ -11,45 +11,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-pub(super) const DOC: &str = "\
-/// Install Debian/Ubuntu packages on `host` (apt-get, non-interactive).
-///
-/// Options: `packages` (array of package names, required), `update`
-/// (\"auto\" (default): refresh the package lists when they are missing,
-/// older than 24 hours or older than the apt sources, or when a package is not
-/// found, then retry once; \"always\"; \"never\"), `version` (an upstream
-/// version every package must carry, e.g. \"3.5.30\": each is installed as
-/// `NAME=PKGVER`, PKGVER being the version `apt-cache madison` lists whose
-/// upstream part is `version`, e.g. `3.5.30-2`; the lists are refreshed first
-/// when they offer none; a package installed at another version is changed),
-/// `hint` (text added to the error when the sources offer no package at
-/// `version`: how to get one), `start_services` (default true; false: the
-/// packages' services are not started while they install: a
-/// `/usr/sbin/policy-rc.d` that denies starts is in place during the install
-/// and removed when apt-get ends, written only when the host has none; one
-/// left by an install that was cut off is removed by the next `apt` step on
-/// the host).
-///
-/// A no-op when every package is installed (at `version`, if given). When the
-/// sources offer no package at `version`, fails before installing anything,
-/// naming the host and the versions offered. Waits up to 60 s for another
-/// apt/dpkg run to release its lock. Returns an `AptResult` (`installed`: the
-/// packages this step installed, `versions`: a map of each package's
-/// installed package version, `changed`).
-///
-/// ```rhai
-/// apt(node, #{ packages: [\"etcd-server\", \"etcd-client\"] });
-/// apt(node, #{ packages: [\"etcd-server\"], version: \"3.5.30\" });
-/// ```";
-
-pub(super) const DOC_UPSTREAM: &str = "\
-/// The upstream part of a Debian package version: without the epoch, the
-/// Debian revision and any `+...`/`~...` suffix.
-///
-/// ```rhai
-/// apt_upstream_version(\"3.5.30-2~bpo12+1\")             // \"3.5.30\"
-/// apt_upstream_version(\"3.3.25+dfsg-7ubuntu0.22.04.1\") // \"3.3.25\"
-/// ```";
+crate::registration::documented! {
+    /// The upstream part of a Debian package version: without the epoch, the
+    /// Debian revision and any `+...`/`~...` suffix.
+    ///
+    /// ```rhai
+    /// apt_upstream_version("3.5.30-2~bpo12+1")             // "3.5.30"
+    /// apt_upstream_version("3.3.25+dfsg-7ubuntu0.22.04.1") // "3.3.25"
+    /// ```
+    pub(super) const DOC_UPSTREAM;
+}
 
 /// Package lists older than this are refreshed before installing.
 pub const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -85,12 +56,42 @@ pub struct AptArgs {
     pub start_services: Option<bool>,
 }
 
-/// `apt(host, #{packages, update?, version?, hint?})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Apt {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: AptArgs,
+crate::registration::documented! {
+    /// Install Debian/Ubuntu packages on `host` (apt-get, non-interactive).
+    ///
+    /// Options: `packages` (array of package names, required), `update`
+    /// ("auto" (default): refresh the package lists when they are missing,
+    /// older than 24 hours or older than the apt sources, or when a package is not
+    /// found, then retry once; "always"; "never"), `version` (an upstream
+    /// version every package must carry, e.g. "3.5.30": each is installed as
+    /// `NAME=PKGVER`, PKGVER being the version `apt-cache madison` lists whose
+    /// upstream part is `version`, e.g. `3.5.30-2`; the lists are refreshed first
+    /// when they offer none; a package installed at another version is changed),
+    /// `hint` (text added to the error when the sources offer no package at
+    /// `version`: how to get one), `start_services` (default true; false: the
+    /// packages' services are not started while they install: a
+    /// `/usr/sbin/policy-rc.d` that denies starts is in place during the install
+    /// and removed when apt-get ends, written only when the host has none; one
+    /// left by an install that was cut off is removed by the next `apt` step on
+    /// the host).
+    ///
+    /// A no-op when every package is installed (at `version`, if given). When the
+    /// sources offer no package at `version`, fails before installing anything,
+    /// naming the host and the versions offered. Waits up to 60 s for another
+    /// apt/dpkg run to release its lock. Returns an `AptResult` (`installed`: the
+    /// packages this step installed, `versions`: a map of each package's
+    /// installed package version, `changed`).
+    ///
+    /// ```rhai
+    /// apt(node, #{ packages: ["etcd-server", "etcd-client"] });
+    /// apt(node, #{ packages: ["etcd-server"], version: "3.5.30" });
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Apt {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: AptArgs,
+    }
 }
 
 /// The result of `apt`.

@@ -8,18 +8,6 @@ use crate::ssh::{quote, tail};
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 
-pub(super) const DOC: &str = "\
-/// Make a directory exist on `host` (with its parents).
-///
-/// Options: `path` (absolute, required), `mode` (default \"0755\"), `owner`,
-/// `group` (left as they are unless given). A no-op when it exists with that
-/// mode and owner; a mode or owner difference is fixed in place. Returns a
-/// `FileResult` (`path`, `changed`, `created`).
-///
-/// ```rhai
-/// dir(node, #{ path: \"/var/lib/etcd\", mode: \"0700\", owner: \"etcd\", group: \"etcd\" });
-/// ```";
-
 /// Options of `dir`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,12 +21,23 @@ pub struct DirArgs {
     pub group: Option<String>,
 }
 
-/// `dir(host, #{path, ...})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Dir {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: DirArgs,
+crate::registration::documented! {
+    /// Make a directory exist on `host` (with its parents).
+    ///
+    /// Options: `path` (absolute, required), `mode` (default "0755"), `owner`,
+    /// `group` (left as they are unless given). A no-op when it exists with that
+    /// mode and owner; a mode or owner difference is fixed in place. Returns a
+    /// `FileResult` (`path`, `changed`, `created`).
+    ///
+    /// ```rhai
+    /// dir(node, #{ path: "/var/lib/etcd", mode: "0700", owner: "etcd", group: "etcd" });
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Dir {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: DirArgs,
+    }
 }
 
 /// Whether to create the directory or only fix its mode and owner.

@@ -11,22 +11,6 @@ use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub(super) const DOC: &str = "\
-/// Download `url` to `dest` on `host` (with `curl` on the host), checked
-/// against `sha256`.
-///
-/// Options: `url` (http or https, required), `sha256` (64 hex digits,
-/// required), `dest` (absolute path, required), `mode` (default \"0644\"),
-/// `owner`, `group`. A no-op when `dest` already has that hash (mode and owner
-/// are still fixed if they differ). The file is fetched to a temp file next to
-/// `dest` and its hash verified BEFORE it is moved into place; on a mismatch
-/// nothing is left behind and the error names the URL and both hashes.
-/// Returns a `FileResult`.
-///
-/// ```rhai
-/// download(node, #{ url: etcd_url, sha256: etcd_sha, dest: \"/opt/etcd.tar.gz\" });
-/// ```";
-
 /// How long a download may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -45,12 +29,27 @@ pub struct DownloadArgs {
     pub group: Option<String>,
 }
 
-/// `download(host, #{url, sha256, dest, ...})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Download {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: DownloadArgs,
+crate::registration::documented! {
+    /// Download `url` to `dest` on `host` (with `curl` on the host), checked
+    /// against `sha256`.
+    ///
+    /// Options: `url` (http or https, required), `sha256` (64 hex digits,
+    /// required), `dest` (absolute path, required), `mode` (default "0644"),
+    /// `owner`, `group`. A no-op when `dest` already has that hash (mode and owner
+    /// are still fixed if they differ). The file is fetched to a temp file next to
+    /// `dest` and its hash verified BEFORE it is moved into place; on a mismatch
+    /// nothing is left behind and the error names the URL and both hashes.
+    /// Returns a `FileResult`.
+    ///
+    /// ```rhai
+    /// download(node, #{ url: etcd_url, sha256: etcd_sha, dest: "/opt/etcd.tar.gz" });
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Download {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: DownloadArgs,
+    }
 }
 
 /// Fetch with mode and owner set (a mode or owner change alone fetches again).

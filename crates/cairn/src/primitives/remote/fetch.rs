@@ -21,24 +21,6 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub(super) const DOC: &str = "\
-/// Copy the file `src` on `host` to `dest` in the workspace, streamed (any
-/// size; never through the journal).
-///
-/// Options: `src` (absolute path on the host, required; a symbolic link there
-/// is refused, never followed), `dest` (workspace path under `backups/` or
-/// `files/`, e.g. `backups/etcd-1/snap.db`; no `..`, no links), `mode`
-/// (octal; default: the remote file's mode). A no-op when `dest` already has
-/// the remote file's sha256 (its mode is still fixed). The copy goes to a
-/// temporary file in `dest`'s folder, is hashed on both ends, and is renamed
-/// into place only when both hashes agree. Returns a `FetchResult` (`path`,
-/// `sha256`, `size`, `changed`).
-///
-/// ```rhai
-/// let f = fetch(node, #{ src: \"/var/lib/cairn/backups/snap.db\", dest: \"backups/etcd-1/snap.db\", mode: \"0600\" });
-/// print(`${f.path}: ${f.size} bytes, sha256 ${f.sha256}`);
-/// ```";
-
 /// How long one copy may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -52,12 +34,29 @@ pub struct FetchArgs {
     pub mode: Option<String>,
 }
 
-/// `fetch(host, #{src, dest, mode?})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Fetch {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: FetchArgs,
+crate::registration::documented! {
+    /// Copy the file `src` on `host` to `dest` in the workspace, streamed (any
+    /// size; never through the journal).
+    ///
+    /// Options: `src` (absolute path on the host, required; a symbolic link there
+    /// is refused, never followed), `dest` (workspace path under `backups/` or
+    /// `files/`, e.g. `backups/etcd-1/snap.db`; no `..`, no links), `mode`
+    /// (octal; default: the remote file's mode). A no-op when `dest` already has
+    /// the remote file's sha256 (its mode is still fixed). The copy goes to a
+    /// temporary file in `dest`'s folder, is hashed on both ends, and is renamed
+    /// into place only when both hashes agree. Returns a `FetchResult` (`path`,
+    /// `sha256`, `size`, `changed`).
+    ///
+    /// ```rhai
+    /// let f = fetch(node, #{ src: "/var/lib/cairn/backups/snap.db", dest: "backups/etcd-1/snap.db", mode: "0600" });
+    /// print(`${f.path}: ${f.size} bytes, sha256 ${f.sha256}`);
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Fetch {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: FetchArgs,
+    }
 }
 
 /// What `fetch` returns.

@@ -9,40 +9,6 @@ use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub(super) const DOC_FILE: &str = "\
-/// Make a file on `host` hold exactly `content`.
-///
-/// Options: `path` (absolute, required), `content` (string, required),
-/// `mode` (default \"0644\"; \"0600\" for secrets), `owner`, `group` (left as
-/// they are unless given), `secret` (bool: never show the content in plans).
-///
-/// The plan shows a unified diff of the change; content that looks like a
-/// private key (or `secret: true`) is shown as `(content hidden)` with hashes.
-/// The write is atomic: a temp file in the same folder gets mode and owner
-/// before it is renamed over the path, so a key is never briefly readable.
-/// Missing parent folders are created. Returns a `FileResult`
-/// (`path`, `changed`, `created`).
-///
-/// ```rhai
-/// let cfg = file(node, #{ path: \"/etc/default/etcd\", content: env_file });
-/// if cfg.changed { systemctl(node, #{ unit: \"etcd\", action: \"restart\" }); }
-/// ```";
-
-pub(super) const DOC_UPLOAD: &str = "\
-/// Copy a local file to `host` (alias: `scp`).
-///
-/// Options: `src` (required: a path relative to the runbook folder, or an
-/// absolute path inside the workspace such as a generated certificate),
-/// `dest` (absolute path on the host, required), `mode` (default \"0644\";
-/// \"0600\" when the content is a private key), `owner`, `group`, `secret`.
-///
-/// Skipped when the host already has identical content (sha256), mode and
-/// owner. Written atomically like `file`. Returns a `FileResult`.
-///
-/// ```rhai
-/// upload(node, #{ src: ca.cert_path, dest: \"/etc/etcd/pki/ca.crt\" });
-/// ```";
-
 /// Options of `file`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,12 +26,30 @@ pub struct FileArgs {
     pub secret: bool,
 }
 
-/// `file(host, #{path, content, ...})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct File {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: FileArgs,
+crate::registration::documented! {
+    /// Make a file on `host` hold exactly `content`.
+    ///
+    /// Options: `path` (absolute, required), `content` (string, required),
+    /// `mode` (default "0644"; "0600" for secrets), `owner`, `group` (left as
+    /// they are unless given), `secret` (bool: never show the content in plans).
+    ///
+    /// The plan shows a unified diff of the change; content that looks like a
+    /// private key (or `secret: true`) is shown as `(content hidden)` with hashes.
+    /// The write is atomic: a temp file in the same folder gets mode and owner
+    /// before it is renamed over the path, so a key is never briefly readable.
+    /// Missing parent folders are created. Returns a `FileResult`
+    /// (`path`, `changed`, `created`).
+    ///
+    /// ```rhai
+    /// let cfg = file(node, #{ path: "/etc/default/etcd", content: env_file });
+    /// if cfg.changed { systemctl(node, #{ unit: "etcd", action: "restart" }); }
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct File {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: FileArgs,
+    }
 }
 
 /// Mode for content: 0644, or 0600 when it is secret.
@@ -243,12 +227,26 @@ pub struct UploadArgs {
     pub secret: bool,
 }
 
-/// `upload(host, #{src, dest, ...})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Upload {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: UploadArgs,
+crate::registration::documented! {
+    /// Copy a local file to `host` (alias: `scp`).
+    ///
+    /// Options: `src` (required: a path relative to the runbook folder, or an
+    /// absolute path inside the workspace such as a generated certificate),
+    /// `dest` (absolute path on the host, required), `mode` (default "0644";
+    /// "0600" when the content is a private key), `owner`, `group`, `secret`.
+    ///
+    /// Skipped when the host already has identical content (sha256), mode and
+    /// owner. Written atomically like `file`. Returns a `FileResult`.
+    ///
+    /// ```rhai
+    /// upload(node, #{ src: ca.cert_path, dest: "/etc/etcd/pki/ca.crt" });
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Upload {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: UploadArgs,
+    }
 }
 
 /// Read a local source: relative paths from the runbook folder, absolute

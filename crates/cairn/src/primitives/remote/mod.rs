@@ -29,6 +29,7 @@ pub use unpack::{Unpack, UnpackArgs};
 use crate::args;
 use crate::executor::Executor;
 use crate::host::Host;
+use crate::registration::Documented;
 use crate::step::Step;
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext};
 use std::sync::Arc;
@@ -46,38 +47,24 @@ fn build<A: serde::de::DeserializeOwned, S: Step>(
     Ok(make(parsed))
 }
 
-const DOC_CONNECT: &str = "\
-/// Start opening the ssh connections to `hosts` in the background and return
-/// at once, so the first step on each host does not wait for its handshake
-/// (make certificates or call cloud APIs meanwhile). Not a step: nothing is
-/// planned or journaled. A host that cannot be reached is reported by its
-/// first step, as without `connect`. Opens at most as many connections as the
-/// run's cap on connections leaves room for (`CAIRN_SSH_MAX_MASTERS`); the
-/// others open when their host's first step runs. Does nothing in an offline
-/// plan.
-///
-/// ```rhai
-/// connect(hosts());
-/// ```";
-
-/// Register `name(host, options)` as a step made by `make`.
+/// Register `name(host, options)` as a step made by `make`, documented by
+/// the step's doc comment; `result` is the result type `cairn docs` shows.
 fn register_step<A, S>(
     engine: &mut Engine,
     exec: &Arc<Executor>,
     name: &'static str,
-    params: &[&str],
-    doc: &[&str],
+    result: &str,
     make: fn(Host, A) -> S,
 ) where
     A: serde::de::DeserializeOwned + 'static,
-    S: Step + 'static,
+    S: Step + Documented + 'static,
 {
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::register(
         engine,
         name,
-        params,
-        doc,
+        ["host: Host", "options: Map", result],
+        S::DOC,
         move |call: NativeCallContext, host: Host, options: Map| -> Res<S::Output> {
             let step = build(&call, name, options, |a| make(host, a))?;
             x.exec(&call, step)
@@ -90,21 +77,17 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
     register_types(engine);
 
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "run",
-        ["host: Host", "cmd: &str", "CommandResult"],
-        [run::DOC_RUN],
+        fn "run"("host: Host", "cmd: &str") -> "CommandResult" as run::DOC_RUN =
         move |call: NativeCallContext, host: Host, cmd: ImmutableString| -> Res<CommandResult> {
             x.exec(&call, Run::new(host, cmd.as_str(), RunOptions::default()))
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "run",
-        ["host: Host", "cmd: &str", "options: Map", "CommandResult"],
-        [run::DOC_RUN],
+        fn "run"("host: Host", "cmd: &str", "options: Map") -> "CommandResult" as run::DOC_RUN =
         move |call: NativeCallContext,
               host: Host,
               cmd: ImmutableString,
@@ -112,15 +95,25 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
               -> Res<CommandResult> {
             let opts: RunOptions = args::parse(&call, "run", options)?;
             x.exec(&call, Run::new(host, cmd.as_str(), opts))
-        },
+        }
     );
     // ---- connect(hosts): ssh connections opened in the background ----
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "connect",
-        ["hosts: Array", "()"],
-        [DOC_CONNECT],
+        /// Start opening the ssh connections to `hosts` in the background and return
+        /// at once, so the first step on each host does not wait for its handshake
+        /// (make certificates or call cloud APIs meanwhile). Not a step: nothing is
+        /// planned or journaled. A host that cannot be reached is reported by its
+        /// first step, as without `connect`. Opens at most as many connections as the
+        /// run's cap on connections leaves room for (`CAIRN_SSH_MAX_MASTERS`); the
+        /// others open when their host's first step runs. Does nothing in an offline
+        /// plan.
+        ///
+        /// ```rhai
+        /// connect(hosts());
+        /// ```
+        fn "connect"("hosts: Array") -> "()" =
         move |hosts: rhai::Array| {
             if x.mode() == crate::executor::Mode::Offline {
                 return;
@@ -130,31 +123,25 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
                 x.handle()
                     .spawn(async move { y.ctx().ssh.open_early(&host).await });
             }
-        },
+        }
     );
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "apt_upstream_version",
-        ["version: &str", "String"],
-        [apt::DOC_UPSTREAM],
-        |version: ImmutableString| -> String { apt::upstream_version(&version).to_string() },
+        fn "apt_upstream_version"("version: &str") -> "String" as apt::DOC_UPSTREAM =
+        |version: ImmutableString| -> String { apt::upstream_version(&version).to_string() }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "fact",
-        ["host: Host", "cmd: &str", "CommandResult"],
-        [run::DOC_FACT],
+        fn "fact"("host: Host", "cmd: &str") -> "CommandResult" as run::DOC_FACT =
         move |call: NativeCallContext, host: Host, cmd: ImmutableString| -> Res<CommandResult> {
             x.exec(&call, Fact::new(host, cmd.as_str(), FactOptions::default()))
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "fact",
-        ["host: Host", "cmd: &str", "options: Map", "CommandResult"],
-        [run::DOC_FACT],
+        fn "fact"("host: Host", "cmd: &str", "options: Map") -> "CommandResult" as run::DOC_FACT =
         move |call: NativeCallContext,
               host: Host,
               cmd: ImmutableString,
@@ -162,84 +149,29 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
               -> Res<CommandResult> {
             let opts: FactOptions = args::parse(&call, "fact", options)?;
             x.exec(&call, Fact::new(host, cmd.as_str(), opts))
-        },
+        }
     );
 
     register_argv(engine, exec);
 
-    let opts = ["host: Host", "options: Map"];
-    register_step(
-        engine,
-        exec,
-        "file",
-        &[opts[0], opts[1], "FileResult"],
-        &[file::DOC_FILE],
-        |host, args| File { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "upload",
-        &[opts[0], opts[1], "FileResult"],
-        &[file::DOC_UPLOAD],
-        |host, args| Upload { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "scp",
-        &[opts[0], opts[1], "FileResult"],
-        &[file::DOC_UPLOAD],
-        |host, args| Upload { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "dir",
-        &[opts[0], opts[1], "FileResult"],
-        &[dir::DOC],
-        |host, args| Dir { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "apt",
-        &[opts[0], opts[1], "AptResult"],
-        &[apt::DOC],
-        |host, args| Apt { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "systemctl",
-        &[opts[0], opts[1], "UnitResult"],
-        &[systemctl::DOC],
-        |host, args| Systemctl { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "download",
-        &[opts[0], opts[1], "FileResult"],
-        &[download::DOC],
-        |host, args| Download { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "fetch",
-        &[opts[0], opts[1], "FetchResult"],
-        &[fetch::DOC],
-        |host, args| Fetch { host, args },
-    );
-    register_step(
-        engine,
-        exec,
-        "unpack",
-        &[opts[0], opts[1], "FileResult"],
-        &[unpack::DOC],
-        |host, args| Unpack { host, args },
-    );
+    // `name(host, options)`: runbook name, result type, step (documented by
+    // its struct's doc comment), built as `Step { host, args: options }`.
+    macro_rules! steps {
+        ($($name:literal -> $result:literal: $step:ident,)*) => {$(
+            register_step(engine, exec, $name, $result, |host, args| $step { host, args });
+        )*};
+    }
+    steps! {
+        "file" -> "FileResult": File,
+        "upload" -> "FileResult": Upload,
+        "scp" -> "FileResult": Upload,
+        "dir" -> "FileResult": Dir,
+        "apt" -> "AptResult": Apt,
+        "systemctl" -> "UnitResult": Systemctl,
+        "download" -> "FileResult": Download,
+        "fetch" -> "FetchResult": Fetch,
+        "unpack" -> "FileResult": Unpack,
+    }
 }
 
 /// An argument list from Rhai as one shell line (see [`run::argv_line`]):
@@ -266,22 +198,19 @@ fn argv_of(what: &str, argv: rhai::Array) -> Res<String> {
 /// options: each item is one argument, whatever it holds.
 fn register_argv(engine: &mut Engine, exec: &Arc<Executor>) {
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "run",
-        ["host: Host", "argv: Array", "CommandResult"],
-        [run::DOC_RUN_ARGV],
+        fn "run"("host: Host", "argv: Array") -> "CommandResult" as run::DOC_RUN_ARGV =
         move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
             let line = argv_of("run", argv)?;
             x.exec(&call, Run::new(host, &line, RunOptions::default()))
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "run",
-        ["host: Host", "argv: Array", "options: Map", "CommandResult"],
-        [run::DOC_RUN_ARGV],
+        fn "run"("host: Host", "argv: Array", "options: Map") -> "CommandResult"
+            as run::DOC_RUN_ARGV =
         move |call: NativeCallContext,
               host: Host,
               argv: rhai::Array,
@@ -290,25 +219,22 @@ fn register_argv(engine: &mut Engine, exec: &Arc<Executor>) {
             let line = argv_of("run", argv)?;
             let opts: RunOptions = args::parse(&call, "run", options)?;
             x.exec(&call, Run::new(host, &line, opts))
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "fact",
-        ["host: Host", "argv: Array", "CommandResult"],
-        [run::DOC_FACT_ARGV],
+        fn "fact"("host: Host", "argv: Array") -> "CommandResult" as run::DOC_FACT_ARGV =
         move |call: NativeCallContext, host: Host, argv: rhai::Array| -> Res<CommandResult> {
             let line = argv_of("fact", argv)?;
             x.exec(&call, Fact::new(host, &line, FactOptions::default()))
-        },
+        }
     );
     let x = exec.clone();
-    crate::registration::function(
+    crate::registration::function!(
         engine,
-        "fact",
-        ["host: Host", "argv: Array", "options: Map", "CommandResult"],
-        [run::DOC_FACT_ARGV],
+        fn "fact"("host: Host", "argv: Array", "options: Map") -> "CommandResult"
+            as run::DOC_FACT_ARGV =
         move |call: NativeCallContext,
               host: Host,
               argv: rhai::Array,
@@ -317,7 +243,7 @@ fn register_argv(engine: &mut Engine, exec: &Arc<Executor>) {
             let line = argv_of("fact", argv)?;
             let opts: FactOptions = args::parse(&call, "fact", options)?;
             x.exec(&call, Fact::new(host, &line, opts))
-        },
+        }
     );
 }
 

@@ -11,66 +11,74 @@ use crate::unknown;
 use serde::{Deserialize, Serialize, Serializer};
 use std::time::Duration;
 
-pub(super) const DOC_RUN: &str = "\
-/// Run a shell command on `host` (as the ssh user, through its login shell).
-///
-/// Options: `allow_fail` (bool: a non-zero exit is returned, not an error),
-/// `creates` (path: skip when it exists on the host), `unless` (command, a string or an argument list: skip
-/// when it exits 0; it must change nothing, it runs in plans too), `stdin`
-/// (string fed to the command; never shown), `timeout` (seconds).
-///
-/// A plan shows `> run `cmd``, or an `ok` line with the reason when a guard
-/// holds; the guards are checked read-only when planning. A non-zero exit is an
-/// error naming host and command unless `allow_fail`; 127 (command not
-/// found) is an exit code like any other. Returns a
-/// `CommandResult` (`code`, `stdout`, `stderr`, `ok`); when skipped by a guard,
-/// code 0 and empty output. In a plan its output is a placeholder.
-///
-/// ```rhai
-/// run(node, \"etcdctl snapshot save /var/backups/etcd.db\", #{ timeout: 120 });
-/// run(node, \"useradd --system etcd\", #{ unless: \"id etcd\" });
-/// ```";
+crate::registration::documented! {
+    /// Run a shell command on `host` (as the ssh user, through its login shell).
+    ///
+    /// Options: `allow_fail` (bool: a non-zero exit is returned, not an error),
+    /// `creates` (path: skip when it exists on the host), `unless` (command, a string or an argument list: skip
+    /// when it exits 0; it must change nothing, it runs in plans too), `stdin`
+    /// (string fed to the command; never shown), `timeout` (seconds).
+    ///
+    /// A plan shows `> run `cmd``, or an `ok` line with the reason when a guard
+    /// holds; the guards are checked read-only when planning. A non-zero exit is an
+    /// error naming host and command unless `allow_fail`; 127 (command not
+    /// found) is an exit code like any other. Returns a
+    /// `CommandResult` (`code`, `stdout`, `stderr`, `ok`); when skipped by a guard,
+    /// code 0 and empty output. In a plan its output is a placeholder.
+    ///
+    /// ```rhai
+    /// run(node, "etcdctl snapshot save /var/backups/etcd.db", #{ timeout: 120 });
+    /// run(node, "useradd --system etcd", #{ unless: "id etcd" });
+    /// ```
+    pub(super) const DOC_RUN;
+}
 
-pub(super) const DOC_FACT: &str = "\
-/// Read a fact from `host` with a command that CHANGES NOTHING.
-///
-/// The command runs while planning as well as when applying (it is how the
-/// runbook looks at the host), so it must be read-only: `cat`, `test`,
-/// `systemctl is-active`, `etcdctl member list`. Anything that changes the
-/// host belongs in `run`. Its plan line is an `ok read ...` no-op.
-///
-/// Options: `allow_fail` (bool: a non-zero exit is returned, not an error;
-/// 127, command not found, too), `timeout` (seconds). Returns a
-/// `CommandResult` (`code`, `stdout`, `stderr`, `ok`).
-///
-/// ```rhai
-/// let has_data = fact(node, \"test -d /var/lib/etcd/member\", #{ allow_fail: true }).ok;
-/// ```";
+crate::registration::documented! {
+    /// Read a fact from `host` with a command that CHANGES NOTHING.
+    ///
+    /// The command runs while planning as well as when applying (it is how the
+    /// runbook looks at the host), so it must be read-only: `cat`, `test`,
+    /// `systemctl is-active`, `etcdctl member list`. Anything that changes the
+    /// host belongs in `run`. Its plan line is an `ok read ...` no-op.
+    ///
+    /// Options: `allow_fail` (bool: a non-zero exit is returned, not an error;
+    /// 127, command not found, too), `timeout` (seconds). Returns a
+    /// `CommandResult` (`code`, `stdout`, `stderr`, `ok`).
+    ///
+    /// ```rhai
+    /// let has_data = fact(node, "test -d /var/lib/etcd/member", #{ allow_fail: true }).ok;
+    /// ```
+    pub(super) const DOC_FACT;
+}
 
-pub(super) const DOC_RUN_ARGV: &str = "\
-/// Run a command given as an argument list on `host`: each item is one
-/// argument, passed as it is whatever it holds (quotes, `;`, `$(...)`,
-/// spaces, newlines), never read as shell code. Use this form whenever a
-/// value (a parameter, a host name, a path) goes into the command.
-///
-/// Items are strings or integers; an empty list or a NUL byte is an error.
-/// Options and result as for `run(host, cmd, options)`; `unless` takes an
-/// argument list too.
-///
-/// ```rhai
-/// run(node, [\"openssl\", \"req\", \"-new\", \"-key\", key, \"-subj\", `/CN=${node.name}`]);
-/// run(node, [\"mkdir\", \"-p\", \"--\", dir], #{ unless: [\"test\", \"-d\", dir] });
-/// ```";
+crate::registration::documented! {
+    /// Run a command given as an argument list on `host`: each item is one
+    /// argument, passed as it is whatever it holds (quotes, `;`, `$(...)`,
+    /// spaces, newlines), never read as shell code. Use this form whenever a
+    /// value (a parameter, a host name, a path) goes into the command.
+    ///
+    /// Items are strings or integers; an empty list or a NUL byte is an error.
+    /// Options and result as for `run(host, cmd, options)`; `unless` takes an
+    /// argument list too.
+    ///
+    /// ```rhai
+    /// run(node, ["openssl", "req", "-new", "-key", key, "-subj", `/CN=${node.name}`]);
+    /// run(node, ["mkdir", "-p", "--", dir], #{ unless: ["test", "-d", dir] });
+    /// ```
+    pub(super) const DOC_RUN_ARGV;
+}
 
-pub(super) const DOC_FACT_ARGV: &str = "\
-/// Read a fact from `host` with a read-only command given as an argument
-/// list: each item is one argument, never shell code (see `run(host, [..])`).
-/// It runs in plans too, so it must change nothing. Options and result as
-/// for `fact(host, cmd, options)`.
-///
-/// ```rhai
-/// let sums = fact(node, [\"curl\", \"-fsSL\", `${release}/SHA256SUMS`]).stdout;
-/// ```";
+crate::registration::documented! {
+    /// Read a fact from `host` with a read-only command given as an argument
+    /// list: each item is one argument, never shell code (see `run(host, [..])`).
+    /// It runs in plans too, so it must change nothing. Options and result as
+    /// for `fact(host, cmd, options)`.
+    ///
+    /// ```rhai
+    /// let sums = fact(node, ["curl", "-fsSL", `${release}/SHA256SUMS`]).stdout;
+    /// ```
+    pub(super) const DOC_FACT_ARGV;
+}
 
 /// Hash a secret-ish string for the step's journal key.
 fn hashed<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {

@@ -12,26 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-pub(super) const DOC: &str = "\
-/// Manage a systemd unit on `host`.
-///
-/// Options: `unit` (required unless `action` is \"daemon-reload\"),
-/// `state` (\"started\" | \"stopped\": idempotent, a no-op when already so),
-/// `action` (\"start\" | \"stop\": same as `state`; \"restart\" | \"reload\":
-/// ALWAYS done, guard them yourself, e.g. `if cfg.changed`; \"daemon-reload\"),
-/// `enabled` (bool: enabled at boot), `wait` (seconds to wait for the unit to
-/// become active after a start/restart/reload, default 120).
-///
-/// Order: daemon-reload, enable/disable, then the state change. When a unit
-/// fails to become active, the error holds the last 20 lines of its journal.
-/// Returns a `UnitResult` (`unit`, `active`, `enabled`, `changed`).
-///
-/// ```rhai
-/// systemctl(node, #{ action: \"daemon-reload\" });
-/// systemctl(node, #{ unit: \"etcd\", state: \"started\", enabled: true });
-/// if cfg.changed { systemctl(node, #{ unit: \"etcd\", action: \"restart\" }); }
-/// ```";
-
 /// Default for `wait`.
 const DEFAULT_WAIT: u64 = 120;
 
@@ -70,12 +50,31 @@ pub struct SystemctlArgs {
     pub wait: Option<u64>,
 }
 
-/// `systemctl(host, #{unit, ...})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Systemctl {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: SystemctlArgs,
+crate::registration::documented! {
+    /// Manage a systemd unit on `host`.
+    ///
+    /// Options: `unit` (required unless `action` is "daemon-reload"),
+    /// `state` ("started" | "stopped": idempotent, a no-op when already so),
+    /// `action` ("start" | "stop": same as `state`; "restart" | "reload":
+    /// ALWAYS done, guard them yourself, e.g. `if cfg.changed`; "daemon-reload"),
+    /// `enabled` (bool: enabled at boot), `wait` (seconds to wait for the unit to
+    /// become active after a start/restart/reload, default 120).
+    ///
+    /// Order: daemon-reload, enable/disable, then the state change. When a unit
+    /// fails to become active, the error holds the last 20 lines of its journal.
+    /// Returns a `UnitResult` (`unit`, `active`, `enabled`, `changed`).
+    ///
+    /// ```rhai
+    /// systemctl(node, #{ action: "daemon-reload" });
+    /// systemctl(node, #{ unit: "etcd", state: "started", enabled: true });
+    /// if cfg.changed { systemctl(node, #{ unit: "etcd", action: "restart" }); }
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Systemctl {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: SystemctlArgs,
+    }
 }
 
 /// The result of `systemctl`.

@@ -10,24 +10,6 @@ use crate::unknown;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub(super) const DOC: &str = "\
-/// Extract the tar.gz `archive` (a path on the host) into `dest`.
-///
-/// Options: `archive` (absolute path on the host, required), `dest` (absolute
-/// folder, created if missing, required), `strip` (int: leading path
-/// components to drop, like tar's `--strip-components`), `creates` (path the
-/// archive produces: the step is a no-op when it exists, and it must exist
-/// afterwards; put in place last, so a cut-off run never leaves it behind a
-/// half-extracted archive). Without `creates` the archive is extracted on
-/// every run.
-/// Files get the archive's modes; owners are not taken from the archive.
-/// Returns a `FileResult` for `dest`.
-///
-/// ```rhai
-/// unpack(node, #{ archive: \"/opt/etcd.tar.gz\", dest: \"/usr/local/bin\", strip: 1,
-///                 creates: \"/usr/local/bin/etcd\" });
-/// ```";
-
 /// Options of `unpack`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,12 +22,29 @@ pub struct UnpackArgs {
     pub creates: Option<String>,
 }
 
-/// `unpack(host, #{archive, dest, ...})`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Unpack {
-    pub host: Host,
-    #[serde(flatten)]
-    pub args: UnpackArgs,
+crate::registration::documented! {
+    /// Extract the tar.gz `archive` (a path on the host) into `dest`.
+    ///
+    /// Options: `archive` (absolute path on the host, required), `dest` (absolute
+    /// folder, created if missing, required), `strip` (int: leading path
+    /// components to drop, like tar's `--strip-components`), `creates` (path the
+    /// archive produces: the step is a no-op when it exists, and it must exist
+    /// afterwards; put in place last, so a cut-off run never leaves it behind a
+    /// half-extracted archive). Without `creates` the archive is extracted on
+    /// every run.
+    /// Files get the archive's modes; owners are not taken from the archive.
+    /// Returns a `FileResult` for `dest`.
+    ///
+    /// ```rhai
+    /// unpack(node, #{ archive: "/opt/etcd.tar.gz", dest: "/usr/local/bin", strip: 1,
+    ///                 creates: "/usr/local/bin/etcd" });
+    /// ```
+    #[derive(Clone, Debug, Serialize)]
+    pub struct Unpack {
+        pub host: Host,
+        #[serde(flatten)]
+        pub args: UnpackArgs,
+    }
 }
 
 /// What unpack saw before deciding.
