@@ -702,7 +702,10 @@ fn a_host_reads_as_its_inventory_entry_and_its_getters_are_read_only() {
         ),
         "{err}"
     );
-    d.write("rb/main.rhai", "let a = hosts()[0];\na.address = \"10.9.9.9\";\n");
+    d.write(
+        "rb/main.rhai",
+        "let a = hosts()[0];\na.address = \"10.9.9.9\";\n",
+    );
     let o = d.cairn(&["plan", "rb", "--inventory", "hosts.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");

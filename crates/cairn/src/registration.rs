@@ -43,9 +43,7 @@ use rhai::{Engine, FuncRegistration, RhaiNativeFunc, Variant};
 use std::borrow::Cow;
 
 /// What starts each line of a doc block in Rhai's metadata: three slashes.
-/// (Spelled with a char: the test against docs written as strings refuses
-/// every string literal under crates/ that starts with them.)
-pub const DOC_LINE: &str = concat!('/', "//");
+pub const DOC_LINE: &str = "///";
 
 /// A function's documentation for runbook authors: one or more blocks of
 /// `///` lines, as Rhai's doc metadata holds them. Only the macros
@@ -193,7 +191,7 @@ macro_rules! doc_block {
     };
     ($first:literal $(, $doc:literal)*) => {
         $crate::registration::Doc::from_doc_comments(&[concat!(
-            '/', "//", $first $(, "\n///", $doc)*
+            "///", $first $(, "\n///", $doc)*
         )])
     };
 }
