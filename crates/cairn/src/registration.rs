@@ -39,8 +39,15 @@
 //! the one path that validates it into a [`crate::step::Valid`] and decides
 //! plan versus apply; no closure calls a step's `prepare` or `apply` itself.
 
-use rhai::{Engine, FuncRegistration, RhaiNativeFunc, Variant};
+use crate::executor::Executor;
+use crate::step::Step;
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map, NativeCallContext,
+    RhaiNativeFunc, Variant,
+};
+use serde::de::DeserializeOwned;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What starts each line of a doc block in Rhai's metadata: three slashes.
 pub const DOC_LINE: &str = "///";
@@ -196,3 +203,46 @@ macro_rules! doc_block {
     };
 }
 pub(crate) use doc_block;
+
+/// The closure of a step primitive called with one options map
+/// (`etcd_defrag(#{ ... })`): the map parsed into `S` (an error names `name`
+/// and the key), the step run through [`crate::executor::Executor::exec`],
+/// its output returned as it is. Used as `function!`'s closure:
+/// `fn "etcd_put"("args: Map") -> "bool" = map_step::<EtcdPut>(exec, "etcd_put")`.
+pub fn map_step<S>(
+    exec: &Arc<Executor>,
+    name: &'static str,
+) -> impl Fn(NativeCallContext, Map) -> Result<S::Output, Box<EvalAltResult>> + Send + Sync + 'static
+where
+    S: Step + DeserializeOwned + 'static,
+{
+    map_step_then::<S, _>(exec, name, std::convert::identity)
+}
+
+/// [`map_step`] with the step's output turned into what runbooks get by
+/// `out` ([`array`], [`or_unit`], or the family's own).
+pub fn map_step_then<S, R>(
+    exec: &Arc<Executor>,
+    name: &'static str,
+    out: fn(S::Output) -> R,
+) -> impl Fn(NativeCallContext, Map) -> Result<R, Box<EvalAltResult>> + Send + Sync + 'static
+where
+    S: Step + DeserializeOwned + 'static,
+    R: 'static,
+{
+    let exec = exec.clone();
+    move |call: NativeCallContext, args: Map| {
+        let step: S = crate::args::parse(&call, name, args)?;
+        exec.exec(&call, step).map(out)
+    }
+}
+
+/// A list of handles as a Rhai array.
+pub fn array<T: Variant + Clone>(items: Vec<T>) -> Array {
+    items.into_iter().map(Dynamic::from).collect()
+}
+
+/// A value, or `()` when there is none.
+pub fn or_unit<T: Variant + Clone>(value: Option<T>) -> Dynamic {
+    value.map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+}

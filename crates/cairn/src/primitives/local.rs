@@ -5,7 +5,7 @@ use crate::action::Action;
 use crate::error::StepError;
 use crate::executor::Executor;
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
-use rhai::{EvalAltResult, Map, NativeCallContext};
+use rhai::{EvalAltResult, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -247,7 +247,6 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
                 if r.changed { "changed" } else { "unchanged" }
             )
         });
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Write a file on the operator's machine, under the workspace's `files/` folder
@@ -260,12 +259,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         /// local_file(#{ path: `${params.cluster}/endpoints.txt`, content: eps.join("\n") });
         /// ```
         fn "local_file"("args: Map") -> "LocalFileResult" =
-        move |call: NativeCallContext,
-              args: Map|
-              -> Result<LocalFileResult, Box<EvalAltResult>> {
-            let step: LocalFile = crate::args::parse(&call, "local_file", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<LocalFile>(exec, "local_file")
     );
     register_housekeeping(engine, exec);
 }

@@ -918,7 +918,6 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         |d: &mut Droplet, key: &str| d.host(Some(key))
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Ensure an ssh key is known to DigitalOcean (`/v2/account/keys`).
@@ -927,12 +926,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         ///
         /// A key with the same (MD5) fingerprint is reused whatever its name.
         fn "do_ssh_key"("spec: Map") -> "SshKey" =
-        move |call: NativeCallContext, args: Map| -> Res<SshKey> {
-            let step: DoSshKey = crate::args::parse(&call, "do_ssh_key", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<DoSshKey>(exec, "do_ssh_key")
     );
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Ensure a droplet exists and is active.
@@ -943,22 +938,19 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         /// with its public and private addresses. A droplet with this name and the same
         /// spec is adopted; a different spec is an error naming what differs.
         fn "do_droplet"("spec: Map") -> "Droplet" =
-        move |call: NativeCallContext, args: Map| -> Res<Droplet> {
-            let step: DoDroplet = crate::args::parse(&call, "do_droplet", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<DoDroplet>(exec, "do_droplet")
     );
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Droplets carrying a tag, sorted by name (read-only; runs in plans too).
         ///
         /// `do_droplets(#{ tag, private_key?, token_file? })`
         fn "do_droplets"("query: Map") -> "Array" =
-        move |call: NativeCallContext, args: Map| -> Res<Array> {
-            let step: DoDroplets = crate::args::parse(&call, "do_droplets", args)?;
-            x.exec(&call, step).map(|v| v.into_iter().map(Dynamic::from).collect())
-        }
+        crate::registration::map_step_then::<DoDroplets, _>(
+            exec,
+            "do_droplets",
+            crate::registration::array,
+        )
     );
     let x = exec.clone();
     crate::registration::function!(

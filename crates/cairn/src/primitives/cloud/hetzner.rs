@@ -1399,7 +1399,6 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         |s: &mut Server, key: &str| s.host(Some(key))
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Ensure a Hetzner Cloud network exists with its subnets.
@@ -1410,12 +1409,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         /// An existing network with the same ip_range is adopted and missing subnets are
         /// added; a different ip_range or subnet zone is an error.
         fn "hcloud_network"("spec: Map") -> "Network" =
-        move |call: NativeCallContext, args: Map| -> Res<Network> {
-            let step: HcloudNetwork = crate::args::parse(&call, "hcloud_network", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<HcloudNetwork>(exec, "hcloud_network")
     );
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Ensure an ssh key is known to Hetzner Cloud.
@@ -1426,12 +1421,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         /// this name but another fingerprint is an error. The private key next to
         /// `public_key_file` (without `.pub`) is what servers' `host()` connect with.
         fn "hcloud_ssh_key"("spec: Map") -> "SshKey" =
-        move |call: NativeCallContext, args: Map| -> Res<SshKey> {
-            let step: HcloudSshKey = crate::args::parse(&call, "hcloud_ssh_key", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<HcloudSshKey>(exec, "hcloud_ssh_key")
     );
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Ensure a Hetzner Cloud server exists and runs.
@@ -1442,12 +1433,8 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         /// addresses. A server with this name and the same spec is adopted; one with a
         /// different spec is an error naming what differs.
         fn "hcloud_server"("spec: Map") -> "Server" =
-        move |call: NativeCallContext, args: Map| -> Res<Server> {
-            let step: HcloudServer = crate::args::parse(&call, "hcloud_server", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<HcloudServer>(exec, "hcloud_server")
     );
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Servers matching a label selector, sorted by name (read-only; runs in plans too).
@@ -1455,10 +1442,11 @@ pub fn register(engine: &mut Engine, exec: &Arc<Executor>) {
         /// `hcloud_servers(#{ selector, private_key?, token_file? })` — `cluster=cluster-1,etcd=true`
         /// means both labels; `!=`, `key`, `!key`, `in (...)` and `notin (...)` work too.
         fn "hcloud_servers"("query: Map") -> "Array" =
-        move |call: NativeCallContext, args: Map| -> Res<Array> {
-            let step: HcloudServers = crate::args::parse(&call, "hcloud_servers", args)?;
-            x.exec(&call, step).map(servers_array)
-        }
+        crate::registration::map_step_then::<HcloudServers, _>(
+            exec,
+            "hcloud_servers",
+            servers_array,
+        )
     );
     crate::registration::documented! {
         /// Delete a Hetzner Cloud server by name and wait for it to be gone (no-op if absent).

@@ -23,7 +23,6 @@ use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -807,7 +806,6 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         .register_fn("to_string", compact_line)
         .register_fn("to_debug", compact_line);
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Defragment ONE etcd member (the one at `endpoint`): its DB file shrinks to what is
@@ -820,13 +818,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoint, ca, cert?, cert_key?, via?: Host}`
         fn "etcd_defrag"("args: Map") -> "EtcdDefrag" =
-        move |call: NativeCallContext, args: Map| -> Result<D, Box<EvalAltResult>> {
-            let step: EtcdDefrag = crate::args::parse(&call, "etcd_defrag", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdDefrag>(exec, "etcd_defrag")
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Compact the etcd keyspace (all revisions before one are removed, physically) to
@@ -835,13 +829,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, revision?}`
         fn "etcd_compact"("args: Map") -> "EtcdCompaction" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<C, Box<EvalAltResult>> {
-            let step: EtcdCompact = crate::args::parse(&call, "etcd_compact", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdCompact>(exec, "etcd_compact")
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// The raised etcd alarms (read-only; it answers in plans too): `EtcdAlarm`s with
@@ -850,13 +840,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?}`
         fn "etcd_alarms"("args: Map") -> "Array" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdAlarms = crate::args::parse(&call, "etcd_alarms", args)?;
-            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-        }
+        crate::registration::map_step_then::<EtcdAlarms, _>(
+            exec,
+            "etcd_alarms",
+            crate::registration::array,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Disarm every raised etcd alarm, or only those of type `alarm` (one plan line per
@@ -867,10 +857,11 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, alarm?}`
         fn "etcd_alarm_disarm"("args: Map") -> "Array" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdAlarmDisarm = crate::args::parse(&call, "etcd_alarm_disarm", args)?;
-            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-        }
+        crate::registration::map_step_then::<EtcdAlarmDisarm, _>(
+            exec,
+            "etcd_alarm_disarm",
+            crate::registration::array,
+        )
     );
 }
 

@@ -17,7 +17,7 @@ use crate::error::StepError;
 use crate::executor::Executor;
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
-use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
+use rhai::{Array, Dynamic};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -837,7 +837,6 @@ crate::registration::documented! {
 
 /// Register the membership steps.
 pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// The cluster's members (`EtcdMember`: id, name, peer_urls, client_urls, started,
@@ -846,16 +845,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?}`
         fn "etcd_member_list"("args: Map") -> "Array" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdMemberList = crate::args::parse(&call, "etcd_member_list", args)?;
-            Ok(x.exec(&call, step)?
-                .into_iter()
-                .map(Dynamic::from)
-                .collect())
-        }
+        crate::registration::map_step_then::<EtcdMemberList, _>(
+            exec,
+            "etcd_member_list",
+            crate::registration::array,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Every member's health, asked at its own client URL (through the first `via` host),
@@ -864,16 +860,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?}`
         fn "etcd_member_health"("args: Map") -> "Array" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdMemberHealth = crate::args::parse(&call, "etcd_member_health", args)?;
-            Ok(x.exec(&call, step)?
-                .iter()
-                .map(|h| rhai::serde::to_dynamic(h).unwrap_or(Dynamic::UNIT))
-                .collect())
-        }
+        crate::registration::map_step_then::<EtcdMemberHealth, _>(
+            exec,
+            "etcd_member_health",
+            health_maps,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Add a member with `peer_urls` to the cluster, as a non-voting learner unless
@@ -885,13 +878,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, peer_urls, name?, learner? (true)}`
         fn "etcd_member_add"("args: Map") -> "EtcdMember" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
-            let step: EtcdMemberAdd = crate::args::parse(&call, "etcd_member_add", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdMemberAdd>(exec, "etcd_member_add")
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Promote the learner named `name` (or with `peer_urls`) to a voting member, asking
@@ -900,13 +889,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?, wait_seconds?}`
         fn "etcd_member_promote"("args: Map") -> "EtcdMember" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<Member, Box<EvalAltResult>> {
-            let step: EtcdMemberPromote = crate::args::parse(&call, "etcd_member_promote", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdMemberPromote>(exec, "etcd_member_promote")
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Remove the member named `name` (or with `peer_urls`) from the cluster. Refused,
@@ -917,11 +902,16 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, name? | peer_urls?}`
         fn "etcd_member_remove"("args: Map") -> "bool" + CONN =
-        move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
-            let step: EtcdMemberRemove = crate::args::parse(&call, "etcd_member_remove", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdMemberRemove>(exec, "etcd_member_remove")
     );
+}
+
+/// `etcd_member_health`'s answer: a map per member.
+fn health_maps(members: Vec<MemberHealth>) -> Array {
+    members
+        .iter()
+        .map(|h| rhai::serde::to_dynamic(h).unwrap_or(Dynamic::UNIT))
+        .collect()
 }
 
 #[cfg(test)]

@@ -135,7 +135,6 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
     membership::register(engine, exec);
     register_upgrade(engine, exec);
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Verify that every endpoint answers `/health` with `true`, asking again for up to
@@ -143,13 +142,9 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, wait_seconds?}`
         fn "etcd_health"("args: Map") -> "EtcdHealth" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<EtcdHealth, Box<EvalAltResult>> {
-            let step: EtcdHealthCheck = crate::args::parse(&call, "etcd_health", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdHealthCheck>(exec, "etcd_health")
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// The cluster's members (`EtcdMember`: id (hex), name, peer_urls, client_urls, started,
@@ -158,13 +153,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, expect?, wait_seconds?}`
         fn "etcd_members"("args: Map") -> "Array" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdMembers = crate::args::parse(&call, "etcd_members", args)?;
-            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-        }
+        crate::registration::map_step_then::<EtcdMembers, _>(
+            exec,
+            "etcd_members",
+            crate::registration::array,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// `maintenance/status` of every endpoint (`EtcdStatus`: endpoint, member_id, leader,
@@ -173,13 +168,13 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?}`
         fn "etcd_status"("args: Map") -> "Array" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdStatus = crate::args::parse(&call, "etcd_status", args)?;
-            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-        }
+        crate::registration::map_step_then::<EtcdStatus, _>(
+            exec,
+            "etcd_status",
+            crate::registration::array,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Write `value` to the etcd `key`; a no-op when the key already holds it (the plan
@@ -187,28 +182,22 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, key, value}`
         fn "etcd_put"("args: Map") -> "bool" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<bool, Box<EvalAltResult>> {
-            let step: EtcdPut = crate::args::parse(&call, "etcd_put", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdPut>(exec, "etcd_put")
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// The value of the etcd `key` as a string, or `()` if there is none.
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, key}`
         fn "etcd_get"("args: Map") -> "Dynamic" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<Dynamic, Box<EvalAltResult>> {
-            let step: EtcdGet = crate::args::parse(&call, "etcd_get", args)?;
-            Ok(x.exec(&call, step)?
-                .map(Dynamic::from)
-                .unwrap_or(Dynamic::UNIT))
-        }
+        crate::registration::map_step_then::<EtcdGet, _>(
+            exec,
+            "etcd_get",
+            crate::registration::or_unit,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Verify that `endpoint` refuses a client without a certificate (no `cert`) or with
@@ -218,10 +207,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoint, ca, cert?, cert_key?, via?: Host}`
         fn "etcd_expect_refused"("args: Map") -> "EtcdRefusal" =
-        move |call: NativeCallContext, args: Map| -> Result<Refusal, Box<EvalAltResult>> {
-            let step: EtcdExpectRefused = crate::args::parse(&call, "etcd_expect_refused", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdExpectRefused>(exec, "etcd_expect_refused")
     );
 }
 
@@ -419,7 +405,6 @@ fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
             format!("{}: server {}, cluster {}", v.endpoint, v.server, v.cluster)
         });
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Every endpoint's `/version` (`EtcdEndpointVersion`: endpoint, server, cluster).
@@ -430,13 +415,13 @@ fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, expect_server?, expect_cluster?, wait_seconds?}`
         fn "etcd_version"("args: Map") -> "Array" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdVersion = crate::args::parse(&call, "etcd_version", args)?;
-            Ok(x.exec(&call, step)?.into_iter().map(Dynamic::from).collect())
-        }
+        crate::registration::map_step_then::<EtcdVersion, _>(
+            exec,
+            "etcd_version",
+            crate::registration::array,
+        )
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Wait until the cluster is caught up: every endpoint answers `maintenance/status`,
@@ -446,13 +431,11 @@ fn register_upgrade(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?, max_lag?, wait_seconds?}`
         fn "etcd_caught_up"("args: Map") -> "Array" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<Array, Box<EvalAltResult>> {
-            let step: EtcdCaughtUp = crate::args::parse(&call, "etcd_caught_up", args)?;
-            Ok(x.exec(&call, step)?
-                .into_iter()
-                .map(Dynamic::from)
-                .collect())
-        }
+        crate::registration::map_step_then::<EtcdCaughtUp, _>(
+            exec,
+            "etcd_caught_up",
+            crate::registration::array,
+        )
     );
 
     crate::registration::function!(
@@ -533,7 +516,6 @@ fn snapshot_line(r: &snapshot::SnapshotRecord) -> String {
 }
 
 fn register_move_leader(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// Hand raft leadership to the member `to` (its name or hex ID) before work that
@@ -549,9 +531,6 @@ fn register_move_leader(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         /// etcd_move_leader(tls + #{ endpoints: eps, to: "node-1" });
         /// ```
         fn "etcd_move_leader"("args: Map") -> "String" + CONN_DOC =
-        move |call: NativeCallContext, args: Map| -> Result<String, Box<EvalAltResult>> {
-            let step: EtcdMoveLeader = crate::args::parse(&call, "etcd_move_leader", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdMoveLeader>(exec, "etcd_move_leader")
     );
 }

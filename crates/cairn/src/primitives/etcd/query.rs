@@ -15,7 +15,7 @@ use crate::error::StepError;
 use crate::executor::Executor;
 use crate::step::{fingerprint, Ctx, Prepared, Step, Valid};
 use crate::unknown;
-use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
+use rhai::{Array, Dynamic};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -372,7 +372,6 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         |c: &mut V| -> Dynamic { rhai::serde::to_dynamic(&*c).unwrap_or(Dynamic::UNIT) }
     );
 
-    let x = exec.clone();
     crate::registration::function!(
         engine,
         /// A read-only look at an etcd cluster that answers in plans too (plan line
@@ -387,10 +386,7 @@ pub fn register(engine: &mut rhai::Engine, exec: &Arc<Executor>) {
         ///
         /// `#{endpoints, ca, cert?, cert_key?, via?}` (as for `etcd_status`)
         fn "etcd_cluster"("args: Map") -> "EtcdCluster" =
-        move |call: NativeCallContext, args: Map| -> Result<V, Box<EvalAltResult>> {
-            let step: EtcdCluster = crate::args::parse(&call, "etcd_cluster", args)?;
-            x.exec(&call, step)
-        }
+        crate::registration::map_step::<EtcdCluster>(exec, "etcd_cluster")
     );
 }
 
