@@ -19,7 +19,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The command an entry records.
@@ -211,13 +210,7 @@ impl AuditStore for LocalAudit {
         };
         let mut line = serde_json::to_vec(e).map_err(|e| io("encode an entry for", e.into()))?;
         line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-            .map_err(|e| io("open", e))?;
+        let mut file = crate::private_file::open_append(&self.path).map_err(|e| io("open", e))?;
         // One write: with O_APPEND the kernel places it whole at the end.
         let n = file.write(&line).map_err(|e| io("append to", e))?;
         if n != line.len() {

@@ -92,31 +92,33 @@ fn ensure_nl(mut s: String) -> String {
     s
 }
 
-/// The step's failure an error carries, if a step raised it (downcast from
-/// the value the executor raised; see [`StepFailure`]).
-pub fn step_failure(err: &EvalAltResult) -> Option<StepFailure> {
+/// The value a script error was raised with (`throw`, `fail`, or a typed
+/// failure a primitive raised), below the calls that led to it.
+fn raised(err: &EvalAltResult) -> Option<&rhai::Dynamic> {
     match err {
-        EvalAltResult::ErrorRuntime(v, _) => match v.read_lock::<OnFailure>() {
-            Some(on) => on.step().cloned(),
-            None => v.read_lock::<StepFailure>().map(|f| f.clone()),
-        },
+        EvalAltResult::ErrorRuntime(v, _) => Some(v),
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => step_failure(inner),
+        | EvalAltResult::ErrorInModule(_, inner, _) => raised(inner),
         _ => None,
+    }
+}
+
+/// The step's failure an error carries, if a step raised it (downcast from
+/// the value the executor raised; see [`StepFailure`]): a failed `on()`'s
+/// first one.
+pub fn step_failure(err: &EvalAltResult) -> Option<StepFailure> {
+    let v = raised(err)?;
+    match v.read_lock::<OnFailure>() {
+        Some(on) => on.step().cloned(),
+        None => v.read_lock::<StepFailure>().map(|f| f.clone()),
     }
 }
 
 /// The hosts of a failed `on()` an error carries, each with its typed error.
 pub fn branch_failures(err: &EvalAltResult) -> Vec<BranchFailure> {
-    match err {
-        EvalAltResult::ErrorRuntime(v, _) => v
-            .read_lock::<OnFailure>()
-            .map(|on| on.hosts.clone())
-            .unwrap_or_default(),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => branch_failures(inner),
-        _ => Vec::new(),
-    }
+    raised(err)
+        .and_then(|v| v.read_lock::<OnFailure>().map(|on| on.hosts.clone()))
+        .unwrap_or_default()
 }
 
 /// The message of a script error, without its position: a step's failure

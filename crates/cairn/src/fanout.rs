@@ -509,24 +509,11 @@ fn branches_failed(
     failures: Vec<(String, Box<EvalAltResult>)>,
     total: usize,
 ) -> Box<EvalAltResult> {
-    let (hosts, first) = branch_failures(failures);
-    let shown = match hosts.as_slice() {
+    hosts_failed(failures, |hosts| match hosts {
         [one] if one.names_its_host() => one.message.clone(),
         [one] => format!("on {}: {}", one.host, one.message),
-        _ => format!(
-            "{} of {total} hosts failed:\n{}",
-            hosts.len(),
-            lines(&hosts)
-        ),
-    };
-    raise_at(
-        first,
-        OnFailure {
-            shown,
-            hosts,
-            gate: None,
-        },
-    )
+        _ => format!("{} of {total} hosts failed:\n{}", hosts.len(), lines(hosts)),
+    })
 }
 
 /// Hosts of one of several batches failed: the batch, the hosts not started,
@@ -536,26 +523,20 @@ fn batch_failed(
     batch: &str,
     not_started: &str,
 ) -> Box<EvalAltResult> {
-    let (hosts, first) = branch_failures(failures);
-    let shown = format!(
-        "on: {batch} failed; not started: {not_started}\n{}",
-        lines(&hosts)
-    );
-    raise_at(
-        first,
-        OnFailure {
-            shown,
-            hosts,
-            gate: None,
-        },
-    )
+    hosts_failed(failures, |hosts| {
+        format!(
+            "on: {batch} failed; not started: {not_started}\n{}",
+            lines(hosts)
+        )
+    })
 }
 
-/// The failed branches as typed values, and the first one's error (where the
-/// failure is shown).
-fn branch_failures(
+/// The failed branches as one typed [`OnFailure`] whose text `shown` words,
+/// raised at the first failed host's failing call.
+fn hosts_failed(
     failures: Vec<(String, Box<EvalAltResult>)>,
-) -> (Vec<BranchFailure>, EvalAltResult) {
+    shown: impl FnOnce(&[BranchFailure]) -> String,
+) -> Box<EvalAltResult> {
     let mut first = None;
     let mut hosts = Vec::new();
     for (host, mut e) in failures {
@@ -566,9 +547,15 @@ fn branch_failures(
         });
         first.get_or_insert(*e);
     }
-    (
-        hosts,
-        first.expect("on() reports failures only when a host failed"),
+    let first = first.expect("on() reports failures only when a host failed");
+    let shown = shown(&hosts);
+    raise_at(
+        first,
+        OnFailure {
+            shown,
+            hosts,
+            gate: None,
+        },
     )
 }
 

@@ -30,6 +30,7 @@ pub mod lock;
 pub mod manifest;
 pub mod params;
 pub mod primitives;
+pub mod private_file;
 pub mod reference;
 pub mod registration;
 pub mod report;

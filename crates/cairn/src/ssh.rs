@@ -1047,7 +1047,7 @@ impl Pool {
             let use_path = dir.join(format!("{name}.use"));
             let ours = use_file.lock().unwrap_or_else(|e| e.into_inner()).take();
             let decided = tokio::task::spawn_blocking(move || {
-                let lock = open_lock_file(&lock_path).ok()?;
+                let lock = crate::private_file::open_append(&lock_path).ok()?;
                 lock.lock().ok()?;
                 // Unlocked (`UseLock`), not only closed: a child process being started
                 // meanwhile (any `ssh` this process spawns) holds a copy of
@@ -1056,7 +1056,7 @@ impl Pool {
                 // lock for another process's, and the master would stay up
                 // outside the pool's count.
                 drop(ours);
-                let probe = open_lock_file(&use_path).ok()?;
+                let probe = crate::private_file::open_append(&use_path).ok()?;
                 let alone = probe.try_lock().is_ok();
                 // (the same for the exclusive lock: another process's
                 // shared lock must not fail on a copy of it)
@@ -1198,16 +1198,16 @@ impl Pool {
         let socket = dir.join(&name);
         // One cairn process at a time decides about this endpoint's master.
         let lock_path = dir.join(format!("{name}.lock"));
-        let lock =
-            open_lock_file(&lock_path).map_err(|e| StepError::io("opening", &lock_path, e))?;
+        let lock = crate::private_file::open_append(&lock_path)
+            .map_err(|e| StepError::io("opening", &lock_path, e))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
             .map_err(|e| fail(format!("waiting for the ssh master lock: {e}")))?
             .map_err(|e| StepError::io("locking", &lock_path, e))?;
         // Held (shared) while this process uses the master; see `close_master`.
         let use_path = dir.join(format!("{name}.use"));
-        let in_use =
-            open_lock_file(&use_path).map_err(|e| StepError::io("opening", &use_path, e))?;
+        let in_use = crate::private_file::open_append(&use_path)
+            .map_err(|e| StepError::io("opening", &use_path, e))?;
         // Never blocks: an exclusive lock is only taken under `lock`.
         in_use
             .try_lock_shared()
@@ -1452,18 +1452,6 @@ async fn exit_master(socket: &Path) -> bool {
     }
     tracing::warn!("ssh master {} did not exit", socket.display());
     false
-}
-
-/// Open (creating) a lock file in the ssh control folder, never through a
-/// symlink planted there.
-fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
 }
 
 /// The processes of this user running an `ssh` master (`-M`) on `socket`.
